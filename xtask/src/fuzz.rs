@@ -1,0 +1,603 @@
+//! `cargo xtask fuzz`: build every fuzz target once, run each for `--time` seconds,
+//! report progress, a per-target table, and any finding with its reproducer.
+//!
+//! Layout (all under `fuzz/`):
+//! - `fuzz_targets/<name>.rs`  the targets (thin wrappers around `kvm_pgtable_diff::fuzz::run`);
+//! - `corpus/<name>/`           committed seeds (read-only input to the run);
+//! - `corpus-work/<name>/`      working corpus, where libFuzzer writes new units (git-ignored);
+//! - `artifacts/<name>/`        crash-/leak-/timeout-/oom- reproducers (git-ignored);
+//! - `target/logs/<name>.log`   full libFuzzer output of the last run.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::libfuzzer::{INTERRUPTED_EXIT, Progress, is_finding_artifact};
+use crate::setup;
+use crate::util::{
+    EXIT_FINDING, EXIT_OK, Res, capture, cmd_line, fmt_count, fmt_dur, rel, root, setup_err, table,
+};
+use crate::{say, warn};
+
+/// Preferred order of the targets; others found in fuzz/fuzz_targets/ follow alphabetically.
+const ORDER: &[&str] = &["hyp", "stage2", "host_stage2", "walk", "unlinked"];
+/// Lines of each target's output kept for the finding report.
+const TAIL_LINES: usize = 600;
+/// Lines of a finding report printed (the full log has the rest).
+const REPORT_LINES: usize = 150;
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Sanitizer {
+    /// AddressSanitizer on the Rust and C code (catches memory errors; ~2-3x slower).
+    Address,
+    /// No sanitizer (fastest).
+    None,
+}
+
+impl Sanitizer {
+    fn as_str(self) -> &'static str {
+        match self {
+            Sanitizer::Address => "address",
+            Sanitizer::None => "none",
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Seconds to fuzz each target (0 = until a finding or Ctrl-C).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub time: u64,
+    /// Fuzz only this target (repeatable). Default: every target in fuzz/fuzz_targets/.
+    #[arg(long = "target", value_name = "NAME")]
+    pub targets: Vec<String>,
+    /// Number of targets fuzzed at the same time (one core each).
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: u32,
+    /// Sanitizer for the fuzz build (Rust and C).
+    #[arg(long, value_enum, default_value_t = Sanitizer::Address)]
+    pub sanitizer: Sanitizer,
+    /// Extra libFuzzer flags, e.g. `-- -max_len=4096 -dict=d.txt`.
+    #[arg(last = true, value_name = "LIBFUZZER_FLAGS")]
+    pub libfuzzer_args: Vec<String>,
+}
+
+pub fn fuzz_dir() -> PathBuf {
+    root().join("fuzz")
+}
+
+/// Target names from fuzz/fuzz_targets/*.rs, in [`ORDER`] then alphabetical order.
+pub fn all_targets() -> Vec<String> {
+    let found: BTreeSet<String> = fs::read_dir(fuzz_dir().join("fuzz_targets"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let p = e.path();
+            (p.extension()? == "rs").then(|| p.file_stem()?.to_str().map(String::from))?
+        })
+        .collect();
+    let mut v: Vec<String> = ORDER
+        .iter()
+        .filter(|t| found.contains(**t))
+        .map(|t| t.to_string())
+        .collect();
+    v.extend(found.into_iter().filter(|t| !ORDER.contains(&t.as_str())));
+    v
+}
+
+/// Validates `--target` names against the fuzz_targets directory.
+pub fn select_targets(wanted: &[String]) -> Res<Vec<String>> {
+    let all = all_targets();
+    if all.is_empty() {
+        return Err(setup_err("no fuzz targets in fuzz/fuzz_targets/"));
+    }
+    if wanted.is_empty() {
+        return Ok(all);
+    }
+    let mut out = vec![];
+    for w in wanted {
+        if !all.contains(w) {
+            return Err(setup_err(format!(
+                "unknown target `{w}`; valid targets: {}",
+                all.join(", ")
+            )));
+        }
+        if !out.contains(w) {
+            out.push(w.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// Host triple, which is where cargo fuzz puts the binaries.
+fn host_triple() -> Res<String> {
+    let (ok, out, _) = capture(Command::new("rustc").args(["+nightly", "-vV"]));
+    out.lines()
+        .find_map(|l| l.strip_prefix("host: ").map(|s| s.trim().to_string()))
+        .filter(|_| ok)
+        .ok_or_else(|| setup_err("cannot run `rustc +nightly -vV`; run: cargo xtask setup --fuzz"))
+}
+
+/// Builds all targets with `cargo +nightly fuzz build -O --sanitizer S`; returns the bin dir.
+pub fn build(sanitizer: Sanitizer) -> Res<PathBuf> {
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        "+nightly",
+        "fuzz",
+        "build",
+        "-O",
+        "--sanitizer",
+        sanitizer.as_str(),
+    ])
+    .current_dir(root());
+    say!("fuzz", "building all targets: {} ...", cmd_line(&cmd));
+    let t = Instant::now();
+    let st = crate::util::run(&mut cmd)?;
+    if !st.success() {
+        return Err(setup_err("fuzz build failed (see cargo's output above)"));
+    }
+    say!("fuzz", "built in {}", fmt_dur(t.elapsed()));
+    Ok(fuzz_dir()
+        .join("target")
+        .join(host_triple()?)
+        .join("release"))
+}
+
+#[derive(Default)]
+struct Shared {
+    prog: Progress,
+    tail: VecDeque<String>,
+}
+
+struct Running {
+    name: String,
+    child: Child,
+    shared: Arc<Mutex<Shared>>,
+    readers: Vec<JoinHandle<()>>,
+    start: Instant,
+    before: BTreeSet<String>,
+    sigint_sent: Option<Instant>,
+}
+
+struct Outcome {
+    name: String,
+    prog: Progress,
+    elapsed: Duration,
+    status: Option<ExitStatus>,
+    /// Why this run is a finding, if it is one.
+    finding: Option<String>,
+    artifacts: Vec<PathBuf>,
+    tail: Vec<String>,
+    log: PathBuf,
+    interrupted: bool,
+}
+
+fn artifact_dir(t: &str) -> PathBuf {
+    fuzz_dir().join("artifacts").join(t)
+}
+
+fn log_path(t: &str) -> PathBuf {
+    fuzz_dir()
+        .join("target")
+        .join("logs")
+        .join(format!("{t}.log"))
+}
+
+fn list_names(dir: &Path) -> BTreeSet<String> {
+    fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .collect()
+}
+
+fn spawn_reader(
+    src: impl Read + Send + 'static,
+    shared: Arc<Mutex<Shared>>,
+    log: Arc<Mutex<fs::File>>,
+) -> JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(src).split(b'\n') {
+            let Ok(line) = line else { break };
+            let line = String::from_utf8_lossy(&line)
+                .trim_end_matches('\r')
+                .to_string();
+            if let Ok(mut f) = log.lock() {
+                let _ = writeln!(f, "{line}");
+            }
+            let mut s = shared.lock().unwrap();
+            s.prog.feed(&line);
+            if s.tail.len() == TAIL_LINES {
+                s.tail.pop_front();
+            }
+            s.tail.push_back(line);
+        }
+    })
+}
+
+fn start(name: &str, bin_dir: &Path, args: &Args) -> Res<Running> {
+    let bin = bin_dir.join(name);
+    if !bin.is_file() {
+        return Err(setup_err(format!(
+            "{} was not built; check fuzz/Cargo.toml's [[bin]] list",
+            rel(&bin)
+        )));
+    }
+    let work = fuzz_dir().join("corpus-work").join(name);
+    let seeds = fuzz_dir().join("corpus").join(name);
+    let arts = artifact_dir(name);
+    let log = log_path(name);
+    for d in [&work, &arts, &log.parent().unwrap().to_path_buf()] {
+        fs::create_dir_all(d)
+            .map_err(|e| setup_err(format!("cannot create {}: {e}", d.display())))?;
+    }
+    let logf = fs::File::create(&log)
+        .map_err(|e| setup_err(format!("cannot create {}: {e}", log.display())))?;
+    let mut cmd = Command::new(&bin);
+    cmd.arg(format!("-max_total_time={}", args.time))
+        .arg(format!("-artifact_prefix={}/", arts.display()))
+        .arg("-print_final_stats=1")
+        // libFuzzer's default (1200 s) is longer than a run; OSS-Fuzz uses 25 s.
+        .arg("-timeout=25")
+        .args(&args.libfuzzer_args)
+        .arg(&work);
+    let nseeds = list_names(&seeds).len();
+    if nseeds > 0 {
+        cmd.arg(&seeds);
+    }
+    let _ = writeln!(&logf, "$ {}", cmd_line(&cmd));
+    say!(
+        "fuzz",
+        "{name}: {} s, corpus {} ({} units) + {} seeds, log {}",
+        args.time,
+        rel(&work),
+        list_names(&work).len(),
+        nseeds,
+        rel(&log)
+    );
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| setup_err(format!("cannot run {}: {e}", bin.display())))?;
+    let shared = Arc::new(Mutex::new(Shared::default()));
+    let logf = Arc::new(Mutex::new(logf));
+    let readers = vec![
+        spawn_reader(child.stdout.take().unwrap(), shared.clone(), logf.clone()),
+        spawn_reader(child.stderr.take().unwrap(), shared.clone(), logf),
+    ];
+    Ok(Running {
+        name: name.to_string(),
+        child,
+        shared,
+        readers,
+        start: Instant::now(),
+        before: list_names(&arts),
+        sigint_sent: None,
+    })
+}
+
+fn status_line(r: &Running, time: u64) {
+    let p = r.shared.lock().unwrap().prog.clone();
+    let el = r.start.elapsed().as_secs();
+    let of = if time > 0 {
+        format!("/{time}s")
+    } else {
+        String::new()
+    };
+    say!(
+        format!("fuzz {}", r.name),
+        "{el}s{of}  #{}  cov {}  ft {}  corp {}  {} exec/s",
+        fmt_count(p.execs),
+        p.cov,
+        p.ft,
+        p.corp,
+        fmt_count(p.exec_s)
+    );
+}
+
+fn finish(mut r: Running, status: Option<ExitStatus>) -> Outcome {
+    for h in r.readers.drain(..) {
+        let _ = h.join();
+    }
+    let elapsed = r.start.elapsed();
+    let sh = r.shared.lock().unwrap();
+    let prog = sh.prog.clone();
+    let tail: Vec<String> = sh.tail.iter().cloned().collect();
+    drop(sh);
+    let arts_dir = artifact_dir(&r.name);
+    let artifacts: Vec<PathBuf> = list_names(&arts_dir)
+        .difference(&r.before)
+        .filter(|n| is_finding_artifact(n))
+        .map(|n| arts_dir.join(n))
+        .collect();
+    let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+    let finding = if let Some(a) = artifacts.first() {
+        let kind = a.file_name().unwrap().to_string_lossy();
+        let kind = kind.split('-').next().unwrap_or("crash").to_string();
+        Some(prog.error.clone().unwrap_or(kind))
+    } else {
+        match status {
+            Some(s) if s.success() => None,
+            Some(s)
+                if interrupted && (s.code() == Some(INTERRUPTED_EXIT) || s.code().is_none()) =>
+            {
+                None
+            }
+            Some(s) => Some(
+                prog.error
+                    .clone()
+                    .unwrap_or_else(|| format!("libFuzzer exited with {s}")),
+            ),
+            None => Some("libFuzzer did not exit".into()),
+        }
+    };
+    Outcome {
+        name: r.name.clone(),
+        prog,
+        elapsed,
+        status,
+        finding,
+        artifacts,
+        tail,
+        log: log_path(&r.name),
+        interrupted,
+    }
+}
+
+fn send_sigint(pid: u32) {
+    let _ = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status();
+}
+
+/// Runs the targets with at most `jobs` at a time; returns outcomes in start order.
+fn run_targets(targets: &[String], bin_dir: &Path, args: &Args) -> Res<Vec<Outcome>> {
+    let mut queue: VecDeque<&String> = targets.iter().collect();
+    let mut running: Vec<Running> = vec![];
+    let mut done: Vec<Outcome> = vec![];
+    let interval = Duration::from_secs(if args.time > 0 && args.time <= 300 {
+        5
+    } else {
+        30
+    });
+    let mut last_status = Instant::now();
+    loop {
+        let stop = INTERRUPTED.load(Ordering::SeqCst);
+        while !stop && running.len() < args.jobs as usize {
+            let Some(t) = queue.pop_front() else { break };
+            running.push(start(t, bin_dir, args)?);
+        }
+        if running.is_empty() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let mut i = 0;
+        while i < running.len() {
+            match running[i].child.try_wait() {
+                Ok(Some(st)) => {
+                    let r = running.remove(i);
+                    let o = finish(r, Some(st));
+                    say!(
+                        format!("fuzz {}", o.name),
+                        "{} after {}: {} execs, cov {}, corp {}",
+                        if o.finding.is_some() {
+                            "FINDING"
+                        } else {
+                            "done"
+                        },
+                        fmt_dur(o.elapsed),
+                        fmt_count(o.prog.total_execs()),
+                        o.prog.cov,
+                        o.prog.corp
+                    );
+                    done.push(o);
+                }
+                Ok(None) => {
+                    let r = &mut running[i];
+                    if stop {
+                        // The terminal's Ctrl-C reaches libFuzzer too; forward it if not.
+                        match r.sigint_sent {
+                            None => r.sigint_sent = Some(Instant::now()),
+                            Some(t) if t.elapsed() > Duration::from_secs(10) => {
+                                let _ = r.child.kill();
+                            }
+                            Some(t) if t.elapsed() > Duration::from_secs(1) => {
+                                send_sigint(r.child.id())
+                            }
+                            _ => {}
+                        }
+                    }
+                    i += 1;
+                }
+                Err(e) => {
+                    warn!("fuzz", "{}: {e}", running[i].name);
+                    let mut r = running.remove(i);
+                    let _ = r.child.kill();
+                    let st = r.child.wait().ok();
+                    done.push(finish(r, st));
+                }
+            }
+        }
+        if last_status.elapsed() >= interval {
+            last_status = Instant::now();
+            for r in &running {
+                status_line(r, args.time);
+            }
+        }
+    }
+    for t in queue {
+        warn!("fuzz", "{t}: not run (interrupted)");
+    }
+    Ok(done)
+}
+
+/// Lines of a finding report: from the panic / first error on, capped.
+fn report_lines(tail: &[String]) -> (&[String], usize) {
+    let start = tail
+        .iter()
+        .position(|l| l.contains("panicked at"))
+        .or_else(|| {
+            tail.iter()
+                .position(|l| crate::libfuzzer::is_error_line(l.trim()))
+        })
+        .unwrap_or(tail.len().saturating_sub(60));
+    let rest = &tail[start..];
+    let n = rest.len().min(REPORT_LINES);
+    (&rest[..n], rest.len() - n)
+}
+
+fn print_summary(outcomes: &[Outcome], bin_dir: &Path) {
+    for o in outcomes.iter().filter(|o| o.finding.is_some()) {
+        println!();
+        println!(
+            "==== FINDING in {}: {} ====",
+            o.name,
+            o.finding.as_deref().unwrap_or("")
+        );
+        let (lines, more) = report_lines(&o.tail);
+        for l in lines {
+            println!("{l}");
+        }
+        if more > 0 {
+            println!("... {more} more lines in {}", rel(&o.log));
+        }
+        println!("----");
+        for a in &o.artifacts {
+            println!("reproducer: {}", rel(a));
+            println!("reproduce:  {} {}", rel(&bin_dir.join(&o.name)), rel(a));
+        }
+        if o.artifacts.is_empty() {
+            println!("reproducer: none saved (libFuzzer exit: {:?})", o.status);
+        }
+        println!("full log:   {}", rel(&o.log));
+    }
+    let rows: Vec<Vec<String>> = outcomes
+        .iter()
+        .map(|o| {
+            let result = if o.finding.is_some() {
+                "FINDING"
+            } else if o.interrupted {
+                "interrupted"
+            } else {
+                "ok"
+            };
+            vec![
+                o.name.clone(),
+                result.into(),
+                fmt_dur(o.elapsed),
+                fmt_count(o.prog.total_execs()),
+                fmt_count(o.prog.avg_exec_s()),
+                o.prog.cov.to_string(),
+                o.prog.ft.to_string(),
+                o.prog.corp.to_string(),
+                o.artifacts
+                    .len()
+                    .max(o.finding.is_some() as usize)
+                    .to_string(),
+            ]
+        })
+        .collect();
+    println!();
+    say!("fuzz", "summary");
+    print!(
+        "{}",
+        table(
+            &[
+                "target", "result", "time", "execs", "exec/s", "cov", "ft", "corpus", "findings"
+            ],
+            &rows
+        )
+    );
+}
+
+pub fn run(args: Args) -> Res<u8> {
+    let targets = select_targets(&args.targets)?;
+    setup::setup(setup::Opts { fuzz: true })?;
+    if let Some(src) = std::env::var_os("LINUX_SRC") {
+        say!(
+            "fuzz",
+            "C side from LINUX_SRC={}",
+            Path::new(&src).display()
+        );
+    }
+    let bin_dir = build(args.sanitizer)?;
+    ctrlc::set_handler(|| {
+        if INTERRUPTED.swap(true, Ordering::SeqCst) {
+            eprintln!("[fuzz] interrupted again; waiting for libFuzzer to exit");
+        } else {
+            eprintln!("[fuzz] interrupted; stopping the fuzzers");
+        }
+    })
+    .map_err(|e| setup_err(format!("cannot install the Ctrl-C handler: {e}")))?;
+    say!(
+        "fuzz",
+        "fuzzing {} for {} each, {} at a time, sanitizer {}",
+        targets.join(", "),
+        if args.time == 0 {
+            "ever".to_string()
+        } else {
+            format!("{} s", args.time)
+        },
+        args.jobs,
+        args.sanitizer.as_str()
+    );
+    let outcomes = run_targets(&targets, &bin_dir, &args)?;
+    print_summary(&outcomes, &bin_dir);
+    let n = outcomes.iter().filter(|o| o.finding.is_some()).count();
+    if n > 0 {
+        println!("[fuzz] {n} target(s) with findings; reproducers under fuzz/artifacts/");
+        Ok(EXIT_FINDING)
+    } else {
+        say!("fuzz", "no findings");
+        Ok(EXIT_OK)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_and_validation() {
+        let all = all_targets();
+        assert_eq!(
+            &all[..5],
+            ["hyp", "stage2", "host_stage2", "walk", "unlinked"]
+        );
+        assert_eq!(
+            select_targets(&["walk".into(), "walk".into()]).unwrap(),
+            ["walk"]
+        );
+        let e = select_targets(&["nope".into()]).unwrap_err();
+        assert_eq!(e.code, 2);
+        assert!(e.msg.contains("stage2"));
+    }
+
+    #[test]
+    fn report_starts_at_panic() {
+        let tail: Vec<String> = [
+            "INFO: x",
+            "thread '<unnamed>' panicked at src/fuzz.rs:1:1:",
+            "divergence",
+            "==1== ERROR: libFuzzer: deadly signal",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (l, more) = report_lines(&tail);
+        assert_eq!(l.len(), 3);
+        assert_eq!(more, 0);
+    }
+}

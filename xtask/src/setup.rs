@@ -1,0 +1,137 @@
+//! `cargo xtask setup`: installs what the build and the fuzzer need.
+//!
+//! - Debian packages (clang/LLVM 22 for the C side and bindgen, xz for the kernel tarball);
+//! - the kernel source cache (see `kernel.rs`), unless `LINUX_SRC` points at a tree;
+//! - with `--fuzz`: the nightly toolchain check and `cargo-fuzz`.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::kernel;
+use crate::util::{Res, capture, cmd_line, is_root, run_ok, setup_err};
+use crate::{say, warn};
+
+/// Debian packages the project needs. clang-22 compiles pgtable.c (with libFuzzer/ASan
+/// instrumentation under cargo fuzz), libclang-22-dev feeds bindgen, libclang-rt-22-dev holds
+/// the sanitizer runtimes, llvm-22 has llvm-cov/llvm-profdata for coverage, xz-utils unpacks
+/// the kernel tarball.
+pub const APT_PACKAGES: &[&str] = &[
+    "clang-22",
+    "llvm-22",
+    "libclang-22-dev",
+    "libclang-rt-22-dev",
+    "xz-utils",
+];
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Opts {
+    /// Also make sure nightly and cargo-fuzz are available.
+    pub fuzz: bool,
+}
+
+/// Runs the whole setup. Idempotent: a second run only checks.
+pub fn setup(opts: Opts) -> Res {
+    apt_packages()?;
+    kernel_source()?;
+    if opts.fuzz {
+        fuzz_tools()?;
+    }
+    say!("setup", "ok");
+    Ok(())
+}
+
+/// True when `pkg` is installed according to dpkg.
+pub fn dpkg_installed(pkg: &str) -> bool {
+    let (ok, out, _) = capture(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]));
+    ok && out.trim() == "install ok installed"
+}
+
+/// Installs missing Debian packages (as root), or says which command to run (exit 2).
+pub fn apt_packages() -> Res {
+    let missing: Vec<&str> = APT_PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
+    if missing.is_empty() {
+        say!("setup", "apt packages present: {}", APT_PACKAGES.join(" "));
+        return Ok(());
+    }
+    if !is_root() {
+        return Err(setup_err(format!(
+            "missing packages; run: sudo apt-get update && sudo apt-get install -y {}",
+            missing.join(" ")
+        )));
+    }
+    say!("setup", "apt-get update ...");
+    run_ok(Command::new("apt-get").args(["update", "-q"]))?;
+    say!("setup", "installing {} ...", missing.join(" "));
+    let mut cmd = Command::new("apt-get");
+    cmd.env("DEBIAN_FRONTEND", "noninteractive")
+        .args(["install", "-y", "-q", "--no-install-recommends"])
+        .args(&missing);
+    run_ok(&mut cmd)?;
+    let still: Vec<&str> = missing
+        .iter()
+        .copied()
+        .filter(|p| !dpkg_installed(p))
+        .collect();
+    if !still.is_empty() {
+        return Err(setup_err(format!(
+            "apt-get did not install {}; run: apt-get install -y {}",
+            still.join(" "),
+            still.join(" ")
+        )));
+    }
+    Ok(())
+}
+
+/// Makes sure a kernel source is available: `LINUX_SRC` if set, else the locked cache.
+pub fn kernel_source() -> Res {
+    if let Some(src) = std::env::var_os("LINUX_SRC") {
+        let src = Path::new(&src);
+        kernel::check_tree(src)?;
+        say!(
+            "setup",
+            "LINUX_SRC={} (kernel.lock and the cache are not used)",
+            src.display()
+        );
+        return Ok(());
+    }
+    kernel::ensure(kernel::Opts::default())
+}
+
+/// Checks the nightly toolchain and installs cargo-fuzz when missing.
+pub fn fuzz_tools() -> Res {
+    let (ok, out, _) = capture(Command::new("cargo").args(["+nightly", "--version"]));
+    if !ok {
+        say!(
+            "setup",
+            "nightly toolchain missing; rustup toolchain install nightly ..."
+        );
+        let mut cmd = Command::new("rustup");
+        cmd.args(["toolchain", "install", "nightly", "--profile", "minimal"]);
+        run_ok(&mut cmd).map_err(|_| {
+            setup_err("cargo fuzz needs a nightly toolchain; run: rustup toolchain install nightly")
+        })?;
+    } else {
+        say!("setup", "nightly: {}", out.trim());
+    }
+    let (ok, out, _) = capture(Command::new("cargo").args(["fuzz", "--version"]));
+    if ok {
+        say!("setup", "{}", out.trim());
+        return Ok(());
+    }
+    let mut cmd = Command::new("cargo");
+    cmd.args(["install", "cargo-fuzz", "--locked"]);
+    say!("setup", "installing cargo-fuzz: {} ...", cmd_line(&cmd));
+    run_ok(&mut cmd)?;
+    let (ok, _, err) = capture(Command::new("cargo").args(["fuzz", "--version"]));
+    if !ok {
+        warn!("setup", "{}", err.trim());
+        return Err(setup_err(
+            "cargo-fuzz installed but `cargo fuzz` fails; is ~/.cargo/bin on PATH?",
+        ));
+    }
+    Ok(())
+}
