@@ -1,0 +1,440 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The one generic page-table walker every operation is built on.
+//!
+//! A walk visits, depth first, every descriptor covering `[addr, end)`.
+//! Which descriptors reach the visitor is decided by [`WalkFlags`]: leaves
+//! (including invalid entries), tables before descending, tables after
+//! their children. After a leaf or pre-order visit the descriptor is read
+//! again, so a visitor that replaced a leaf with a table gets the new table
+//! walked straight away.
+
+use crate::env::{Env, warn_on_once};
+use crate::mem;
+use crate::types::{
+    Config, Context, Error, Level, PhysAddr, Pte, WalkFlags, align_down, align_up, bit,
+};
+
+/// Which kind of visit a visitor invocation is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Visit {
+    /// A leaf (block, page or invalid entry).
+    Leaf,
+    /// A table, before its children.
+    TablePre,
+    /// A table, after its children.
+    TablePost,
+}
+
+impl Visit {
+    /// The walk flag that requests this kind of visit.
+    pub const fn as_flag(self) -> WalkFlags {
+        match self {
+            Visit::Leaf => WalkFlags::LEAF,
+            Visit::TablePre => WalkFlags::TABLE_PRE,
+            Visit::TablePost => WalkFlags::TABLE_POST,
+        }
+    }
+}
+
+/// What a visitor is told about the descriptor being visited, plus access
+/// to the environment so it can allocate, refcount and store descriptors.
+///
+/// The fields are a snapshot: changing them does not affect the walk.
+pub struct VisitCtx<'a, E> {
+    /// The environment.
+    pub env: &'a mut E,
+    /// The configuration.
+    pub cfg: &'a Config,
+    /// Physical address of the descriptor.
+    pub ptep: PhysAddr,
+    /// Descriptor value when the visit started (re-read before a post-order
+    /// visit).
+    pub old: Pte,
+    /// Page-aligned start of the walk.
+    pub start: u64,
+    /// Walk position when this descriptor was reached.
+    pub addr: u64,
+    /// Page-aligned end of the walk.
+    pub end: u64,
+    /// Level of the descriptor.
+    pub level: Level,
+    /// The walk's flags.
+    pub flags: WalkFlags,
+}
+
+impl<E: Env> VisitCtx<'_, E> {
+    /// The walk may race with other walkers.
+    #[inline]
+    pub fn shared(&self) -> bool {
+        self.flags.contains(WalkFlags::SHARED)
+    }
+
+    /// Break-before-make should not invalidate TLBs.
+    #[inline]
+    pub fn skip_bbm_tlbi(&self) -> bool {
+        self.flags.contains(WalkFlags::SKIP_BBM_TLBI)
+    }
+
+    /// Leaf installation should not do cache maintenance.
+    #[inline]
+    pub fn skip_cmo(&self) -> bool {
+        self.flags.contains(WalkFlags::SKIP_CMO)
+    }
+
+    /// Size of the region an entry at this level covers.
+    #[inline]
+    pub fn granule_size(&self) -> u64 {
+        self.cfg.granule.granule_size(self.level)
+    }
+
+    /// Address a descriptor points at.
+    #[inline]
+    pub fn follow(&self, pte: Pte) -> PhysAddr {
+        pte.to_phys(self.cfg)
+    }
+
+    /// Current value of the descriptor in memory.
+    #[inline]
+    pub fn read(&mut self) -> Pte {
+        Pte(mem::read_once(self.env, self.ptep))
+    }
+
+    /// Plain store of `new` into the descriptor (`WRITE_ONCE`).
+    #[inline]
+    pub fn write_once(&mut self, new: Pte) {
+        mem::write_once(self.env, self.ptep, new.0);
+    }
+
+    /// Release store of `new` into the descriptor.
+    #[inline]
+    pub fn store_release(&mut self, new: Pte) {
+        mem::store_release(self.env, self.ptep, new.0);
+    }
+
+    /// Replace the descriptor with `new` if it still holds `self.old`.
+    #[inline]
+    pub fn cmpxchg(&mut self, new: Pte) -> bool {
+        mem::cmpxchg(self.env, self.ptep, self.old.0, new.0) == self.old.0
+    }
+
+    /// Zero the descriptor with a plain store.
+    #[inline]
+    pub(crate) fn clear(&mut self) {
+        self.write_once(Pte::EMPTY);
+    }
+}
+
+/// Where a table lives and which addresses it translates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Geometry {
+    /// Input address width.
+    pub ia_bits: u32,
+    /// Level of the top-level table(s).
+    pub start_level: Level,
+    /// Physical address of the top-level table (concatenated pages for
+    /// stage-2), or `None` before init / after destroy.
+    pub pgd: Option<PhysAddr>,
+}
+
+impl Geometry {
+    /// Index of the top-level page covering `addr`. The level above the
+    /// start level may not exist; its shift is only used to pick among
+    /// concatenated top-level pages.
+    pub fn pgd_page_idx(&self, cfg: &Config, addr: u64) -> u32 {
+        let shift = cfg
+            .granule
+            .granule_shift(Level(self.start_level.0.wrapping_sub(1)));
+        let mask = bit(self.ia_bits as u64).wrapping_sub(1);
+        (addr & mask).wrapping_shr(shift as u32) as u32
+    }
+
+    /// Number of (concatenated) top-level pages.
+    pub fn pgd_pages(&self, cfg: &Config) -> u32 {
+        self.pgd_page_idx(cfg, u64::MAX).wrapping_add(1)
+    }
+}
+
+/// Mutable walk state shared by all levels of one walk.
+pub(crate) struct WalkData {
+    pub(crate) start: u64,
+    pub(crate) addr: u64,
+    pub(crate) end: u64,
+    pub(crate) flags: WalkFlags,
+}
+
+/// Whether the walk goes on after a visitor returned `r`. `EAGAIN` means
+/// "lost a race"; only a fault handler cares, everyone else carries on.
+#[inline]
+fn walk_continue(flags: WalkFlags, r: &Result<(), Error>) -> bool {
+    match r {
+        Ok(()) => true,
+        Err(Error::Again) => !flags.contains(WalkFlags::HANDLE_FAULT),
+        Err(_) => false,
+    }
+}
+
+/// Whether the synchronisation a shared walk needs is in place.
+fn walk_lock_held<E: Env>(env: &mut E, cfg: &Config) -> bool {
+    match cfg.context {
+        // The hypervisor serialises walkers with its own locks.
+        Context::NvheHyp => true,
+        Context::Kernel => env.rcu_read_lock_held(),
+    }
+}
+
+/// Invoke the visitor, first checking that a shared walk is protected.
+#[allow(clippy::too_many_arguments)]
+fn visitor_cb<E, V>(
+    env: &mut E,
+    cfg: &Config,
+    data: &WalkData,
+    visitor: &mut V,
+    ptep: PhysAddr,
+    old: Pte,
+    start_addr: u64,
+    level: Level,
+    visit: Visit,
+) -> Result<(), Error>
+where
+    E: Env,
+    V: FnMut(&mut VisitCtx<'_, E>, Visit) -> Result<(), Error>,
+{
+    let shared = data.flags.contains(WalkFlags::SHARED);
+    let unprotected = shared && !walk_lock_held(env, cfg);
+    warn_on_once(env, unprotected);
+    let mut ctx = VisitCtx {
+        env,
+        cfg,
+        ptep,
+        old,
+        start: data.start,
+        addr: start_addr,
+        end: data.end,
+        level,
+        flags: data.flags,
+    };
+    visitor(&mut ctx, visit)
+}
+
+/// Visit one descriptor and, if it is (or became) a table, its subtree.
+fn visit_one<E, V>(
+    env: &mut E,
+    cfg: &Config,
+    data: &mut WalkData,
+    visitor: &mut V,
+    ptep: PhysAddr,
+    level: Level,
+) -> Result<(), Error>
+where
+    E: Env,
+    V: FnMut(&mut VisitCtx<'_, E>, Visit) -> Result<(), Error>,
+{
+    let flags = data.flags;
+    // The context's address is fixed when the descriptor is reached; the
+    // walk position moves on as children are visited.
+    let here = data.addr;
+    let mut old = Pte(mem::read_once(env, ptep));
+    let mut table = old.is_table(level);
+    let mut ret = Ok(());
+    let mut reload = false;
+
+    if table && flags.contains(WalkFlags::TABLE_PRE) {
+        ret = visitor_cb(
+            env,
+            cfg,
+            data,
+            visitor,
+            ptep,
+            old,
+            here,
+            level,
+            Visit::TablePre,
+        );
+        reload = true;
+    }
+    if !table && flags.contains(WalkFlags::LEAF) {
+        ret = visitor_cb(env, cfg, data, visitor, ptep, old, here, level, Visit::Leaf);
+        reload = true;
+    }
+
+    // The visitor may have installed or replaced a table: look again so
+    // the walk follows what is in memory now.
+    if reload {
+        old = Pte(mem::read_once(env, ptep));
+        table = old.is_table(level);
+    }
+
+    'out: {
+        if !walk_continue(flags, &ret) {
+            break 'out;
+        }
+
+        if !table {
+            let gsz = cfg.granule.granule_size(level);
+            data.addr = align_down(data.addr, gsz).wrapping_add(gsz);
+            break 'out;
+        }
+
+        let child = old.to_phys(cfg);
+        ret = walk_table(env, cfg, data, visitor, child, level.next());
+        if !walk_continue(flags, &ret) {
+            break 'out;
+        }
+
+        if flags.contains(WalkFlags::TABLE_POST) {
+            ret = visitor_cb(
+                env,
+                cfg,
+                data,
+                visitor,
+                ptep,
+                old,
+                here,
+                level,
+                Visit::TablePost,
+            );
+        }
+    }
+
+    if walk_continue(flags, &ret) {
+        Ok(())
+    } else {
+        ret
+    }
+}
+
+/// Walk the entries of the table page at `table` (a level-`level` table)
+/// from the current walk position to the end of the page or of the walk.
+pub(crate) fn walk_table<E, V>(
+    env: &mut E,
+    cfg: &Config,
+    data: &mut WalkData,
+    visitor: &mut V,
+    table: PhysAddr,
+    level: Level,
+) -> Result<(), Error>
+where
+    E: Env,
+    V: FnMut(&mut VisitCtx<'_, E>, Visit) -> Result<(), Error>,
+{
+    if warn_on_once(env, !level.is_valid()) {
+        return Err(Error::Inval);
+    }
+
+    let ptrs = cfg.granule.ptrs_per_pte();
+    let shift = cfg.granule.granule_shift(level);
+    let mut idx = data.addr.wrapping_shr(shift as u32) & (ptrs - 1);
+    while idx < ptrs {
+        if data.addr >= data.end {
+            break;
+        }
+        visit_one(env, cfg, data, visitor, table + idx * 8, level)?;
+        idx += 1;
+    }
+    Ok(())
+}
+
+/// Walk a whole (rooted) table over the pages of its top level.
+fn walk_root<E, V>(
+    env: &mut E,
+    cfg: &Config,
+    geom: &Geometry,
+    data: &mut WalkData,
+    visitor: &mut V,
+) -> Result<(), Error>
+where
+    E: Env,
+    V: FnMut(&mut VisitCtx<'_, E>, Visit) -> Result<(), Error>,
+{
+    let limit = bit(geom.ia_bits as u64);
+    if data.addr > limit || data.end > limit {
+        return Err(Error::Range);
+    }
+    let Some(pgd) = geom.pgd else {
+        return Err(Error::Inval);
+    };
+
+    let mut idx = geom.pgd_page_idx(cfg, data.addr);
+    let page_bytes = cfg.granule.ptrs_per_pte() * 8;
+    while data.addr < data.end {
+        let page = pgd.wrapping_add((idx as u64).wrapping_mul(page_bytes));
+        walk_table(env, cfg, data, visitor, page, geom.start_level)?;
+        idx = idx.wrapping_add(1);
+    }
+    Ok(())
+}
+
+/// Enter the walk: shared walks need RCU in the kernel and are refused in
+/// the hypervisor, which has none.
+fn walk_begin<E: Env>(env: &mut E, cfg: &Config, flags: WalkFlags) -> Result<(), Error> {
+    if flags.contains(WalkFlags::SHARED) {
+        match cfg.context {
+            Context::NvheHyp => return Err(Error::Perm),
+            Context::Kernel => env.rcu_read_lock(),
+        }
+    }
+    Ok(())
+}
+
+fn walk_end<E: Env>(env: &mut E, cfg: &Config, flags: WalkFlags) {
+    if flags.contains(WalkFlags::SHARED) && cfg.context == Context::Kernel {
+        env.rcu_read_unlock();
+    }
+}
+
+/// Walk `[addr, addr + size)` (widened to page boundaries) of the table
+/// described by `geom`, calling `visitor` on the descriptors `flags`
+/// selects.
+pub fn kvm_pgtable_walk<E, V>(
+    env: &mut E,
+    cfg: &Config,
+    geom: &Geometry,
+    addr: u64,
+    size: u64,
+    flags: WalkFlags,
+    mut visitor: V,
+) -> Result<(), Error>
+where
+    E: Env,
+    V: FnMut(&mut VisitCtx<'_, E>, Visit) -> Result<(), Error>,
+{
+    let page = cfg.granule.page_size();
+    let start = align_down(addr, page);
+    let mut data = WalkData {
+        start,
+        addr: start,
+        end: align_up(start.wrapping_add(size), page),
+        flags,
+    };
+
+    walk_begin(env, cfg, flags)?;
+    let r = walk_root(env, cfg, geom, &mut data, &mut visitor);
+    walk_end(env, cfg, flags);
+    r
+}
+
+/// Find the leaf descriptor (possibly invalid) translating `addr`, and its
+/// level.
+pub fn kvm_pgtable_get_leaf<E: Env>(
+    env: &mut E,
+    cfg: &Config,
+    geom: &Geometry,
+    addr: u64,
+) -> Result<(Pte, Level), Error> {
+    let mut found = (Pte::EMPTY, Level(0));
+    let leaf_visitor = |ctx: &mut VisitCtx<'_, E>, _visit: Visit| {
+        found = (ctx.old, ctx.level);
+        Ok(())
+    };
+    let page = cfg.granule.page_size();
+    kvm_pgtable_walk(
+        env,
+        cfg,
+        geom,
+        align_down(addr, page),
+        page,
+        WalkFlags::LEAF,
+        leaf_visitor,
+    )?;
+    Ok(found)
+}
