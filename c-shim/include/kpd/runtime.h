@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: GPL-2.0-only */
+/*
+ * kvm-pgtable-diff: the contract between the C side and the Rust harness.
+ *
+ * Run-time CPU features live in a thread-local struct so that one binary can
+ * run any configuration (and tests can run in parallel threads).  Every side
+ * effect of the kernel code is reported through the kpd_ev_* functions, which
+ * the Rust harness implements; it appends them to the current side's event
+ * list in program order.
+ */
+#ifndef KPD_RUNTIME_H
+#define KPD_RUNTIME_H
+
+#include <kpd/base.h>
+
+struct kpd_runtime {
+	bool stage2_fwb;	/* ARM64_HAS_STAGE2_FWB */
+	bool tlb_range;		/* FEAT_TLBIRANGE */
+	bool lpa2;		/* FEAT_LPA2 enabled */
+	bool bti_kernel;	/* BTI in use at EL2 */
+	bool hvhe;		/* ARM64_KVM_HVHE */
+	bool ampere_ac03;	/* ARM64_WORKAROUND_AMPERE_AC03_CPU_38 */
+	int rcu_depth;		/* rcu_read_lock() nesting, kernel context only */
+};
+
+/* The calling thread's runtime settings (kpd_runtime_get() is for Rust). */
+extern _Thread_local struct kpd_runtime kpd_rt;
+struct kpd_runtime *kpd_runtime_get(void);
+
+enum kpd_store_kind {
+	KPD_STORE_WRITE_ONCE = 0,
+	KPD_STORE_RELEASE = 1,
+	KPD_STORE_CMPXCHG = 2,
+};
+
+/* Barrier domains/types, in the order of the dsb(opt) option names. */
+enum kpd_barrier {
+	KPD_BARRIER_sy = 0,
+	KPD_BARRIER_st,
+	KPD_BARRIER_ld,
+	KPD_BARRIER_ish,
+	KPD_BARRIER_ishst,
+	KPD_BARRIER_ishld,
+	KPD_BARRIER_nsh,
+	KPD_BARRIER_nshst,
+	KPD_BARRIER_nshld,
+	KPD_BARRIER_osh,
+	KPD_BARRIER_oshst,
+	KPD_BARRIER_oshld,
+};
+
+/* Stage-1 EL2 TLBI operations the hyp code issues by VA. */
+enum kpd_tlbi_hyp_op {
+	KPD_TLBI_vae2is = 0,
+	KPD_TLBI_vale2is = 1,
+};
+
+/* Implemented by the Rust harness (src/c_side/recorder.rs). */
+void kpd_ev_store(const volatile void *ptep, u64 new_val, enum kpd_store_kind kind, u64 old_val);
+void kpd_ev_dsb(enum kpd_barrier kind);
+void kpd_ev_isb(void);
+void kpd_ev_tlbi_hyp(enum kpd_tlbi_hyp_op op, u64 operand, int level);
+void kpd_ev_tlbi_sync_s1ish_hyp(void);
+void kpd_ev_tlb_flush_vmid(void);
+void kpd_ev_tlb_flush_vmid_ipa(u64 ipa, int level, bool nsh);
+void kpd_ev_tlb_flush_vmid_range(u64 start, u64 pages);
+void kpd_ev_warn(const char *file, int line, bool once);
+void kpd_ev_rcu(bool lock);
+
+#endif /* KPD_RUNTIME_H */

@@ -1,0 +1,460 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Simulated physical memory for page tables.
+//!
+//! Both sides get an `Arena` of the same geometry. Allocation is
+//! deterministic (lowest free page first; lowest fitting run for exact
+//! allocations), so a faithful implementation allocates the same PAs in the
+//! same order, table descriptors come out byte-identical, and whole arenas
+//! can be compared.
+//!
+//! Refcounts follow `kvm_pgtable_mm_ops`: a page from zalloc starts at 1,
+//! get/put move it, and it is freed when it reaches 0. Every page of an
+//! exact (PGD) allocation has its own count, as with `alloc_pages_exact`.
+//! Contract breaches become [`Misuse`] events, never crashes.
+
+use crate::events::{AllocSource, Event, Misuse, Trace};
+
+/// The size and placement of an arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Geometry {
+    /// Physical address of page 0; aligned to the page size.
+    pub base_pa: u64,
+    /// Page size in bytes: the granule.
+    pub page_size: u64,
+    /// Number of pages.
+    pub pages: u32,
+}
+
+impl Geometry {
+    /// The default base PA: 1 GiB, valid under every PARange and aligned for every granule.
+    pub const DEFAULT_BASE_PA: u64 = 0x4000_0000;
+
+    pub fn new(page_size: u64, pages: u32) -> Geometry {
+        Geometry {
+            base_pa: Self::DEFAULT_BASE_PA,
+            page_size,
+            pages,
+        }
+    }
+
+    fn words_per_page(&self) -> usize {
+        (self.page_size / 8) as usize
+    }
+
+    /// One past the last PA.
+    pub fn end_pa(&self) -> u64 {
+        self.base_pa + self.page_size * u64::from(self.pages)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PageState {
+    Free,
+    /// A page from zalloc_page.
+    Single,
+    /// Page `index` of an exact allocation of `len` pages starting at `first`.
+    Exact {
+        first: u32,
+        len: u32,
+    },
+}
+
+/// What `zalloc_page(NULL)` means for this arena's user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NullMemcache {
+    /// Allocate from the global pool (the hyp allocator ignores its argument).
+    Pool,
+    /// NULL means "no cache": the allocation fails (the -ENOMEM path).
+    Fail,
+}
+
+/// A memcache: a budget of pages that `zalloc_page(mc)` may take.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Memcache {
+    pub nobjs: u32,
+}
+
+/// Simulated physical memory.
+pub struct Arena {
+    geo: Geometry,
+    mem: Vec<u64>,
+    state: Vec<PageState>,
+    refcount: Vec<u32>,
+    null_mc: NullMemcache,
+    /// Successful allocations still allowed before every allocation fails.
+    budget: Option<u32>,
+    live: u32,
+}
+
+impl Arena {
+    pub fn new(geo: Geometry, null_mc: NullMemcache, fail_after: Option<u32>) -> Arena {
+        assert!(geo.page_size.is_power_of_two() && geo.page_size >= 4096);
+        assert_eq!(
+            geo.base_pa % geo.page_size,
+            0,
+            "base PA must be page aligned"
+        );
+        Arena {
+            geo,
+            mem: vec![0; geo.words_per_page() * geo.pages as usize],
+            state: vec![PageState::Free; geo.pages as usize],
+            refcount: vec![0; geo.pages as usize],
+            null_mc,
+            budget: fail_after,
+            live: 0,
+        }
+    }
+
+    pub fn geometry(&self) -> Geometry {
+        self.geo
+    }
+
+    /// Number of allocated pages.
+    pub fn live_pages(&self) -> u32 {
+        self.live
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.live == 0
+    }
+
+    /// Index of the page holding `pa`, if it is inside the arena.
+    pub fn page_index(&self, pa: u64) -> Option<u32> {
+        if pa < self.geo.base_pa || pa >= self.geo.end_pa() {
+            return None;
+        }
+        Some(((pa - self.geo.base_pa) / self.geo.page_size) as u32)
+    }
+
+    fn page_pa(&self, idx: u32) -> u64 {
+        self.geo.base_pa + u64::from(idx) * self.geo.page_size
+    }
+
+    /// Host pointer for `pa` on the linear map. Any PA maps (wrapping), but
+    /// only arena PAs may be dereferenced.
+    pub fn phys_to_virt(&self, pa: u64) -> *mut u64 {
+        (self.mem.as_ptr() as usize).wrapping_add(pa.wrapping_sub(self.geo.base_pa) as usize)
+            as *mut u64
+    }
+
+    /// Inverse of [`Arena::phys_to_virt`].
+    pub fn virt_to_phys(&self, va: *const u64) -> u64 {
+        (va as usize).wrapping_sub(self.mem.as_ptr() as usize) as u64 + self.geo.base_pa
+    }
+
+    /// Whether `pa` is an 8-byte slot inside an allocated page.
+    pub fn is_table_slot(&self, pa: u64) -> bool {
+        pa % 8 == 0
+            && self
+                .page_index(pa)
+                .is_some_and(|i| self.state[i as usize] != PageState::Free)
+    }
+
+    fn take_budget(&mut self) -> bool {
+        match &mut self.budget {
+            Some(0) => false,
+            Some(n) => {
+                *n -= 1;
+                true
+            }
+            None => true,
+        }
+    }
+
+    fn zero(&mut self, idx: u32, len: u32) {
+        let w = self.geo.words_per_page();
+        let start = idx as usize * w;
+        self.mem[start..start + len as usize * w].fill(0);
+    }
+
+    /// `zalloc_page(mc)`: a zeroed page with refcount 1.
+    pub fn zalloc_page(&mut self, mc: Option<&mut Memcache>, trace: &mut Trace) -> Option<u64> {
+        let source = match (&mc, self.null_mc) {
+            (Some(_), _) => AllocSource::Memcache,
+            (None, NullMemcache::Pool) => AllocSource::Pool,
+            (None, NullMemcache::Fail) => AllocSource::NoCache,
+        };
+        let pa = match (source, mc) {
+            (AllocSource::NoCache, _) => None,
+            (AllocSource::Memcache, Some(mc)) if mc.nobjs == 0 => None,
+            (AllocSource::Memcache, Some(mc)) => {
+                let pa = self.alloc_run(1, false);
+                if pa.is_some() {
+                    mc.nobjs -= 1;
+                }
+                pa
+            }
+            _ => self.alloc_run(1, false),
+        };
+        trace.push(Event::ZallocPage { source, pa });
+        pa
+    }
+
+    /// `zalloc_pages_exact(size)`: a zeroed, contiguous run, each page with refcount 1.
+    pub fn zalloc_pages_exact(&mut self, size: u64, trace: &mut Trace) -> Option<u64> {
+        let n = size.div_ceil(self.geo.page_size);
+        let pa = if n == 0 || n > u64::from(self.geo.pages) {
+            None
+        } else {
+            self.alloc_run(n as u32, true)
+        };
+        trace.push(Event::ZallocPagesExact { size, pa });
+        pa
+    }
+
+    fn alloc_run(&mut self, len: u32, exact: bool) -> Option<u64> {
+        let total = self.geo.pages;
+        let mut first = 0;
+        while first + len <= total {
+            match (first..first + len).find(|&i| self.state[i as usize] != PageState::Free) {
+                Some(busy) => first = busy + 1,
+                None => {
+                    if !self.take_budget() {
+                        return None;
+                    }
+                    for i in first..first + len {
+                        self.state[i as usize] = if exact {
+                            PageState::Exact { first, len }
+                        } else {
+                            PageState::Single
+                        };
+                        self.refcount[i as usize] = 1;
+                    }
+                    self.zero(first, len);
+                    self.live += len;
+                    return Some(self.page_pa(first));
+                }
+            }
+        }
+        None
+    }
+
+    /// `free_pages_exact(pa, size)`.
+    pub fn free_pages_exact(&mut self, pa: u64, size: u64, trace: &mut Trace) {
+        trace.push(Event::FreePagesExact { pa, size });
+        let n = size.div_ceil(self.geo.page_size) as u32;
+        let Some(first) = self.page_index(pa) else {
+            trace.push(Event::Misuse(Misuse::ForeignAddress {
+                op: "free_pages_exact",
+                pa,
+            }));
+            return;
+        };
+        let ok = pa % self.geo.page_size == 0
+            && n > 0
+            && first + n <= self.geo.pages
+            && (first..first + n)
+                .all(|i| self.state[i as usize] == PageState::Exact { first, len: n });
+        if !ok {
+            trace.push(Event::Misuse(Misuse::BadFreeExact { pa, size }));
+            return;
+        }
+        for i in first..first + n {
+            let count = self.refcount[i as usize];
+            if count != 1 {
+                trace.push(Event::Misuse(Misuse::FreeWithReferences {
+                    pa: self.page_pa(i),
+                    count,
+                }));
+            }
+            self.release(i);
+        }
+    }
+
+    fn release(&mut self, idx: u32) {
+        self.state[idx as usize] = PageState::Free;
+        self.refcount[idx as usize] = 0;
+        self.live -= 1;
+    }
+
+    fn live_index(&self, op: &'static str, pa: u64, trace: &mut Trace) -> Option<u32> {
+        match self.page_index(pa) {
+            None => {
+                trace.push(Event::Misuse(Misuse::ForeignAddress { op, pa }));
+                None
+            }
+            Some(i) if self.state[i as usize] == PageState::Free => {
+                trace.push(Event::Misuse(Misuse::FreePage { op, pa }));
+                None
+            }
+            Some(i) => Some(i),
+        }
+    }
+
+    /// `get_page(addr)`: addr may be anywhere inside the page.
+    pub fn get_page(&mut self, pa: u64, trace: &mut Trace) {
+        if let Some(i) = self.live_index("get_page", pa, trace) {
+            self.refcount[i as usize] += 1;
+            trace.push(Event::GetPage {
+                page: self.page_pa(i),
+                count: self.refcount[i as usize],
+            });
+        }
+    }
+
+    /// `put_page(addr)`: frees the page when its count reaches 0.
+    pub fn put_page(&mut self, pa: u64, trace: &mut Trace) {
+        if let Some(i) = self.live_index("put_page", pa, trace) {
+            self.refcount[i as usize] -= 1;
+            let count = self.refcount[i as usize];
+            trace.push(Event::PutPage {
+                page: self.page_pa(i),
+                count,
+            });
+            if count == 0 {
+                self.release(i);
+            }
+        }
+    }
+
+    /// `page_count(addr)`; 0 (with a finding) for a page that is not live.
+    pub fn page_count(&self, pa: u64, trace: &mut Trace) -> i32 {
+        match self.live_index("page_count", pa, trace) {
+            Some(i) => self.refcount[i as usize] as i32,
+            None => 0,
+        }
+    }
+
+    /// Refcount of page `idx` (0 when free).
+    pub fn refcount(&self, idx: u32) -> u32 {
+        self.refcount[idx as usize]
+    }
+
+    /// The live pages in PA order, as (pa, refcount).
+    pub fn live(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        (0..self.geo.pages)
+            .filter(|&i| self.state[i as usize] != PageState::Free)
+            .map(|i| (self.page_pa(i), self.refcount[i as usize]))
+    }
+
+    /// The descriptors of the live page at `pa`.
+    pub fn page_words(&self, pa: u64) -> &[u64] {
+        let idx = self
+            .page_index(pa)
+            .expect("page_words: PA outside the arena") as usize;
+        let w = self.geo.words_per_page();
+        &self.mem[idx * w..(idx + 1) * w]
+    }
+
+    /// Reads a descriptor (for reports and checks).
+    pub fn read(&self, pa: u64) -> Option<u64> {
+        let idx = self.page_index(pa)?;
+        let off = ((pa - self.geo.base_pa) / 8) as usize;
+        (pa % 8 == 0 && self.state[idx as usize] != PageState::Free).then(|| self.mem[off])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arena(pages: u32) -> Arena {
+        Arena::new(Geometry::new(4096, pages), NullMemcache::Pool, None)
+    }
+
+    #[test]
+    fn allocates_lowest_free_page_first_and_zeroes() {
+        let mut a = arena(4);
+        let mut t = Trace::new();
+        let p0 = a.zalloc_page(None, &mut t).unwrap();
+        let p1 = a.zalloc_page(None, &mut t).unwrap();
+        assert_eq!(p0, 0x4000_0000);
+        assert_eq!(p1, 0x4000_1000);
+        // SAFETY: p1 is a live arena page.
+        unsafe { *a.phys_to_virt(p1 + 8) = 0xdead };
+        a.put_page(p0, &mut t);
+        a.put_page(p1, &mut t);
+        assert!(a.is_empty());
+        // The freed p0 is reused first, and p1 comes back zeroed.
+        assert_eq!(a.zalloc_page(None, &mut t), Some(p0));
+        assert_eq!(a.zalloc_page(None, &mut t), Some(p1));
+        assert_eq!(a.read(p1 + 8), Some(0));
+    }
+
+    #[test]
+    fn refcount_contract() {
+        let mut a = arena(2);
+        let mut t = Trace::new();
+        let p = a.zalloc_page(None, &mut t).unwrap();
+        a.get_page(p + 0x18, &mut t);
+        assert_eq!(a.page_count(p + 0xff8, &mut t), 2);
+        a.put_page(p, &mut t);
+        a.put_page(p, &mut t);
+        assert!(a.is_empty());
+        t.clear();
+        a.put_page(p, &mut t);
+        assert_eq!(
+            t,
+            vec![Event::Misuse(Misuse::FreePage {
+                op: "put_page",
+                pa: p
+            })]
+        );
+    }
+
+    #[test]
+    fn foreign_address_is_a_finding() {
+        let mut a = arena(1);
+        let mut t = Trace::new();
+        a.get_page(0x1000, &mut t);
+        assert_eq!(
+            t,
+            vec![Event::Misuse(Misuse::ForeignAddress {
+                op: "get_page",
+                pa: 0x1000
+            })]
+        );
+    }
+
+    #[test]
+    fn exact_allocation_is_contiguous_with_per_page_counts() {
+        let mut a = arena(8);
+        let mut t = Trace::new();
+        let single = a.zalloc_page(None, &mut t).unwrap();
+        let pgd = a.zalloc_pages_exact(3 * 4096, &mut t).unwrap();
+        assert_eq!(pgd, single + 4096);
+        assert_eq!(a.live_pages(), 4);
+        a.get_page(pgd + 4096, &mut t);
+        t.clear();
+        a.free_pages_exact(pgd, 3 * 4096, &mut t);
+        assert_eq!(
+            t[1],
+            Event::Misuse(Misuse::FreeWithReferences {
+                pa: pgd + 4096,
+                count: 2
+            })
+        );
+        assert_eq!(a.live_pages(), 1);
+        // A one-page exact allocation is still freed by free_pages_exact.
+        let one = a.zalloc_pages_exact(4096, &mut t).unwrap();
+        t.clear();
+        a.free_pages_exact(one, 4096, &mut t);
+        assert_eq!(
+            t,
+            vec![Event::FreePagesExact {
+                pa: one,
+                size: 4096
+            }]
+        );
+    }
+
+    #[test]
+    fn memcache_and_null_policies() {
+        let mut a = Arena::new(Geometry::new(4096, 8), NullMemcache::Fail, None);
+        let mut t = Trace::new();
+        assert_eq!(a.zalloc_page(None, &mut t), None);
+        let mut mc = Memcache { nobjs: 1 };
+        assert!(a.zalloc_page(Some(&mut mc), &mut t).is_some());
+        assert_eq!(mc.nobjs, 0);
+        assert_eq!(a.zalloc_page(Some(&mut mc), &mut t), None);
+    }
+
+    #[test]
+    fn allocation_failure_injection() {
+        let mut a = Arena::new(Geometry::new(4096, 8), NullMemcache::Pool, Some(2));
+        let mut t = Trace::new();
+        assert!(a.zalloc_page(None, &mut t).is_some());
+        assert!(a.zalloc_page(None, &mut t).is_some());
+        assert_eq!(a.zalloc_page(None, &mut t), None);
+    }
+}

@@ -1,0 +1,332 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The C side's environment: the functions pgtable.c calls back into
+//! (mm_ops, force_pte_cb, walker visitors) and the recorder behind our stubs.
+//!
+//! C has no context argument for most of these, so the environment of the
+//! side being called is installed in a thread-local for the duration of the
+//! call ([`with_current`]). Tests in parallel threads each get their own.
+
+use core::ffi::{CStr, c_char, c_int, c_void};
+use std::cell::Cell;
+use std::ptr;
+
+use super::{CpuFeatures, ffi};
+use crate::arena::{Arena, Memcache};
+use crate::events::{Barrier, Event, Misuse, StoreKind, TlbiHypOp, Trace, Visit, WarnLoc};
+use crate::force_pte::ForcePte;
+
+pub(super) struct CEnv {
+    pub arena: Arena,
+    pub trace: Trace,
+    pub force_pte: ForcePte,
+    pub ops: &'static ffi::kpd_ops,
+    pub mm_ops: *mut ffi::kvm_pgtable_mm_ops,
+}
+
+impl CEnv {
+    pub fn new(arena: Arena, force_pte: ForcePte, ops: &'static ffi::kpd_ops) -> CEnv {
+        CEnv {
+            arena,
+            trace: Trace::new(),
+            force_pte,
+            ops,
+            mm_ops: ptr::null_mut(),
+        }
+    }
+}
+
+thread_local! {
+    static CURRENT: Cell<*mut CEnv> = const { Cell::new(ptr::null_mut()) };
+}
+
+/// Runs `f` with `env` as the environment of C callbacks and `features` as
+/// the C runtime's CPU features.
+pub(super) fn with_current<T>(env: *mut CEnv, features: CpuFeatures, f: impl FnOnce() -> T) -> T {
+    // SAFETY: kpd_runtime_get returns this thread's runtime struct.
+    let rt = unsafe { &mut *ffi::kpd_runtime_get() };
+    rt.stage2_fwb = features.stage2_fwb;
+    rt.tlb_range = features.tlb_range;
+    rt.lpa2 = features.lpa2;
+    rt.bti_kernel = features.bti_kernel;
+    rt.hvhe = features.hvhe;
+    rt.ampere_ac03 = features.ampere_ac03;
+    rt.rcu_depth = 0;
+    let prev = CURRENT.with(|c| c.replace(env));
+    struct Restore(*mut CEnv);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(prev);
+    f()
+}
+
+/// The current side's environment.
+///
+/// Callers keep the borrow short and never hold it across a call back into
+/// C, which may re-enter (free_unlinked_table does).
+fn env<'a>() -> &'a mut CEnv {
+    let p = CURRENT.with(|c| c.get());
+    assert!(!p.is_null(), "C side called back outside a harness call");
+    // SAFETY: set by with_current for the duration of the C call; the
+    // CSide owning it is mutably borrowed by that call and not otherwise used.
+    unsafe { &mut *p }
+}
+
+fn record(e: Event) {
+    env().trace.push(e);
+}
+
+// ---- recorder (declared in c-shim/include/kpd/runtime.h) ----
+
+#[unsafe(no_mangle)]
+extern "C" fn kpd_ev_store(
+    ptep: *const c_void,
+    new_val: u64,
+    kind: ffi::kpd_store_kind,
+    old_val: u64,
+) {
+    let env = env();
+    let pa = env.arena.virt_to_phys(ptep.cast());
+    if !env.arena.is_table_slot(pa) {
+        env.trace
+            .push(Event::Misuse(Misuse::StoreOutsideTables { pa }));
+    }
+    let kind = match kind {
+        ffi::kpd_store_kind_KPD_STORE_RELEASE => StoreKind::Release,
+        ffi::kpd_store_kind_KPD_STORE_CMPXCHG => StoreKind::Cmpxchg { old: old_val },
+        _ => StoreKind::WriteOnce,
+    };
+    env.trace.push(Event::Store {
+        pa,
+        val: new_val,
+        kind,
+    });
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn kpd_ev_dsb(kind: ffi::kpd_barrier) {
+    record(Event::Dsb(
+        Barrier::from_c(kind).expect("c-shim barrier kinds match Barrier"),
+    ));
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn kpd_ev_isb() {
+    record(Event::Isb);
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn kpd_ev_tlbi_hyp(op: ffi::kpd_tlbi_hyp_op, operand: u64, level: c_int) {
+    let op = if op == ffi::kpd_tlbi_hyp_op_KPD_TLBI_vale2is {
+        TlbiHypOp::Vale2is
+    } else {
+        TlbiHypOp::Vae2is
+    };
+    record(Event::TlbiHyp { op, operand, level });
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn kpd_ev_tlbi_sync_s1ish_hyp() {
+    record(Event::TlbiSyncS1IshHyp);
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn kpd_ev_tlb_flush_vmid() {
+    record(Event::TlbFlushVmid);
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn kpd_ev_tlb_flush_vmid_ipa(ipa: u64, level: c_int, nsh: bool) {
+    record(Event::TlbFlushVmidIpa { ipa, level, nsh });
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn kpd_ev_tlb_flush_vmid_range(start: u64, pages: u64) {
+    record(Event::TlbFlushVmidRange { start, pages });
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn kpd_ev_warn(file: *const c_char, line: c_int, once: bool) {
+    // SAFETY: __FILE__ is a static NUL-terminated string.
+    let file = unsafe { CStr::from_ptr(file) }.to_str().unwrap_or("?");
+    record(Event::Warn {
+        once,
+        loc: WarnLoc {
+            file,
+            line: line as u32,
+        },
+    });
+}
+
+#[unsafe(no_mangle)]
+extern "C" fn kpd_ev_rcu(lock: bool) {
+    record(Event::Rcu { lock });
+}
+
+// ---- kvm_pgtable_mm_ops ----
+
+pub(super) fn mm_ops() -> ffi::kvm_pgtable_mm_ops {
+    ffi::kvm_pgtable_mm_ops {
+        zalloc_page: Some(mm_zalloc_page),
+        zalloc_pages_exact: Some(mm_zalloc_pages_exact),
+        free_pages_exact: Some(mm_free_pages_exact),
+        free_unlinked_table: Some(mm_free_unlinked_table),
+        get_page: Some(mm_get_page),
+        put_page: Some(mm_put_page),
+        page_count: Some(mm_page_count),
+        phys_to_virt: Some(mm_phys_to_virt),
+        virt_to_phys: Some(mm_virt_to_phys),
+        dcache_clean_inval_poc: Some(mm_dcache_clean_inval_poc),
+        icache_inval_pou: Some(mm_icache_inval_pou),
+    }
+}
+
+fn pa_of(addr: *mut c_void) -> u64 {
+    env().arena.virt_to_phys(addr.cast())
+}
+
+fn va_of(pa: Option<u64>) -> *mut c_void {
+    pa.map_or(ptr::null_mut(), |pa| env().arena.phys_to_virt(pa).cast())
+}
+
+extern "C" fn mm_zalloc_page(arg: *mut c_void) -> *mut c_void {
+    let env = env();
+    let pa = if arg.is_null() {
+        env.arena.zalloc_page(None, &mut env.trace)
+    } else {
+        // SAFETY: every memcache the harness passes is a kvm_mmu_memory_cache.
+        let mc = unsafe { &mut *arg.cast::<ffi::kvm_mmu_memory_cache>() };
+        let mut m = Memcache {
+            nobjs: mc.nobjs.max(0) as u32,
+        };
+        let pa = env.arena.zalloc_page(Some(&mut m), &mut env.trace);
+        mc.nobjs = m.nobjs as i32;
+        pa
+    };
+    va_of(pa)
+}
+
+extern "C" fn mm_zalloc_pages_exact(size: usize) -> *mut c_void {
+    let env = env();
+    let pa = env.arena.zalloc_pages_exact(size as u64, &mut env.trace);
+    va_of(pa)
+}
+
+extern "C" fn mm_free_pages_exact(addr: *mut c_void, size: usize) {
+    let pa = pa_of(addr);
+    let env = env();
+    env.arena.free_pages_exact(pa, size as u64, &mut env.trace);
+}
+
+/// As KVM does (after an RCU grace period there), hand the detached table
+/// back to the same side's `kvm_pgtable_stage2_free_unlinked`.
+extern "C" fn mm_free_unlinked_table(addr: *mut c_void, level: i8) {
+    let pa = pa_of(addr);
+    let (ops, mm_ops) = {
+        let env = env();
+        env.trace.push(Event::FreeUnlinkedTable { pa, level });
+        (env.ops, env.mm_ops)
+    };
+    // SAFETY: re-enters the same build with the same mm_ops; no borrow of the env is live.
+    unsafe { (ops.stage2_free_unlinked.unwrap())(mm_ops, addr, level) }
+}
+
+extern "C" fn mm_get_page(addr: *mut c_void) {
+    let pa = pa_of(addr);
+    let env = env();
+    env.arena.get_page(pa, &mut env.trace);
+}
+
+extern "C" fn mm_put_page(addr: *mut c_void) {
+    let pa = pa_of(addr);
+    let env = env();
+    env.arena.put_page(pa, &mut env.trace);
+}
+
+extern "C" fn mm_page_count(addr: *mut c_void) -> c_int {
+    let pa = pa_of(addr);
+    let env = env();
+    env.arena.page_count(pa, &mut env.trace)
+}
+
+extern "C" fn mm_phys_to_virt(pa: ffi::phys_addr_t) -> *mut c_void {
+    env().arena.phys_to_virt(pa).cast()
+}
+
+extern "C" fn mm_virt_to_phys(addr: *mut c_void) -> ffi::phys_addr_t {
+    pa_of(addr)
+}
+
+extern "C" fn mm_dcache_clean_inval_poc(addr: *mut c_void, size: usize) {
+    let pa = pa_of(addr);
+    record(Event::DcacheCleanInvalPoc {
+        pa,
+        size: size as u64,
+    });
+}
+
+extern "C" fn mm_icache_inval_pou(addr: *mut c_void, size: usize) {
+    let pa = pa_of(addr);
+    record(Event::IcacheInvalPou {
+        pa,
+        size: size as u64,
+    });
+}
+
+// ---- force_pte_cb ----
+
+pub(super) extern "C" fn force_pte_cb(addr: u64, end: u64, prot: ffi::kvm_pgtable_prot) -> bool {
+    let env = env();
+    env.force_pte.decide(addr, end, prot as u64, &mut env.trace)
+}
+
+// ---- walker with a Rust visitor ----
+
+struct VisitorCtx<'a> {
+    arena: *const Arena,
+    visitor: &'a mut dyn FnMut(&Visit) -> i32,
+}
+
+extern "C" fn visitor_trampoline(
+    ctx: *const ffi::kvm_pgtable_visit_ctx,
+    visit: ffi::kvm_pgtable_walk_flags,
+) -> c_int {
+    // SAFETY: C passes a valid context whose arg is the VisitorCtx set up in walk().
+    let ctx = unsafe { &*ctx };
+    // SAFETY: arg points at the VisitorCtx on walk()'s stack, live for the walk.
+    let vc = unsafe { &mut *ctx.arg.cast::<VisitorCtx>() };
+    // SAFETY: the arena outlives the walk.
+    let arena = unsafe { &*vc.arena };
+    let v = Visit {
+        kind: visit as u32,
+        ptep: arena.virt_to_phys(ctx.ptep),
+        old: ctx.old,
+        start: ctx.start,
+        addr: ctx.addr,
+        end: ctx.end,
+        level: ctx.level,
+        flags: ctx.flags as u32,
+    };
+    (vc.visitor)(&v)
+}
+
+pub(super) fn walk(
+    ops: &ffi::kpd_ops,
+    pgt: &mut ffi::kvm_pgtable,
+    arena: &Arena,
+    addr: u64,
+    size: u64,
+    flags: u32,
+    visitor: &mut dyn FnMut(&Visit) -> i32,
+) -> i32 {
+    let mut vc = VisitorCtx { arena, visitor };
+    let mut walker = ffi::kvm_pgtable_walker {
+        cb: Some(visitor_trampoline),
+        arg: ptr::addr_of_mut!(vc).cast(),
+        flags: flags as _,
+    };
+    // SAFETY: walker and its arg live across the call.
+    unsafe { (ops.walk.unwrap())(pgt, addr, size, &mut walker) }
+}

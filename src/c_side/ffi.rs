@@ -1,0 +1,13 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Raw bindings: bindgen's view of the kernel's `kvm_pgtable.h` and our
+//! `c-shim/include/kpd/*.h`, plus the table of C builds.
+#![allow(
+    non_camel_case_types,
+    non_upper_case_globals,
+    non_snake_case,
+    dead_code
+)]
+#![allow(clippy::all)]
+
+include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
+include!(concat!(env!("OUT_DIR"), "/builds.rs"));

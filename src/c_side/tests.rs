@@ -1,0 +1,488 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The kernel's pgtable.c driven alone. Expected descriptors and VTCRs are
+//! worked out by hand from the Arm ARM (VMSAv8-64 block/page descriptor
+//! formats, VTCR_EL2), not captured from runs.
+
+use super::*;
+use crate::arena::{Geometry, NullMemcache};
+use crate::events::{AllocSource, Barrier, Event, StoreKind};
+
+const R: u64 = 1 << 2;
+const W: u64 = 1 << 1;
+const X: u64 = 1 << 0;
+const DEVICE: u64 = 1 << 3;
+const BASE: u64 = Geometry::DEFAULT_BASE_PA;
+const K4: u64 = 4096;
+
+const WALK_LEAF: u32 = 1 << 0;
+const WALK_TABLE_PRE: u32 = 1 << 1;
+const WALK_TABLE_POST: u32 = 1 << 2;
+const WALK_SHARED: u32 = 1 << 3;
+
+/// ID_AA64MMFR0_EL1 with PARange = `pa` (bits [3:0]).
+fn mmfr0(pa: u64) -> u64 {
+    pa
+}
+/// ID_AA64MMFR1_EL1 with VMIDBits = 16 (bits [7:4] = 0b0010).
+const MMFR1_VMID16: u64 = 0x20;
+
+fn side(
+    nvhe: bool,
+    granule: Granule,
+    features: CpuFeatures,
+    null_mc: NullMemcache,
+    fp: ForcePte,
+) -> CSide {
+    let arena = Arena::new(Geometry::new(granule.page_size(), 256), null_mc, None);
+    CSide::new(Build { nvhe, granule }, features, arena, fp)
+}
+
+/// A 4K stage-2 with a 40-bit IPA space: three levels from level 1, with two
+/// concatenated level-1 tables as the PGD.
+fn stage2_40bit(features: CpuFeatures, fp: ForcePte) -> CSide {
+    let mut c = side(true, Granule::K4, features, NullMemcache::Fail, fp);
+    let vtcr = c.get_vtcr(mmfr0(2), MMFR1_VMID16, 40);
+    assert_eq!(c.stage2_init(vtcr, 0).ret, 0);
+    assert_eq!(c.geometry(), (40, 1));
+    c
+}
+
+fn mc(n: u32) -> Option<Memcache> {
+    Some(Memcache { nobjs: n })
+}
+
+/// Every table page's refcount is 1 plus its non-zero (counted) entries;
+/// PGD pages are not refcounted that way for stage-2 (1 + entries too, per page).
+fn assert_refcounts_match_entries(c: &CSide) {
+    let a = c.arena();
+    for (pa, count) in a.live() {
+        let used = a.page_words(pa).iter().filter(|&&d| d != 0).count() as u32;
+        assert_eq!(count, 1 + used, "page {pa:#x}");
+    }
+}
+
+#[test]
+fn vtcr_values_from_the_architecture() {
+    let mut c = side(
+        true,
+        Granule::K4,
+        CpuFeatures::default(),
+        NullMemcache::Fail,
+        ForcePte::None,
+    );
+    // Common bits: SH0=inner (3<<12), ORGN0=IRGN0=WBWA (1<<10, 1<<8), RES1 bit 31 = 0x8000_3500.
+    // 40-bit IPA, 4K: 3 levels (IPA-4 = 36 bits / 9 per level) -> SL0 = 1 (0x40);
+    // T0SZ = 24 (0x18); PS = 2 (0x2_0000); HA (0x20_0000); 16-bit VMID (VS, 0x8_0000).
+    assert_eq!(c.get_vtcr(mmfr0(2), MMFR1_VMID16, 40), 0x802a_3558);
+    // 48-bit, 8-bit VMID: 4 levels -> SL0 = 2 (0x80); T0SZ = 16; PS = 5.
+    assert_eq!(c.get_vtcr(mmfr0(5), 0, 48), 0x8025_3590);
+    // PARange 6 (52 bits) is capped to 5 without LPA2 on 4K.
+    assert_eq!(c.get_vtcr(mmfr0(6), 0, 48), 0x8025_3590);
+    // Ampere AC03 workaround: no HA.
+    let mut ac03 = side(
+        true,
+        Granule::K4,
+        CpuFeatures {
+            ampere_ac03: true,
+            ..Default::default()
+        },
+        NullMemcache::Fail,
+        ForcePte::None,
+    );
+    assert_eq!(ac03.get_vtcr(mmfr0(5), 0, 48), 0x8005_3590);
+    // LPA2: DS (bit 32) and PARange 6 allowed.
+    let mut lpa2 = side(
+        true,
+        Granule::K4,
+        CpuFeatures {
+            lpa2: true,
+            ..Default::default()
+        },
+        NullMemcache::Fail,
+        ForcePte::None,
+    );
+    assert_eq!(lpa2.get_vtcr(mmfr0(6), 0, 48), 0x1_8026_3590);
+    // 64K, 52-bit PA configured: TG0 = 1 (0x4000); 48-4 = 44 bits / 13 = 3 levels
+    // -> SL0 = 3 - 1 = 2 (0x80); T0SZ = 12; PS = 6.
+    let mut k64 = side(
+        true,
+        Granule::K64,
+        CpuFeatures::default(),
+        NullMemcache::Fail,
+        ForcePte::None,
+    );
+    assert_eq!(k64.get_vtcr(mmfr0(6), MMFR1_VMID16, 52), 0x802e_758c);
+}
+
+#[test]
+fn pgd_size_follows_concatenation() {
+    let mut c = side(
+        true,
+        Granule::K4,
+        CpuFeatures::default(),
+        NullMemcache::Fail,
+        ForcePte::None,
+    );
+    // 40-bit IPA from level 1: each level-1 table covers 2^39, so 2 pages.
+    assert_eq!(c.stage2_pgd_size(0x802a_3558), 2 * K4);
+    // 48-bit from level 0: one page.
+    assert_eq!(c.stage2_pgd_size(0x8025_3590), K4);
+}
+
+/// Expected trace of mapping a 2 MiB RWX block at IPA 2 MiB into an empty
+/// 40-bit table: a level-1 table from the memcache, then the block.
+fn block_map_trace(block: u64) -> Vec<Event> {
+    let l1e = BASE; // pgd[0]
+    let l2 = BASE + 2 * K4; // first page after the 2-page PGD
+    let l2e = l2 + 8; // index 1 of the level-2 table
+    vec![
+        Event::ZallocPage {
+            source: AllocSource::Memcache,
+            pa: Some(l2),
+        },
+        // break-before-make on an invalid entry: lock it, no TLBI, nothing to put
+        Event::Store {
+            pa: l1e,
+            val: 1 << 10,
+            kind: StoreKind::WriteOnce,
+        },
+        Event::GetPage {
+            page: BASE,
+            count: 2,
+        },
+        Event::Store {
+            pa: l1e,
+            val: l2 | 0b11,
+            kind: StoreKind::Release,
+        },
+        Event::Store {
+            pa: l2e,
+            val: 1 << 10,
+            kind: StoreKind::WriteOnce,
+        },
+        Event::DcacheCleanInvalPoc {
+            pa: 0x8000_0000,
+            size: 0x20_0000,
+        },
+        Event::IcacheInvalPou {
+            pa: 0x8000_0000,
+            size: 0x20_0000,
+        },
+        Event::GetPage { page: l2, count: 2 },
+        Event::Store {
+            pa: l2e,
+            val: block,
+            kind: StoreKind::Release,
+        },
+        Event::Dsb(Barrier::IshSt),
+    ]
+}
+
+#[test]
+fn stage2_2m_block_rwx_without_fwb() {
+    let mut c = stage2_40bit(CpuFeatures::default(), ForcePte::None);
+    let out = c.stage2_map(0x20_0000, 0x20_0000, 0x8000_0000, R | W | X, mc(4), 0);
+    assert_eq!(out.ret, 0);
+    // Block: OA 0x8000_0000 | AF (1<<10) | SH=inner (3<<8) | S2AP=RW (0b11<<6)
+    // | MemAttr=0b1111 normal WB (0xf<<2) | block (0b01). XN clear for X.
+    let block = 0x8000_0000 | 0x400 | 0x300 | 0xc0 | 0x3c | 0b01;
+    assert_eq!(out.trace, block_map_trace(block));
+    assert_eq!(c.get_leaf(0x2f_f000).ret, (0, block, 2));
+    assert_eq!(c.memcache_left(), 3);
+    assert_refcounts_match_entries(&c);
+}
+
+#[test]
+fn stage2_2m_block_rwx_with_fwb() {
+    let mut c = stage2_40bit(
+        CpuFeatures {
+            stage2_fwb: true,
+            ..Default::default()
+        },
+        ForcePte::None,
+    );
+    let out = c.stage2_map(0x20_0000, 0x20_0000, 0x8000_0000, R | W | X, mc(4), 0);
+    assert_eq!(out.ret, 0);
+    // FWB: MemAttr = 0b0110 (normal, forced write-back) = 0x6<<2.
+    let block = 0x8000_0000 | 0x400 | 0x300 | 0xc0 | 0x18 | 0b01;
+    assert_eq!(out.trace, block_map_trace(block));
+}
+
+#[test]
+fn stage2_device_mapping_attributes() {
+    let mut c = stage2_40bit(CpuFeatures::default(), ForcePte::None);
+    assert_eq!(
+        c.stage2_map(0x1000, K4, 0x9000_0000, R | W | DEVICE, mc(4), 0)
+            .ret,
+        0
+    );
+    // Page: XN (1<<54) | AF | SH inner | S2AP RW | MemAttr 0b0001 device-nGnRE | page (0b11).
+    let page = (1 << 54) | 0x9000_0000 | 0x400 | 0x300 | 0xc0 | (0x1 << 2) | 0b11;
+    assert_eq!(c.get_leaf(0x1000).ret, (0, page, 3));
+    // Executable device memory is refused.
+    assert_eq!(
+        c.stage2_map(0x2000, K4, 0x9000_0000, R | X | DEVICE, mc(4), 0)
+            .ret,
+        -22
+    );
+}
+
+#[test]
+fn force_pte_cb_true_gives_pages_only() {
+    let mut c = stage2_40bit(
+        CpuFeatures::default(),
+        ForcePte::Arbitrary {
+            pattern: !0,
+            calls: 0,
+        },
+    );
+    let out = c.stage2_map(0x20_0000, 0x20_0000, 0x8000_0000, R | W | X, mc(4), 0);
+    assert_eq!(out.ret, 0);
+    assert_eq!(
+        out.trace[0],
+        Event::ForcePteCb {
+            addr: 0x20_0000,
+            end: 0x40_0000,
+            prot: R | W | X,
+            answer: true
+        }
+    );
+    // Level-1 table, level-2 table, level-3 table: two pages taken.
+    assert_eq!(c.memcache_left(), 2);
+    for i in 0..512u64 {
+        let (r, pte, level) = c.get_leaf(0x20_0000 + i * K4).ret;
+        assert_eq!((r, level), (0, 3));
+        assert_eq!(pte & 0b11, 0b11, "page descriptor");
+        assert_eq!(pte & 0x0000_ffff_ffff_f000, 0x8000_0000 + i * K4);
+    }
+    assert_refcounts_match_entries(&c);
+}
+
+#[test]
+fn set_owner_annotates_invalid_entries_and_counts_them() {
+    let mut c = stage2_40bit(CpuFeatures::default(), ForcePte::None);
+    assert_eq!(c.stage2_set_owner(0x3000, 2 * K4, mc(4), 1).ret, 0);
+    // Owner id in bits [9:2] of an invalid descriptor: 1 << 2.
+    assert_eq!(c.get_leaf(0x3000).ret, (0, 0x4, 3));
+    assert_eq!(c.get_leaf(0x4000).ret, (0, 0x4, 3));
+    assert_eq!(c.get_leaf(0x5000).ret, (0, 0, 3));
+    // The level-3 table holds two counted entries: refcount 3.
+    let l3 = BASE + 3 * K4;
+    assert_eq!(c.arena().refcount(c.arena().page_index(l3).unwrap()), 3);
+    assert_refcounts_match_entries(&c);
+    // Owner ids above KVM_MAX_OWNER_ID (1) are rejected.
+    assert_eq!(c.stage2_set_owner(0x3000, K4, mc(4), 2).ret, -22);
+}
+
+#[test]
+fn unmap_frees_intermediate_tables() {
+    let mut c = stage2_40bit(CpuFeatures::default(), ForcePte::None);
+    assert_eq!(
+        c.stage2_map(0x1000, 3 * K4, 0x8000_1000, R | W, mc(4), 0)
+            .ret,
+        0
+    );
+    assert_eq!(c.arena().live_pages(), 4); // 2 PGD pages + L2 + L3
+    assert_refcounts_match_entries(&c);
+    assert_eq!(c.stage2_unmap(0x1000, K4).ret, 0);
+    assert_refcounts_match_entries(&c);
+    assert_eq!(c.stage2_unmap(0, 0x20_0000).ret, 0);
+    // Only the PGD is left, and it has no entries.
+    assert_eq!(c.arena().live_pages(), 2);
+    assert_refcounts_match_entries(&c);
+    c.stage2_destroy();
+    assert!(c.arena().is_empty());
+}
+
+#[test]
+fn hyp_map_attributes() {
+    let mut c = side(
+        true,
+        Granule::K4,
+        CpuFeatures::default(),
+        NullMemcache::Pool,
+        ForcePte::None,
+    );
+    assert_eq!(c.hyp_init(48).ret, 0);
+    assert_eq!(c.geometry(), (48, 0));
+    assert_eq!(c.hyp_map(0x1000, K4, 0x8000_1000, R | W).ret, 0);
+    // Page: XN (bit 54) | AF | SH inner (3<<8) | AP=0b01 EL2 RW (1<<6) | AttrIndx 0 | 0b11.
+    let rw = (1 << 54) | 0x8000_1000 | 0x400 | 0x300 | 0x40 | 0b11;
+    assert_eq!(c.get_leaf(0x1000).ret, (0, rw, 3));
+    assert_eq!(c.hyp_map(0x2000, K4, 0x8000_2000, R | X).ret, 0);
+    // Executable read-only: AP=0b11 (RO), no XN.
+    assert_eq!(
+        c.get_leaf(0x2000).ret,
+        (0, 0x8000_2000 | 0x400 | 0x300 | 0xc0 | 0b11, 3)
+    );
+    assert_eq!(c.hyp_map(0x3000, K4, 0x9000_0000, R | W | DEVICE).ret, 0);
+    // Device: AttrIndx = MT_DEVICE_nGnRE (4) in bits [4:2].
+    assert_eq!(
+        c.get_leaf(0x3000).ret,
+        (
+            0,
+            (1 << 54) | 0x9000_0000 | 0x400 | 0x300 | 0x40 | (4 << 2) | 0b11,
+            3
+        )
+    );
+    // W+X is refused, as is no-R.
+    assert_eq!(c.hyp_map(0x4000, K4, 0x8000_4000, R | W | X).ret, -22);
+    assert_eq!(c.hyp_map(0x4000, K4, 0x8000_4000, W).ret, -22);
+    assert_eq!(c.hyp_unmap(0x1000, 3 * K4).ret, 3 * K4);
+    c.hyp_destroy();
+    assert!(c.arena().is_empty());
+}
+
+#[test]
+fn hyp_map_hvhe_and_bti() {
+    let f = CpuFeatures {
+        hvhe: true,
+        bti_kernel: true,
+        ..Default::default()
+    };
+    let mut c = side(true, Granule::K4, f, NullMemcache::Pool, ForcePte::None);
+    assert_eq!(c.hyp_init(48).ret, 0);
+    assert_eq!(c.hyp_map(0x1000, K4, 0x8000_1000, R | W).ret, 0);
+    // HVHE uses the EL1&0-style AP: RW = 0b00.
+    assert_eq!(
+        c.get_leaf(0x1000).ret.1,
+        (1 << 54) | 0x8000_1000 | 0x400 | 0x300 | 0b11
+    );
+    assert_eq!(c.hyp_map(0x2000, K4, 0x8000_2000, R | X).ret, 0);
+    // RO = 0b10; BTI guarded page (GP, bit 50) for executable mappings.
+    assert_eq!(
+        c.get_leaf(0x2000).ret.1,
+        (1 << 50) | 0x8000_2000 | 0x400 | 0x300 | 0x80 | 0b11
+    );
+}
+
+#[test]
+fn shared_walk_refused_in_hyp_context_allowed_in_kernel() {
+    for (nvhe, want) in [(true, -1), (false, 0)] {
+        let mut c = side(
+            nvhe,
+            Granule::K4,
+            CpuFeatures::default(),
+            NullMemcache::Fail,
+            ForcePte::None,
+        );
+        let vtcr = c.get_vtcr(mmfr0(2), 0, 40);
+        assert_eq!(c.stage2_init(vtcr, 0).ret, 0);
+        let mut visits = 0;
+        let out = c.walk(0, 0x1000, WALK_LEAF | WALK_SHARED, &mut |_| {
+            visits += 1;
+            0
+        });
+        assert_eq!(out.ret, want, "nvhe={nvhe}");
+        if nvhe {
+            assert_eq!(visits, 0);
+            assert!(out.trace.is_empty());
+        } else {
+            // The level-1 entry is invalid: one leaf visit, inside an RCU section.
+            assert_eq!(visits, 1);
+            assert_eq!(
+                out.trace,
+                vec![Event::Rcu { lock: true }, Event::Rcu { lock: false }]
+            );
+        }
+    }
+}
+
+#[test]
+fn walker_visit_order() {
+    let mut c = stage2_40bit(CpuFeatures::default(), ForcePte::None);
+    assert_eq!(c.stage2_map(0x1000, K4, 0x8000_1000, R, mc(4), 0).ret, 0);
+    let mut seen = Vec::new();
+    let out = c.walk(
+        0x1000,
+        K4,
+        WALK_LEAF | WALK_TABLE_PRE | WALK_TABLE_POST,
+        &mut |v| {
+            seen.push((v.kind, v.level));
+            0
+        },
+    );
+    assert_eq!(out.ret, 0);
+    let (pre, leaf, post) = (WALK_TABLE_PRE, WALK_LEAF, WALK_TABLE_POST);
+    assert_eq!(
+        seen,
+        vec![(pre, 1), (pre, 2), (leaf, 3), (post, 2), (post, 1)]
+    );
+}
+
+#[test]
+fn warn_is_recorded_and_execution_goes_on() {
+    let mut c = side(
+        true,
+        Granule::K4,
+        CpuFeatures::default(),
+        NullMemcache::Pool,
+        ForcePte::None,
+    );
+    assert_eq!(c.hyp_init(48).ret, 0);
+    assert_eq!(c.hyp_map(0x1000, K4, 0x8000_1000, R | W).ret, 0);
+    // Remapping a live page with other permissions warns (changed attributes,
+    // then "cannot descend below the last level") and fails.
+    let out = c.hyp_map(0x1000, K4, 0x8000_1000, R);
+    assert_eq!(out.ret, -22);
+    let warns = out
+        .trace
+        .iter()
+        .filter(|e| matches!(e, Event::Warn { .. }))
+        .count();
+    assert_eq!(warns, 2);
+    // The side keeps working.
+    assert_eq!(c.hyp_map(0x2000, K4, 0x8000_2000, R).ret, 0);
+}
+
+#[test]
+fn enomem_paths() {
+    // NULL memcache for a stage-2 map that needs a table.
+    let mut c = stage2_40bit(CpuFeatures::default(), ForcePte::None);
+    assert_eq!(c.stage2_map(0x1000, K4, 0x8000_1000, R, None, 0).ret, -12);
+    // Empty memcache.
+    assert_eq!(c.stage2_map(0x1000, K4, 0x8000_1000, R, mc(0), 0).ret, -12);
+    // Exhausted arena: the hyp PGD takes the only page allowed.
+    let arena = Arena::new(Geometry::new(K4, 16), NullMemcache::Pool, Some(1));
+    let mut h = CSide::new(
+        Build {
+            nvhe: true,
+            granule: Granule::K4,
+        },
+        CpuFeatures::default(),
+        arena,
+        ForcePte::None,
+    );
+    assert_eq!(h.hyp_init(48).ret, 0);
+    assert_eq!(h.hyp_map(0x1000, K4, 0x8000_1000, R).ret, -12);
+    h.hyp_destroy();
+    assert!(h.arena().is_empty());
+}
+
+#[test]
+fn every_build_runs_and_destroys_cleanly() {
+    for nvhe in [true, false] {
+        for granule in [Granule::K4, Granule::K16, Granule::K64] {
+            let mut c = side(
+                nvhe,
+                granule,
+                CpuFeatures::default(),
+                NullMemcache::Fail,
+                ForcePte::None,
+            );
+            assert_eq!(c.build(), Build { nvhe, granule });
+            let vtcr = c.get_vtcr(mmfr0(2), 0, 40);
+            assert_eq!(c.stage2_init(vtcr, 0).ret, 0);
+            let page = granule.page_size();
+            assert_eq!(
+                c.stage2_map(page, page, 0x8000_0000, R | W, mc(8), 0).ret,
+                0
+            );
+            let (r, pte, level) = c.get_leaf(page).ret;
+            assert_eq!((r, level), (0, 3));
+            assert_eq!(pte & !(page - 1) & 0x0000_ffff_ffff_ffff, 0x8000_0000);
+            c.stage2_destroy();
+            assert!(c.arena().is_empty(), "{nvhe} {granule:?}");
+        }
+    }
+}

@@ -1,0 +1,219 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The side effects both implementations report, in program order.
+//!
+//! One enum serves both sides: the C stubs and arena callbacks produce it for
+//! pgtable.c, and the Rust environment produces it for rust-pgtable. The
+//! executor compares the two lists after every operation.
+
+use core::fmt;
+
+/// How a descriptor was written (the memory-ordering contract matters on real hardware).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum StoreKind {
+    /// `WRITE_ONCE`: a single-copy-atomic, unordered store.
+    WriteOnce,
+    /// `smp_store_release`: a store-release (`STLR`).
+    Release,
+    /// A successful `cmpxchg` that expected `old`.
+    Cmpxchg { old: u64 },
+}
+
+/// `DSB` option: shareability domain and access types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Barrier {
+    Sy,
+    St,
+    Ld,
+    Ish,
+    IshSt,
+    IshLd,
+    Nsh,
+    NshSt,
+    NshLd,
+    Osh,
+    OshSt,
+    OshLd,
+}
+
+impl Barrier {
+    /// Decodes the C side's `enum kpd_barrier`.
+    pub fn from_c(v: u32) -> Option<Barrier> {
+        use Barrier::*;
+        [
+            Sy, St, Ld, Ish, IshSt, IshLd, Nsh, NshSt, NshLd, Osh, OshSt, OshLd,
+        ]
+        .get(v as usize)
+        .copied()
+    }
+}
+
+/// EL2 stage-1 TLBI by VA.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum TlbiHypOp {
+    /// TLBI VAE2IS: all levels.
+    Vae2is,
+    /// TLBI VALE2IS: last level only.
+    Vale2is,
+}
+
+/// Where a page allocation was served from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AllocSource {
+    /// `zalloc_page(mc)` with a memcache.
+    Memcache,
+    /// `zalloc_page(NULL)` served from the global pool (hyp stage-1).
+    Pool,
+    /// `zalloc_page(NULL)` where NULL means "no cache" (stage-2): always fails.
+    NoCache,
+}
+
+/// Source location of a WARN. C reports file:line of pgtable.c, Rust reports
+/// its own file:line, so locations can never match.
+///
+/// This is the ONE normalised field of the comparison (named in the brief):
+/// two locations always compare equal. Everything else about a WARN (that it
+/// fired, in which order, once or not) is compared.
+#[derive(Clone, Copy, Debug)]
+pub struct WarnLoc {
+    pub file: &'static str,
+    pub line: u32,
+}
+
+impl PartialEq for WarnLoc {
+    fn eq(&self, _other: &WarnLoc) -> bool {
+        true
+    }
+}
+impl Eq for WarnLoc {}
+
+impl fmt::Display for WarnLoc {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// A breach of the mm_ops contract, reported instead of crashing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Misuse {
+    /// An address outside the arena was passed to a page operation.
+    ForeignAddress { op: &'static str, pa: u64 },
+    /// get_page/put_page/page_count on a page that is not allocated.
+    FreePage { op: &'static str, pa: u64 },
+    /// free_pages_exact of a range that is not exactly one live exact allocation.
+    BadFreeExact { pa: u64, size: u64 },
+    /// free_pages_exact of a page whose refcount is not 1 (entries still counted).
+    FreeWithReferences { pa: u64, count: u32 },
+    /// A descriptor store outside table memory.
+    StoreOutsideTables { pa: u64 },
+}
+
+/// One observable side effect.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A descriptor store at `pa` (the store really happened).
+    Store {
+        pa: u64,
+        val: u64,
+        kind: StoreKind,
+    },
+    /// `TLBI VAE2IS/VALE2IS` with its register operand and TTL level hint.
+    TlbiHyp {
+        op: TlbiHypOp,
+        operand: u64,
+        level: i32,
+    },
+    /// The DSB ISH (plus errata handling) completing hyp TLB maintenance.
+    TlbiSyncS1IshHyp,
+    /// `__kvm_tlb_flush_vmid`: whole VMID.
+    TlbFlushVmid,
+    /// `__kvm_tlb_flush_vmid_ipa[_nsh]`: one IPA with a level hint.
+    TlbFlushVmidIpa {
+        ipa: u64,
+        level: i32,
+        nsh: bool,
+    },
+    /// `__kvm_tlb_flush_vmid_range`: `pages` pages from `start`.
+    TlbFlushVmidRange {
+        start: u64,
+        pages: u64,
+    },
+    Dsb(Barrier),
+    Isb,
+    /// `dcache_clean_inval_poc` of `size` bytes at `pa`.
+    DcacheCleanInvalPoc {
+        pa: u64,
+        size: u64,
+    },
+    /// `icache_inval_pou` of `size` bytes at `pa`.
+    IcacheInvalPou {
+        pa: u64,
+        size: u64,
+    },
+    /// `zalloc_page`; `pa` is None when it failed.
+    ZallocPage {
+        source: AllocSource,
+        pa: Option<u64>,
+    },
+    /// `zalloc_pages_exact`; `pa` is None when it failed.
+    ZallocPagesExact {
+        size: u64,
+        pa: Option<u64>,
+    },
+    FreePagesExact {
+        pa: u64,
+        size: u64,
+    },
+    /// `free_unlinked_table` mm op (the side then frees the table itself).
+    FreeUnlinkedTable {
+        pa: u64,
+        level: i8,
+    },
+    /// `get_page` on the page holding `pa`; `count` is the new refcount.
+    GetPage {
+        page: u64,
+        count: u32,
+    },
+    /// `put_page`; `count` is the new refcount (0 frees the page).
+    PutPage {
+        page: u64,
+        count: u32,
+    },
+    /// The harness's force_pte_cb was asked and answered.
+    ForcePteCb {
+        addr: u64,
+        end: u64,
+        prot: u64,
+        answer: bool,
+    },
+    /// rcu_read_lock / rcu_read_unlock (kernel context).
+    Rcu {
+        lock: bool,
+    },
+    /// A WARN_ON / WARN_ON_ONCE fired. Location is normalised, see [`WarnLoc`].
+    Warn {
+        once: bool,
+        loc: WarnLoc,
+    },
+    /// The arena detected a contract breach.
+    Misuse(Misuse),
+}
+
+/// The ordered events of one side for one operation.
+pub type Trace = Vec<Event>;
+
+/// One visitor callback of a walk, as either side reports it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Visit {
+    /// The visit kind: `KVM_PGTABLE_WALK_LEAF`, `_TABLE_PRE` or `_TABLE_POST`.
+    pub kind: u32,
+    /// PA of the descriptor visited.
+    pub ptep: u64,
+    /// The descriptor's value when visited.
+    pub old: u64,
+    pub start: u64,
+    pub addr: u64,
+    pub end: u64,
+    pub level: i8,
+    /// The walk's flags as the visitor sees them.
+    pub flags: u32,
+}

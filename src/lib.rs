@@ -1,0 +1,9 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! kvm-pgtable-diff: a differential fuzzer for Linux's arm64 KVM page-table
+//! code (`arch/arm64/kvm/hyp/pgtable.c`) against the `rust-pgtable` port.
+
+pub mod arena;
+pub mod c_side;
+pub mod events;
+pub mod force_pte;
+pub mod fuzz;
