@@ -1,0 +1,710 @@
+//! Fuzzer bytes <-> [`OpStream`]: total decoder and exact encoder.
+//!
+//! See the module documentation of [`super`] for the rationale. Layout
+//! (every read past the end of the input yields 0):
+//!
+//! ```text
+//! byte 0        format version (read as-is; any value decodes with the
+//!               latest rules; the encoder writes FORMAT_VERSION)
+//! stage         b & 1            0 = hyp, 1 = stage-2      (profile may force)
+//! context       b & 1            0 = nvhe, 1 = kernel      (HostStage2 forces nvhe)
+//! granule       b % 3            0 = 4K, 1 = 16K, 2 = 64K
+//! features      bit set          lpa2, fwb, tlb_range, bti, hvhe, ampere_ac03
+//!                                (bits 0..=5; lpa2 dropped with 64K)
+//! s2 flags      bit set          bit 0 idmap, bit 1 nofwb  (HostStage2 forces idmap)
+//! ia_bits       mode [+ byte]    LIT: lo + b % (hi - lo + 1); else a menu
+//! start_level   byte             0xC0..=0xFF: Some((b & 15) % 5 - 1), else None
+//! parange       b % 7
+//! vmid16        b & 1
+//! arena_pages   mode [+ u16]     LIT: 64 + v % 4033; else a menu
+//! fail_after    mode [+ ...]     LIT: Some(u32); < 0xC0: None; else Some(small)
+//! force_pte     choice           c % 4: 0,1 = none, 2 = host, 3 = arbitrary
+//!                                (HostStage2 forces host)
+//!   host:       count (n % 9), then per region: kind (b & 1), start, size
+//!   arbitrary:  pattern (raw u64)
+//! ops           until the input is exhausted or MAX_OPS ops decoded:
+//!               tag byte (b & 63, see TAG_TABLE), then the op's fields
+//! ```
+//!
+//! Op fields are decoded with the generators of `super::generators`: a mode byte
+//! (0xFF = literal little-endian value) plus a payload. Booleans and
+//! unlinked-table indices are plain bytes (`b & 1`, `b`).
+
+use super::generators::{Gen, LIT, LIT_NONE, Reader};
+use super::model::*;
+
+/// Version byte the encoder writes first. Bump it (and keep decoding old
+/// inputs with the newest rules) whenever the layout changes; regenerate
+/// the committed corpus from the text scenarios (`cargo xtask corpus`).
+pub const FORMAT_VERSION: u8 = 1;
+
+/// Fuzz-target specialisation: constrains what random bytes decode to.
+/// Literal modes and canonical op tags mean the same thing in every
+/// profile, so [`encode`] is profile-independent and
+/// `decode(&encode(s), Profile::Any) == s` for every valid `s`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Profile {
+    /// Forces stage = Hyp.
+    Hyp,
+    /// Forces stage = Stage2.
+    Stage2,
+    /// pKVM host: stage-2, nvhe, IDMAP, force_pte = Host with a decoded
+    /// memory map; ops limited to identity S2Map (phys = addr) with host
+    /// prots, S2SetOwner (owners 0/1), S2Unmap and GetLeaf.
+    HostStage2,
+    /// Mostly Walk ops (flags uniform over all 128 combinations) plus
+    /// maps/unmaps to populate; either stage.
+    Walk,
+    /// Stage-2 with S2Split / S2CreateUnlinked / S2FreeUnlinked plus maps;
+    /// memcache sizes around PTRS_PER_PTE.
+    Unlinked,
+    /// No constraint; the profile the encoder targets.
+    Any,
+}
+
+impl Profile {
+    pub const ALL: [Profile; 6] = [
+        Profile::Hyp,
+        Profile::Stage2,
+        Profile::HostStage2,
+        Profile::Walk,
+        Profile::Unlinked,
+        Profile::Any,
+    ];
+}
+
+use OpKind as K;
+
+/// The 64-slot op tag table (`tag byte & 63`). Slots 0..=17 are the
+/// canonical tags ([`OpKind::tag`]); 18..=55 weight the random op mix;
+/// 56..=63 are unassigned and alias to `GetLeaf`. To add an op, give it
+/// one of the unassigned slots (only inputs that used that slot change).
+/// Never reorder existing entries.
+pub const TAG_TABLE: [OpKind; 64] = [
+    // 0..=17: canonical.
+    K::HypMap,
+    K::HypUnmap,
+    K::S2Map,
+    K::S2SetOwner,
+    K::S2Unmap,
+    K::S2Wrprotect,
+    K::S2Mkyoung,
+    K::S2TestClearYoung,
+    K::S2RelaxPerms,
+    K::S2Flush,
+    K::S2Split,
+    K::S2CreateUnlinked,
+    K::S2FreeUnlinked,
+    K::Walk,
+    K::GetLeaf,
+    K::PteProt,
+    K::GetVtcr,
+    K::PgdSize,
+    // 18..=27: maps.
+    K::HypMap,
+    K::S2Map,
+    K::HypMap,
+    K::S2Map,
+    K::HypMap,
+    K::S2Map,
+    K::HypMap,
+    K::S2Map,
+    K::HypMap,
+    K::S2Map,
+    // 28..=33: unmaps.
+    K::HypUnmap,
+    K::S2Unmap,
+    K::HypUnmap,
+    K::S2Unmap,
+    K::HypUnmap,
+    K::S2Unmap,
+    // 34..=37: walks.
+    K::Walk,
+    K::Walk,
+    K::Walk,
+    K::Walk,
+    // 38..=55: the rest of stage-2.
+    K::S2SetOwner,
+    K::S2SetOwner,
+    K::S2SetOwner,
+    K::S2Wrprotect,
+    K::S2Wrprotect,
+    K::S2TestClearYoung,
+    K::S2TestClearYoung,
+    K::S2RelaxPerms,
+    K::S2RelaxPerms,
+    K::S2Split,
+    K::S2Split,
+    K::S2CreateUnlinked,
+    K::S2CreateUnlinked,
+    K::S2FreeUnlinked,
+    K::S2Mkyoung,
+    K::S2Mkyoung,
+    K::S2Flush,
+    K::S2Flush,
+    // 56..=63: unassigned, alias to GetLeaf.
+    K::GetLeaf,
+    K::GetLeaf,
+    K::GetLeaf,
+    K::GetLeaf,
+    K::GetLeaf,
+    K::GetLeaf,
+    K::GetLeaf,
+    K::GetLeaf,
+];
+
+fn map_kind(stage: Stage) -> OpKind {
+    match stage {
+        Stage::Hyp => K::HypMap,
+        Stage::Stage2 => K::S2Map,
+    }
+}
+
+fn unmap_kind(stage: Stage) -> OpKind {
+    match stage {
+        Stage::Hyp => K::HypUnmap,
+        Stage::Stage2 => K::S2Unmap,
+    }
+}
+
+/// Op kind for a tag byte under a stage and profile. Canonical tags of
+/// kinds valid for the stage and allowed by the profile map to themselves.
+/// Otherwise: hyp<->stage-2 map/unmap swap; other stage-2-only kinds
+/// under Hyp become `[map, unmap, walk, get_leaf, map, pte_prot, unmap,
+/// walk][tag % 8]`; kinds a profile excludes become that profile's
+/// fallback `[..][tag % 8]`.
+pub fn kind_for_tag(tag: u8, stage: Stage, profile: Profile) -> OpKind {
+    let t = tag & 63;
+    let (map, unmap) = (map_kind(stage), unmap_kind(stage));
+    let stage_fix = |k: OpKind| {
+        if k.valid_for(stage) {
+            k
+        } else {
+            match k {
+                K::HypMap | K::S2Map => map,
+                K::HypUnmap | K::S2Unmap => unmap,
+                _ => [
+                    map,
+                    unmap,
+                    K::Walk,
+                    K::GetLeaf,
+                    map,
+                    K::PteProt,
+                    unmap,
+                    K::Walk,
+                ][t as usize % 8],
+            }
+        }
+    };
+    let k = stage_fix(TAG_TABLE[t as usize]);
+    let i = t as usize % 8;
+    let k = match profile {
+        Profile::Any | Profile::Hyp | Profile::Stage2 => k,
+        Profile::HostStage2 => match k {
+            K::S2Map | K::S2SetOwner | K::S2Unmap | K::GetLeaf => k,
+            _ => [
+                map,
+                map,
+                K::S2SetOwner,
+                unmap,
+                K::GetLeaf,
+                map,
+                K::S2SetOwner,
+                unmap,
+            ][i],
+        },
+        Profile::Walk => match k {
+            K::Walk | K::HypMap | K::S2Map | K::HypUnmap | K::S2Unmap | K::GetLeaf => k,
+            _ => [
+                K::Walk,
+                K::Walk,
+                K::Walk,
+                map,
+                K::Walk,
+                K::Walk,
+                unmap,
+                K::Walk,
+            ][i],
+        },
+        Profile::Unlinked => match k {
+            K::S2Split
+            | K::S2CreateUnlinked
+            | K::S2FreeUnlinked
+            | K::S2Map
+            | K::S2Unmap
+            | K::GetLeaf
+            | K::Walk => k,
+            _ => [
+                K::S2Split,
+                K::S2CreateUnlinked,
+                K::S2FreeUnlinked,
+                map,
+                K::S2Split,
+                K::S2CreateUnlinked,
+                map,
+                K::S2FreeUnlinked,
+            ][i],
+        },
+    };
+    // Profiles force their stage, so this only matters for direct callers
+    // passing an unusual (stage, profile) pair.
+    stage_fix(k)
+}
+
+const IA_MENU_HYP: [u8; 8] = [39, 48, 36, 47, 42, 52, 40, 44];
+const IA_MENU_S2: [u8; 8] = [40, 32, 36, 44, 48, 52, 39, 42];
+const ARENA_MENU: [u32; 8] = [64, 128, 256, 512, 1024, 2048, 4096, 96];
+
+fn decode_config(r: &mut Reader, profile: Profile) -> Config {
+    let _version = r.u8();
+    let mut stage = if r.u8() & 1 == 0 {
+        Stage::Hyp
+    } else {
+        Stage::Stage2
+    };
+    match profile {
+        Profile::Hyp => stage = Stage::Hyp,
+        Profile::Stage2 | Profile::HostStage2 | Profile::Unlinked => stage = Stage::Stage2,
+        Profile::Walk | Profile::Any => {}
+    }
+    let mut context = if r.u8() & 1 == 0 {
+        Context::Nvhe
+    } else {
+        Context::Kernel
+    };
+    let granule = Granule::ALL[(r.u8() % 3) as usize];
+    let mut features = Features::from_bits(r.u8());
+    if granule == Granule::K64 {
+        features.lpa2 = false;
+    }
+    let fb = r.u8();
+    let mut s2_flags = S2Flags {
+        idmap: fb & 1 != 0,
+        nofwb: fb & 2 != 0,
+    };
+    let range = Config::ia_bits_range(stage);
+    let (lo, hi) = (*range.start(), *range.end());
+    let m = r.u8();
+    let ia_bits = if m == LIT || m % 4 == 3 {
+        lo + r.u8() % (hi - lo + 1)
+    } else {
+        let menu = match stage {
+            Stage::Hyp => IA_MENU_HYP,
+            Stage::Stage2 => IA_MENU_S2,
+        };
+        menu[(m >> 2) as usize % 8].clamp(lo, hi)
+    };
+    let b = r.u8();
+    let start_level = (b >= 0xC0).then(|| ((b & 15) % 5) as i8 - 1);
+    let mmfr0_parange = r.u8() % (PARANGE_MAX + 1);
+    let vmid16 = r.u8() & 1 != 0;
+    let m = r.u8();
+    let arena_pages = if m == LIT {
+        ARENA_PAGES_MIN + r.u16() as u32 % (ARENA_PAGES_MAX - ARENA_PAGES_MIN + 1)
+    } else {
+        ARENA_MENU[m as usize % 8]
+    };
+    let m = r.u8();
+    let alloc_fail_after = match m {
+        LIT => Some(r.u32()),
+        0..0xC0 => None,
+        _ => Some(r.u8() as u32 % 64),
+    };
+    let mut config = Config {
+        stage,
+        context,
+        granule,
+        ia_bits,
+        start_level,
+        s2_flags,
+        features,
+        mmfr0_parange,
+        vmid16,
+        force_pte: ForcePtePolicy::None,
+        arena_pages,
+        alloc_fail_after,
+    };
+    let c = r.u8();
+    let choice = if profile == Profile::HostStage2 {
+        2
+    } else {
+        c % 4
+    };
+    config.force_pte = match choice {
+        0 | 1 => ForcePtePolicy::None,
+        2 => {
+            let n = r.u8() as usize % (MAX_REGIONS + 1);
+            let n = if profile == Profile::HostStage2 && n == 0 {
+                2
+            } else {
+                n
+            };
+            let mut regions = Vec::with_capacity(n);
+            let mut prev_end = 0u64;
+            let mut g = Gen::new(&config, profile);
+            for _ in 0..n {
+                let kind = if r.u8() & 1 == 0 {
+                    RegionKind::Memory
+                } else {
+                    RegionKind::Mmio
+                };
+                let start = g.region_start(r, prev_end);
+                let size = g.region_size(r);
+                prev_end = start.wrapping_add(size);
+                regions.push(Region { start, size, kind });
+            }
+            ForcePtePolicy::Host { regions }
+        }
+        _ => ForcePtePolicy::Arbitrary { pattern: r.u64() },
+    };
+    if profile == Profile::HostStage2 {
+        context = Context::Nvhe;
+        s2_flags.idmap = true;
+        config.context = context;
+        config.s2_flags = s2_flags;
+    }
+    config
+}
+
+fn decode_op(kind: OpKind, r: &mut Reader, g: &mut Gen) -> Op {
+    let host = g.profile == Profile::HostStage2;
+    match kind {
+        K::HypMap => {
+            let addr = g.addr(r);
+            let size = g.size(r, addr);
+            let phys = g.phys(r, addr);
+            let prot = g.prot(r, addr, size);
+            Op::HypMap {
+                addr,
+                size,
+                phys,
+                prot,
+            }
+        }
+        K::HypUnmap => {
+            let addr = g.addr(r);
+            let size = g.size(r, addr);
+            Op::HypUnmap { addr, size }
+        }
+        K::S2Map => {
+            let addr = g.addr(r);
+            let size = g.size(r, addr);
+            let phys = g.phys(r, addr);
+            let phys = if host { addr } else { phys };
+            let prot = g.prot(r, addr, size);
+            let mc = g.memcache(r);
+            let flags = g.map_flags(r);
+            Op::S2Map {
+                addr,
+                size,
+                phys,
+                prot,
+                mc,
+                flags,
+            }
+        }
+        K::S2SetOwner => {
+            let addr = g.addr(r);
+            let size = g.size(r, addr);
+            let mc = g.memcache(r);
+            let owner_id = g.owner(r);
+            Op::S2SetOwner {
+                addr,
+                size,
+                mc,
+                owner_id,
+            }
+        }
+        K::S2Unmap => {
+            let addr = g.addr(r);
+            let size = g.size(r, addr);
+            Op::S2Unmap { addr, size }
+        }
+        K::S2Wrprotect => {
+            let addr = g.addr(r);
+            let size = g.size(r, addr);
+            Op::S2Wrprotect { addr, size }
+        }
+        K::S2Mkyoung => Op::S2Mkyoung { addr: g.addr(r) },
+        K::S2TestClearYoung => {
+            let addr = g.addr(r);
+            let size = g.size(r, addr);
+            let mkold = r.u8() & 1 != 0;
+            Op::S2TestClearYoung { addr, size, mkold }
+        }
+        K::S2RelaxPerms => {
+            let addr = g.addr(r);
+            let prot = g.prot(r, addr, 1);
+            Op::S2RelaxPerms { addr, prot }
+        }
+        K::S2Flush => {
+            let addr = g.addr(r);
+            let size = g.size(r, addr);
+            Op::S2Flush { addr, size }
+        }
+        K::S2Split => {
+            let addr = g.addr(r);
+            let size = g.size(r, addr);
+            let nobjs = g.nobjs(r);
+            Op::S2Split { addr, size, nobjs }
+        }
+        K::S2CreateUnlinked => {
+            let level = g.level(r);
+            let phys = g.phys_for_level(r, level);
+            let prot = g.prot(r, phys, 1);
+            let mc = g.memcache(r);
+            let force_pte = r.u8() & 1 != 0;
+            Op::S2CreateUnlinked {
+                phys,
+                level,
+                prot,
+                mc,
+                force_pte,
+            }
+        }
+        K::S2FreeUnlinked => Op::S2FreeUnlinked { index: r.u8() },
+        K::Walk => {
+            let addr = g.addr(r);
+            let size = g.size(r, addr);
+            let flags = g.walk_flags(r);
+            let script = g.script(r);
+            Op::Walk {
+                addr,
+                size,
+                flags,
+                script,
+            }
+        }
+        K::GetLeaf => Op::GetLeaf { addr: g.addr(r) },
+        K::PteProt => Op::PteProt { pte: g.pte(r) },
+        K::GetVtcr => {
+            let mmfr0 = g.mmfr0(r);
+            let mmfr1 = g.mmfr1(r);
+            let phys_shift = g.phys_shift(r);
+            Op::GetVtcr {
+                mmfr0,
+                mmfr1,
+                phys_shift,
+            }
+        }
+        K::PgdSize => Op::PgdSize { vtcr: g.vtcr(r) },
+    }
+}
+
+/// Decodes fuzzer bytes into a stream. Total: every byte string (including
+/// the empty one) decodes to a valid stream ([`OpStream::validate`] holds);
+/// missing bytes read as zero, ops end with the input or at [`MAX_OPS`].
+pub fn decode(bytes: &[u8], profile: Profile) -> OpStream {
+    let mut r = Reader::new(bytes);
+    let config = decode_config(&mut r, profile);
+    let mut ops = Vec::new();
+    let mut g = Gen::new(&config, profile);
+    while ops.len() < MAX_OPS && !r.exhausted() {
+        let kind = kind_for_tag(r.u8(), config.stage, profile);
+        ops.push(decode_op(kind, &mut r, &mut g));
+    }
+    OpStream { config, ops }
+}
+
+struct Writer(Vec<u8>);
+
+impl Writer {
+    fn byte(&mut self, b: u8) {
+        self.0.push(b);
+    }
+    fn lit8(&mut self, v: u8) {
+        self.0.extend_from_slice(&[LIT, v]);
+    }
+    fn lit32(&mut self, v: u32) {
+        self.0.push(LIT);
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn lit64(&mut self, v: u64) {
+        self.0.push(LIT);
+        self.0.extend_from_slice(&v.to_le_bytes());
+    }
+    fn memcache(&mut self, mc: Memcache) {
+        match mc {
+            None => self.byte(LIT_NONE),
+            Some(n) => self.lit32(n),
+        }
+    }
+}
+
+fn encode_config(w: &mut Writer, c: &Config) {
+    w.byte(FORMAT_VERSION);
+    w.byte(match c.stage {
+        Stage::Hyp => 0,
+        Stage::Stage2 => 1,
+    });
+    w.byte(match c.context {
+        Context::Nvhe => 0,
+        Context::Kernel => 1,
+    });
+    w.byte(match c.granule {
+        Granule::K4 => 0,
+        Granule::K16 => 1,
+        Granule::K64 => 2,
+    });
+    w.byte(c.features.to_bits());
+    w.byte(c.s2_flags.idmap as u8 | (c.s2_flags.nofwb as u8) << 1);
+    let lo = *Config::ia_bits_range(c.stage).start();
+    w.lit8(c.ia_bits.wrapping_sub(lo));
+    w.byte(match c.start_level {
+        None => 0,
+        Some(l) => 0xC0u8.wrapping_add(l.wrapping_add(1) as u8),
+    });
+    w.byte(c.mmfr0_parange);
+    w.byte(c.vmid16 as u8);
+    w.byte(LIT);
+    w.0.extend_from_slice(&(c.arena_pages.wrapping_sub(ARENA_PAGES_MIN) as u16).to_le_bytes());
+    match c.alloc_fail_after {
+        None => w.byte(0),
+        Some(n) => w.lit32(n),
+    }
+    match &c.force_pte {
+        ForcePtePolicy::None => w.byte(0),
+        ForcePtePolicy::Host { regions } => {
+            w.byte(2);
+            w.byte(regions.len() as u8);
+            for g in regions {
+                w.byte(match g.kind {
+                    RegionKind::Memory => 0,
+                    RegionKind::Mmio => 1,
+                });
+                w.lit64(g.start);
+                w.lit64(g.size);
+            }
+        }
+        ForcePtePolicy::Arbitrary { pattern } => {
+            w.byte(3);
+            w.0.extend_from_slice(&pattern.to_le_bytes());
+        }
+    }
+}
+
+fn encode_script(w: &mut Writer, s: VisitScript) {
+    w.byte(LIT);
+    match s {
+        VisitScript::Ok => w.byte(0),
+        VisitScript::FailAt { n, errno } => {
+            w.byte(1);
+            w.byte(n);
+            w.byte(errno as u8);
+        }
+    }
+}
+
+fn encode_op(w: &mut Writer, op: &Op) {
+    w.byte(op.kind().tag());
+    match *op {
+        Op::HypMap {
+            addr,
+            size,
+            phys,
+            prot,
+        } => {
+            w.lit64(addr);
+            w.lit64(size);
+            w.lit64(phys);
+            w.lit64(prot);
+        }
+        Op::HypUnmap { addr, size }
+        | Op::S2Unmap { addr, size }
+        | Op::S2Wrprotect { addr, size }
+        | Op::S2Flush { addr, size } => {
+            w.lit64(addr);
+            w.lit64(size);
+        }
+        Op::S2Map {
+            addr,
+            size,
+            phys,
+            prot,
+            mc,
+            flags,
+        } => {
+            w.lit64(addr);
+            w.lit64(size);
+            w.lit64(phys);
+            w.lit64(prot);
+            w.memcache(mc);
+            w.lit8(flags);
+        }
+        Op::S2SetOwner {
+            addr,
+            size,
+            mc,
+            owner_id,
+        } => {
+            w.lit64(addr);
+            w.lit64(size);
+            w.memcache(mc);
+            w.lit8(owner_id);
+        }
+        Op::S2Mkyoung { addr } | Op::GetLeaf { addr } => w.lit64(addr),
+        Op::S2TestClearYoung { addr, size, mkold } => {
+            w.lit64(addr);
+            w.lit64(size);
+            w.byte(mkold as u8);
+        }
+        Op::S2RelaxPerms { addr, prot } => {
+            w.lit64(addr);
+            w.lit64(prot);
+        }
+        Op::S2Split { addr, size, nobjs } => {
+            w.lit64(addr);
+            w.lit64(size);
+            w.lit32(nobjs);
+        }
+        Op::S2CreateUnlinked {
+            phys,
+            level,
+            prot,
+            mc,
+            force_pte,
+        } => {
+            w.lit8(level as u8);
+            w.lit64(phys);
+            w.lit64(prot);
+            w.memcache(mc);
+            w.byte(force_pte as u8);
+        }
+        Op::S2FreeUnlinked { index } => w.byte(index),
+        Op::Walk {
+            addr,
+            size,
+            flags,
+            script,
+        } => {
+            w.lit64(addr);
+            w.lit64(size);
+            w.lit8(flags);
+            encode_script(w, script);
+        }
+        Op::PteProt { pte } => w.lit64(pte),
+        Op::GetVtcr {
+            mmfr0,
+            mmfr1,
+            phys_shift,
+        } => {
+            w.lit64(mmfr0);
+            w.lit64(mmfr1);
+            w.lit32(phys_shift);
+        }
+        Op::PgdSize { vtcr } => w.lit64(vtcr),
+    }
+}
+
+/// Encodes a stream as fuzzer bytes using only literal modes and canonical
+/// tags. For every valid stream `s` (see [`OpStream::validate`]),
+/// `decode(&encode(s), Profile::Any) == s`. Invalid streams are encoded
+/// on a best-effort basis (the result decodes to some valid stream).
+pub fn encode(s: &OpStream) -> Vec<u8> {
+    let mut w = Writer(Vec::new());
+    encode_config(&mut w, &s.config);
+    for op in s.ops.iter().take(MAX_OPS) {
+        encode_op(&mut w, op);
+    }
+    w.0
+}

@@ -1,0 +1,651 @@
+//! Biased value generators used by the binary decoder.
+//!
+//! Every value is read as a *mode byte* followed by a mode-specific payload.
+//! Mode [`LIT`] (0xFF) is always "literal": the payload is the exact value
+//! in little-endian (8 bytes for u64, 4 for u32, 1 for u8/i8). That is the
+//! only mode the encoder uses, and it means the same thing in every
+//! [`Profile`]. All other mode bytes select a bug-finding bias (mode
+//! `m % N` for a generator with `N` biased modes); profiles may map those
+//! differently. Reading past the end of the input yields zero bytes.
+
+use super::binary::Profile;
+use super::model::*;
+
+/// Literal mode byte: exact little-endian value follows.
+pub(crate) const LIT: u8 = 0xFF;
+/// Literal `None` for optional values that have one (memcache).
+pub(crate) const LIT_NONE: u8 = 0xFE;
+
+/// Byte reader that yields zeros once the input is exhausted.
+pub(crate) struct Reader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        Reader { data, pos: 0 }
+    }
+
+    pub(crate) fn exhausted(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+
+    pub(crate) fn u8(&mut self) -> u8 {
+        let b = self.data.get(self.pos).copied().unwrap_or(0);
+        self.pos = self.pos.saturating_add(1);
+        b
+    }
+
+    pub(crate) fn u16(&mut self) -> u16 {
+        u16::from_le_bytes([self.u8(), self.u8()])
+    }
+
+    pub(crate) fn u32(&mut self) -> u32 {
+        let mut b = [0u8; 4];
+        b.iter_mut().for_each(|x| *x = self.u8());
+        u32::from_le_bytes(b)
+    }
+
+    pub(crate) fn u64(&mut self) -> u64 {
+        let mut b = [0u8; 8];
+        b.iter_mut().for_each(|x| *x = self.u8());
+        u64::from_le_bytes(b)
+    }
+}
+
+/// Small signed delta in `-max..=max` from a byte.
+fn delta(b: u8, max: i64) -> i64 {
+    (b as i8 as i64) % (max + 1)
+}
+
+/// Generator state: configuration, profile and a history of decoded
+/// addresses and sizes (so later ops can hit earlier ranges).
+pub(crate) struct Gen<'c> {
+    pub(crate) cfg: &'c Config,
+    pub(crate) profile: Profile,
+    addrs: Vec<u64>,
+    sizes: Vec<u64>,
+}
+
+impl<'c> Gen<'c> {
+    pub(crate) fn new(cfg: &'c Config, profile: Profile) -> Self {
+        Gen {
+            cfg,
+            profile,
+            addrs: Vec::new(),
+            sizes: Vec::new(),
+        }
+    }
+
+    fn page(&self) -> u64 {
+        self.cfg.granule.page_size()
+    }
+
+    fn lim(&self) -> u64 {
+        self.cfg.ia_limit()
+    }
+
+    /// Levels whose entry size fits inside the IA space (always contains 3).
+    fn levels(&self) -> Vec<i8> {
+        let lim = self.lim();
+        (-1..=3)
+            .rev()
+            .filter(|&l| self.cfg.granule.level_size(l).is_some_and(|s| s <= lim))
+            .collect()
+    }
+
+    /// A level picked from `b`, biased toward block levels.
+    fn level_from(&self, b: u8) -> i8 {
+        let lv = self.levels();
+        lv[b as usize % lv.len()]
+    }
+
+    fn lsize(&self, level: i8) -> u64 {
+        self.cfg.granule.level_size(level).unwrap_or(u64::MAX)
+    }
+
+    /// `k * size(level)` for `k` below the number of such blocks in the IA
+    /// space (and below 256).
+    fn boundary(&self, level: i8, k: u8) -> u64 {
+        let sz = self.lsize(level);
+        let n = (self.lim() / sz).clamp(1, 256);
+        (k as u64 % n).wrapping_mul(sz)
+    }
+
+    fn host_regions(&self) -> &[Region] {
+        match (&self.cfg.force_pte, self.profile) {
+            (ForcePtePolicy::Host { regions }, Profile::HostStage2) => regions,
+            _ => &[],
+        }
+    }
+
+    /// Input address.
+    pub(crate) fn addr(&mut self, r: &mut Reader) -> u64 {
+        let v = self.addr_inner(r);
+        self.addrs.push(v);
+        v
+    }
+
+    fn addr_inner(&mut self, r: &mut Reader) -> u64 {
+        let m = r.u8();
+        if m == LIT {
+            return r.u64();
+        }
+        let page = self.page();
+        let regions = self.host_regions();
+        if !regions.is_empty() && m % 16 >= 10 {
+            // Host profile: somewhere meaningful inside/around a region.
+            let reg = regions[r.u8() as usize % regions.len()];
+            let b = r.u8();
+            let k = (b >> 2) as u64;
+            return match b % 4 {
+                0 => reg.start,
+                1 => reg.start.wrapping_add(k.wrapping_mul(page)),
+                2 => reg
+                    .start
+                    .wrapping_add(reg.size)
+                    .wrapping_sub((k + 1).wrapping_mul(page)),
+                _ => reg
+                    .start
+                    .wrapping_add(self.boundary(self.level_from(b >> 4), r.u8())),
+            };
+        }
+        match m % 8 {
+            // Small page index (0 included).
+            0 => r.u8() as u64 * page,
+            // Level-L boundary.
+            1 => {
+                let l = self.level_from(r.u8());
+                self.boundary(l, r.u8())
+            }
+            // Straddling a boundary: boundary +- a few pages.
+            2 => {
+                let l = self.level_from(r.u8());
+                let k = r.u8().max(1);
+                let d = delta(r.u8(), 4);
+                self.boundary(l, k)
+                    .wrapping_add_signed(d.wrapping_mul(page as i64))
+            }
+            // Around the IA limit.
+            3 => {
+                let b = r.u8();
+                let k = 1 + ((b >> 2) % 4) as u64;
+                match b % 4 {
+                    0 => self.lim(),
+                    1 => self.lim().wrapping_sub(k * page),
+                    2 => self.lim().wrapping_add((k - 1) * page),
+                    _ => self.lim().wrapping_sub(1),
+                }
+            }
+            // Unaligned: a page plus a small sub-page offset.
+            4 => {
+                let base = r.u8() as u64 * page;
+                let b = r.u8();
+                let off = match b % 4 {
+                    0 => 1 + (b >> 2) as u64,
+                    1 => page - 1 - (b >> 2) as u64 % 8,
+                    2 => page / 2,
+                    _ => 8 * (1 + (b >> 2) as u64),
+                };
+                base + off
+            }
+            // Random page inside the IA space.
+            5 => {
+                let pages = (self.lim() / page).max(1);
+                (r.u32() as u64 % pages) * page
+            }
+            // Top of the 64-bit space / wrap candidates.
+            6 => {
+                let b = r.u8();
+                let k = ((b >> 2) % 8) as u64;
+                match b % 4 {
+                    0 => 0u64.wrapping_sub((k + 1) * page),
+                    1 => u64::MAX - k,
+                    2 => (1u64 << 63).wrapping_add(k * page),
+                    _ => (1u64 << 52).wrapping_sub(k * page),
+                }
+            }
+            // Reuse a previously decoded address, possibly nudged.
+            _ => {
+                let b = r.u8();
+                let base = if self.addrs.is_empty() {
+                    0
+                } else {
+                    self.addrs[b as usize % self.addrs.len()]
+                };
+                match r.u8() % 4 {
+                    0 | 1 => base,
+                    2 => base.wrapping_add(page),
+                    _ => base.wrapping_sub(page),
+                }
+            }
+        }
+    }
+
+    /// Size of a range starting at `addr`.
+    pub(crate) fn size(&mut self, r: &mut Reader, addr: u64) -> u64 {
+        let v = self.size_inner(r, addr);
+        self.sizes.push(v);
+        v
+    }
+
+    fn size_inner(&mut self, r: &mut Reader, addr: u64) -> u64 {
+        let m = r.u8();
+        if m == LIT {
+            return r.u64();
+        }
+        let page = self.page();
+        match m % 8 {
+            // Whole pages (0 included).
+            0 => r.u8() as u64 * page,
+            // Zero / tiny / around one page.
+            1 => {
+                let b = r.u8();
+                match b % 6 {
+                    0 => 0,
+                    1 => 1,
+                    2 => page - 1,
+                    3 => page + 1,
+                    4 => 1 + (b >> 3) as u64,
+                    _ => page / 2,
+                }
+            }
+            // k blocks of level L.
+            2 => {
+                let l = self.level_from(r.u8());
+                (1 + r.u8() as u64 % 4).wrapping_mul(self.lsize(l))
+            }
+            // A block +- a few pages.
+            3 => {
+                let l = self.level_from(r.u8());
+                let d = delta(r.u8(), 4);
+                self.lsize(l)
+                    .wrapping_add_signed(d.wrapping_mul(page as i64))
+            }
+            // Up to (around) the IA limit.
+            4 => {
+                let d = delta(r.u8(), 2);
+                self.lim()
+                    .wrapping_sub(addr)
+                    .wrapping_add_signed(d.wrapping_mul(page as i64))
+            }
+            // Huge.
+            5 => match r.u8() % 4 {
+                0 => self.lim(),
+                1 => self.lim().wrapping_mul(2),
+                2 => u64::MAX,
+                _ => 1 << 63,
+            },
+            // Wrap: addr + size wraps (to a few pages) or ends at u64::MAX.
+            6 => {
+                let b = r.u8();
+                let to_top = 0u64.wrapping_sub(addr);
+                match b % 2 {
+                    0 => to_top.wrapping_add(((b >> 1) % 4) as u64 * page),
+                    _ => to_top.wrapping_sub(1),
+                }
+            }
+            // Reuse a previous size, or reach a previous address.
+            _ => {
+                let b = r.u8();
+                if b % 2 == 0 && !self.sizes.is_empty() {
+                    self.sizes[(b >> 1) as usize % self.sizes.len()]
+                } else if !self.addrs.is_empty() {
+                    self.addrs[(b >> 1) as usize % self.addrs.len()].wrapping_sub(addr)
+                } else {
+                    page
+                }
+            }
+        }
+    }
+
+    /// Output (physical) address for a mapping of `addr`.
+    pub(crate) fn phys(&mut self, r: &mut Reader, addr: u64) -> u64 {
+        let m = r.u8();
+        if m == LIT {
+            return r.u64();
+        }
+        let page = self.page();
+        match m % 8 {
+            // Identity.
+            0 | 1 => addr,
+            // Identity shifted by a few pages (breaks block alignment).
+            2 => addr.wrapping_add_signed(delta(r.u8(), 4).wrapping_mul(page as i64)),
+            // Block-aligned.
+            3 => {
+                let l = self.level_from(r.u8());
+                self.boundary(l, r.u8())
+            }
+            // A page inside the arena.
+            4 => (r.u16() as u64 % self.cfg.arena_pages.max(1) as u64) * page,
+            // Beyond the PA range / high bits.
+            5 => {
+                let b = r.u8();
+                let k = (b >> 2) as u64 * page;
+                match b % 4 {
+                    0 => (1u64 << 48) + k,
+                    1 => (1u64 << 52) + k,
+                    2 => (1u64 << 52) - page - k,
+                    _ => !(page - 1),
+                }
+            }
+            // Unaligned physical address.
+            6 => addr.wrapping_add(1 + r.u8() as u64 % 64),
+            // Random page-aligned.
+            _ => r.u32() as u64 * page,
+        }
+    }
+
+    /// Physical address for an unlinked table of `level`.
+    pub(crate) fn phys_for_level(&mut self, r: &mut Reader, level: i8) -> u64 {
+        let m = r.u8();
+        if m == LIT {
+            return r.u64();
+        }
+        let page = self.page();
+        let sz = if (-1..=3).contains(&level) {
+            self.lsize(level)
+        } else {
+            page
+        };
+        match m % 4 {
+            0 | 1 => (r.u8() as u64).wrapping_mul(sz),
+            2 => (r.u8() as u64).wrapping_mul(sz).wrapping_add(page),
+            _ => r.u32() as u64 * page,
+        }
+    }
+
+    /// Protection for a mapping of `[addr, addr + size)`.
+    pub(crate) fn prot(&mut self, r: &mut Reader, addr: u64, size: u64) -> Prot {
+        use super::model::prot::*;
+        let m = r.u8();
+        if m == LIT {
+            return r.u64();
+        }
+        if self.profile == Profile::HostStage2 && m % 16 < 12 {
+            // Host-appropriate: RWX for memory, RW for MMIO.
+            let regions = self.host_regions();
+            let p = match regions.iter().find(|g| g.contains_range(addr, size)) {
+                Some(g) if g.kind == RegionKind::Mmio => RW,
+                Some(_) => RWX,
+                None if m % 2 == 0 => RWX,
+                None => RW,
+            };
+            return p;
+        }
+        const MENU: [Prot; 16] = [
+            R,
+            RW,
+            RX,
+            RWX,
+            DEVICE | RW,
+            NORMAL_NC | RW,
+            RW,
+            RWX,
+            0,
+            W,
+            X,
+            W | X,
+            DEVICE | R,
+            DEVICE | RWX,
+            NORMAL_NC | RWX,
+            DEVICE | NORMAL_NC | RW,
+        ];
+        let mut p = MENU[(m % 16) as usize];
+        match m >> 4 {
+            // Software bits sometimes.
+            12 | 13 => p |= ((r.u8() & 0xf) as u64) << 55,
+            // Occasionally arbitrary.
+            14 => p = r.u64(),
+            _ => {}
+        }
+        p
+    }
+
+    /// Memcache size (`None` = NULL memcache).
+    pub(crate) fn memcache(&mut self, r: &mut Reader) -> Memcache {
+        let m = r.u8();
+        match m {
+            LIT => return Some(r.u32()),
+            LIT_NONE => return None,
+            _ => {}
+        }
+        let ptrs = self.cfg.granule.ptrs_per_pte() as u32;
+        let unlinked = self.profile == Profile::Unlinked;
+        match m % 8 {
+            0 | 1 => Some(r.u8() as u32 % 9),
+            2 => Some(ptrs),
+            3 => Some(ptrs + 1),
+            4 => Some(ptrs.wrapping_add_signed(delta(r.u8(), 2) as i32)),
+            5 if unlinked => Some(ptrs - 1),
+            5 => None,
+            6 => Some(16 + r.u8() as u32 % 48),
+            _ => Some(2 * ptrs + r.u8() as u32 % 4),
+        }
+    }
+
+    /// Number of memcache pages for a split.
+    pub(crate) fn nobjs(&mut self, r: &mut Reader) -> u32 {
+        let m = r.u8();
+        if m == LIT {
+            return r.u32();
+        }
+        let ptrs = self.cfg.granule.ptrs_per_pte() as u32;
+        match m % 6 {
+            0 => 0,
+            1 => r.u8() as u32 % 9,
+            2 => ptrs,
+            3 => ptrs + 1,
+            4 => ptrs.wrapping_add_signed(delta(r.u8(), 2) as i32),
+            _ => ptrs * (1 + r.u8() as u32 % 3),
+        }
+    }
+
+    /// Page-table level (mostly -1..=3, sometimes out of range).
+    pub(crate) fn level(&mut self, r: &mut Reader) -> i8 {
+        let m = r.u8();
+        if m == LIT {
+            return r.u8() as i8;
+        }
+        match m % 8 {
+            0..=4 => (m % 8) as i8 - 1,
+            5 => self.cfg.granule.min_block_level(),
+            6 if self.profile == Profile::Unlinked => 2,
+            6 => 3,
+            _ if self.profile == Profile::Unlinked => self.cfg.granule.min_block_level(),
+            _ => [-2, 4, 5, i8::MIN, i8::MAX][r.u8() as usize % 5],
+        }
+    }
+
+    /// Owner id (0/1, occasionally invalid).
+    pub(crate) fn owner(&mut self, r: &mut Reader) -> u8 {
+        let m = r.u8();
+        if m == LIT {
+            return r.u8();
+        }
+        match m % 8 {
+            0..=3 => 0,
+            4..=6 => 1,
+            _ if self.profile == Profile::HostStage2 => 1,
+            _ => 2 + r.u8() % 254,
+        }
+    }
+
+    /// Walk flags: uniform over the 128 defined combinations.
+    pub(crate) fn walk_flags(&mut self, r: &mut Reader) -> u8 {
+        let m = r.u8();
+        if m == LIT {
+            return r.u8();
+        }
+        m & walk_flags::ALL
+    }
+
+    /// Flags of a stage-2 map: mostly 0 / SHARED.
+    pub(crate) fn map_flags(&mut self, r: &mut Reader) -> u8 {
+        use super::model::walk_flags::*;
+        let m = r.u8();
+        if m == LIT {
+            return r.u8();
+        }
+        match m % 8 {
+            0..=3 => 0,
+            4 => SHARED,
+            5 => SKIP_BBM_TLBI | SKIP_CMO,
+            6 => SHARED | HANDLE_FAULT,
+            _ => r.u8() & ALL,
+        }
+    }
+
+    /// Visitor script.
+    pub(crate) fn script(&mut self, r: &mut Reader) -> VisitScript {
+        let m = r.u8();
+        if m == LIT {
+            return match r.u8() & 1 {
+                0 => VisitScript::Ok,
+                _ => VisitScript::FailAt {
+                    n: r.u8(),
+                    errno: r.u8() as i8,
+                },
+            };
+        }
+        let ok_modes = if self.profile == Profile::Walk { 1 } else { 2 };
+        if m % 4 < ok_modes {
+            VisitScript::Ok
+        } else {
+            let b = r.u8();
+            VisitScript::FailAt {
+                n: b % 16,
+                errno: errno::ALL[(b >> 4) as usize % 4],
+            }
+        }
+    }
+
+    /// A page-table entry to feed `*_pte_prot`.
+    pub(crate) fn pte(&mut self, r: &mut Reader) -> u64 {
+        let m = r.u8();
+        if m == LIT {
+            return r.u64();
+        }
+        let page = self.page();
+        let oa = (r.u16() as u64) * page;
+        // Lower attributes (bits 2..=11) and upper attributes (51..=58).
+        let lo = (r.u16() as u64 & 0x3ff) << 2;
+        let hi = (r.u8() as u64) << 51;
+        match m % 4 {
+            0 => oa | lo | hi | 0b11, // page / table descriptor
+            1 => oa | lo | hi | 0b01, // block descriptor
+            2 => (oa | lo | hi) & !1, // invalid (maybe with SW bits)
+            _ => r.u64(),
+        }
+    }
+
+    /// ID_AA64MMFR0_EL1 value.
+    pub(crate) fn mmfr0(&mut self, r: &mut Reader) -> u64 {
+        let m = r.u8();
+        if m == LIT {
+            return r.u64();
+        }
+        let parange = if m % 8 == 7 { 7 + (m >> 3) % 9 } else { m % 7 } as u64;
+        // TGRAN16 [23:20], TGRAN64 [27:24], TGRAN4 [31:28],
+        // TGRAN16_2 [35:32], TGRAN64_2 [39:36], TGRAN4_2 [43:40].
+        let tgran = r.u32() as u64 & 0x00ff_ffff;
+        parange | (tgran << 20)
+    }
+
+    /// ID_AA64MMFR1_EL1 value.
+    pub(crate) fn mmfr1(&mut self, r: &mut Reader) -> u64 {
+        let m = r.u8();
+        if m == LIT {
+            return r.u64();
+        }
+        // HAFDBS [3:0] in 0..=3, VMIDBits [7:4] in {0, 2}.
+        let hafdbs = (m % 4) as u64;
+        let vmid = if m & 0x10 != 0 { 2 } else { 0 };
+        let rest = if m & 0x20 != 0 {
+            (r.u32() as u64) << 8
+        } else {
+            0
+        };
+        hafdbs | vmid << 4 | rest
+    }
+
+    /// `phys_shift` argument of `kvm_get_vtcr`.
+    pub(crate) fn phys_shift(&mut self, r: &mut Reader) -> u32 {
+        let m = r.u8();
+        if m == LIT {
+            return r.u32();
+        }
+        match m % 8 {
+            0..=4 => 32 + (r.u8() % 21) as u32,
+            5 => self.cfg.ia_bits as u32,
+            6 => 40,
+            _ => [0, 24, 31, 53, 64, 255][r.u8() as usize % 6],
+        }
+    }
+
+    /// A VTCR_EL2 value for `kvm_pgtable_stage2_pgd_size`.
+    pub(crate) fn vtcr(&mut self, r: &mut Reader) -> u64 {
+        let m = r.u8();
+        if m == LIT {
+            return r.u64();
+        }
+        if m % 8 == 7 {
+            return r.u64();
+        }
+        let b = r.u8();
+        let ia = 25 + (b % 28) as u64;
+        let t0sz = 64 - ia;
+        let sl0 = ((b >> 5) % 4) as u64;
+        let tg0 = match (m % 4, self.cfg.granule) {
+            (3, _) => ((m >> 2) % 4) as u64,
+            (_, Granule::K4) => 0,
+            (_, Granule::K64) => 1,
+            (_, Granule::K16) => 2,
+        };
+        let sl2 = ((m >> 4) & 1) as u64;
+        let ds = if self.cfg.features.lpa2 || m & 0x20 != 0 {
+            1
+        } else {
+            0
+        };
+        t0sz | sl0 << 6 | tg0 << 14 | ds << 32 | sl2 << 33
+    }
+
+    /// Start of the next host memory-map region (`prev_end` = end of the
+    /// previous region, 0 for the first).
+    pub(crate) fn region_start(&mut self, r: &mut Reader, prev_end: u64) -> u64 {
+        let m = r.u8();
+        if m == LIT {
+            return r.u64();
+        }
+        let page = self.page();
+        match m % 4 {
+            0 | 1 => prev_end,
+            2 => {
+                let l = self.level_from(r.u8());
+                let sz = self.lsize(l);
+                // Next l-aligned boundary after prev_end, plus k blocks.
+                let up = prev_end.wrapping_add(sz - 1) & !(sz - 1);
+                up.wrapping_add((r.u8() % 4) as u64 * sz)
+            }
+            _ => prev_end.wrapping_add((1 + r.u8() as u64 % 16) * page),
+        }
+    }
+
+    /// Size of a host memory-map region.
+    pub(crate) fn region_size(&mut self, r: &mut Reader) -> u64 {
+        let m = r.u8();
+        if m == LIT {
+            return r.u64();
+        }
+        let page = self.page();
+        let l = self.level_from(r.u8());
+        let sz = self.lsize(l);
+        match m % 4 {
+            0 | 1 => (1 + r.u8() as u64 % 4).wrapping_mul(sz),
+            2 => (1 + r.u8() as u64 % 64) * page,
+            _ => sz.wrapping_add_signed(delta(r.u8(), 4).wrapping_mul(page as i64)),
+        }
+    }
+}

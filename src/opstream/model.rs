@@ -1,0 +1,771 @@
+//! The typed operation stream: configuration, operations and their helpers.
+
+use std::fmt;
+
+/// Maximum number of operations in a stream (the decoder stops there; the
+/// validator and the text parser reject longer streams).
+pub const MAX_OPS: usize = 64;
+/// Maximum number of regions in a [`ForcePtePolicy::Host`] memory map.
+pub const MAX_REGIONS: usize = 8;
+/// Smallest allowed [`Config::arena_pages`].
+pub const ARENA_PAGES_MIN: u32 = 64;
+/// Largest allowed [`Config::arena_pages`].
+pub const ARENA_PAGES_MAX: u32 = 4096;
+/// Allowed range of a stage-2 start-level override.
+pub const START_LEVEL_MIN: i8 = -1;
+/// Allowed range of a stage-2 start-level override.
+pub const START_LEVEL_MAX: i8 = 3;
+/// Largest allowed [`Config::mmfr0_parange`] (ID_AA64MMFR0_EL1.PARange = 52 bits).
+pub const PARANGE_MAX: u8 = 6;
+
+/// `enum kvm_pgtable_prot` as a bit set.
+pub type Prot = u64;
+
+/// `KVM_PGTABLE_PROT_*` bits.
+pub mod prot {
+    use super::Prot;
+    pub const X: Prot = 1 << 0;
+    pub const W: Prot = 1 << 1;
+    pub const R: Prot = 1 << 2;
+    pub const DEVICE: Prot = 1 << 3;
+    pub const NORMAL_NC: Prot = 1 << 4;
+    pub const SW0: Prot = 1 << 55;
+    pub const SW1: Prot = 1 << 56;
+    pub const SW2: Prot = 1 << 57;
+    pub const SW3: Prot = 1 << 58;
+    pub const RW: Prot = R | W;
+    pub const RX: Prot = R | X;
+    pub const RWX: Prot = R | W | X;
+    /// All named bits.
+    pub const KNOWN: Prot = RWX | DEVICE | NORMAL_NC | SW0 | SW1 | SW2 | SW3;
+}
+
+/// `enum kvm_pgtable_walk_flags` bits (as a `u8`).
+pub mod walk_flags {
+    pub const LEAF: u8 = 1 << 0;
+    pub const TABLE_PRE: u8 = 1 << 1;
+    pub const TABLE_POST: u8 = 1 << 2;
+    pub const SHARED: u8 = 1 << 3;
+    pub const HANDLE_FAULT: u8 = 1 << 4;
+    pub const SKIP_BBM_TLBI: u8 = 1 << 5;
+    pub const SKIP_CMO: u8 = 1 << 6;
+    /// All defined flags (the 128 combinations the Walk profile covers).
+    pub const ALL: u8 = 0x7f;
+    /// Names in bit order, as used by the text format.
+    pub const NAMES: [(u8, &str); 7] = [
+        (LEAF, "LEAF"),
+        (TABLE_PRE, "TABLE_PRE"),
+        (TABLE_POST, "TABLE_POST"),
+        (SHARED, "SHARED"),
+        (HANDLE_FAULT, "HANDLE_FAULT"),
+        (SKIP_BBM_TLBI, "SKIP_BBM_TLBI"),
+        (SKIP_CMO, "SKIP_CMO"),
+    ];
+}
+
+/// Errno values a test visitor may return (negative, as the kernel does).
+pub mod errno {
+    pub const E2BIG: i8 = -7;
+    pub const EAGAIN: i8 = -11;
+    pub const ENOMEM: i8 = -12;
+    pub const EINVAL: i8 = -22;
+    /// The four values the decoder produces (non-literal modes).
+    pub const ALL: [i8; 4] = [EAGAIN, EINVAL, ENOMEM, E2BIG];
+    /// Name of a known errno value (without the leading '-').
+    pub fn name(e: i8) -> Option<&'static str> {
+        match e {
+            E2BIG => Some("E2BIG"),
+            EAGAIN => Some("EAGAIN"),
+            ENOMEM => Some("ENOMEM"),
+            EINVAL => Some("EINVAL"),
+            _ => None,
+        }
+    }
+}
+
+/// Memcache handed to a stage-2 call: `None` = NULL pointer, `Some(n)` = a
+/// memcache holding `n` free pages.
+pub type Memcache = Option<u32>;
+
+/// Which page-table flavour is exercised.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// `kvm_pgtable_hyp_*` (EL2 stage-1).
+    Hyp,
+    /// `kvm_pgtable_stage2_*`.
+    Stage2,
+}
+
+/// Build context the C code is compiled/run for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Context {
+    /// nVHE hypervisor (`__KVM_NVHE_HYPERVISOR__`).
+    Nvhe,
+    /// Kernel proper (VHE / host side).
+    Kernel,
+}
+
+/// Translation granule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Granule {
+    K4,
+    K16,
+    K64,
+}
+
+impl Granule {
+    pub const ALL: [Granule; 3] = [Granule::K4, Granule::K16, Granule::K64];
+
+    /// PAGE_SHIFT: 12, 14 or 16.
+    pub fn page_shift(self) -> u32 {
+        match self {
+            Granule::K4 => 12,
+            Granule::K16 => 14,
+            Granule::K64 => 16,
+        }
+    }
+
+    /// PAGE_SIZE in bytes.
+    pub fn page_size(self) -> u64 {
+        1 << self.page_shift()
+    }
+
+    /// PTRS_PER_PTE = 1 << (PAGE_SHIFT - 3).
+    pub fn ptrs_per_pte(self) -> u64 {
+        1 << (self.page_shift() - 3)
+    }
+
+    /// Shift of the size mapped by one entry at `level`:
+    /// `(PAGE_SHIFT - 3) * (4 - level) + 3`. Meaningful for levels -1..=3.
+    pub fn level_shift(self, level: i8) -> u32 {
+        let bits = self.page_shift() as i64 - 3;
+        let s = bits * (4 - level as i64) + 3;
+        s.clamp(0, 127) as u32
+    }
+
+    /// Bytes mapped by one entry at `level`, `None` if that does not fit in
+    /// a u64 (e.g. 64K level -1).
+    pub fn level_size(self, level: i8) -> Option<u64> {
+        1u64.checked_shl(self.level_shift(level))
+    }
+
+    /// KVM_PGTABLE_MIN_BLOCK_LEVEL: 1 for 4K, 2 otherwise.
+    pub fn min_block_level(self) -> i8 {
+        match self {
+            Granule::K4 => 1,
+            _ => 2,
+        }
+    }
+
+    /// Short text name: "4k", "16k", "64k".
+    pub fn name(self) -> &'static str {
+        match self {
+            Granule::K4 => "4k",
+            Granule::K16 => "16k",
+            Granule::K64 => "64k",
+        }
+    }
+}
+
+/// Stage-2 `enum kvm_pgtable_stage2_flags`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct S2Flags {
+    /// KVM_PGTABLE_S2_IDMAP.
+    pub idmap: bool,
+    /// KVM_PGTABLE_S2_NOFWB.
+    pub nofwb: bool,
+}
+
+/// CPU features the simulated system advertises.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Features {
+    /// LPA2 (52-bit with 4K/16K). Never set together with [`Granule::K64`].
+    pub lpa2: bool,
+    /// Stage-2 FWB.
+    pub fwb: bool,
+    /// TLBI range instructions.
+    pub tlb_range: bool,
+    pub bti: bool,
+    /// hVHE.
+    pub hvhe: bool,
+    /// Ampere AC03 erratum workaround.
+    pub ampere_ac03: bool,
+}
+
+impl Features {
+    /// (name, getter) table in canonical order (also the binary bit order).
+    pub const NAMES: [&'static str; 6] = ["lpa2", "fwb", "tlb_range", "bti", "hvhe", "ampere_ac03"];
+
+    pub fn to_bits(self) -> u8 {
+        (self.lpa2 as u8)
+            | (self.fwb as u8) << 1
+            | (self.tlb_range as u8) << 2
+            | (self.bti as u8) << 3
+            | (self.hvhe as u8) << 4
+            | (self.ampere_ac03 as u8) << 5
+    }
+
+    pub fn from_bits(b: u8) -> Features {
+        Features {
+            lpa2: b & 1 != 0,
+            fwb: b & 2 != 0,
+            tlb_range: b & 4 != 0,
+            bti: b & 8 != 0,
+            hvhe: b & 16 != 0,
+            ampere_ac03: b & 32 != 0,
+        }
+    }
+}
+
+/// Kind of a host memory-map region.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum RegionKind {
+    Memory,
+    Mmio,
+}
+
+/// One region of a pKVM-host style memory map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Region {
+    pub start: u64,
+    pub size: u64,
+    pub kind: RegionKind,
+}
+
+impl Region {
+    /// Whether `[addr, addr + size)` lies entirely inside this region
+    /// (computed without overflow; an empty range at `addr` counts if
+    /// `start <= addr <= end`).
+    pub fn contains_range(&self, addr: u64, size: u64) -> bool {
+        let (Some(end), Some(rend)) = (
+            (addr as u128).checked_add(size as u128),
+            (self.start as u128).checked_add(self.size as u128),
+        ) else {
+            return false;
+        };
+        addr >= self.start && end <= rend
+    }
+}
+
+/// How the `force_pte_cb` stage-2 callback answers.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ForcePtePolicy {
+    /// No callback (NULL).
+    #[default]
+    None,
+    /// pKVM host style: a range fully inside a Memory region forces pages
+    /// unless prot == RWX, inside an Mmio region unless prot == RW.
+    Host { regions: Vec<Region> },
+    /// Call number `i` (0-based) answers bit `i % 64` of `pattern`.
+    Arbitrary { pattern: u64 },
+}
+
+/// Simulation configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Config {
+    pub stage: Stage,
+    pub context: Context,
+    pub granule: Granule,
+    /// Hyp: va_bits; stage-2: phys_shift (IPA size).
+    /// Valid range: [`Config::ia_bits_range`].
+    pub ia_bits: u8,
+    /// `None` = derived the kernel way; `Some(l)` = stage-2 start-level
+    /// (SL0) override, -1..=3.
+    pub start_level: Option<i8>,
+    pub s2_flags: S2Flags,
+    pub features: Features,
+    /// ID_AA64MMFR0_EL1.PARange (0..=6), input to `kvm_get_vtcr`.
+    pub mmfr0_parange: u8,
+    /// 16-bit VMIDs (ID_AA64MMFR1_EL1.VMIDBits), input to `kvm_get_vtcr`.
+    pub vmid16: bool,
+    pub force_pte: ForcePtePolicy,
+    /// Simulated physical memory in pages (64..=4096).
+    pub arena_pages: u32,
+    /// Allocation-failure injection: allocation number `n` (0-based) and
+    /// later fail; `None` = never.
+    pub alloc_fail_after: Option<u32>,
+}
+
+impl Config {
+    /// Allowed `ia_bits` for a stage: hyp 25..=52, stage-2 32..=52.
+    pub fn ia_bits_range(stage: Stage) -> std::ops::RangeInclusive<u8> {
+        match stage {
+            Stage::Hyp => 25..=52,
+            Stage::Stage2 => 32..=52,
+        }
+    }
+
+    /// A plain default configuration for `stage` (4K, 48-bit hyp VA or
+    /// 40-bit IPA, no features, 512 arena pages).
+    pub fn new(stage: Stage) -> Config {
+        Config {
+            stage,
+            context: Context::Nvhe,
+            granule: Granule::K4,
+            ia_bits: match stage {
+                Stage::Hyp => 48,
+                Stage::Stage2 => 40,
+            },
+            start_level: None,
+            s2_flags: S2Flags::default(),
+            features: Features::default(),
+            mmfr0_parange: 2,
+            vmid16: false,
+            force_pte: ForcePtePolicy::None,
+            arena_pages: 512,
+            alloc_fail_after: None,
+        }
+    }
+
+    /// `1 << ia_bits` (saturating at u64::MAX for absurd values).
+    pub fn ia_limit(&self) -> u64 {
+        1u64.checked_shl(self.ia_bits as u32).unwrap_or(u64::MAX)
+    }
+
+    /// Checks the constraints every decoded configuration satisfies.
+    pub fn validate(&self) -> Result<(), String> {
+        let r = Config::ia_bits_range(self.stage);
+        if !r.contains(&self.ia_bits) {
+            return Err(format!(
+                "ia_bits {} out of range {}..={} for this stage",
+                self.ia_bits,
+                r.start(),
+                r.end()
+            ));
+        }
+        if let Some(l) = self.start_level {
+            if !(START_LEVEL_MIN..=START_LEVEL_MAX).contains(&l) {
+                return Err(format!("start_level {l} out of range -1..=3"));
+            }
+        }
+        if self.features.lpa2 && self.granule == Granule::K64 {
+            return Err("lpa2 is not allowed with the 64k granule".into());
+        }
+        if self.mmfr0_parange > PARANGE_MAX {
+            return Err(format!("parange {} out of range 0..=6", self.mmfr0_parange));
+        }
+        if !(ARENA_PAGES_MIN..=ARENA_PAGES_MAX).contains(&self.arena_pages) {
+            return Err(format!(
+                "arena_pages {} out of range {ARENA_PAGES_MIN}..={ARENA_PAGES_MAX}",
+                self.arena_pages
+            ));
+        }
+        if let ForcePtePolicy::Host { regions } = &self.force_pte {
+            if regions.len() > MAX_REGIONS {
+                return Err(format!("more than {MAX_REGIONS} host regions"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the test visitor of a [`Op::Walk`] returns.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum VisitScript {
+    /// Always return 0.
+    #[default]
+    Ok,
+    /// Return 0 for visits 0..n-1 and `errno` on visit number `n`
+    /// (0-based) and every later visit.
+    FailAt { n: u8, errno: i8 },
+}
+
+/// One API call.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// `kvm_pgtable_hyp_map`.
+    HypMap {
+        addr: u64,
+        size: u64,
+        phys: u64,
+        prot: Prot,
+    },
+    /// `kvm_pgtable_hyp_unmap`.
+    HypUnmap { addr: u64, size: u64 },
+    /// `kvm_pgtable_stage2_map`.
+    S2Map {
+        addr: u64,
+        size: u64,
+        phys: u64,
+        prot: Prot,
+        mc: Memcache,
+        flags: u8,
+    },
+    /// `kvm_pgtable_stage2_set_owner`.
+    S2SetOwner {
+        addr: u64,
+        size: u64,
+        mc: Memcache,
+        owner_id: u8,
+    },
+    /// `kvm_pgtable_stage2_unmap`.
+    S2Unmap { addr: u64, size: u64 },
+    /// `kvm_pgtable_stage2_wrprotect`.
+    S2Wrprotect { addr: u64, size: u64 },
+    /// `kvm_pgtable_stage2_mkyoung`.
+    S2Mkyoung { addr: u64 },
+    /// `kvm_pgtable_stage2_test_clear_young`.
+    S2TestClearYoung { addr: u64, size: u64, mkold: bool },
+    /// `kvm_pgtable_stage2_relax_perms`.
+    S2RelaxPerms { addr: u64, prot: Prot },
+    /// `kvm_pgtable_stage2_flush`.
+    S2Flush { addr: u64, size: u64 },
+    /// `kvm_pgtable_stage2_split` with a memcache of `nobjs` pages.
+    S2Split { addr: u64, size: u64, nobjs: u32 },
+    /// `kvm_pgtable_stage2_create_unlinked`; the result is appended to the
+    /// executor's list of unlinked tables.
+    S2CreateUnlinked {
+        phys: u64,
+        level: i8,
+        prot: Prot,
+        mc: Memcache,
+        force_pte: bool,
+    },
+    /// `kvm_pgtable_stage2_free_unlinked` of unlinked table
+    /// `index % count` (no-op if there is none).
+    S2FreeUnlinked { index: u8 },
+    /// `kvm_pgtable_walk` with a scripted test visitor.
+    Walk {
+        addr: u64,
+        size: u64,
+        flags: u8,
+        script: VisitScript,
+    },
+    /// `kvm_pgtable_get_leaf`.
+    GetLeaf { addr: u64 },
+    /// `kvm_pgtable_hyp_pte_prot` / `kvm_pgtable_stage2_pte_prot` (by stage).
+    PteProt { pte: u64 },
+    /// `kvm_get_vtcr`.
+    GetVtcr {
+        mmfr0: u64,
+        mmfr1: u64,
+        phys_shift: u32,
+    },
+    /// `kvm_pgtable_stage2_pgd_size`.
+    PgdSize { vtcr: u64 },
+}
+
+/// Field-less mirror of [`Op`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum OpKind {
+    HypMap,
+    HypUnmap,
+    S2Map,
+    S2SetOwner,
+    S2Unmap,
+    S2Wrprotect,
+    S2Mkyoung,
+    S2TestClearYoung,
+    S2RelaxPerms,
+    S2Flush,
+    S2Split,
+    S2CreateUnlinked,
+    S2FreeUnlinked,
+    Walk,
+    GetLeaf,
+    PteProt,
+    GetVtcr,
+    PgdSize,
+}
+
+impl OpKind {
+    /// Every kind, in canonical-tag order (`ALL[k.tag()] == k`).
+    pub const ALL: [OpKind; 18] = [
+        OpKind::HypMap,
+        OpKind::HypUnmap,
+        OpKind::S2Map,
+        OpKind::S2SetOwner,
+        OpKind::S2Unmap,
+        OpKind::S2Wrprotect,
+        OpKind::S2Mkyoung,
+        OpKind::S2TestClearYoung,
+        OpKind::S2RelaxPerms,
+        OpKind::S2Flush,
+        OpKind::S2Split,
+        OpKind::S2CreateUnlinked,
+        OpKind::S2FreeUnlinked,
+        OpKind::Walk,
+        OpKind::GetLeaf,
+        OpKind::PteProt,
+        OpKind::GetVtcr,
+        OpKind::PgdSize,
+    ];
+
+    /// Stable canonical binary tag (what the encoder writes). Never change
+    /// these: the corpus depends on them.
+    pub fn tag(self) -> u8 {
+        match self {
+            OpKind::HypMap => 0,
+            OpKind::HypUnmap => 1,
+            OpKind::S2Map => 2,
+            OpKind::S2SetOwner => 3,
+            OpKind::S2Unmap => 4,
+            OpKind::S2Wrprotect => 5,
+            OpKind::S2Mkyoung => 6,
+            OpKind::S2TestClearYoung => 7,
+            OpKind::S2RelaxPerms => 8,
+            OpKind::S2Flush => 9,
+            OpKind::S2Split => 10,
+            OpKind::S2CreateUnlinked => 11,
+            OpKind::S2FreeUnlinked => 12,
+            OpKind::Walk => 13,
+            OpKind::GetLeaf => 14,
+            OpKind::PteProt => 15,
+            OpKind::GetVtcr => 16,
+            OpKind::PgdSize => 17,
+        }
+    }
+
+    /// Text-format name.
+    pub fn name(self) -> &'static str {
+        match self {
+            OpKind::HypMap => "hyp_map",
+            OpKind::HypUnmap => "hyp_unmap",
+            OpKind::S2Map => "s2_map",
+            OpKind::S2SetOwner => "s2_set_owner",
+            OpKind::S2Unmap => "s2_unmap",
+            OpKind::S2Wrprotect => "s2_wrprotect",
+            OpKind::S2Mkyoung => "s2_mkyoung",
+            OpKind::S2TestClearYoung => "s2_test_clear_young",
+            OpKind::S2RelaxPerms => "s2_relax_perms",
+            OpKind::S2Flush => "s2_flush",
+            OpKind::S2Split => "s2_split",
+            OpKind::S2CreateUnlinked => "s2_create_unlinked",
+            OpKind::S2FreeUnlinked => "s2_free_unlinked",
+            OpKind::Walk => "walk",
+            OpKind::GetLeaf => "get_leaf",
+            OpKind::PteProt => "pte_prot",
+            OpKind::GetVtcr => "get_vtcr",
+            OpKind::PgdSize => "pgd_size",
+        }
+    }
+
+    /// Kind with the given text name.
+    pub fn from_name(name: &str) -> Option<OpKind> {
+        OpKind::ALL.iter().copied().find(|k| k.name() == name)
+    }
+
+    /// Which stages this kind may appear in: hyp ops only for Hyp, stage-2
+    /// ops only for Stage2, Walk/GetLeaf/PteProt/GetVtcr/PgdSize for both.
+    pub fn valid_for(self, stage: Stage) -> bool {
+        match self {
+            OpKind::HypMap | OpKind::HypUnmap => stage == Stage::Hyp,
+            OpKind::Walk
+            | OpKind::GetLeaf
+            | OpKind::PteProt
+            | OpKind::GetVtcr
+            | OpKind::PgdSize => true,
+            _ => stage == Stage::Stage2,
+        }
+    }
+}
+
+impl Op {
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Op::HypMap { .. } => OpKind::HypMap,
+            Op::HypUnmap { .. } => OpKind::HypUnmap,
+            Op::S2Map { .. } => OpKind::S2Map,
+            Op::S2SetOwner { .. } => OpKind::S2SetOwner,
+            Op::S2Unmap { .. } => OpKind::S2Unmap,
+            Op::S2Wrprotect { .. } => OpKind::S2Wrprotect,
+            Op::S2Mkyoung { .. } => OpKind::S2Mkyoung,
+            Op::S2TestClearYoung { .. } => OpKind::S2TestClearYoung,
+            Op::S2RelaxPerms { .. } => OpKind::S2RelaxPerms,
+            Op::S2Flush { .. } => OpKind::S2Flush,
+            Op::S2Split { .. } => OpKind::S2Split,
+            Op::S2CreateUnlinked { .. } => OpKind::S2CreateUnlinked,
+            Op::S2FreeUnlinked { .. } => OpKind::S2FreeUnlinked,
+            Op::Walk { .. } => OpKind::Walk,
+            Op::GetLeaf { .. } => OpKind::GetLeaf,
+            Op::PteProt { .. } => OpKind::PteProt,
+            Op::GetVtcr { .. } => OpKind::GetVtcr,
+            Op::PgdSize { .. } => OpKind::PgdSize,
+        }
+    }
+
+    /// Text-format name of the op (e.g. `"s2_map"`).
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// Whether the op may appear in a stream of the given stage.
+    pub fn valid_for(&self, stage: Stage) -> bool {
+        self.kind().valid_for(stage)
+    }
+
+    /// The input-address range the op targets, as `(addr, size)` (size may
+    /// make `addr + size` wrap; compute the end with u128 or checked
+    /// arithmetic). Single-address ops (mkyoung, relax_perms, get_leaf)
+    /// report `(addr, 1)`. `None` for ops that target no IA range
+    /// (create/free_unlinked, pte_prot, get_vtcr, pgd_size).
+    pub fn range(&self) -> Option<(u64, u64)> {
+        match *self {
+            Op::HypMap { addr, size, .. }
+            | Op::HypUnmap { addr, size }
+            | Op::S2Map { addr, size, .. }
+            | Op::S2SetOwner { addr, size, .. }
+            | Op::S2Unmap { addr, size }
+            | Op::S2Wrprotect { addr, size }
+            | Op::S2TestClearYoung { addr, size, .. }
+            | Op::S2Flush { addr, size }
+            | Op::S2Split { addr, size, .. }
+            | Op::Walk { addr, size, .. } => Some((addr, size)),
+            Op::S2Mkyoung { addr } | Op::S2RelaxPerms { addr, .. } | Op::GetLeaf { addr } => {
+                Some((addr, 1))
+            }
+            Op::S2CreateUnlinked { .. }
+            | Op::S2FreeUnlinked { .. }
+            | Op::PteProt { .. }
+            | Op::GetVtcr { .. }
+            | Op::PgdSize { .. } => None,
+        }
+    }
+}
+
+/// A complete scenario: configuration plus the operations to run.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OpStream {
+    pub config: Config,
+    pub ops: Vec<Op>,
+}
+
+/// Why a stream is not valid (see [`OpStream::validate`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InvalidStream {
+    /// The configuration violates a constraint.
+    Config(String),
+    /// More than [`MAX_OPS`] operations.
+    TooManyOps(usize),
+    /// Op number `index` is not valid for the configured stage.
+    OpStage { index: usize, name: &'static str },
+}
+
+impl fmt::Display for InvalidStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidStream::Config(m) => write!(f, "invalid config: {m}"),
+            InvalidStream::TooManyOps(n) => write!(f, "{n} ops, at most {MAX_OPS} allowed"),
+            InvalidStream::OpStage { index, name } => {
+                write!(f, "op #{index} ({name}) is not valid for this stage")
+            }
+        }
+    }
+}
+
+impl std::error::Error for InvalidStream {}
+
+impl OpStream {
+    /// Checks that the stream is one the decoder can produce, i.e. that
+    /// `decode(&encode(s), Profile::Any) == s`. Every decoded stream is
+    /// valid; the text parser rejects invalid streams.
+    pub fn validate(&self) -> Result<(), InvalidStream> {
+        self.config.validate().map_err(InvalidStream::Config)?;
+        if self.ops.len() > MAX_OPS {
+            return Err(InvalidStream::TooManyOps(self.ops.len()));
+        }
+        for (index, op) in self.ops.iter().enumerate() {
+            if !op.valid_for(self.config.stage) {
+                return Err(InvalidStream::OpStage {
+                    index,
+                    name: op.name(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn granule_geometry() {
+        // 4K: 512 entries, levels map 4K, 2M, 1G, 512G, 256T.
+        assert_eq!(Granule::K4.ptrs_per_pte(), 512);
+        assert_eq!(Granule::K4.level_size(3), Some(0x1000));
+        assert_eq!(Granule::K4.level_size(2), Some(0x20_0000));
+        assert_eq!(Granule::K4.level_size(1), Some(0x4000_0000));
+        assert_eq!(Granule::K4.level_size(0), Some(1 << 39));
+        assert_eq!(Granule::K4.level_size(-1), Some(1 << 48));
+        // 16K: 2048 entries, 16K, 32M, 64G, 128T.
+        assert_eq!(Granule::K16.ptrs_per_pte(), 2048);
+        assert_eq!(Granule::K16.level_size(2), Some(32 << 20));
+        assert_eq!(Granule::K16.level_size(1), Some(64 << 30));
+        assert_eq!(Granule::K16.level_size(0), Some(1 << 47));
+        // 64K: 8192 entries, 64K, 512M, 4T, 2^55; level -1 does not fit.
+        assert_eq!(Granule::K64.ptrs_per_pte(), 8192);
+        assert_eq!(Granule::K64.level_size(2), Some(512 << 20));
+        assert_eq!(Granule::K64.level_size(1), Some(4 << 40));
+        assert_eq!(Granule::K64.level_size(0), Some(1 << 55));
+        assert_eq!(Granule::K64.level_size(-1), None);
+        assert_eq!(Granule::K4.min_block_level(), 1);
+        assert_eq!(Granule::K16.min_block_level(), 2);
+        assert_eq!(Granule::K64.min_block_level(), 2);
+    }
+
+    #[test]
+    fn tags_are_stable_and_dense() {
+        for (i, k) in OpKind::ALL.iter().enumerate() {
+            assert_eq!(k.tag() as usize, i);
+            assert_eq!(OpKind::from_name(k.name()), Some(*k));
+        }
+    }
+
+    #[test]
+    fn validity() {
+        let mut s = OpStream {
+            config: Config::new(Stage::Hyp),
+            ops: vec![],
+        };
+        assert!(s.validate().is_ok());
+        s.ops.push(Op::S2Unmap {
+            addr: 0,
+            size: 0x1000,
+        });
+        assert_eq!(
+            s.validate(),
+            Err(InvalidStream::OpStage {
+                index: 0,
+                name: "s2_unmap"
+            })
+        );
+        s.config.stage = Stage::Stage2;
+        assert!(s.validate().is_ok());
+        s.config.ia_bits = 31;
+        assert!(s.validate().is_err());
+        s.config.ia_bits = 32;
+        s.config.granule = Granule::K64;
+        s.config.features.lpa2 = true;
+        assert!(s.validate().is_err());
+        s.config.features.lpa2 = false;
+        s.config.start_level = Some(4);
+        assert!(s.validate().is_err());
+        s.config.start_level = Some(-1);
+        assert!(s.validate().is_ok());
+        s.ops = vec![Op::GetLeaf { addr: 0 }; MAX_OPS + 1];
+        assert_eq!(s.validate(), Err(InvalidStream::TooManyOps(MAX_OPS + 1)));
+    }
+
+    #[test]
+    fn ranges() {
+        assert_eq!(Op::S2Mkyoung { addr: 5 }.range(), Some((5, 1)));
+        assert_eq!(Op::HypUnmap { addr: 7, size: 9 }.range(), Some((7, 9)));
+        assert_eq!(Op::PgdSize { vtcr: 0 }.range(), None);
+    }
+
+    #[test]
+    fn region_contains() {
+        let r = Region {
+            start: 0x1000,
+            size: 0x2000,
+            kind: RegionKind::Memory,
+        };
+        assert!(r.contains_range(0x1000, 0x2000));
+        assert!(r.contains_range(0x2000, 0x1000));
+        assert!(!r.contains_range(0x2000, 0x1001));
+        assert!(!r.contains_range(0xfff, 0x10));
+        assert!(!r.contains_range(u64::MAX, 2));
+    }
+}

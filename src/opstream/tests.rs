@@ -1,0 +1,1036 @@
+//! Tests for the op-stream module. Expected values are worked out by hand
+//! from the format description, never captured from a run.
+
+use super::*;
+
+/// xorshift64* PRNG (no dependencies).
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    fn bytes(&mut self, max_len: usize) -> Vec<u8> {
+        let len = (self.next() % (max_len as u64 + 1)) as usize;
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+fn random_inputs(seed: u64, n: usize, max_len: usize) -> Vec<Vec<u8>> {
+    let mut rng = Rng::new(seed);
+    (0..n).map(|_| rng.bytes(max_len)).collect()
+}
+
+/// A hand-written stage-2 stream using every stage-2 op and odd values.
+fn sample_stage2() -> OpStream {
+    let mut config = Config::new(Stage::Stage2);
+    config.context = Context::Kernel;
+    config.granule = Granule::K16;
+    config.ia_bits = 47;
+    config.start_level = Some(-1);
+    config.s2_flags = S2Flags {
+        idmap: true,
+        nofwb: true,
+    };
+    config.features = Features {
+        lpa2: true,
+        fwb: false,
+        tlb_range: true,
+        bti: false,
+        hvhe: true,
+        ampere_ac03: true,
+    };
+    config.mmfr0_parange = 6;
+    config.vmid16 = true;
+    config.arena_pages = 4096;
+    config.alloc_fail_after = Some(u32::MAX);
+    config.force_pte = ForcePtePolicy::Host {
+        regions: vec![
+            Region {
+                start: 0,
+                size: 0x4000_0000,
+                kind: RegionKind::Memory,
+            },
+            Region {
+                start: 0x4000_0000,
+                size: 0x1000_0000,
+                kind: RegionKind::Mmio,
+            },
+            Region {
+                start: u64::MAX,
+                size: u64::MAX,
+                kind: RegionKind::Memory,
+            },
+        ],
+    };
+    let ops = vec![
+        Op::S2Map {
+            addr: 0x20_0000,
+            size: 0x20_0000,
+            phys: 0x20_0000,
+            prot: prot::RWX,
+            mc: Some(8),
+            flags: 0,
+        },
+        Op::S2Map {
+            addr: u64::MAX,
+            size: u64::MAX,
+            phys: 1,
+            prot: prot::RW | prot::DEVICE | prot::SW3 | (1 << 40),
+            mc: None,
+            flags: 0xff,
+        },
+        Op::S2SetOwner {
+            addr: 0x40_0000,
+            size: 0x1000,
+            mc: Some(4),
+            owner_id: 255,
+        },
+        Op::S2Unmap { addr: 0, size: 0 },
+        Op::S2Wrprotect { addr: 1, size: 2 },
+        Op::S2Mkyoung { addr: 0x1234 },
+        Op::S2TestClearYoung {
+            addr: 0x1000,
+            size: 0x3000,
+            mkold: true,
+        },
+        Op::S2TestClearYoung {
+            addr: 0x1000,
+            size: 0x3000,
+            mkold: false,
+        },
+        Op::S2RelaxPerms {
+            addr: 0x5000,
+            prot: 0,
+        },
+        Op::S2Flush {
+            addr: 0x6000,
+            size: 1 << 47,
+        },
+        Op::S2Split {
+            addr: 0,
+            size: 1 << 30,
+            nobjs: u32::MAX,
+        },
+        Op::S2CreateUnlinked {
+            phys: 0x8000_0000,
+            level: -128,
+            prot: prot::R | prot::NORMAL_NC,
+            mc: Some(0),
+            force_pte: true,
+        },
+        Op::S2CreateUnlinked {
+            phys: 0,
+            level: 2,
+            prot: prot::X,
+            mc: None,
+            force_pte: false,
+        },
+        Op::S2FreeUnlinked { index: 200 },
+        Op::Walk {
+            addr: 0,
+            size: 0x40_0000,
+            flags: walk_flags::LEAF | walk_flags::TABLE_POST,
+            script: VisitScript::FailAt {
+                n: 3,
+                errno: errno::EAGAIN,
+            },
+        },
+        Op::Walk {
+            addr: 0,
+            size: 0,
+            flags: 0x80,
+            script: VisitScript::FailAt { n: 255, errno: 5 },
+        },
+        Op::Walk {
+            addr: 7,
+            size: 9,
+            flags: 0,
+            script: VisitScript::Ok,
+        },
+        Op::GetLeaf { addr: u64::MAX },
+        Op::PteProt {
+            pte: 0x0060_0000_4000_0743,
+        },
+        Op::GetVtcr {
+            mmfr0: 5,
+            mmfr1: 0x20,
+            phys_shift: 40,
+        },
+        Op::PgdSize { vtcr: 0x8000_3558 },
+    ];
+    OpStream { config, ops }
+}
+
+/// A hand-written hyp stream using every hyp-valid op.
+fn sample_hyp() -> OpStream {
+    let mut config = Config::new(Stage::Hyp);
+    config.granule = Granule::K64;
+    config.ia_bits = 25;
+    config.force_pte = ForcePtePolicy::Arbitrary {
+        pattern: 0xdead_beef_0000_0001,
+    };
+    config.arena_pages = 64;
+    config.alloc_fail_after = Some(0);
+    let ops = vec![
+        Op::HypMap {
+            addr: 0x1_0000,
+            size: 0x1_0000,
+            phys: 0x2_0000,
+            prot: prot::RX,
+        },
+        Op::HypUnmap {
+            addr: 0x1_0000,
+            size: 0x1_0000,
+        },
+        Op::Walk {
+            addr: 0,
+            size: 1 << 25,
+            flags: walk_flags::ALL,
+            script: VisitScript::FailAt {
+                n: 0,
+                errno: errno::E2BIG,
+            },
+        },
+        Op::GetLeaf { addr: 0x1_0000 },
+        Op::PteProt { pte: 0 },
+        Op::GetVtcr {
+            mmfr0: u64::MAX,
+            mmfr1: 0,
+            phys_shift: 0,
+        },
+        Op::PgdSize { vtcr: 0 },
+    ];
+    OpStream { config, ops }
+}
+
+const ALLOWED_HOST: [OpKind; 4] = [
+    OpKind::S2Map,
+    OpKind::S2SetOwner,
+    OpKind::S2Unmap,
+    OpKind::GetLeaf,
+];
+
+// ------------------------------------------------------------ totality
+
+#[test]
+fn decode_is_total_and_valid() {
+    let mut inputs = random_inputs(1, 3000, 400);
+    for len in 0..80 {
+        inputs.push(vec![0; len]);
+        inputs.push(vec![0xff; len]);
+        inputs.push(vec![0xfe; len]);
+        inputs.push((0..len).map(|i| i as u8).collect());
+    }
+    for bytes in &inputs {
+        for p in Profile::ALL {
+            let s = decode(bytes, p);
+            assert!(s.ops.len() <= MAX_OPS);
+            if let Err(e) = s.validate() {
+                panic!("decoded stream invalid ({e}) for {p:?} {bytes:?}");
+            }
+            // Printing must not panic either, and must parse back.
+            let t = print(&s);
+            assert_eq!(parse(&t).as_ref(), Ok(&s), "{t}");
+        }
+    }
+}
+
+#[test]
+fn empty_input_decodes_by_hand() {
+    // All bytes read as 0: stage hyp, nvhe, 4K, no features/flags,
+    // ia_bits mode 0 -> IA_MENU_HYP[0] = 39, start_level None, parange 0,
+    // vmid16 no, arena mode 0 -> 64, fail_after None, force_pte none.
+    let mut want = Config::new(Stage::Hyp);
+    want.ia_bits = 39;
+    want.mmfr0_parange = 0;
+    want.arena_pages = 64;
+    assert_eq!(
+        decode(&[], Profile::Any),
+        OpStream {
+            config: want.clone(),
+            ops: vec![]
+        }
+    );
+    let mut s2 = want;
+    s2.stage = Stage::Stage2;
+    s2.ia_bits = 40; // IA_MENU_S2[0]
+    assert_eq!(decode(&[], Profile::Stage2).config, s2);
+}
+
+#[test]
+fn many_ops_capped() {
+    // Config then 200 `get_leaf` ops (tag 14, addr mode 0, page 0).
+    let mut bytes = encode(&OpStream {
+        config: Config::new(Stage::Hyp),
+        ops: vec![],
+    });
+    for _ in 0..200 {
+        bytes.extend_from_slice(&[14, 0, 0]);
+    }
+    let s = decode(&bytes, Profile::Any);
+    assert_eq!(s.ops, vec![Op::GetLeaf { addr: 0 }; MAX_OPS]);
+    // A truncated op still decodes (missing bytes are zero): tag 2 under
+    // hyp is hyp_map with every field from mode 0 / zero payload.
+    let mut bytes = encode(&OpStream {
+        config: Config::new(Stage::Hyp),
+        ops: vec![],
+    });
+    bytes.push(2);
+    let s = decode(&bytes, Profile::Any);
+    // addr mode 0 -> 0, size mode 0 -> 0 pages, phys mode 0 -> identity,
+    // prot mode 0 -> MENU[0] = R.
+    assert_eq!(
+        s.ops,
+        vec![Op::HypMap {
+            addr: 0,
+            size: 0,
+            phys: 0,
+            prot: prot::R
+        }]
+    );
+}
+
+// ----------------------------------------------------------- exactness
+
+#[test]
+fn encode_exact_bytes() {
+    let s = OpStream {
+        config: Config::new(Stage::Hyp),
+        ops: vec![Op::GetLeaf { addr: 0x1000 }],
+    };
+    let want: Vec<u8> = vec![
+        1,    // version
+        0,    // hyp
+        0,    // nvhe
+        0,    // 4k
+        0,    // features
+        0,    // s2 flags
+        0xff, // ia_bits literal
+        23,   // 48 - 25
+        0,    // start_level auto
+        2,    // parange
+        0,    // vmid16
+        0xff, 0xc0, 0x01, // arena literal: 512 - 64 = 448 = 0x1c0
+        0,    // fail_after none
+        0,    // force_pte none
+        14,   // get_leaf
+        0xff, 0x00, 0x10, 0, 0, 0, 0, 0, 0, // addr literal 0x1000
+    ];
+    assert_eq!(encode(&s), want);
+    assert_eq!(decode(&want, Profile::Any), s);
+}
+
+#[test]
+fn hand_samples_round_trip_binary() {
+    for s in [sample_stage2(), sample_hyp()] {
+        s.validate().unwrap();
+        assert_eq!(decode(&encode(&s), Profile::Any), s);
+    }
+    let s2 = sample_stage2();
+    assert_eq!(decode(&encode(&s2), Profile::Stage2), s2);
+    let h = sample_hyp();
+    assert_eq!(decode(&encode(&h), Profile::Hyp), h);
+}
+
+#[test]
+fn random_round_trip_binary() {
+    for (i, bytes) in random_inputs(2, 3000, 600).iter().enumerate() {
+        for p in Profile::ALL {
+            let s = decode(bytes, p);
+            let enc = encode(&s);
+            assert_eq!(decode(&enc, Profile::Any), s, "input #{i} profile {p:?}");
+            // Encoding is canonical: re-encoding gives the same bytes.
+            assert_eq!(encode(&decode(&enc, Profile::Any)), enc);
+        }
+    }
+}
+
+#[test]
+fn encoded_streams_survive_their_own_profile() {
+    // Literal modes and canonical tags mean the same in every profile, so
+    // a stream that already satisfies a profile decodes unchanged under it.
+    for bytes in random_inputs(3, 500, 400) {
+        for p in [
+            Profile::Hyp,
+            Profile::Stage2,
+            Profile::Walk,
+            Profile::Unlinked,
+            Profile::HostStage2,
+        ] {
+            let s = decode(&bytes, p);
+            assert_eq!(decode(&encode(&s), p), s, "{p:?}");
+        }
+    }
+}
+
+// -------------------------------------------------------------- profiles
+
+#[test]
+fn profiles_constrain_random_input() {
+    let mut walk_flags_seen = [false; 128];
+    let mut host_setowner = false;
+    let mut unlinked_kinds = std::collections::HashSet::new();
+    for bytes in random_inputs(4, 3000, 500) {
+        assert_eq!(decode(&bytes, Profile::Hyp).config.stage, Stage::Hyp);
+        assert_eq!(decode(&bytes, Profile::Stage2).config.stage, Stage::Stage2);
+
+        let h = decode(&bytes, Profile::HostStage2);
+        assert_eq!(h.config.stage, Stage::Stage2);
+        assert_eq!(h.config.context, Context::Nvhe);
+        assert!(h.config.s2_flags.idmap);
+        match &h.config.force_pte {
+            ForcePtePolicy::Host { regions } => assert!(!regions.is_empty()),
+            other => panic!("host profile produced {other:?}"),
+        }
+        for op in &h.ops {
+            assert!(ALLOWED_HOST.contains(&op.kind()), "{op:?}");
+            if let Op::S2Map { addr, phys, .. } = op {
+                assert_eq!(addr, phys);
+            }
+            if let Op::S2SetOwner { .. } = op {
+                host_setowner = true;
+            }
+        }
+
+        let w = decode(&bytes, Profile::Walk);
+        for op in &w.ops {
+            match op {
+                Op::Walk { flags, .. } => walk_flags_seen[(*flags & 0x7f) as usize] = true,
+                Op::HypMap { .. }
+                | Op::S2Map { .. }
+                | Op::HypUnmap { .. }
+                | Op::S2Unmap { .. }
+                | Op::GetLeaf { .. } => {}
+                other => panic!("walk profile produced {other:?}"),
+            }
+        }
+
+        let u = decode(&bytes, Profile::Unlinked);
+        assert_eq!(u.config.stage, Stage::Stage2);
+        for op in &u.ops {
+            let k = op.kind();
+            assert!(
+                matches!(
+                    k,
+                    OpKind::S2Split
+                        | OpKind::S2CreateUnlinked
+                        | OpKind::S2FreeUnlinked
+                        | OpKind::S2Map
+                        | OpKind::S2Unmap
+                        | OpKind::GetLeaf
+                        | OpKind::Walk
+                ),
+                "{op:?}"
+            );
+            unlinked_kinds.insert(k);
+        }
+    }
+    assert!(
+        walk_flags_seen.iter().all(|&b| b),
+        "not all 128 walk flag combinations seen"
+    );
+    assert!(host_setowner);
+    for k in [
+        OpKind::S2Split,
+        OpKind::S2CreateUnlinked,
+        OpKind::S2FreeUnlinked,
+        OpKind::S2Map,
+    ] {
+        assert!(unlinked_kinds.contains(&k), "{k:?} never produced");
+    }
+}
+
+#[test]
+fn host_profile_prots() {
+    // Host-appropriate prots dominate: RWX inside memory regions, RW
+    // inside MMIO regions.
+    let (mut rwx_mem, mut rw_mmio) = (0, 0);
+    for bytes in random_inputs(5, 2000, 400) {
+        let s = decode(&bytes, Profile::HostStage2);
+        let ForcePtePolicy::Host { regions } = &s.config.force_pte else {
+            unreachable!()
+        };
+        for op in &s.ops {
+            if let Op::S2Map {
+                addr, size, prot, ..
+            } = *op
+            {
+                match regions
+                    .iter()
+                    .find(|g| g.contains_range(addr, size))
+                    .map(|g| g.kind)
+                {
+                    Some(RegionKind::Memory) if prot == prot::RWX => rwx_mem += 1,
+                    Some(RegionKind::Mmio) if prot == prot::RW => rw_mmio += 1,
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert!(rwx_mem > 50 && rw_mmio > 5, "{rwx_mem} {rw_mmio}");
+}
+
+#[test]
+fn kind_for_tag_rules() {
+    for p in Profile::ALL {
+        for stage in [Stage::Hyp, Stage::Stage2] {
+            for tag in 0..=255u8 {
+                let k = kind_for_tag(tag, stage, p);
+                assert!(k.valid_for(stage), "{tag} {stage:?} {p:?} -> {k:?}");
+                assert_eq!(k, kind_for_tag(tag & 63, stage, p));
+            }
+        }
+    }
+    // Canonical tags are the identity under Any for valid kinds.
+    for k in OpKind::ALL {
+        for stage in [Stage::Hyp, Stage::Stage2] {
+            if k.valid_for(stage) {
+                assert_eq!(kind_for_tag(k.tag(), stage, Profile::Any), k);
+            }
+        }
+    }
+    // Stage swaps: tag 0 (hyp_map) under stage-2 is s2_map and tag 2 under
+    // hyp is hyp_map; slot 60 is unassigned -> get_leaf.
+    assert_eq!(kind_for_tag(0, Stage::Stage2, Profile::Any), OpKind::S2Map);
+    assert_eq!(kind_for_tag(2, Stage::Hyp, Profile::Any), OpKind::HypMap);
+    assert_eq!(kind_for_tag(4, Stage::Hyp, Profile::Any), OpKind::HypUnmap);
+    assert_eq!(kind_for_tag(60, Stage::Hyp, Profile::Any), OpKind::GetLeaf);
+    assert_eq!(
+        kind_for_tag(60 + 64, Stage::Stage2, Profile::Any),
+        OpKind::GetLeaf
+    );
+    // set_owner (tag 3) under hyp: fallback[3 % 8] = get_leaf.
+    assert_eq!(kind_for_tag(3, Stage::Hyp, Profile::Any), OpKind::GetLeaf);
+}
+
+// ------------------------------------------------------------------ bias
+
+/// Config bytes for stage-2, 4K, ia_bits 40, everything else zero.
+fn s2_4k_40() -> Vec<u8> {
+    // version, stage2, nvhe, 4k, features, flags, ia lit 40-32, start
+    // level, parange, vmid16, arena menu[0], fail_after, force_pte.
+    vec![1, 1, 0, 0, 0, 0, 0xff, 8, 0, 0, 0, 0, 0, 0]
+}
+
+#[test]
+fn bias_modes_by_hand() {
+    // Levels for 4K/40 bits: sizes <= 2^40 are levels 3, 2, 1, 0 (in that
+    // order); level -1 (2^48) is excluded.
+    let cases: Vec<(Vec<u8>, Op)> = vec![
+        // get_leaf, addr mode 1 (boundary): level_from(1) = 2 (2M), k = 3.
+        (vec![14, 1, 1, 3], Op::GetLeaf { addr: 0x60_0000 }),
+        // mode 0: 5 pages.
+        (vec![14, 0, 5], Op::GetLeaf { addr: 0x5000 }),
+        // mode 2 (straddle): level_from(2) = 1 (1G), k = 1, delta(0xff) =
+        // -1 % 5 = -1 page.
+        (
+            vec![14, 2, 2, 1, 0xff],
+            Op::GetLeaf {
+                addr: 0x4000_0000 - 0x1000,
+            },
+        ),
+        // mode 3 (ia limit), sub 0: 1 << 40.
+        (vec![14, 3, 0], Op::GetLeaf { addr: 1 << 40 }),
+        // mode 3 sub 3: limit - 1.
+        (
+            vec![14, 3, 3],
+            Op::GetLeaf {
+                addr: (1 << 40) - 1,
+            },
+        ),
+        // mode 4 (unaligned): 2 pages + offset (b = 0: 1 + 0).
+        (vec![14, 4, 2, 0], Op::GetLeaf { addr: 0x2001 }),
+        // mode 6 sub 1 with k = 0: u64::MAX.
+        (vec![14, 6, 1], Op::GetLeaf { addr: u64::MAX }),
+        // s2_unmap: addr mode 0 (0 pages), size mode 1 sub 1 = 1 byte.
+        (vec![4, 0, 0, 1, 1], Op::S2Unmap { addr: 0, size: 1 }),
+        // s2_unmap: addr lit 0x1000, size mode 6 sub 0 k 0: -addr, so
+        // addr + size wraps to exactly 0.
+        (
+            vec![4, 0xff, 0, 0x10, 0, 0, 0, 0, 0, 0, 6, 0],
+            Op::S2Unmap {
+                addr: 0x1000,
+                size: 0u64.wrapping_sub(0x1000),
+            },
+        ),
+        // s2_unmap: addr page 1, size mode 2 (blocks): level_from(1) = 2,
+        // k = 1 + 1 % 4 = 2 -> 4M.
+        (
+            vec![4, 0, 1, 2, 1, 1],
+            Op::S2Unmap {
+                addr: 0x1000,
+                size: 0x40_0000,
+            },
+        ),
+        // s2_map: addr 2M boundary (mode 1, level 2, k 1), size 2M (mode 2,
+        // level_from(1), k=1+0), phys identity (mode 0), prot mode 3 = RWX,
+        // mc mode 2 = PTRS_PER_PTE, flags mode 0.
+        (
+            vec![2, 1, 1, 1, 2, 1, 0, 0, 3, 2, 0],
+            Op::S2Map {
+                addr: 0x20_0000,
+                size: 0x20_0000,
+                phys: 0x20_0000,
+                prot: prot::RWX,
+                mc: Some(512),
+                flags: 0,
+            },
+        ),
+        // s2_map with mc mode 3 = 513, prot mode 4 = DEVICE|RW, mc literal
+        // none (0xfe) on the second op is covered below.
+        (
+            vec![2, 0, 0, 0, 0, 0, 4, 3, 4],
+            Op::S2Map {
+                addr: 0,
+                size: 0,
+                phys: 0,
+                prot: prot::DEVICE | prot::RW,
+                mc: Some(513),
+                flags: walk_flags::SHARED,
+            },
+        ),
+        (
+            vec![3, 0, 0, 0, 0, 0xfe, 7, 0],
+            Op::S2SetOwner {
+                addr: 0,
+                size: 0,
+                mc: None,
+                owner_id: 2,
+            },
+        ),
+        // walk: flags mode byte 0x85 -> 0x05, script mode 2 -> fail_at with
+        // b = 0x13: n = 3, errno ALL[1] = EINVAL.
+        (
+            vec![13, 0, 0, 0, 0, 0x85, 2, 0x13],
+            Op::Walk {
+                addr: 0,
+                size: 0,
+                flags: 0x05,
+                script: VisitScript::FailAt {
+                    n: 3,
+                    errno: errno::EINVAL,
+                },
+            },
+        ),
+        // create_unlinked: level mode 2 -> 1, phys mode 0 with k=2 -> 2 * 1G,
+        // prot mode 0 = R, mc mode 0 with b=9 -> 0, force_pte byte 1.
+        (
+            vec![11, 2, 0, 2, 0, 0, 9, 1],
+            Op::S2CreateUnlinked {
+                phys: 0x8000_0000,
+                level: 1,
+                prot: prot::R,
+                mc: Some(0),
+                force_pte: true,
+            },
+        ),
+    ];
+    for (ops, want) in cases {
+        let mut bytes = s2_4k_40();
+        bytes.extend_from_slice(&ops);
+        let s = decode(&bytes, Profile::Any);
+        assert_eq!(s.config.ia_bits, 40);
+        assert_eq!(s.ops, vec![want], "ops bytes {ops:?}");
+    }
+}
+
+#[test]
+fn bias_statistics() {
+    let (mut block_aligned, mut unaligned, mut zero_size, mut wraps, mut ia_edge) = (0, 0, 0, 0, 0);
+    let (mut mc_ptrs, mut mc_ptrs1, mut mc_none, mut levels) = (0, 0, 0, [0usize; 5]);
+    for bytes in random_inputs(6, 3000, 500) {
+        let s = decode(&bytes, Profile::Stage2);
+        let g = s.config.granule;
+        let block = g.level_size(2).unwrap();
+        let page = g.page_size();
+        for op in &s.ops {
+            if let Some((addr, size)) = op.range() {
+                if addr != 0 && addr % block == 0 {
+                    block_aligned += 1;
+                }
+                if addr % page != 0 {
+                    unaligned += 1;
+                }
+                if size == 0 {
+                    zero_size += 1;
+                }
+                if addr.checked_add(size).is_none() {
+                    wraps += 1;
+                }
+                if addr == s.config.ia_limit() {
+                    ia_edge += 1;
+                }
+            }
+            let mc = match op {
+                Op::S2Map { mc, .. } | Op::S2SetOwner { mc, .. } => Some(*mc),
+                Op::S2CreateUnlinked { mc, level, .. } => {
+                    if (-1..=3).contains(level) {
+                        levels[(*level + 1) as usize] += 1;
+                    }
+                    Some(*mc)
+                }
+                _ => None,
+            };
+            match mc {
+                Some(None) => mc_none += 1,
+                Some(Some(n)) if n as u64 == g.ptrs_per_pte() => mc_ptrs += 1,
+                Some(Some(n)) if n as u64 == g.ptrs_per_pte() + 1 => mc_ptrs1 += 1,
+                _ => {}
+            }
+        }
+    }
+    for (name, n) in [
+        ("block aligned", block_aligned),
+        ("unaligned", unaligned),
+        ("zero size", zero_size),
+        ("wrapping", wraps),
+        ("ia edge", ia_edge),
+        ("mc ptrs", mc_ptrs),
+        ("mc ptrs+1", mc_ptrs1),
+        ("mc none", mc_none),
+    ] {
+        assert!(n >= 20, "{name}: only {n}");
+    }
+    assert!(levels.iter().all(|&n| n > 0), "{levels:?}");
+}
+
+#[test]
+fn lpa2_never_with_64k() {
+    for bytes in random_inputs(7, 2000, 20) {
+        let c = decode(&bytes, Profile::Any).config;
+        assert!(!(c.features.lpa2 && c.granule == Granule::K64));
+    }
+    // Hand check: granule byte 2 (64K), features byte 0x01 (lpa2).
+    let s = decode(&[1, 0, 0, 2, 0x01], Profile::Any);
+    assert_eq!(s.config.granule, Granule::K64);
+    assert!(!s.config.features.lpa2);
+    let s = decode(&[1, 0, 0, 1, 0x3f], Profile::Any);
+    assert_eq!(
+        s.config.features,
+        Features {
+            lpa2: true,
+            fwb: true,
+            tlb_range: true,
+            bti: true,
+            hvhe: true,
+            ampere_ac03: true
+        }
+    );
+}
+
+// ------------------------------------------------------------------ text
+
+const SAMPLE_TEXT: &str = "\
+# kvm-pgtable-diff stream
+kvm-pgtable-diff-stream v1
+
+config stage=stage2 context=nvhe granule=4k ia_bits=40 start_level=auto flags=idmap features=fwb,tlb_range parange=5 vmid16=yes arena_pages=512 fail_after=none
+force_pte host memory:0x0+0x40000000 mmio:0x40000000+0x10000000   # memory map
+s2_map addr=0x200000 size=0x200000 phys=0x200000 prot=RWX mc=8 flags=0
+s2_set_owner addr=0x400000 size=0x1000 mc=4 owner=1
+walk addr=0x0 size=0x400000 flags=LEAF|TABLE_POST script=fail_at:3:-11
+";
+
+#[test]
+fn parse_sample_by_hand() {
+    let s = parse(SAMPLE_TEXT).unwrap();
+    let mut c = Config::new(Stage::Stage2);
+    c.s2_flags.idmap = true;
+    c.features.fwb = true;
+    c.features.tlb_range = true;
+    c.mmfr0_parange = 5;
+    c.vmid16 = true;
+    c.force_pte = ForcePtePolicy::Host {
+        regions: vec![
+            Region {
+                start: 0,
+                size: 0x4000_0000,
+                kind: RegionKind::Memory,
+            },
+            Region {
+                start: 0x4000_0000,
+                size: 0x1000_0000,
+                kind: RegionKind::Mmio,
+            },
+        ],
+    };
+    let ops = vec![
+        Op::S2Map {
+            addr: 0x20_0000,
+            size: 0x20_0000,
+            phys: 0x20_0000,
+            prot: 7,
+            mc: Some(8),
+            flags: 0,
+        },
+        Op::S2SetOwner {
+            addr: 0x40_0000,
+            size: 0x1000,
+            mc: Some(4),
+            owner_id: 1,
+        },
+        Op::Walk {
+            addr: 0,
+            size: 0x40_0000,
+            flags: 5,
+            script: VisitScript::FailAt { n: 3, errno: -11 },
+        },
+    ];
+    assert_eq!(s, OpStream { config: c, ops });
+}
+
+#[test]
+fn print_by_hand() {
+    let want = "\
+kvm-pgtable-diff-stream v1
+config stage=stage2 context=nvhe granule=4k ia_bits=40 start_level=auto flags=idmap features=fwb,tlb_range parange=5 vmid16=yes arena_pages=512 fail_after=none
+force_pte host memory:0x0+0x40000000 mmio:0x40000000+0x10000000
+s2_map addr=0x200000 size=0x200000 phys=0x200000 prot=RWX mc=8 flags=0
+s2_set_owner addr=0x400000 size=0x1000 mc=4 owner=1
+walk addr=0x0 size=0x400000 flags=LEAF|TABLE_POST script=fail_at:3:-EAGAIN
+";
+    assert_eq!(print(&parse(SAMPLE_TEXT).unwrap()), want);
+    let lines = op_lines(&parse(SAMPLE_TEXT).unwrap());
+    assert_eq!(
+        lines[2],
+        (
+            2,
+            "walk addr=0x0 size=0x400000 flags=LEAF|TABLE_POST script=fail_at:3:-EAGAIN"
+                .to_string()
+        )
+    );
+    assert_eq!(lines.len(), 3);
+}
+
+#[test]
+fn print_odd_values_by_hand() {
+    let s = sample_stage2();
+    let t = print(&s);
+    let lines: Vec<&str> = t.lines().collect();
+    assert_eq!(
+        lines[1],
+        "config stage=stage2 context=kernel granule=16k ia_bits=47 start_level=-1 flags=idmap,nofwb \
+         features=lpa2,tlb_range,hvhe,ampere_ac03 parange=6 vmid16=yes arena_pages=4096 fail_after=4294967295"
+    );
+    assert_eq!(
+        lines[2],
+        "force_pte host memory:0x0+0x40000000 mmio:0x40000000+0x10000000 memory:0xffffffffffffffff+0xffffffffffffffff"
+    );
+    assert_eq!(
+        lines[4],
+        "s2_map addr=0xffffffffffffffff size=0xffffffffffffffff phys=0x1 prot=RW|DEVICE|SW3|0x10000000000 mc=none \
+         flags=LEAF|TABLE_PRE|TABLE_POST|SHARED|HANDLE_FAULT|SKIP_BBM_TLBI|SKIP_CMO|0x80"
+    );
+    assert_eq!(lines[11], "s2_relax_perms addr=0x5000 prot=none");
+    assert_eq!(
+        lines[14],
+        "s2_create_unlinked phys=0x80000000 level=-128 prot=R|NC mc=0 force_pte=yes"
+    );
+    assert_eq!(
+        lines[18],
+        "walk addr=0x0 size=0x0 flags=0x80 script=fail_at:255:5"
+    );
+    assert_eq!(lines[19], "walk addr=0x7 size=0x9 flags=0 script=ok");
+    let h = print(&sample_hyp());
+    assert!(
+        h.contains("\nforce_pte arbitrary pattern=0xdeadbeef00000001\n"),
+        "{h}"
+    );
+    assert!(
+        h.contains("\nhyp_map addr=0x10000 size=0x10000 phys=0x20000 prot=RX\n"),
+        "{h}"
+    );
+}
+
+#[test]
+fn text_round_trips() {
+    let mut streams = vec![sample_stage2(), sample_hyp(), parse(SAMPLE_TEXT).unwrap()];
+    for bytes in random_inputs(8, 1000, 500) {
+        for p in Profile::ALL {
+            streams.push(decode(&bytes, p));
+        }
+    }
+    for s in streams {
+        let t = print(&s);
+        let back = parse(&t).unwrap_or_else(|e| panic!("{e}\n{t}"));
+        assert_eq!(back, s);
+        assert_eq!(print(&back), t);
+        assert_eq!(t.parse::<OpStream>().unwrap(), s);
+    }
+}
+
+#[test]
+fn text_leniency() {
+    // Keys in any order, decimal numbers, '_' separators, defaults for
+    // missing config keys, alternative spellings.
+    let t = "kvm-pgtable-diff-stream v1\n\
+             config stage=hyp\n\
+             hyp_map prot=W|R|0x10 phys=4096 size=0x1_000 addr=0\n\
+             walk addr=0 size=0 flags=1|SHARED script=fail_at:0:-ENOMEM\n";
+    let s = parse(t).unwrap();
+    assert_eq!(s.config, Config::new(Stage::Hyp));
+    assert_eq!(
+        s.ops,
+        vec![
+            Op::HypMap {
+                addr: 0,
+                size: 0x1000,
+                phys: 0x1000,
+                prot: prot::RW | prot::NORMAL_NC
+            },
+            Op::Walk {
+                addr: 0,
+                size: 0,
+                flags: 1 | 8,
+                script: VisitScript::FailAt { n: 0, errno: -12 }
+            },
+        ]
+    );
+}
+
+fn parse_err(t: &str) -> ParseError {
+    parse(t).expect_err("expected a parse error")
+}
+
+#[test]
+fn parse_errors_are_clear() {
+    let h = "kvm-pgtable-diff-stream v1\n";
+    let c = "config stage=stage2\n";
+
+    let e = parse_err("config stage=hyp\n");
+    assert_eq!(e.line, 1);
+    assert!(e.message.contains("expected header"), "{e}");
+
+    let e = parse_err("# c\n\nkvm-pgtable-diff-stream v2\n");
+    assert_eq!(
+        (
+            e.line,
+            e.message.contains("unsupported text format version `v2`")
+        ),
+        (3, true),
+        "{e}"
+    );
+
+    let e = parse_err("");
+    assert!(e.message.contains("missing header"), "{e}");
+
+    let e = parse_err(h);
+    assert!(e.message.contains("missing `config`"), "{e}");
+
+    let e = parse_err(&format!("{h}s2_unmap addr=0 size=0\n"));
+    assert_eq!(e.line, 2);
+    assert!(e.message.contains("expected a `config` line"), "{e}");
+
+    let e = parse_err(&format!("{h}{c}s2_frobnicate addr=0\n"));
+    assert_eq!(e.line, 3);
+    assert!(e.message.contains("unknown op `s2_frobnicate`"), "{e}");
+
+    let e = parse_err(&format!("{h}{c}s2_unmap addr=0\n"));
+    assert!(e.message.contains("missing key `size`"), "{e}");
+
+    let e = parse_err(&format!("{h}{c}s2_unmap addr=0 size=0 bogus=1\n"));
+    assert!(e.message.contains("unknown key `bogus`"), "{e}");
+
+    let e = parse_err(&format!("{h}{c}s2_unmap addr=0 addr=1 size=0\n"));
+    assert!(e.message.contains("duplicate key `addr`"), "{e}");
+
+    let e = parse_err(&format!("{h}{c}\n\ns2_unmap addr=0xZZ size=0\n"));
+    assert_eq!(e.line, 5);
+    assert!(
+        e.message.contains("s2_unmap addr: expected an integer"),
+        "{e}"
+    );
+
+    let e = parse_err(&format!("{h}{c}s2_unmap addr=0x10000000000000000 size=0\n"));
+    assert!(e.message.contains("expected an integer"), "{e}");
+
+    let e = parse_err(&format!(
+        "{h}{c}s2_set_owner addr=0 size=0 mc=none owner=256\n"
+    ));
+    assert!(e.message.contains("owner value `256` out of range"), "{e}");
+
+    let e = parse_err(&format!("{h}{c}s2_relax_perms addr=0 prot=RWQ\n"));
+    assert!(e.message.contains("expected prot"), "{e}");
+
+    let e = parse_err(&format!(
+        "{h}{c}walk addr=0 size=0 flags=LEAF|BOGUS script=ok\n"
+    ));
+    assert!(e.message.contains("expected walk flags"), "{e}");
+
+    let e = parse_err(&format!("{h}{c}walk addr=0 size=0 flags=0 script=fail\n"));
+    assert!(e.message.contains("expected script"), "{e}");
+
+    let e = parse_err(&format!("{h}{c}hyp_map addr=0 size=0 phys=0 prot=R\n"));
+    assert_eq!(e.line, 3);
+    assert!(
+        e.message
+            .contains("`hyp_map` is not valid for stage=stage2"),
+        "{e}"
+    );
+
+    let e = parse_err(&format!(
+        "{h}config stage=stage2 granule=64k features=lpa2\n"
+    ));
+    assert_eq!(e.line, 2);
+    assert!(e.message.contains("lpa2"), "{e}");
+
+    let e = parse_err(&format!("{h}config stage=stage2 ia_bits=31\n"));
+    assert!(e.message.contains("ia_bits 31 out of range"), "{e}");
+
+    let e = parse_err(&format!("{h}config stage=hyp granule=8k\n"));
+    assert!(e.message.contains("expected 4k, 16k or 64k"), "{e}");
+
+    let e = parse_err(&format!("{h}config granule=4k\n"));
+    assert!(e.message.contains("missing key `stage`"), "{e}");
+
+    let e = parse_err(&format!("{h}{c}{c}"));
+    assert_eq!(e.line, 3);
+    assert!(e.message.contains("duplicate `config`"), "{e}");
+
+    let e = parse_err(&format!("{h}{c}get_leaf addr=0\nforce_pte none\n"));
+    assert_eq!(e.line, 4);
+    assert!(e.message.contains("before the first op"), "{e}");
+
+    let e = parse_err(&format!("{h}{c}force_pte host memory:0x0-0x10\n"));
+    assert!(e.message.contains("expected memory:START+SIZE"), "{e}");
+
+    let regions: String = (0..9).map(|i| format!(" mmio:{i}+1")).collect();
+    let e = parse_err(&format!("{h}{c}force_pte host{regions}\n"));
+    assert_eq!(e.line, 3);
+    assert!(e.message.contains("more than 8 host regions"), "{e}");
+
+    let many: String = (0..=MAX_OPS).map(|_| "get_leaf addr=0\n").collect();
+    let e = parse_err(&format!("{h}{c}{many}"));
+    assert_eq!(e.line, 3 + MAX_OPS);
+    assert!(e.message.contains("too many ops"), "{e}");
+
+    // Display includes the line number.
+    assert_eq!(
+        ParseError {
+            line: 7,
+            message: "boom".into()
+        }
+        .to_string(),
+        "line 7: boom"
+    );
+}
+
+#[test]
+fn annotated_marks_op() {
+    let s = parse(SAMPLE_TEXT).unwrap();
+    let a = s.annotated(Some(1));
+    assert!(
+        a.contains("\n>>   1: s2_set_owner addr=0x400000 size=0x1000 mc=4 owner=1\n"),
+        "{a}"
+    );
+    assert!(a.contains("\n     0: s2_map "), "{a}");
+}

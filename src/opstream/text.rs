@@ -1,0 +1,906 @@
+//! Human-readable, line-based text format (the source of truth for
+//! committed scenarios).
+//!
+//! ```text
+//! # comments start with '#', blank lines are ignored
+//! kvm-pgtable-diff-stream v1
+//! config stage=stage2 context=nvhe granule=4k ia_bits=40 start_level=auto flags=idmap features=fwb,tlb_range parange=5 vmid16=yes arena_pages=512 fail_after=none
+//! force_pte host memory:0x0+0x40000000 mmio:0x40000000+0x10000000
+//! s2_map addr=0x200000 size=0x200000 phys=0x200000 prot=RWX mc=8 flags=0
+//! s2_set_owner addr=0x400000 size=0x1000 mc=4 owner=1
+//! walk addr=0x0 size=0x400000 flags=LEAF|TABLE_POST script=fail_at:3:-EAGAIN
+//! ```
+//!
+//! Structure: the header line, one `config` line, an optional `force_pte`
+//! line (`none`, `host [memory:START+SIZE|mmio:START+SIZE]...` or
+//! `arbitrary pattern=N`; default none), then one op per line. In the
+//! `config` line only `stage` is required; missing keys take the values of
+//! [`Config::new`]. Op lines need every key (any order).
+//!
+//! Values: integers are hex (`0x..`, `_` separators allowed) or decimal
+//! (signed where the field is: `level`, errno); booleans `yes`/`no`;
+//! memcache `none` or a page count; prot `none` or `|`-joined `R`/`W`/`X`
+//! letters (one token, e.g. `RWX`), `DEVICE`, `NC`, `SW0`..`SW3` and
+//! raw numbers for other bits; walk flags `0` or `|`-joined
+//! `LEAF|TABLE_PRE|TABLE_POST|SHARED|HANDLE_FAULT|SKIP_BBM_TLBI|SKIP_CMO`
+//! (and raw numbers); script `ok` or `fail_at:N:ERRNO` where ERRNO is a
+//! signed number or `-EAGAIN`/`-EINVAL`/`-ENOMEM`/`-E2BIG`.
+//!
+//! The printer is canonical: `print(&parse(&print(s))?) == print(s)` and
+//! `parse(&print(s)) == Ok(s)` for every valid stream. The parser rejects
+//! streams that are not valid ([`OpStream::validate`]), so every parsed
+//! scenario can be encoded exactly as fuzzer input.
+
+use std::fmt::{self, Write as _};
+
+use super::model::*;
+
+/// Header line (with the text format version).
+pub const TEXT_HEADER: &str = "kvm-pgtable-diff-stream v1";
+const HEADER_WORD: &str = "kvm-pgtable-diff-stream";
+
+/// A text-format error: 1-based line number and what was expected.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParseError {
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "line {}: {}", self.line, self.message)
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+// ---------------------------------------------------------------- printing
+
+fn hex(v: u64) -> String {
+    format!("{v:#x}")
+}
+
+/// Text form of a prot bit set (`none`, `RWX`, `RW|DEVICE|SW1`, ...).
+pub fn prot_to_string(p: Prot) -> String {
+    use super::model::prot::*;
+    if p == 0 {
+        return "none".into();
+    }
+    let mut parts: Vec<String> = Vec::new();
+    let letters: String = [(R, 'R'), (W, 'W'), (X, 'X')]
+        .iter()
+        .filter(|(b, _)| p & b != 0)
+        .map(|(_, c)| *c)
+        .collect();
+    if !letters.is_empty() {
+        parts.push(letters);
+    }
+    for (b, n) in [
+        (DEVICE, "DEVICE"),
+        (NORMAL_NC, "NC"),
+        (SW0, "SW0"),
+        (SW1, "SW1"),
+        (SW2, "SW2"),
+        (SW3, "SW3"),
+    ] {
+        if p & b != 0 {
+            parts.push(n.into());
+        }
+    }
+    let rest = p & !KNOWN;
+    if rest != 0 {
+        parts.push(hex(rest));
+    }
+    parts.join("|")
+}
+
+/// Text form of walk flags (`0`, `LEAF|TABLE_POST`, ...).
+pub fn walk_flags_to_string(f: u8) -> String {
+    if f == 0 {
+        return "0".into();
+    }
+    let mut parts: Vec<String> = walk_flags::NAMES
+        .iter()
+        .filter(|(b, _)| f & b != 0)
+        .map(|(_, n)| n.to_string())
+        .collect();
+    let rest = f & !walk_flags::ALL;
+    if rest != 0 {
+        parts.push(format!("{rest:#x}"));
+    }
+    parts.join("|")
+}
+
+fn memcache_to_string(mc: Memcache) -> String {
+    match mc {
+        None => "none".into(),
+        Some(n) => n.to_string(),
+    }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+fn script_to_string(s: VisitScript) -> String {
+    match s {
+        VisitScript::Ok => "ok".into(),
+        VisitScript::FailAt { n, errno: e } => match errno::name(e) {
+            Some(name) => format!("fail_at:{n}:-{name}"),
+            None => format!("fail_at:{n}:{e}"),
+        },
+    }
+}
+
+impl fmt::Display for Op {
+    /// One canonical text line (no trailing newline).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())?;
+        let mc = memcache_to_string;
+        let kv: Vec<(&str, String)> = match *self {
+            Op::HypMap {
+                addr,
+                size,
+                phys,
+                prot,
+            } => vec![
+                ("addr", hex(addr)),
+                ("size", hex(size)),
+                ("phys", hex(phys)),
+                ("prot", prot_to_string(prot)),
+            ],
+            Op::HypUnmap { addr, size }
+            | Op::S2Unmap { addr, size }
+            | Op::S2Wrprotect { addr, size }
+            | Op::S2Flush { addr, size } => vec![("addr", hex(addr)), ("size", hex(size))],
+            Op::S2Map {
+                addr,
+                size,
+                phys,
+                prot,
+                mc: m,
+                flags,
+            } => vec![
+                ("addr", hex(addr)),
+                ("size", hex(size)),
+                ("phys", hex(phys)),
+                ("prot", prot_to_string(prot)),
+                ("mc", mc(m)),
+                ("flags", walk_flags_to_string(flags)),
+            ],
+            Op::S2SetOwner {
+                addr,
+                size,
+                mc: m,
+                owner_id,
+            } => vec![
+                ("addr", hex(addr)),
+                ("size", hex(size)),
+                ("mc", mc(m)),
+                ("owner", owner_id.to_string()),
+            ],
+            Op::S2Mkyoung { addr } | Op::GetLeaf { addr } => vec![("addr", hex(addr))],
+            Op::S2TestClearYoung { addr, size, mkold } => vec![
+                ("addr", hex(addr)),
+                ("size", hex(size)),
+                ("mkold", yes_no(mkold).into()),
+            ],
+            Op::S2RelaxPerms { addr, prot } => {
+                vec![("addr", hex(addr)), ("prot", prot_to_string(prot))]
+            }
+            Op::S2Split { addr, size, nobjs } => vec![
+                ("addr", hex(addr)),
+                ("size", hex(size)),
+                ("nobjs", nobjs.to_string()),
+            ],
+            Op::S2CreateUnlinked {
+                phys,
+                level,
+                prot,
+                mc: m,
+                force_pte,
+            } => vec![
+                ("phys", hex(phys)),
+                ("level", level.to_string()),
+                ("prot", prot_to_string(prot)),
+                ("mc", mc(m)),
+                ("force_pte", yes_no(force_pte).into()),
+            ],
+            Op::S2FreeUnlinked { index } => vec![("index", index.to_string())],
+            Op::Walk {
+                addr,
+                size,
+                flags,
+                script,
+            } => vec![
+                ("addr", hex(addr)),
+                ("size", hex(size)),
+                ("flags", walk_flags_to_string(flags)),
+                ("script", script_to_string(script)),
+            ],
+            Op::PteProt { pte } => vec![("pte", hex(pte))],
+            Op::GetVtcr {
+                mmfr0,
+                mmfr1,
+                phys_shift,
+            } => vec![
+                ("mmfr0", hex(mmfr0)),
+                ("mmfr1", hex(mmfr1)),
+                ("phys_shift", phys_shift.to_string()),
+            ],
+            Op::PgdSize { vtcr } => vec![("vtcr", hex(vtcr))],
+        };
+        for (k, v) in kv {
+            write!(f, " {k}={v}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Config {
+    /// The `config` line followed by the `force_pte` line (no trailing
+    /// newline).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self;
+        let stage = match c.stage {
+            Stage::Hyp => "hyp",
+            Stage::Stage2 => "stage2",
+        };
+        let context = match c.context {
+            Context::Nvhe => "nvhe",
+            Context::Kernel => "kernel",
+        };
+        let start_level = match c.start_level {
+            None => "auto".to_string(),
+            Some(l) => l.to_string(),
+        };
+        let mut flags = Vec::new();
+        if c.s2_flags.idmap {
+            flags.push("idmap");
+        }
+        if c.s2_flags.nofwb {
+            flags.push("nofwb");
+        }
+        let fb = c.features.to_bits();
+        let features: Vec<&str> = Features::NAMES
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| fb & (1 << i) != 0)
+            .map(|(_, n)| *n)
+            .collect();
+        let list = |v: &[&str]| {
+            if v.is_empty() {
+                "none".to_string()
+            } else {
+                v.join(",")
+            }
+        };
+        write!(
+            f,
+            "config stage={stage} context={context} granule={} ia_bits={} start_level={start_level} \
+             flags={} features={} parange={} vmid16={} arena_pages={} fail_after={}",
+            c.granule.name(),
+            c.ia_bits,
+            list(&flags),
+            list(&features),
+            c.mmfr0_parange,
+            yes_no(c.vmid16),
+            c.arena_pages,
+            match c.alloc_fail_after {
+                None => "none".to_string(),
+                Some(n) => n.to_string(),
+            },
+        )?;
+        f.write_str("\nforce_pte ")?;
+        match &c.force_pte {
+            ForcePtePolicy::None => f.write_str("none"),
+            ForcePtePolicy::Host { regions } => {
+                f.write_str("host")?;
+                for g in regions {
+                    let kind = match g.kind {
+                        RegionKind::Memory => "memory",
+                        RegionKind::Mmio => "mmio",
+                    };
+                    write!(f, " {kind}:{}+{}", hex(g.start), hex(g.size))?;
+                }
+                Ok(())
+            }
+            ForcePtePolicy::Arbitrary { pattern } => {
+                write!(f, "arbitrary pattern={}", hex(*pattern))
+            }
+        }
+    }
+}
+
+impl fmt::Display for OpStream {
+    /// Canonical text (same as [`print`]).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{TEXT_HEADER}")?;
+        writeln!(f, "{}", self.config)?;
+        for op in &self.ops {
+            writeln!(f, "{op}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Canonical text of a stream.
+pub fn print(s: &OpStream) -> String {
+    s.to_string()
+}
+
+/// Each op's canonical line with its index (for divergence reports).
+pub fn op_lines(s: &OpStream) -> Vec<(usize, String)> {
+    s.ops
+        .iter()
+        .enumerate()
+        .map(|(i, op)| (i, op.to_string()))
+        .collect()
+}
+
+impl OpStream {
+    /// Same as [`op_lines`].
+    pub fn op_lines(&self) -> Vec<(usize, String)> {
+        op_lines(self)
+    }
+
+    /// Canonical text, marking op `mark` (e.g. the first divergence) with
+    /// `>>` and numbering every op as a comment-free prefix `#NNN`.
+    /// Meant for reports, not for parsing.
+    pub fn annotated(&self, mark: Option<usize>) -> String {
+        let mut out = String::new();
+        let _ = writeln!(out, "{TEXT_HEADER}");
+        let _ = writeln!(out, "{}", self.config);
+        for (i, line) in self.op_lines() {
+            let m = if Some(i) == mark { ">>" } else { "  " };
+            let _ = writeln!(out, "{m} {i:3}: {line}");
+        }
+        out
+    }
+}
+
+// ----------------------------------------------------------------- parsing
+
+type PResult<T> = Result<T, String>;
+
+fn parse_int(s: &str) -> PResult<i128> {
+    let (neg, body) = match s.strip_prefix('-') {
+        Some(b) => (true, b),
+        None => (false, s),
+    };
+    let cleaned: String = body.chars().filter(|&c| c != '_').collect();
+    let v = if let Some(h) = cleaned
+        .strip_prefix("0x")
+        .or_else(|| cleaned.strip_prefix("0X"))
+    {
+        u128::from_str_radix(h, 16)
+    } else {
+        cleaned.parse::<u128>()
+    };
+    let v = match v {
+        Ok(v) if !body.is_empty() && v <= u64::MAX as u128 => v as i128,
+        _ => {
+            return Err(format!(
+                "expected an integer (hex 0x.. or decimal), got `{s}`"
+            ));
+        }
+    };
+    Ok(if neg { -v } else { v })
+}
+
+fn parse_num<T: TryFrom<i128>>(s: &str, what: &str) -> PResult<T> {
+    let v = parse_int(s)?;
+    T::try_from(v).map_err(|_| format!("{what} value `{s}` out of range"))
+}
+
+fn parse_bool(s: &str) -> PResult<bool> {
+    match s {
+        "yes" | "true" | "1" => Ok(true),
+        "no" | "false" | "0" => Ok(false),
+        _ => Err(format!("expected yes or no, got `{s}`")),
+    }
+}
+
+fn parse_memcache(s: &str) -> PResult<Memcache> {
+    if s == "none" {
+        Ok(None)
+    } else {
+        parse_num(s, "mc").map(Some)
+    }
+}
+
+/// Parses a prot bit set (see the module docs).
+pub fn parse_prot(s: &str) -> PResult<Prot> {
+    use super::model::prot::*;
+    if s == "none" || s == "0" {
+        return Ok(0);
+    }
+    let mut p = 0;
+    for tok in s.split('|') {
+        p |= match tok {
+            "DEVICE" => DEVICE,
+            "NC" | "NORMAL_NC" => NORMAL_NC,
+            "SW0" => SW0,
+            "SW1" => SW1,
+            "SW2" => SW2,
+            "SW3" => SW3,
+            t if !t.is_empty() && t.chars().all(|c| "RWX".contains(c)) => t
+                .chars()
+                .map(|c| match c {
+                    'R' => R,
+                    'W' => W,
+                    _ => X,
+                })
+                .fold(0, |a, b| a | b),
+            t if t.starts_with(|c: char| c.is_ascii_digit()) => parse_num::<u64>(t, "prot")?,
+            t => {
+                return Err(format!(
+                    "expected prot: none, or R/W/X letters, DEVICE, NC, SW0..SW3 or a number joined by '|', got `{t}`"
+                ));
+            }
+        };
+    }
+    Ok(p)
+}
+
+/// Parses walk flags (see the module docs).
+pub fn parse_walk_flags(s: &str) -> PResult<u8> {
+    let mut f = 0u8;
+    for tok in s.split('|') {
+        if let Some((b, _)) = walk_flags::NAMES.iter().find(|(_, n)| *n == tok) {
+            f |= b;
+        } else if tok.starts_with(|c: char| c.is_ascii_digit()) {
+            f |= parse_num::<u8>(tok, "flags")?;
+        } else {
+            return Err(format!(
+                "expected walk flags: 0 or LEAF, TABLE_PRE, TABLE_POST, SHARED, HANDLE_FAULT, SKIP_BBM_TLBI, SKIP_CMO joined by '|', got `{tok}`"
+            ));
+        }
+    }
+    Ok(f)
+}
+
+fn parse_script(s: &str) -> PResult<VisitScript> {
+    if s == "ok" {
+        return Ok(VisitScript::Ok);
+    }
+    let bad =
+        || format!("expected script `ok` or `fail_at:N:ERRNO` (e.g. fail_at:3:-EAGAIN), got `{s}`");
+    let rest = s.strip_prefix("fail_at:").ok_or_else(bad)?;
+    let (n, e) = rest.split_once(':').ok_or_else(bad)?;
+    let n = parse_num::<u8>(n, "fail_at count")?;
+    let errno = match e.strip_prefix('-').and_then(|name| {
+        errno::ALL
+            .iter()
+            .copied()
+            .find(|&v| errno::name(v) == Some(name))
+    }) {
+        Some(v) => v,
+        None => parse_num::<i8>(e, "errno")?,
+    };
+    Ok(VisitScript::FailAt { n, errno })
+}
+
+/// `key=value` tokens of one line, with tracking of which were used.
+struct Fields<'a> {
+    what: &'a str,
+    kvs: Vec<(&'a str, &'a str)>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(what: &'a str, toks: &[&'a str], allowed: &[&str]) -> PResult<Self> {
+        let mut kvs: Vec<(&str, &str)> = Vec::new();
+        for t in toks {
+            let (k, v) = t
+                .split_once('=')
+                .ok_or_else(|| format!("{what}: expected key=value, got `{t}`"))?;
+            if !allowed.contains(&k) {
+                return Err(format!(
+                    "{what}: unknown key `{k}` (expected one of: {})",
+                    allowed.join(", ")
+                ));
+            }
+            if kvs.iter().any(|(k2, _)| *k2 == k) {
+                return Err(format!("{what}: duplicate key `{k}`"));
+            }
+            kvs.push((k, v));
+        }
+        Ok(Fields { what, kvs })
+    }
+
+    fn opt(&self, key: &str) -> Option<&'a str> {
+        self.kvs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v)
+    }
+
+    fn req(&self, key: &str) -> PResult<&'a str> {
+        self.opt(key)
+            .ok_or_else(|| format!("{}: missing key `{key}`", self.what))
+    }
+
+    fn get<T>(&self, key: &str, f: impl Fn(&str) -> PResult<T>) -> PResult<T> {
+        let v = self.req(key)?;
+        f(v).map_err(|e| format!("{} {key}: {e}", self.what))
+    }
+
+    fn u64(&self, key: &str) -> PResult<u64> {
+        self.get(key, |v| parse_num(v, key))
+    }
+}
+
+fn op_keys(k: OpKind) -> &'static [&'static str] {
+    match k {
+        OpKind::HypMap => &["addr", "size", "phys", "prot"],
+        OpKind::HypUnmap | OpKind::S2Unmap | OpKind::S2Wrprotect | OpKind::S2Flush => {
+            &["addr", "size"]
+        }
+        OpKind::S2Map => &["addr", "size", "phys", "prot", "mc", "flags"],
+        OpKind::S2SetOwner => &["addr", "size", "mc", "owner"],
+        OpKind::S2Mkyoung | OpKind::GetLeaf => &["addr"],
+        OpKind::S2TestClearYoung => &["addr", "size", "mkold"],
+        OpKind::S2RelaxPerms => &["addr", "prot"],
+        OpKind::S2Split => &["addr", "size", "nobjs"],
+        OpKind::S2CreateUnlinked => &["phys", "level", "prot", "mc", "force_pte"],
+        OpKind::S2FreeUnlinked => &["index"],
+        OpKind::Walk => &["addr", "size", "flags", "script"],
+        OpKind::PteProt => &["pte"],
+        OpKind::GetVtcr => &["mmfr0", "mmfr1", "phys_shift"],
+        OpKind::PgdSize => &["vtcr"],
+    }
+}
+
+fn parse_op(name: &str, toks: &[&str]) -> PResult<Op> {
+    let kind = OpKind::from_name(name).ok_or_else(|| {
+        let names: Vec<&str> = OpKind::ALL.iter().map(|k| k.name()).collect();
+        format!(
+            "unknown op `{name}` (expected one of: {})",
+            names.join(", ")
+        )
+    })?;
+    let f = Fields::new(name, toks, op_keys(kind))?;
+    let prot = |k: &str| f.get(k, parse_prot);
+    let mc = || f.get("mc", parse_memcache);
+    Ok(match kind {
+        OpKind::HypMap => Op::HypMap {
+            addr: f.u64("addr")?,
+            size: f.u64("size")?,
+            phys: f.u64("phys")?,
+            prot: prot("prot")?,
+        },
+        OpKind::HypUnmap => Op::HypUnmap {
+            addr: f.u64("addr")?,
+            size: f.u64("size")?,
+        },
+        OpKind::S2Map => Op::S2Map {
+            addr: f.u64("addr")?,
+            size: f.u64("size")?,
+            phys: f.u64("phys")?,
+            prot: prot("prot")?,
+            mc: mc()?,
+            flags: f.get("flags", parse_walk_flags)?,
+        },
+        OpKind::S2SetOwner => Op::S2SetOwner {
+            addr: f.u64("addr")?,
+            size: f.u64("size")?,
+            mc: mc()?,
+            owner_id: f.get("owner", |v| parse_num(v, "owner"))?,
+        },
+        OpKind::S2Unmap => Op::S2Unmap {
+            addr: f.u64("addr")?,
+            size: f.u64("size")?,
+        },
+        OpKind::S2Wrprotect => Op::S2Wrprotect {
+            addr: f.u64("addr")?,
+            size: f.u64("size")?,
+        },
+        OpKind::S2Mkyoung => Op::S2Mkyoung {
+            addr: f.u64("addr")?,
+        },
+        OpKind::S2TestClearYoung => Op::S2TestClearYoung {
+            addr: f.u64("addr")?,
+            size: f.u64("size")?,
+            mkold: f.get("mkold", parse_bool)?,
+        },
+        OpKind::S2RelaxPerms => Op::S2RelaxPerms {
+            addr: f.u64("addr")?,
+            prot: prot("prot")?,
+        },
+        OpKind::S2Flush => Op::S2Flush {
+            addr: f.u64("addr")?,
+            size: f.u64("size")?,
+        },
+        OpKind::S2Split => Op::S2Split {
+            addr: f.u64("addr")?,
+            size: f.u64("size")?,
+            nobjs: f.get("nobjs", |v| parse_num(v, "nobjs"))?,
+        },
+        OpKind::S2CreateUnlinked => Op::S2CreateUnlinked {
+            phys: f.u64("phys")?,
+            level: f.get("level", |v| parse_num(v, "level"))?,
+            prot: prot("prot")?,
+            mc: mc()?,
+            force_pte: f.get("force_pte", parse_bool)?,
+        },
+        OpKind::S2FreeUnlinked => Op::S2FreeUnlinked {
+            index: f.get("index", |v| parse_num(v, "index"))?,
+        },
+        OpKind::Walk => Op::Walk {
+            addr: f.u64("addr")?,
+            size: f.u64("size")?,
+            flags: f.get("flags", parse_walk_flags)?,
+            script: f.get("script", parse_script)?,
+        },
+        OpKind::GetLeaf => Op::GetLeaf {
+            addr: f.u64("addr")?,
+        },
+        OpKind::PteProt => Op::PteProt { pte: f.u64("pte")? },
+        OpKind::GetVtcr => Op::GetVtcr {
+            mmfr0: f.u64("mmfr0")?,
+            mmfr1: f.u64("mmfr1")?,
+            phys_shift: f.get("phys_shift", |v| parse_num(v, "phys_shift"))?,
+        },
+        OpKind::PgdSize => Op::PgdSize {
+            vtcr: f.u64("vtcr")?,
+        },
+    })
+}
+
+const CONFIG_KEYS: [&str; 11] = [
+    "stage",
+    "context",
+    "granule",
+    "ia_bits",
+    "start_level",
+    "flags",
+    "features",
+    "parange",
+    "vmid16",
+    "arena_pages",
+    "fail_after",
+];
+
+fn parse_config(toks: &[&str]) -> PResult<Config> {
+    let f = Fields::new("config", toks, &CONFIG_KEYS)?;
+    let stage = f.get("stage", |v| match v {
+        "hyp" => Ok(Stage::Hyp),
+        "stage2" => Ok(Stage::Stage2),
+        _ => Err(format!("expected hyp or stage2, got `{v}`")),
+    })?;
+    let mut c = Config::new(stage);
+    if f.opt("context").is_some() {
+        c.context = f.get("context", |v| match v {
+            "nvhe" => Ok(Context::Nvhe),
+            "kernel" => Ok(Context::Kernel),
+            _ => Err(format!("expected nvhe or kernel, got `{v}`")),
+        })?;
+    }
+    if f.opt("granule").is_some() {
+        c.granule = f.get("granule", |v| {
+            Granule::ALL
+                .iter()
+                .copied()
+                .find(|g| g.name() == v)
+                .ok_or_else(|| format!("expected 4k, 16k or 64k, got `{v}`"))
+        })?;
+    }
+    if f.opt("ia_bits").is_some() {
+        c.ia_bits = f.get("ia_bits", |v| parse_num(v, "ia_bits"))?;
+    }
+    if f.opt("start_level").is_some() {
+        c.start_level = f.get("start_level", |v| {
+            if v == "auto" {
+                Ok(None)
+            } else {
+                parse_num(v, "start_level").map(Some)
+            }
+        })?;
+    }
+    if f.opt("flags").is_some() {
+        c.s2_flags = f.get("flags", |v| {
+            let mut fl = S2Flags::default();
+            if v != "none" {
+                for t in v.split(',') {
+                    match t {
+                        "idmap" => fl.idmap = true,
+                        "nofwb" => fl.nofwb = true,
+                        _ => return Err(format!("expected none or idmap,nofwb, got `{t}`")),
+                    }
+                }
+            }
+            Ok(fl)
+        })?;
+    }
+    if f.opt("features").is_some() {
+        c.features = f.get("features", |v| {
+            let mut bits = 0u8;
+            if v != "none" {
+                for t in v.split(',') {
+                    let i = Features::NAMES
+                        .iter()
+                        .position(|n| *n == t)
+                        .ok_or_else(|| {
+                            format!(
+                                "expected none or a comma list of {}, got `{t}`",
+                                Features::NAMES.join(", ")
+                            )
+                        })?;
+                    bits |= 1 << i;
+                }
+            }
+            Ok(Features::from_bits(bits))
+        })?;
+    }
+    if f.opt("parange").is_some() {
+        c.mmfr0_parange = f.get("parange", |v| parse_num(v, "parange"))?;
+    }
+    if f.opt("vmid16").is_some() {
+        c.vmid16 = f.get("vmid16", parse_bool)?;
+    }
+    if f.opt("arena_pages").is_some() {
+        c.arena_pages = f.get("arena_pages", |v| parse_num(v, "arena_pages"))?;
+    }
+    if f.opt("fail_after").is_some() {
+        c.alloc_fail_after = f.get("fail_after", |v| {
+            if v == "none" {
+                Ok(None)
+            } else {
+                parse_num(v, "fail_after").map(Some)
+            }
+        })?;
+    }
+    Ok(c)
+}
+
+fn parse_force_pte(toks: &[&str]) -> PResult<ForcePtePolicy> {
+    let expected =
+        "expected `none`, `host [memory:START+SIZE|mmio:START+SIZE]...` or `arbitrary pattern=N`";
+    match toks.first().copied() {
+        Some("none") if toks.len() == 1 => Ok(ForcePtePolicy::None),
+        Some("host") => {
+            let mut regions = Vec::new();
+            for t in &toks[1..] {
+                let bad = || {
+                    format!(
+                        "force_pte host: expected memory:START+SIZE or mmio:START+SIZE, got `{t}`"
+                    )
+                };
+                let (kind, range) = t.split_once(':').ok_or_else(bad)?;
+                let kind = match kind {
+                    "memory" => RegionKind::Memory,
+                    "mmio" => RegionKind::Mmio,
+                    _ => return Err(bad()),
+                };
+                let (start, size) = range.split_once('+').ok_or_else(bad)?;
+                regions.push(Region {
+                    start: parse_num(start, "region start")?,
+                    size: parse_num(size, "region size")?,
+                    kind,
+                });
+            }
+            Ok(ForcePtePolicy::Host { regions })
+        }
+        Some("arbitrary") => {
+            let f = Fields::new("force_pte arbitrary", &toks[1..], &["pattern"])?;
+            Ok(ForcePtePolicy::Arbitrary {
+                pattern: f.u64("pattern")?,
+            })
+        }
+        _ => Err(format!("force_pte: {expected}")),
+    }
+}
+
+/// Parses the text format. Errors carry the 1-based line number.
+pub fn parse(text: &str) -> Result<OpStream, ParseError> {
+    let err = |line: usize, message: String| ParseError { line, message };
+    let mut header_seen = false;
+    let mut config: Option<(Config, usize)> = None;
+    let mut force_pte: Option<(ForcePtePolicy, usize)> = None;
+    let mut ops: Vec<(Op, usize)> = Vec::new();
+    let mut last_line = 0;
+    for (i, raw) in text.lines().enumerate() {
+        let ln = i + 1;
+        last_line = ln;
+        let line = raw.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let toks: Vec<&str> = line.split_whitespace().collect();
+        let (word, rest) = (toks[0], &toks[1..]);
+        if !header_seen {
+            if word != HEADER_WORD {
+                return Err(err(
+                    ln,
+                    format!("expected header `{TEXT_HEADER}`, got `{line}`"),
+                ));
+            }
+            match rest {
+                ["v1"] => {}
+                [v] => {
+                    return Err(err(
+                        ln,
+                        format!("unsupported text format version `{v}` (expected v1)"),
+                    ));
+                }
+                _ => {
+                    return Err(err(
+                        ln,
+                        format!("expected header `{TEXT_HEADER}`, got `{line}`"),
+                    ));
+                }
+            }
+            header_seen = true;
+            continue;
+        }
+        match word {
+            "config" => {
+                if config.is_some() {
+                    return Err(err(ln, "duplicate `config` line".into()));
+                }
+                config = Some((parse_config(rest).map_err(|m| err(ln, m))?, ln));
+            }
+            _ if config.is_none() => {
+                return Err(err(
+                    ln,
+                    format!("expected a `config` line after the header, got `{word}`"),
+                ));
+            }
+            "force_pte" => {
+                if force_pte.is_some() {
+                    return Err(err(ln, "duplicate `force_pte` line".into()));
+                }
+                if !ops.is_empty() {
+                    return Err(err(ln, "`force_pte` must come before the first op".into()));
+                }
+                force_pte = Some((parse_force_pte(rest).map_err(|m| err(ln, m))?, ln));
+            }
+            _ => {
+                let op = parse_op(word, rest).map_err(|m| err(ln, m))?;
+                ops.push((op, ln));
+            }
+        }
+    }
+    if !header_seen {
+        return Err(err(
+            last_line.max(1),
+            format!("missing header `{TEXT_HEADER}`"),
+        ));
+    }
+    let Some((mut config, cfg_line)) = config else {
+        return Err(err(last_line.max(1), "missing `config` line".into()));
+    };
+    if let Some((fp, ln)) = force_pte {
+        config.force_pte = fp;
+        if let Err(m) = config.validate() {
+            return Err(err(if m.contains("region") { ln } else { cfg_line }, m));
+        }
+    }
+    config.validate().map_err(|m| err(cfg_line, m))?;
+    if ops.len() > MAX_OPS {
+        return Err(err(
+            ops[MAX_OPS].1,
+            format!("too many ops: at most {MAX_OPS} allowed"),
+        ));
+    }
+    for (op, ln) in &ops {
+        if !op.valid_for(config.stage) {
+            let stage = match config.stage {
+                Stage::Hyp => "hyp",
+                Stage::Stage2 => "stage2",
+            };
+            return Err(err(
+                *ln,
+                format!("op `{}` is not valid for stage={stage}", op.name()),
+            ));
+        }
+    }
+    Ok(OpStream {
+        config,
+        ops: ops.into_iter().map(|(o, _)| o).collect(),
+    })
+}
+
+impl std::str::FromStr for OpStream {
+    type Err = ParseError;
+    fn from_str(s: &str) -> Result<Self, ParseError> {
+        parse(s)
+    }
+}
