@@ -63,6 +63,24 @@ pub enum Profile {
 }
 
 impl Profile {
+    /// Lower-case name (`hyp`, `stage2`, `host_stage2`, `walk`,
+    /// `unlinked`, `any`), e.g. for fuzz-target or corpus directory names.
+    pub fn name(self) -> &'static str {
+        match self {
+            Profile::Hyp => "hyp",
+            Profile::Stage2 => "stage2",
+            Profile::HostStage2 => "host_stage2",
+            Profile::Walk => "walk",
+            Profile::Unlinked => "unlinked",
+            Profile::Any => "any",
+        }
+    }
+
+    /// Inverse of [`Profile::name`].
+    pub fn from_name(name: &str) -> Option<Profile> {
+        Profile::ALL.iter().copied().find(|p| p.name() == name)
+    }
+
     pub const ALL: [Profile; 6] = [
         Profile::Hyp,
         Profile::Stage2,

@@ -95,7 +95,7 @@ impl<'c> Gen<'c> {
             .collect()
     }
 
-    /// A level picked from `b`, biased toward block levels.
+    /// A level picked from `b` (uniform over [`Gen::levels`]).
     fn level_from(&self, b: u8) -> i8 {
         let lv = self.levels();
         lv[b as usize % lv.len()]
@@ -133,8 +133,9 @@ impl<'c> Gen<'c> {
             return r.u64();
         }
         let page = self.page();
+        let mode = m % 16;
         let regions = self.host_regions();
-        if !regions.is_empty() && m % 16 >= 10 {
+        if !regions.is_empty() && (9..=11).contains(&mode) {
             // Host profile: somewhere meaningful inside/around a region.
             let reg = regions[r.u8() as usize % regions.len()];
             let b = r.u8();
@@ -151,16 +152,16 @@ impl<'c> Gen<'c> {
                     .wrapping_add(self.boundary(self.level_from(b >> 4), r.u8())),
             };
         }
-        match m % 8 {
+        match mode {
             // Small page index (0 included).
-            0 => r.u8() as u64 * page,
+            0..=2 => r.u8() as u64 * page,
             // Level-L boundary.
-            1 => {
+            3..=5 => {
                 let l = self.level_from(r.u8());
                 self.boundary(l, r.u8())
             }
             // Straddling a boundary: boundary +- a few pages.
-            2 => {
+            6 | 7 => {
                 let l = self.level_from(r.u8());
                 let k = r.u8().max(1);
                 let d = delta(r.u8(), 4);
@@ -168,7 +169,7 @@ impl<'c> Gen<'c> {
                     .wrapping_add_signed(d.wrapping_mul(page as i64))
             }
             // Around the IA limit.
-            3 => {
+            8 => {
                 let b = r.u8();
                 let k = 1 + ((b >> 2) % 4) as u64;
                 match b % 4 {
@@ -179,7 +180,7 @@ impl<'c> Gen<'c> {
                 }
             }
             // Unaligned: a page plus a small sub-page offset.
-            4 => {
+            9 => {
                 let base = r.u8() as u64 * page;
                 let b = r.u8();
                 let off = match b % 4 {
@@ -191,12 +192,12 @@ impl<'c> Gen<'c> {
                 base + off
             }
             // Random page inside the IA space.
-            5 => {
+            10 => {
                 let pages = (self.lim() / page).max(1);
                 (r.u32() as u64 % pages) * page
             }
             // Top of the 64-bit space / wrap candidates.
-            6 => {
+            11 => {
                 let b = r.u8();
                 let k = ((b >> 2) % 8) as u64;
                 match b % 4 {
@@ -236,11 +237,33 @@ impl<'c> Gen<'c> {
             return r.u64();
         }
         let page = self.page();
-        match m % 8 {
+        let mode = m % 16;
+        let regions = self.host_regions();
+        if !regions.is_empty() && (11..=13).contains(&mode) {
+            // Host profile: region-relative sizes.
+            let b = r.u8();
+            let containing = regions.iter().find(|g| g.contains(addr));
+            let reg = containing
+                .copied()
+                .unwrap_or(regions[b as usize % regions.len()]);
+            return match b % 4 {
+                // Up to the end of the region (or from addr to its end).
+                0 | 1 => reg.start.wrapping_add(reg.size).wrapping_sub(addr),
+                // The whole region size.
+                2 => reg.size,
+                // One page past the end of the region.
+                _ => reg
+                    .start
+                    .wrapping_add(reg.size)
+                    .wrapping_sub(addr)
+                    .wrapping_add(page),
+            };
+        }
+        match mode {
             // Whole pages (0 included).
-            0 => r.u8() as u64 * page,
+            0..=3 => r.u8() as u64 * page,
             // Zero / tiny / around one page.
-            1 => {
+            4 | 5 => {
                 let b = r.u8();
                 match b % 6 {
                     0 => 0,
@@ -252,33 +275,33 @@ impl<'c> Gen<'c> {
                 }
             }
             // k blocks of level L.
-            2 => {
+            6..=8 => {
                 let l = self.level_from(r.u8());
                 (1 + r.u8() as u64 % 4).wrapping_mul(self.lsize(l))
             }
             // A block +- a few pages.
-            3 => {
+            9 | 10 => {
                 let l = self.level_from(r.u8());
                 let d = delta(r.u8(), 4);
                 self.lsize(l)
                     .wrapping_add_signed(d.wrapping_mul(page as i64))
             }
             // Up to (around) the IA limit.
-            4 => {
+            11 => {
                 let d = delta(r.u8(), 2);
                 self.lim()
                     .wrapping_sub(addr)
                     .wrapping_add_signed(d.wrapping_mul(page as i64))
             }
             // Huge.
-            5 => match r.u8() % 4 {
+            12 => match r.u8() % 4 {
                 0 => self.lim(),
                 1 => self.lim().wrapping_mul(2),
                 2 => u64::MAX,
                 _ => 1 << 63,
             },
             // Wrap: addr + size wraps (to a few pages) or ends at u64::MAX.
-            6 => {
+            13 => {
                 let b = r.u8();
                 let to_top = 0u64.wrapping_sub(addr);
                 match b % 2 {
@@ -396,8 +419,8 @@ impl<'c> Gen<'c> {
         match m >> 4 {
             // Software bits sometimes.
             12 | 13 => p |= ((r.u8() & 0xf) as u64) << 55,
-            // Occasionally arbitrary.
-            14 => p = r.u64(),
+            // Occasionally arbitrary (1 in 32).
+            14 if m % 2 == 0 => p = r.u64(),
             _ => {}
         }
         p

@@ -233,6 +233,11 @@ pub struct Region {
 }
 
 impl Region {
+    /// Whether `addr` lies in `[start, start + size)` (no overflow).
+    pub fn contains(&self, addr: u64) -> bool {
+        addr >= self.start && (addr as u128) < self.start as u128 + self.size as u128
+    }
+
     /// Whether `[addr, addr + size)` lies entirely inside this region
     /// (computed without overflow; an empty range at `addr` counts if
     /// `start <= addr <= end`).
@@ -258,6 +263,36 @@ pub enum ForcePtePolicy {
     Host { regions: Vec<Region> },
     /// Call number `i` (0-based) answers bit `i % 64` of `pattern`.
     Arbitrary { pattern: u64 },
+}
+
+impl ForcePtePolicy {
+    /// Convenience for executors: the answer of the `force_pte_cb` for
+    /// callback call number `call_index` (0-based, counted over the whole
+    /// run) on `[addr, end)` with `prot`; `None` when no callback is
+    /// installed.
+    ///
+    /// `Host` follows pKVM's `host_stage2_force_pte_cb`: if the range lies
+    /// inside one Memory region (`range_is_memory(addr, end)`: `addr` and
+    /// `end - 1` in the same region) it forces pages unless
+    /// `prot == RWX`, otherwise (MMIO or unlisted) unless `prot == RW`.
+    /// `Arbitrary` answers bit `call_index % 64` of the pattern.
+    pub fn answer(&self, call_index: u64, addr: u64, end: u64, prot: Prot) -> Option<bool> {
+        match self {
+            ForcePtePolicy::None => None,
+            ForcePtePolicy::Host { regions } => {
+                let last = end.wrapping_sub(1);
+                let memory = regions
+                    .iter()
+                    .any(|g| g.kind == RegionKind::Memory && g.contains(addr) && g.contains(last));
+                Some(if memory {
+                    prot != prot::RWX
+                } else {
+                    prot != prot::RW
+                })
+            }
+            ForcePtePolicy::Arbitrary { pattern } => Some(pattern >> (call_index % 64) & 1 != 0),
+        }
+    }
 }
 
 /// Simulation configuration.
@@ -753,6 +788,39 @@ mod tests {
         assert_eq!(Op::S2Mkyoung { addr: 5 }.range(), Some((5, 1)));
         assert_eq!(Op::HypUnmap { addr: 7, size: 9 }.range(), Some((7, 9)));
         assert_eq!(Op::PgdSize { vtcr: 0 }.range(), None);
+    }
+
+    #[test]
+    fn force_pte_answers() {
+        let host = ForcePtePolicy::Host {
+            regions: vec![
+                Region {
+                    start: 0x1000,
+                    size: 0x2000,
+                    kind: RegionKind::Memory,
+                },
+                Region {
+                    start: 0x3000,
+                    size: 0x1000,
+                    kind: RegionKind::Mmio,
+                },
+            ],
+        };
+        // Inside memory: force unless RWX.
+        assert_eq!(host.answer(0, 0x1000, 0x3000, prot::RWX), Some(false));
+        assert_eq!(host.answer(0, 0x1000, 0x3000, prot::RW), Some(true));
+        // Crossing into MMIO: not memory, so force unless RW.
+        assert_eq!(host.answer(0, 0x2000, 0x4000, prot::RW), Some(false));
+        assert_eq!(host.answer(0, 0x2000, 0x4000, prot::RWX), Some(true));
+        // Unlisted addresses behave like MMIO.
+        assert_eq!(host.answer(0, 0x9000, 0xa000, prot::RW), Some(false));
+        let arb = ForcePtePolicy::Arbitrary { pattern: 0b101 };
+        let got: Vec<_> = [0, 1, 2, 3, 64, 65, 66]
+            .iter()
+            .map(|&i| arb.answer(i, 0, 0, 0).unwrap())
+            .collect();
+        assert_eq!(got, [true, false, true, false, true, false, true]);
+        assert_eq!(ForcePtePolicy::None.answer(0, 0, 1, 0), None);
     }
 
     #[test]

@@ -480,6 +480,15 @@ fn host_profile_prots() {
 }
 
 #[test]
+fn profile_names() {
+    for p in Profile::ALL {
+        assert_eq!(Profile::from_name(p.name()), Some(p));
+    }
+    assert_eq!(Profile::from_name("host_stage2"), Some(Profile::HostStage2));
+    assert_eq!(Profile::from_name("nope"), None);
+}
+
+#[test]
 fn kind_for_tag_rules() {
     for p in Profile::ALL {
         for stage in [Stage::Hyp, Stage::Stage2] {
@@ -526,56 +535,60 @@ fn bias_modes_by_hand() {
     // Levels for 4K/40 bits: sizes <= 2^40 are levels 3, 2, 1, 0 (in that
     // order); level -1 (2^48) is excluded.
     let cases: Vec<(Vec<u8>, Op)> = vec![
-        // get_leaf, addr mode 1 (boundary): level_from(1) = 2 (2M), k = 3.
-        (vec![14, 1, 1, 3], Op::GetLeaf { addr: 0x60_0000 }),
+        // get_leaf, addr mode 3 (boundary): level_from(1) = 2 (2M), k = 3.
+        (vec![14, 3, 1, 3], Op::GetLeaf { addr: 0x60_0000 }),
+        // Mode 0x13 % 16 = 3 as well.
+        (vec![14, 0x13, 1, 3], Op::GetLeaf { addr: 0x60_0000 }),
         // mode 0: 5 pages.
         (vec![14, 0, 5], Op::GetLeaf { addr: 0x5000 }),
-        // mode 2 (straddle): level_from(2) = 1 (1G), k = 1, delta(0xff) =
+        // mode 6 (straddle): level_from(2) = 1 (1G), k = 1, delta(0xff) =
         // -1 % 5 = -1 page.
         (
-            vec![14, 2, 2, 1, 0xff],
+            vec![14, 6, 2, 1, 0xff],
             Op::GetLeaf {
                 addr: 0x4000_0000 - 0x1000,
             },
         ),
-        // mode 3 (ia limit), sub 0: 1 << 40.
-        (vec![14, 3, 0], Op::GetLeaf { addr: 1 << 40 }),
-        // mode 3 sub 3: limit - 1.
+        // mode 8 (ia limit), sub 0: 1 << 40.
+        (vec![14, 8, 0], Op::GetLeaf { addr: 1 << 40 }),
+        // mode 8 sub 3: limit - 1.
         (
-            vec![14, 3, 3],
+            vec![14, 8, 3],
             Op::GetLeaf {
                 addr: (1 << 40) - 1,
             },
         ),
-        // mode 4 (unaligned): 2 pages + offset (b = 0: 1 + 0).
-        (vec![14, 4, 2, 0], Op::GetLeaf { addr: 0x2001 }),
-        // mode 6 sub 1 with k = 0: u64::MAX.
-        (vec![14, 6, 1], Op::GetLeaf { addr: u64::MAX }),
-        // s2_unmap: addr mode 0 (0 pages), size mode 1 sub 1 = 1 byte.
-        (vec![4, 0, 0, 1, 1], Op::S2Unmap { addr: 0, size: 1 }),
-        // s2_unmap: addr lit 0x1000, size mode 6 sub 0 k 0: -addr, so
+        // mode 9 (unaligned): 2 pages + offset (b = 0: 1 + 0).
+        (vec![14, 9, 2, 0], Op::GetLeaf { addr: 0x2001 }),
+        // mode 11 sub 1 with k = 0: u64::MAX.
+        (vec![14, 11, 1], Op::GetLeaf { addr: u64::MAX }),
+        // mode 12 (history) with no history yet: 0, then +1 page (sub 2).
+        (vec![14, 12, 0, 2], Op::GetLeaf { addr: 0x1000 }),
+        // s2_unmap: addr mode 0 (0 pages), size mode 4 sub 1 = 1 byte.
+        (vec![4, 0, 0, 4, 1], Op::S2Unmap { addr: 0, size: 1 }),
+        // s2_unmap: addr lit 0x1000, size mode 13 sub 0 k 0: -addr, so
         // addr + size wraps to exactly 0.
         (
-            vec![4, 0xff, 0, 0x10, 0, 0, 0, 0, 0, 0, 6, 0],
+            vec![4, 0xff, 0, 0x10, 0, 0, 0, 0, 0, 0, 13, 0],
             Op::S2Unmap {
                 addr: 0x1000,
                 size: 0u64.wrapping_sub(0x1000),
             },
         ),
-        // s2_unmap: addr page 1, size mode 2 (blocks): level_from(1) = 2,
+        // s2_unmap: addr page 1, size mode 6 (blocks): level_from(1) = 2,
         // k = 1 + 1 % 4 = 2 -> 4M.
         (
-            vec![4, 0, 1, 2, 1, 1],
+            vec![4, 0, 1, 6, 1, 1],
             Op::S2Unmap {
                 addr: 0x1000,
                 size: 0x40_0000,
             },
         ),
-        // s2_map: addr 2M boundary (mode 1, level 2, k 1), size 2M (mode 2,
+        // s2_map: addr 2M boundary (mode 3, level 2, k 1), size 2M (mode 6,
         // level_from(1), k=1+0), phys identity (mode 0), prot mode 3 = RWX,
         // mc mode 2 = PTRS_PER_PTE, flags mode 0.
         (
-            vec![2, 1, 1, 1, 2, 1, 0, 0, 3, 2, 0],
+            vec![2, 3, 1, 1, 6, 1, 0, 0, 3, 2, 0],
             Op::S2Map {
                 addr: 0x20_0000,
                 size: 0x20_0000,
@@ -585,8 +598,8 @@ fn bias_modes_by_hand() {
                 flags: 0,
             },
         ),
-        // s2_map with mc mode 3 = 513, prot mode 4 = DEVICE|RW, mc literal
-        // none (0xfe) on the second op is covered below.
+        // s2_map with prot mode 4 = DEVICE|RW, mc mode 3 = 513, flags mode
+        // 4 = SHARED.
         (
             vec![2, 0, 0, 0, 0, 0, 4, 3, 4],
             Op::S2Map {
@@ -598,6 +611,7 @@ fn bias_modes_by_hand() {
                 flags: walk_flags::SHARED,
             },
         ),
+        // set_owner with literal-none memcache and owner mode 7 -> 2 + 0.
         (
             vec![3, 0, 0, 0, 0, 0xfe, 7, 0],
             Op::S2SetOwner {
@@ -641,6 +655,92 @@ fn bias_modes_by_hand() {
         assert_eq!(s.config.ia_bits, 40);
         assert_eq!(s.ops, vec![want], "ops bytes {ops:?}");
     }
+}
+
+#[test]
+fn history_modes_by_hand() {
+    let mut bytes = s2_4k_40();
+    bytes.extend_from_slice(&[
+        // get_leaf addr literal 0x5000 (history: [0x5000])
+        14, 0xff, 0, 0x50, 0, 0, 0, 0, 0, 0,
+        // s2_unmap: addr mode 12 (history) b=0 -> 0x5000, sub 3 -> -1 page
+        // = 0x4000; size mode 14 with b = 0 (even) and no sizes yet, so
+        // it reaches history addr[0] = 0x5000: 0x5000 - 0x4000 = 0x1000.
+        4, 12, 0, 3, 14, 0,
+        // s2_flush: addr mode 15 b=1 -> addrs[1 % 2] = 0x4000, sub 0;
+        // size mode 15 b=0 -> sizes[0] = 0x1000.
+        9, 15, 1, 0, 15, 0,
+    ]);
+    assert_eq!(
+        decode(&bytes, Profile::Any).ops,
+        vec![
+            Op::GetLeaf { addr: 0x5000 },
+            Op::S2Unmap {
+                addr: 0x4000,
+                size: 0x1000
+            },
+            Op::S2Flush {
+                addr: 0x4000,
+                size: 0x1000
+            },
+        ]
+    );
+}
+
+#[test]
+fn host_profile_by_hand() {
+    // Host profile on the same config bytes: force_pte choice byte (0) is
+    // ignored, region count 0 -> 2 regions, each: kind byte, start mode,
+    // size mode.
+    let mut bytes = s2_4k_40();
+    bytes.pop(); // drop the force_pte choice byte
+    bytes.extend_from_slice(&[
+        0, // force_pte choice (ignored: host)
+        0, // region count 0 -> 2
+        0, // memory
+        0, // start mode 0: prev_end = 0
+        0, 1, 0, // size mode 0: level_from(1) = 2 (2M), k = 1 + 0 -> 2M
+        1, // mmio
+        0, // start: prev_end = 2M
+        2, 0, 3, // size mode 2: level_from(0) = 3, 1 + 3 % 64 = 4 pages
+        // s2_map: addr mode 9 -> host region mode: region 1 % 2 = mmio,
+        // b = 0 -> region start 2M; size mode 11 -> region-relative b=0:
+        // to the end of the containing region = 4 pages; phys literal
+        // (ignored: identity); prot mode 0 -> host-appropriate RW (MMIO);
+        // mc mode 2 -> 512; flags mode 0.
+        2, 9, 1, 0, 11, 0, 0xff, 1, 2, 3, 4, 5, 6, 7, 8, 0, 2, 0,
+    ]);
+    let s = decode(&bytes, Profile::HostStage2);
+    assert_eq!(s.config.context, Context::Nvhe);
+    assert!(s.config.s2_flags.idmap);
+    assert_eq!(
+        s.config.force_pte,
+        ForcePtePolicy::Host {
+            regions: vec![
+                Region {
+                    start: 0,
+                    size: 0x20_0000,
+                    kind: RegionKind::Memory
+                },
+                Region {
+                    start: 0x20_0000,
+                    size: 0x4000,
+                    kind: RegionKind::Mmio
+                },
+            ]
+        }
+    );
+    assert_eq!(
+        s.ops,
+        vec![Op::S2Map {
+            addr: 0x20_0000,
+            size: 0x4000,
+            phys: 0x20_0000,
+            prot: prot::RW,
+            mc: Some(512),
+            flags: 0
+        }]
+    );
 }
 
 #[test]

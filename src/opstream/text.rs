@@ -344,9 +344,9 @@ impl OpStream {
         op_lines(self)
     }
 
-    /// Canonical text, marking op `mark` (e.g. the first divergence) with
-    /// `>>` and numbering every op as a comment-free prefix `#NNN`.
-    /// Meant for reports, not for parsing.
+    /// Report form: the header and config lines, then every op as
+    /// `   N: <line>`, with op `mark` (e.g. the first divergence) prefixed
+    /// by `>>` instead of spaces. Meant for humans, not for parsing.
     pub fn annotated(&self, mark: Option<usize>) -> String {
         let mut out = String::new();
         let _ = writeln!(out, "{TEXT_HEADER}");
