@@ -156,6 +156,8 @@ pub fn build(sanitizer: Sanitizer) -> Res<PathBuf> {
 struct Shared {
     prog: Progress,
     tail: VecDeque<String>,
+    /// When the last `#N ...` status line arrived (libFuzzer prints them ever more rarely).
+    last_status: Option<Instant>,
 }
 
 struct Running {
@@ -217,6 +219,9 @@ fn spawn_reader(
             }
             let mut s = shared.lock().unwrap();
             s.prog.feed(&line);
+            if line.starts_with('#') {
+                s.last_status = Some(Instant::now());
+            }
             if s.tail.len() == TAIL_LINES {
                 s.tail.pop_front();
             }
@@ -258,8 +263,8 @@ fn start(name: &str, bin_dir: &Path, args: &Args) -> Res<Running> {
     let _ = writeln!(&logf, "$ {}", cmd_line(&cmd));
     say!(
         "fuzz",
-        "{name}: {} s, corpus {} ({} units) + {} seeds, log {}",
-        args.time,
+        "{name}: {}, corpus {} ({} units) + {} seeds, log {}",
+        time_str(args.time),
         rel(&work),
         list_names(&work).len(),
         nseeds,
@@ -288,18 +293,35 @@ fn start(name: &str, bin_dir: &Path, args: &Args) -> Res<Running> {
     })
 }
 
+fn time_str(secs: u64) -> String {
+    if secs == 0 {
+        "until Ctrl-C".into()
+    } else {
+        format!("{secs} s")
+    }
+}
+
 fn status_line(r: &Running, time: u64) {
-    let p = r.shared.lock().unwrap().prog.clone();
+    let (p, last) = {
+        let s = r.shared.lock().unwrap();
+        (s.prog.clone(), s.last_status)
+    };
     let el = r.start.elapsed().as_secs();
     let of = if time > 0 {
         format!("/{time}s")
     } else {
         String::new()
     };
+    // Between libFuzzer's power-of-two pulses, extrapolate the exec count.
+    let age = last.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    let execs = if age > 1.0 && p.exec_s > 0 {
+        format!("~{}", fmt_count(p.execs + (p.exec_s as f64 * age) as u64))
+    } else {
+        fmt_count(p.execs)
+    };
     say!(
         format!("fuzz {}", r.name),
-        "{el}s{of}  #{}  cov {}  ft {}  corp {}  {} exec/s",
-        fmt_count(p.execs),
+        "{el}s{of}  #{execs}  cov {}  ft {}  corp {}  {} exec/s",
         p.cov,
         p.ft,
         p.corp,
@@ -323,10 +345,18 @@ fn finish(mut r: Running, status: Option<ExitStatus>) -> Outcome {
         .map(|n| arts_dir.join(n))
         .collect();
     let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+    // A Rust panic is the divergence report: name the finding by its location.
+    let reason = tail
+        .iter()
+        .find_map(|l| {
+            let (_, loc) = l.split_once("panicked at ")?;
+            Some(format!("panicked at {}", loc.trim_end_matches(':')))
+        })
+        .or_else(|| prog.error.as_deref().map(|e| strip_pid(e).to_string()));
     let finding = if let Some(a) = artifacts.first() {
         let kind = a.file_name().unwrap().to_string_lossy();
         let kind = kind.split('-').next().unwrap_or("crash").to_string();
-        Some(prog.error.clone().unwrap_or(kind))
+        Some(reason.unwrap_or(kind))
     } else {
         match status {
             Some(s) if s.success() => None,
@@ -335,11 +365,7 @@ fn finish(mut r: Running, status: Option<ExitStatus>) -> Outcome {
             {
                 None
             }
-            Some(s) => Some(
-                prog.error
-                    .clone()
-                    .unwrap_or_else(|| format!("libFuzzer exited with {s}")),
-            ),
+            Some(s) => Some(reason.unwrap_or_else(|| format!("libFuzzer exited with {s}"))),
             None => Some("libFuzzer did not exit".into()),
         }
     };
@@ -443,19 +469,54 @@ fn run_targets(targets: &[String], bin_dir: &Path, args: &Args) -> Res<Vec<Outco
     Ok(done)
 }
 
-/// Lines of a finding report: from the panic / first error on, capped.
-fn report_lines(tail: &[String]) -> (&[String], usize) {
-    let start = tail
-        .iter()
-        .position(|l| l.contains("panicked at"))
-        .or_else(|| {
-            tail.iter()
-                .position(|l| crate::libfuzzer::is_error_line(l.trim()))
-        })
-        .unwrap_or(tail.len().saturating_sub(60));
-    let rest = &tail[start..];
-    let n = rest.len().min(REPORT_LINES);
-    (&rest[..n], rest.len() - n)
+/// The finding report from a target's output tail.
+///
+/// With a Rust panic (the divergence report), that is the panic message (without the
+/// backtrace that follows it) plus libFuzzer's / the sanitizer's one-line summaries; otherwise
+/// (e.g. an ASan report from the C side) everything from the first `ERROR:` line on.
+/// Capped at [`REPORT_LINES`]; returns the lines and how many were left out.
+fn report_lines(tail: &[String]) -> (Vec<&str>, usize) {
+    let is_err = |l: &str| crate::libfuzzer::is_error_line(l.trim());
+    let mut out: Vec<&str> = vec![];
+    if let Some(p) = tail.iter().position(|l| l.contains("panicked at")) {
+        for l in &tail[p..] {
+            let t = l.trim();
+            if t == "stack backtrace:"
+                || t.starts_with("note: run with `RUST_BACKTRACE")
+                || is_err(t)
+            {
+                break;
+            }
+            out.push(l);
+        }
+        for l in &tail[p..] {
+            let t = l.trim();
+            if (is_err(t) || t.starts_with("SUMMARY:")) && !out.contains(&l.as_str()) {
+                out.push(l);
+            }
+        }
+    } else {
+        let start = tail
+            .iter()
+            .position(|l| is_err(l))
+            .unwrap_or(tail.len().saturating_sub(60));
+        out.extend(tail[start..].iter().map(|s| s.as_str()));
+    }
+    let more = out.len().saturating_sub(REPORT_LINES);
+    out.truncate(REPORT_LINES);
+    (out, more)
+}
+
+/// `==123== ERROR: libFuzzer: deadly signal` -> `ERROR: libFuzzer: deadly signal`.
+fn strip_pid(line: &str) -> &str {
+    let t = line.trim();
+    match t
+        .strip_prefix("==")
+        .and_then(|r| r.find("==").map(|i| &r[i + 2..]))
+    {
+        Some(rest) => rest.trim(),
+        None => t,
+    }
 }
 
 fn print_summary(outcomes: &[Outcome], bin_dir: &Path) {
@@ -498,7 +559,10 @@ fn print_summary(outcomes: &[Outcome], bin_dir: &Path) {
                 result.into(),
                 fmt_dur(o.elapsed),
                 fmt_count(o.prog.total_execs()),
-                fmt_count(o.prog.avg_exec_s()),
+                fmt_count(match o.prog.avg_exec_s() {
+                    0 => (o.prog.total_execs() as f64 / o.elapsed.as_secs_f64().max(1e-3)) as u64,
+                    v => v,
+                }),
                 o.prog.cov.to_string(),
                 o.prog.ft.to_string(),
                 o.prog.corp.to_string(),
@@ -543,13 +607,9 @@ pub fn run(args: Args) -> Res<u8> {
     .map_err(|e| setup_err(format!("cannot install the Ctrl-C handler: {e}")))?;
     say!(
         "fuzz",
-        "fuzzing {} for {} each, {} at a time, sanitizer {}",
+        "fuzzing {} ({} each), {} at a time, sanitizer {}",
         targets.join(", "),
-        if args.time == 0 {
-            "ever".to_string()
-        } else {
-            format!("{} s", args.time)
-        },
+        time_str(args.time),
         args.jobs,
         args.sanitizer.as_str()
     );
@@ -597,7 +657,8 @@ mod tests {
         .map(|s| s.to_string())
         .collect();
         let (l, more) = report_lines(&tail);
-        assert_eq!(l.len(), 3);
+        assert_eq!(l, &tail[1..]);
         assert_eq!(more, 0);
+        assert_eq!(strip_pid(&tail[3]), "ERROR: libFuzzer: deadly signal");
     }
 }

@@ -56,8 +56,9 @@ impl Progress {
         self.final_execs.unwrap_or(self.execs)
     }
 
+    /// Average exec/s: libFuzzer's final stat, else the last status line's.
     pub fn avg_exec_s(&self) -> u64 {
-        self.final_exec_s.unwrap_or(self.exec_s)
+        self.final_exec_s.filter(|&v| v > 0).unwrap_or(self.exec_s)
     }
 }
 
