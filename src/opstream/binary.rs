@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Fuzzer bytes <-> [`OpStream`]: total decoder and exact encoder.
 //!
 //! See the module documentation of [`super`] for the rationale. Layout
@@ -12,7 +13,8 @@
 //! features      bit set          lpa2, fwb, tlb_range, bti, hvhe, ampere_ac03
 //!                                (bits 0..=5; lpa2 dropped with 64K)
 //! s2 flags      bit set          bit 0 idmap, bit 1 nofwb  (HostStage2 forces idmap)
-//! ia_bits       mode [+ byte]    LIT: lo + b % (hi - lo + 1); else a menu
+//! ia_bits       mode [+ byte]    LIT or m % 4 == 3: lo + b % (hi - lo + 1);
+//!                                else a stage menu [(m >> 2) % 8]
 //! start_level   byte             0xC0..=0xFF: Some((b & 15) % 5 - 1), else None
 //! parange       b % 7
 //! vmid16        b & 1

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Biased value generators used by the binary decoder.
 //!
 //! Every value is read as a *mode byte* followed by a mode-specific payload.
@@ -465,18 +466,21 @@ impl<'c> Gen<'c> {
         }
     }
 
-    /// Page-table level (mostly -1..=3, sometimes out of range).
+    /// Page-table level (mostly -1..=3, 1 in 16 out of range except in
+    /// the Unlinked profile).
     pub(crate) fn level(&mut self, r: &mut Reader) -> i8 {
         let m = r.u8();
         if m == LIT {
             return r.u8() as i8;
         }
-        match m % 8 {
-            0..=4 => (m % 8) as i8 - 1,
-            5 => self.cfg.granule.min_block_level(),
-            6 if self.profile == Profile::Unlinked => 2,
-            6 => 3,
-            _ if self.profile == Profile::Unlinked => self.cfg.granule.min_block_level(),
+        let unlinked = self.profile == Profile::Unlinked;
+        match m % 16 {
+            x @ 0..=4 => x as i8 - 1,
+            x @ 5..=9 => x as i8 - 6,
+            10..=12 => self.cfg.granule.min_block_level(),
+            13 => 3,
+            14 => 2,
+            _ if unlinked => self.cfg.granule.min_block_level(),
             _ => [-2, 4, 5, i8::MIN, i8::MAX][r.u8() as usize % 5],
         }
     }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Operation streams for the differential fuzzer.
 //!
 //! An [`OpStream`] is a [`Config`] plus a list of [`Op`]s, one variant per
@@ -8,7 +9,7 @@
 //! * the typed model ([`model`]),
 //! * a compact binary form for fuzzer inputs ([`decode`] / [`encode`],
 //!   biased value generators in `generators`),
-//! * a human-readable text form ([`parse`] / [`print`]), which is the
+//! * a human-readable text form ([`parse`] / [`print()`]), which is the
 //!   source of truth for committed scenarios.
 //!
 //! # Why a hand-written binary format instead of `#[derive(Arbitrary)]`

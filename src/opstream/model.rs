@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! The typed operation stream: configuration, operations and their helpers.
 
 use std::fmt;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Tests for the op-stream module. Expected values are worked out by hand
 //! from the format description, never captured from a run.
 
@@ -645,6 +646,29 @@ fn bias_modes_by_hand() {
                 prot: prot::R,
                 mc: Some(0),
                 force_pte: true,
+            },
+        ),
+        // create_unlinked: level mode 15 with b=1 -> out-of-range 4; phys
+        // then uses page units: mode 0, k=3 -> 0x3000.
+        (
+            vec![11, 15, 1, 0, 3, 0, 0, 0, 0],
+            Op::S2CreateUnlinked {
+                phys: 0x3000,
+                level: 4,
+                prot: prot::R,
+                mc: Some(0),
+                force_pte: false,
+            },
+        ),
+        // level mode 7 -> 7 - 6 = 1; phys mode 0, k = 0.
+        (
+            vec![11, 7, 0, 0, 0, 0, 0, 0],
+            Op::S2CreateUnlinked {
+                phys: 0,
+                level: 1,
+                prot: prot::R,
+                mc: Some(0),
+                force_pte: false,
             },
         ),
     ];

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Human-readable, line-based text format (the source of truth for
 //! committed scenarios).
 //!
@@ -313,7 +314,7 @@ impl fmt::Display for Config {
 }
 
 impl fmt::Display for OpStream {
-    /// Canonical text (same as [`print`]).
+    /// Canonical text (same as [`print()`]).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{TEXT_HEADER}")?;
         writeln!(f, "{}", self.config)?;
