@@ -67,15 +67,24 @@ pub(crate) struct Gen<'c> {
     pub(crate) profile: Profile,
     addrs: Vec<u64>,
     sizes: Vec<u64>,
+    /// Levels whose entry size fits inside the IA space, 3 first (always
+    /// contains 3).
+    levels: Vec<i8>,
 }
 
 impl<'c> Gen<'c> {
     pub(crate) fn new(cfg: &'c Config, profile: Profile) -> Self {
+        let lim = cfg.ia_limit();
+        let levels = (-1..=3)
+            .rev()
+            .filter(|&l| cfg.granule.level_size(l).is_some_and(|s| s <= lim))
+            .collect();
         Gen {
             cfg,
             profile,
             addrs: Vec::new(),
             sizes: Vec::new(),
+            levels,
         }
     }
 
@@ -87,19 +96,9 @@ impl<'c> Gen<'c> {
         self.cfg.ia_limit()
     }
 
-    /// Levels whose entry size fits inside the IA space (always contains 3).
-    fn levels(&self) -> Vec<i8> {
-        let lim = self.lim();
-        (-1..=3)
-            .rev()
-            .filter(|&l| self.cfg.granule.level_size(l).is_some_and(|s| s <= lim))
-            .collect()
-    }
-
-    /// A level picked from `b` (uniform over [`Gen::levels`]).
+    /// A level picked from `b` (uniform over `self.levels`).
     fn level_from(&self, b: u8) -> i8 {
-        let lv = self.levels();
-        lv[b as usize % lv.len()]
+        self.levels[b as usize % self.levels.len()]
     }
 
     fn lsize(&self, level: i8) -> u64 {
