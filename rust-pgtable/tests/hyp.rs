@@ -23,10 +23,19 @@ fn c4k() -> Config {
 #[test]
 fn stage1_attr_encodings() {
     let c = c4k();
-    assert_eq!(hyp_set_prot_attr(&c, Prot::PAGE_HYP), Ok(XN | AF | SH_IS | AP_RW));
-    assert_eq!(hyp_set_prot_attr(&c, Prot::PAGE_HYP_RO), Ok(XN | AF | SH_IS | AP_RO));
+    assert_eq!(
+        hyp_set_prot_attr(&c, Prot::PAGE_HYP),
+        Ok(XN | AF | SH_IS | AP_RW)
+    );
+    assert_eq!(
+        hyp_set_prot_attr(&c, Prot::PAGE_HYP_RO),
+        Ok(XN | AF | SH_IS | AP_RO)
+    );
     // Executable text: no XN, and no GP without BTI.
-    assert_eq!(hyp_set_prot_attr(&c, Prot::PAGE_HYP_EXEC), Ok(AF | SH_IS | AP_RO));
+    assert_eq!(
+        hyp_set_prot_attr(&c, Prot::PAGE_HYP_EXEC),
+        Ok(AF | SH_IS | AP_RO)
+    );
     // Device: AttrIndx 4 in bits 4:2.
     assert_eq!(
         hyp_set_prot_attr(&c, Prot::PAGE_HYP_DEVICE),
@@ -45,28 +54,52 @@ fn stage1_attr_encodings() {
     // Rejected: no read, W+X, executable device.
     assert_eq!(hyp_set_prot_attr(&c, Prot::W), Err(Error::Inval));
     assert_eq!(hyp_set_prot_attr(&c, Prot::RWX), Err(Error::Inval));
-    assert_eq!(hyp_set_prot_attr(&c, Prot::R | Prot::X | Prot::DEVICE), Err(Error::Inval));
+    assert_eq!(
+        hyp_set_prot_attr(&c, Prot::R | Prot::X | Prot::DEVICE),
+        Err(Error::Inval)
+    );
 
     let bti = cfg_with(Granule::Size4K, Context::NvheHyp, |f| f.bti_kernel = true);
-    assert_eq!(hyp_set_prot_attr(&bti, Prot::PAGE_HYP_EXEC), Ok(GP | AF | SH_IS | AP_RO));
-    assert_eq!(hyp_set_prot_attr(&bti, Prot::PAGE_HYP), Ok(XN | AF | SH_IS | AP_RW));
+    assert_eq!(
+        hyp_set_prot_attr(&bti, Prot::PAGE_HYP_EXEC),
+        Ok(GP | AF | SH_IS | AP_RO)
+    );
+    assert_eq!(
+        hyp_set_prot_attr(&bti, Prot::PAGE_HYP),
+        Ok(XN | AF | SH_IS | AP_RW)
+    );
 
     // hVHE: AP RW = 0, RO = 2.
     let hvhe = cfg_with(Granule::Size4K, Context::NvheHyp, |f| f.hvhe = true);
-    assert_eq!(hyp_set_prot_attr(&hvhe, Prot::PAGE_HYP), Ok(XN | AF | SH_IS));
-    assert_eq!(hyp_set_prot_attr(&hvhe, Prot::PAGE_HYP_RO), Ok(XN | AF | SH_IS | (2 << 6)));
+    assert_eq!(
+        hyp_set_prot_attr(&hvhe, Prot::PAGE_HYP),
+        Ok(XN | AF | SH_IS)
+    );
+    assert_eq!(
+        hyp_set_prot_attr(&hvhe, Prot::PAGE_HYP_RO),
+        Ok(XN | AF | SH_IS | (2 << 6))
+    );
 
     // LPA2: bits 9:8 are address bits, so no shareability field.
     let lpa2 = cfg_with(Granule::Size4K, Context::NvheHyp, |f| f.lpa2 = true);
-    assert_eq!(hyp_set_prot_attr(&lpa2, Prot::PAGE_HYP), Ok(XN | AF | AP_RW));
+    assert_eq!(
+        hyp_set_prot_attr(&lpa2, Prot::PAGE_HYP),
+        Ok(XN | AF | AP_RW)
+    );
 }
 
 #[test]
 fn hyp_pte_prot_decoding() {
     let c = c4k();
     assert_eq!(hyp_pte_prot(&c, Pte(XN | AF | SH_IS | AP_RW | 3)), Prot::RW);
-    assert_eq!(hyp_pte_prot(&c, Pte(AF | SH_IS | AP_RO | 3)), Prot::R | Prot::X);
-    assert_eq!(hyp_pte_prot(&c, Pte(XN | AP_RO | 1 | (1 << 55))), Prot::R | Prot::SW0);
+    assert_eq!(
+        hyp_pte_prot(&c, Pte(AF | SH_IS | AP_RO | 3)),
+        Prot::R | Prot::X
+    );
+    assert_eq!(
+        hyp_pte_prot(&c, Pte(XN | AP_RO | 1 | (1 << 55))),
+        Prot::R | Prot::SW0
+    );
     // Invalid: only software bits.
     assert_eq!(hyp_pte_prot(&c, Pte(AP_RO | (1 << 58))), Prot::SW3);
     // With hVHE, AP=1 and AP=3 are neither RO nor RW encodings.
@@ -83,7 +116,13 @@ fn init_levels_and_errors() {
     assert!(pgt.env().events.is_empty());
     pgt.init(52).unwrap();
     assert_eq!(pgt.geometry().start_level, Level(-1));
-    assert_eq!(pgt.env().events, [Ev::Alloc { pa: A, from_mc: false }]);
+    assert_eq!(
+        pgt.env().events,
+        [Ev::Alloc {
+            pa: A,
+            from_mc: false
+        }]
+    );
 
     let mut pgt = HypPgtable::new(Mock::new(c4k(), 1), c4k());
     pgt.init(39).unwrap();
@@ -103,16 +142,23 @@ fn init_levels_and_errors() {
 #[test]
 fn map_block_builds_tables_with_release_stores() {
     let mut pgt = hyp(c4k(), 8, 48);
-    pgt.map(0x20_0000, 0x20_0000, 0x8000_0000, Prot::PAGE_HYP).unwrap();
+    pgt.map(0x20_0000, 0x20_0000, 0x8000_0000, Prot::PAGE_HYP)
+        .unwrap();
     let (l1, l2) = (A + P, A + 2 * P);
     let block = 0x8000_0000 | XN | AF | SH_IS | AP_RW | 1;
     assert_eq!(
         pgt.env_mut().take_events(),
         [
-            Ev::Alloc { pa: l1, from_mc: false },
+            Ev::Alloc {
+                pa: l1,
+                from_mc: false
+            },
             Ev::Get(A),
             rel(A, l1 | 3),
-            Ev::Alloc { pa: l2, from_mc: false },
+            Ev::Alloc {
+                pa: l2,
+                from_mc: false
+            },
             Ev::Get(l1),
             rel(l1, l2 | 3),
             // Level 2, index 1.
@@ -128,22 +174,28 @@ fn map_block_builds_tables_with_release_stores() {
     assert_eq!(pgt.get_leaf(0x3f_f000), Ok((Pte(block), Level(2))));
 
     // Mapping the same thing again stores nothing.
-    pgt.map(0x20_0000, 0x20_0000, 0x8000_0000, Prot::PAGE_HYP).unwrap();
-    assert_eq!(pgt.env_mut().take_events(), [Ev::Dsb(Barrier::IshSt), Ev::Isb]);
+    pgt.map(0x20_0000, 0x20_0000, 0x8000_0000, Prot::PAGE_HYP)
+        .unwrap();
+    assert_eq!(
+        pgt.env_mut().take_events(),
+        [Ev::Dsb(Barrier::IshSt), Ev::Isb]
+    );
 }
 
 #[test]
 fn map_gigabyte_block_and_pages() {
     let mut pgt = hyp(c4k(), 8, 48);
     // 1GiB-aligned 1GiB range: a level-1 block.
-    pgt.map(1 << 30, 1 << 30, 0x40_0000_0000, Prot::PAGE_HYP_RO).unwrap();
+    pgt.map(1 << 30, 1 << 30, 0x40_0000_0000, Prot::PAGE_HYP_RO)
+        .unwrap();
     assert_eq!(
         pgt.get_leaf(1 << 30),
         Ok((Pte(0x40_0000_0000 | XN | AF | SH_IS | AP_RO | 1), Level(1)))
     );
     // Physically misaligned: falls back to 2MiB blocks, then pages.
     pgt.env_mut().take_events();
-    pgt.map(0x8000_0000, 0x20_2000, 0x20_0000 + P, Prot::PAGE_HYP).unwrap();
+    pgt.map(0x8000_0000, 0x20_2000, 0x20_0000 + P, Prot::PAGE_HYP)
+        .unwrap();
     let (pte, level) = pgt.get_leaf(0x8000_0000).unwrap();
     assert_eq!(level, Level(3));
     assert_eq!(pte.to_phys(pgt.cfg()), 0x20_1000);
@@ -174,7 +226,10 @@ fn map_lpa2_page_address_bits() {
     let pa = (1 << 50) | 0x5000;
     pgt.map(P, P, pa, Prot::PAGE_HYP).unwrap();
     // PA bit 50 is descriptor bit 8; no SH field.
-    assert_eq!(pgt.get_leaf(P), Ok((Pte(0x5000 | (1 << 8) | XN | AF | AP_RW | 3), Level(3))));
+    assert_eq!(
+        pgt.get_leaf(P),
+        Ok((Pte(0x5000 | (1 << 8) | XN | AF | AP_RW | 3), Level(3)))
+    );
 }
 
 #[test]
@@ -183,7 +238,8 @@ fn changing_a_live_mapping_warns() {
     pgt.map(P, P, 0x9000_0000, Prot::PAGE_HYP).unwrap();
     pgt.env_mut().take_events();
     // Only software bits differ: stored in place, no new reference.
-    pgt.map(P, P, 0x9000_0000, Prot::PAGE_HYP | Prot::SW0).unwrap();
+    pgt.map(P, P, 0x9000_0000, Prot::PAGE_HYP | Prot::SW0)
+        .unwrap();
     let l3 = A + 3 * P;
     let sw = 0x9000_0000 | XN | AF | SH_IS | AP_RW | 3 | (1 << 55);
     assert_eq!(
@@ -191,7 +247,10 @@ fn changing_a_live_mapping_warns() {
         [rel(l3 + 8, sw), Ev::Dsb(Barrier::IshSt), Ev::Isb]
     );
     // A different output address: WARN_ON, then WARN_ON at the last level.
-    assert_eq!(pgt.map(P, P, 0x9100_0000, Prot::PAGE_HYP), Err(Error::Inval));
+    assert_eq!(
+        pgt.map(P, P, 0x9100_0000, Prot::PAGE_HYP),
+        Err(Error::Inval)
+    );
     assert_eq!(
         pgt.env_mut().take_events(),
         [
@@ -218,7 +277,11 @@ fn unmap_page_frees_tables_post_order() {
             Ev::PageCount(child),
             wo(ptep, 0),
             Ev::Dsb(Barrier::IshSt),
-            Ev::Tlbi { op: TlbiOp::Vae2is, operand: 1, level: TLBI_TTL_UNKNOWN },
+            Ev::Tlbi {
+                op: TlbiOp::Vae2is,
+                operand: 1,
+                level: TLBI_TTL_UNKNOWN,
+            },
             Ev::TlbiSync,
             Ev::Isb,
             Ev::Put(ptep),
@@ -228,7 +291,11 @@ fn unmap_page_frees_tables_post_order() {
     let mut want = vec![
         wo(l3 + 8, 0),
         Ev::Dsb(Barrier::IshSt),
-        Ev::Tlbi { op: TlbiOp::Vale2is, operand: 1, level: 3 },
+        Ev::Tlbi {
+            op: TlbiOp::Vale2is,
+            operand: 1,
+            level: 3,
+        },
         Ev::TlbiSync,
         Ev::Isb,
         Ev::Put(l3 + 8),
@@ -259,7 +326,8 @@ fn unmap_keeps_tables_in_use_and_stops_at_holes() {
     assert_eq!(pgt.get_leaf(2 * P).unwrap().0.is_valid(), true);
 
     // Partial block: refused.
-    pgt.map(0x20_0000, 0x20_0000, 0x8000_0000, Prot::PAGE_HYP).unwrap();
+    pgt.map(0x20_0000, 0x20_0000, 0x8000_0000, Prot::PAGE_HYP)
+        .unwrap();
     pgt.env_mut().take_events();
     assert_eq!(pgt.unmap(0x20_0000, P), 0);
     assert!(pgt.env().events.is_empty());
@@ -267,7 +335,11 @@ fn unmap_keeps_tables_in_use_and_stops_at_holes() {
     assert_eq!(pgt.unmap(0x20_0000, 0x20_0000), 0x20_0000);
     assert_eq!(
         pgt.env().events[2],
-        Ev::Tlbi { op: TlbiOp::Vale2is, operand: 0x200, level: 2 }
+        Ev::Tlbi {
+            op: TlbiOp::Vale2is,
+            operand: 0x200,
+            level: 2
+        }
     );
 }
 
@@ -285,7 +357,8 @@ fn unmap_without_page_count_is_a_no_op() {
 fn destroy_releases_everything() {
     let mut pgt = hyp(c4k(), 16, 48);
     pgt.map(P, 3 * P, 0x9000_1000, Prot::PAGE_HYP).unwrap();
-    pgt.map(0x4000_0000, 0x4000_0000, 0x4000_0000, Prot::PAGE_HYP_RO).unwrap();
+    pgt.map(0x4000_0000, 0x4000_0000, 0x4000_0000, Prot::PAGE_HYP_RO)
+        .unwrap();
     pgt.env_mut().take_events();
     pgt.destroy();
     assert_eq!(pgt.env().live_pages(), 0);
@@ -316,7 +389,10 @@ fn hyp_16k_and_64k_blocks() {
     // 16K: level-2 blocks are 32MiB.
     pgt.map(1 << 25, 1 << 25, 1 << 30, Prot::PAGE_HYP).unwrap();
     let (pte, level) = pgt.get_leaf(1 << 25).unwrap();
-    assert_eq!((pte.0, level), ((1 << 30) | XN | AF | SH_IS | AP_RW | 1, Level(2)));
+    assert_eq!(
+        (pte.0, level),
+        ((1 << 30) | XN | AF | SH_IS | AP_RW | 1, Level(2))
+    );
     // Root at level 0, then level 1 and level 2 tables.
     assert_eq!(pgt.env().next, 3);
 
@@ -325,7 +401,8 @@ fn hyp_16k_and_64k_blocks() {
     // 64K: level-2 blocks are 512MiB, pages 64KiB; root at level 1.
     pgt.map(1 << 29, 1 << 29, 1 << 29, Prot::PAGE_HYP).unwrap();
     assert_eq!(pgt.get_leaf(1 << 29).unwrap().1, Level(2));
-    pgt.map(0x1_0000, 0x1_0000, 0x000f_0000_0003_0000, Prot::PAGE_HYP).unwrap();
+    pgt.map(0x1_0000, 0x1_0000, 0x000f_0000_0003_0000, Prot::PAGE_HYP)
+        .unwrap();
     let (pte, level) = pgt.get_leaf(0x1_0000).unwrap();
     // PA[51:48] = 0xf lands in descriptor bits 15:12.
     assert_eq!(level, Level(3));

@@ -8,7 +8,10 @@ use rust_pgtable::*;
 #[test]
 fn granule_geometry() {
     let g = Granule::Size4K;
-    assert_eq!((g.page_shift(), g.page_size(), g.ptrs_per_pte()), (12, 4096, 512));
+    assert_eq!(
+        (g.page_shift(), g.page_size(), g.ptrs_per_pte()),
+        (12, 4096, 512)
+    );
     assert_eq!(
         [-1, 0, 1, 2, 3].map(|l| g.granule_shift(Level(l))),
         [48, 39, 30, 21, 12]
@@ -19,14 +22,23 @@ fn granule_geometry() {
     assert_eq!(g.min_block_level(), Level(1));
 
     let g = Granule::Size16K;
-    assert_eq!((g.page_shift(), g.page_size(), g.ptrs_per_pte()), (14, 16384, 2048));
-    assert_eq!([0, 1, 2, 3].map(|l| g.granule_shift(Level(l))), [47, 36, 25, 14]);
+    assert_eq!(
+        (g.page_shift(), g.page_size(), g.ptrs_per_pte()),
+        (14, 16384, 2048)
+    );
+    assert_eq!(
+        [0, 1, 2, 3].map(|l| g.granule_shift(Level(l))),
+        [47, 36, 25, 14]
+    );
     assert_eq!(g.levels(48), 4);
     assert_eq!(g.levels(47), 3);
     assert_eq!(g.min_block_level(), Level(2));
 
     let g = Granule::Size64K;
-    assert_eq!((g.page_shift(), g.page_size(), g.ptrs_per_pte()), (16, 65536, 8192));
+    assert_eq!(
+        (g.page_shift(), g.page_size(), g.ptrs_per_pte()),
+        (16, 65536, 8192)
+    );
     assert_eq!([1, 2, 3].map(|l| g.granule_shift(Level(l))), [42, 29, 16]);
     assert_eq!(g.levels(48), 3);
     assert_eq!(g.levels(52), 3);
@@ -91,8 +103,14 @@ fn prot_and_flag_values() {
 fn output_address_encodings() {
     // 4K without LPA2: bits 47:12 only.
     let c = cfg(Granule::Size4K, Context::Kernel);
-    assert_eq!(Pte::from_phys(0x0000_8765_4321_2000, &c).0, 0x0000_8765_4321_2000);
-    assert_eq!(Pte(0xffff_ffff_ffff_ffff).to_phys(&c), 0x0000_ffff_ffff_f000);
+    assert_eq!(
+        Pte::from_phys(0x0000_8765_4321_2000, &c).0,
+        0x0000_8765_4321_2000
+    );
+    assert_eq!(
+        Pte(0xffff_ffff_ffff_ffff).to_phys(&c),
+        0x0000_ffff_ffff_f000
+    );
 
     // 64K without LPA2: PA[51:48] live in descriptor bits 15:12.
     let c = cfg(Granule::Size64K, Context::Kernel);

@@ -59,14 +59,19 @@ fn vtcr_4k_lpa2() {
     let c = cfg_with(Granule::Size4K, Context::Kernel, |f| f.lpa2 = true);
     let v = get_vtcr(&c, 6, 2 << 4, 52);
     // levels (52 - 8) / 9 = 4 -> SL0 = 2; DS set; PARange 6 allowed.
-    assert_eq!(v, COMMON | (6 << 16) | 12 | (2 << 6) | HA | VS16 | (1 << 32));
+    assert_eq!(
+        v,
+        COMMON | (6 << 16) | 12 | (2 << 6) | HA | VS16 | (1 << 32)
+    );
     // Level 0 indexes bits 51:39 of which 47:39 fit a page: 16 pages.
     assert_eq!(stage2_pgd_size(Granule::Size4K, v), 16 * 4096);
 }
 
 #[test]
 fn vtcr_16k_ampere() {
-    let c = cfg_with(Granule::Size16K, Context::Kernel, |f| f.ampere_ac03_workaround = true);
+    let c = cfg_with(Granule::Size16K, Context::Kernel, |f| {
+        f.ampere_ac03_workaround = true
+    });
     let v = get_vtcr(&c, 5, 0, 48);
     // TG0 16K = 2; levels (48 - 8) / 11 = 3 -> SL0 = 3 - 1 = 2; no HA.
     assert_eq!(v, COMMON | (2 << 14) | (5 << 16) | 16 | (2 << 6));

@@ -13,28 +13,69 @@ pub const ARENA_BASE: u64 = 0x10_0000_0000;
 /// Everything observable, in order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Ev {
-    Store { pa: u64, val: u64, kind: StoreKind },
-    Alloc { pa: u64, from_mc: bool },
-    AllocExact { pa: u64, size: u64 },
-    FreeExact { pa: u64, size: u64 },
-    FreeUnlinked { pa: u64, level: i8 },
+    Store {
+        pa: u64,
+        val: u64,
+        kind: StoreKind,
+    },
+    Alloc {
+        pa: u64,
+        from_mc: bool,
+    },
+    AllocExact {
+        pa: u64,
+        size: u64,
+    },
+    FreeExact {
+        pa: u64,
+        size: u64,
+    },
+    FreeUnlinked {
+        pa: u64,
+        level: i8,
+    },
     Get(u64),
     Put(u64),
     PageCount(u64),
-    Dcache { pa: u64, size: u64 },
-    Icache { pa: u64, size: u64 },
-    Tlbi { op: TlbiOp, operand: u64, level: i32 },
+    Dcache {
+        pa: u64,
+        size: u64,
+    },
+    Icache {
+        pa: u64,
+        size: u64,
+    },
+    Tlbi {
+        op: TlbiOp,
+        operand: u64,
+        level: i32,
+    },
     TlbiSync,
     FlushVmid,
-    FlushIpa { ipa: u64, level: i32 },
-    FlushIpaNsh { ipa: u64, level: i32 },
-    FlushRange { start: u64, pages: u64 },
+    FlushIpa {
+        ipa: u64,
+        level: i32,
+    },
+    FlushIpaNsh {
+        ipa: u64,
+        level: i32,
+    },
+    FlushRange {
+        start: u64,
+        pages: u64,
+    },
     Dsb(Barrier),
     Isb,
-    Warn { once: bool },
+    Warn {
+        once: bool,
+    },
     RcuLock,
     RcuUnlock,
-    ForcePte { addr: u64, end: u64, prot: Prot },
+    ForcePte {
+        addr: u64,
+        end: u64,
+        prot: Prot,
+    },
 }
 
 /// A memcache: just a number of pages the allocator may still take.
@@ -51,6 +92,8 @@ pub struct Mock {
     pub next: usize,
     pub events: Vec<Ev>,
     pub rcu_depth: u32,
+    /// Pretend RCU is never held (to provoke the shared-walk warning).
+    pub rcu_never_held: bool,
     pub has_page_count: bool,
     pub has_dcache: bool,
     pub has_icache: bool,
@@ -69,6 +112,7 @@ impl Mock {
             next: 0,
             events: Vec::new(),
             rcu_depth: 0,
+            rcu_never_held: false,
             has_page_count: true,
             has_dcache: true,
             has_icache: true,
@@ -109,7 +153,10 @@ impl Mock {
 
     /// Events without refcount queries.
     pub fn warns(&self) -> usize {
-        self.events.iter().filter(|e| matches!(e, Ev::Warn { .. })).count()
+        self.events
+            .iter()
+            .filter(|e| matches!(e, Ev::Warn { .. }))
+            .count()
     }
 
     fn alloc(&mut self, n: usize) -> Option<u64> {
@@ -256,7 +303,7 @@ impl Hw for Mock {
         self.events.push(Ev::RcuUnlock);
     }
     fn rcu_read_lock_held(&mut self) -> bool {
-        self.rcu_depth > 0
+        self.rcu_depth > 0 && !self.rcu_never_held
     }
 }
 
@@ -272,13 +319,25 @@ pub fn cfg_with(granule: Granule, context: Context, f: impl FnOnce(&mut Features
 
 /// Store event shorthands.
 pub fn wo(pa: u64, val: u64) -> Ev {
-    Ev::Store { pa, val, kind: StoreKind::WriteOnce }
+    Ev::Store {
+        pa,
+        val,
+        kind: StoreKind::WriteOnce,
+    }
 }
 pub fn rel(pa: u64, val: u64) -> Ev {
-    Ev::Store { pa, val, kind: StoreKind::Release }
+    Ev::Store {
+        pa,
+        val,
+        kind: StoreKind::Release,
+    }
 }
 pub fn cx(pa: u64, old: u64, val: u64) -> Ev {
-    Ev::Store { pa, val, kind: StoreKind::Cmpxchg { old } }
+    Ev::Store {
+        pa,
+        val,
+        kind: StoreKind::Cmpxchg { old },
+    }
 }
 
 /// Stage-2 VTCR for a `ipa`-bit IPA space (16-bit VMIDs, PARange 48 bits).
