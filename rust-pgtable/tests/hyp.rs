@@ -323,7 +323,7 @@ fn unmap_keeps_tables_in_use_and_stops_at_holes() {
 
     // A hole first: nothing unmapped, walk aborted.
     assert_eq!(pgt.unmap(0, 3 * P), 0);
-    assert_eq!(pgt.get_leaf(2 * P).unwrap().0.is_valid(), true);
+    assert!(pgt.get_leaf(2 * P).unwrap().0.is_valid());
 
     // Partial block: refused.
     pgt.map(0x20_0000, 0x20_0000, 0x8000_0000, Prot::PAGE_HYP)

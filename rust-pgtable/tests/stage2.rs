@@ -1308,7 +1308,7 @@ fn visitor_can_store_through_ctx() {
     pgt.walk(P, P, WalkFlags::LEAF, |ctx, _| {
         let new = Pte(ctx.old.0 | (1 << 58));
         ctx.store_release(new);
-        assert!(ctx.cmpxchg(Pte(0)) == false);
+        assert!(!ctx.cmpxchg(Pte(0)));
         Ok(())
     })
     .unwrap();
