@@ -1,11 +1,13 @@
 //! `cargo xtask test`: the project's test suite as a list of steps with a summary table.
 //!
-//! To add a step, append to [`STEPS`]. A step returns test counts (if it has any) or a
-//! [`Fail`]: exit code 2 (setup) or 1 (test failure). A failing `required` step skips the rest.
+//! To add a step, append to [`STEPS`]. A step adds the tests it ran to the [`Counts`] it is
+//! given and returns `Ok(())` or a [`Fail`]: exit code 2 (setup) or 1 (test failure).
+//! A failing `required` step skips the rest. The summary ends with the plain line
+//! `tests: N passed, N failed, N skipped`, which CI reads.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::say;
 use crate::setup;
@@ -21,7 +23,7 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn add(&mut self, o: Counts) {
+    pub fn add(&mut self, o: Counts) {
         self.passed += o.passed;
         self.failed += o.failed;
         self.ignored += o.ignored;
@@ -32,7 +34,7 @@ pub struct Step {
     pub name: &'static str,
     /// A failure here skips the remaining steps.
     pub required: bool,
-    pub run: fn() -> Res<Option<Counts>>,
+    pub run: fn(&mut Counts) -> Res,
 }
 
 /// The steps of `cargo xtask test`, in order.
@@ -49,23 +51,24 @@ pub const STEPS: &[Step] = &[
     },
 ];
 
-fn step_setup() -> Res<Option<Counts>> {
-    setup::setup(setup::Opts { fuzz: false })?;
-    Ok(None)
+fn step_setup(_: &mut Counts) -> Res {
+    setup::setup(setup::Opts { fuzz: false })
 }
 
-fn step_cargo_test() -> Res<Option<Counts>> {
+fn step_cargo_test(counts: &mut Counts) -> Res {
     let mut cmd = Command::new("cargo");
     cmd.args(["test", "--workspace", "--no-fail-fast"])
         .current_dir(root());
-    let (ok, counts) = stream_cargo_test(&mut cmd)?;
+    let (ok, c) = stream_cargo_test(&mut cmd)?;
+    counts.add(c);
     if ok {
-        Ok(Some(counts))
+        Ok(())
+    } else if c.failed > 0 {
+        Err(finding(format!("{} test(s) failed", c.failed)))
     } else {
-        Err(finding(format!(
-            "cargo test failed ({} failed)",
-            counts.failed
-        )))
+        Err(finding(
+            "cargo test failed (build error or crashed test binary; see above)",
+        ))
     }
 }
 
@@ -110,82 +113,90 @@ pub fn parse_test_result(line: &str) -> Option<Counts> {
     Some(c)
 }
 
-enum Status {
-    Ok(Option<Counts>),
-    Failed(Fail),
-    Skipped,
+struct StepResult {
+    name: &'static str,
+    /// None: skipped.
+    outcome: Option<Res>,
+    counts: Counts,
+    time: Duration,
 }
 
 /// Runs all steps, prints the summary, returns the exit code.
 pub fn run_all() -> u8 {
-    let mut results: Vec<(&str, Status, std::time::Duration)> = vec![];
+    let mut results: Vec<StepResult> = vec![];
     let mut stop = false;
     for step in STEPS {
+        let mut counts = Counts::default();
         if stop {
-            results.push((step.name, Status::Skipped, Default::default()));
+            results.push(StepResult {
+                name: step.name,
+                outcome: None,
+                counts,
+                time: Duration::ZERO,
+            });
             continue;
         }
         say!("test", "step: {}", step.name);
         let t = Instant::now();
-        let r = (step.run)();
-        let dt = t.elapsed();
-        match r {
-            Ok(c) => results.push((step.name, Status::Ok(c), dt)),
-            Err(f) => {
-                eprintln!("[test] {}: {}", step.name, f.msg);
-                stop |= step.required;
-                results.push((step.name, Status::Failed(f), dt));
-            }
+        let r = (step.run)(&mut counts);
+        if let Err(f) = &r {
+            eprintln!("[test] {}: {}", step.name, f.msg);
+            stop |= step.required;
         }
+        results.push(StepResult {
+            name: step.name,
+            outcome: Some(r),
+            counts,
+            time: t.elapsed(),
+        });
     }
+    print_summary(&results)
+}
 
+fn print_summary(results: &[StepResult]) -> u8 {
     let mut total = Counts::default();
     let mut code = EXIT_OK;
-    let rows: Vec<Vec<String>> = results
-        .iter()
-        .map(|(name, st, dt)| {
-            let (status, note) = match st {
-                Status::Ok(c) => {
-                    let note = c.map(|c| {
-                        total.add(c);
-                        format!(
-                            "{} passed, {} failed, {} ignored",
-                            c.passed, c.failed, c.ignored
-                        )
-                    });
-                    ("ok", note.unwrap_or_default())
-                }
-                Status::Failed(f) => {
-                    code = code.max(if f.code == EXIT_SETUP {
-                        EXIT_SETUP
-                    } else {
-                        EXIT_FINDING
-                    });
-                    ("FAILED", f.msg.clone())
-                }
-                Status::Skipped => ("skipped", String::new()),
-            };
-            let time = if matches!(st, Status::Skipped) {
-                "-".into()
-            } else {
-                fmt_dur(*dt)
-            };
-            vec![name.to_string(), status.to_string(), time, note]
-        })
-        .collect();
-    // Failed steps' counts are unknown; count each failed step as one failure at least.
-    let failed_steps = results
-        .iter()
-        .filter(|(_, s, _)| matches!(s, Status::Failed(_)))
-        .count() as u64;
+    let mut rows = vec![];
+    for r in results {
+        total.add(r.counts);
+        let (status, time) = match &r.outcome {
+            None => ("skipped", "-".to_string()),
+            Some(Ok(())) => ("ok", fmt_dur(r.time)),
+            Some(Err(Fail { code: c, .. })) => {
+                code = code.max(if *c == EXIT_SETUP {
+                    EXIT_SETUP
+                } else {
+                    EXIT_FINDING
+                });
+                // A failure without a failed test (build error, crash) still counts as one.
+                total.failed += (r.counts.failed == 0) as u64;
+                ("FAILED", fmt_dur(r.time))
+            }
+        };
+        let mut notes = vec![];
+        if r.counts != Counts::default() {
+            let c = r.counts;
+            notes.push(format!(
+                "{} passed, {} failed, {} ignored",
+                c.passed, c.failed, c.ignored
+            ));
+        }
+        if let Some(Err(f)) = &r.outcome {
+            notes.push(f.msg.clone());
+        }
+        rows.push(vec![
+            r.name.to_string(),
+            status.to_string(),
+            time,
+            notes.join("; "),
+        ]);
+    }
     println!();
     say!("test", "summary");
     print!("{}", table(&["step", "status", "time", "notes"], &rows));
     println!(
         "tests: {} passed, {} failed, {} skipped",
-        total.passed,
-        total.failed.max(failed_steps),
-        total.ignored
+        total.passed, total.failed, total.ignored
     );
     code
 }
@@ -209,5 +220,33 @@ mod tests {
             }
         );
         assert_eq!(parse_test_result("running 3 tests"), None);
+    }
+
+    #[test]
+    fn summary_exit_codes() {
+        let ok = |name, n| StepResult {
+            name,
+            outcome: Some(Ok(())),
+            counts: Counts {
+                passed: n,
+                ..Default::default()
+            },
+            time: Duration::ZERO,
+        };
+        assert_eq!(print_summary(&[ok("a", 1), ok("b", 2)]), EXIT_OK);
+        let failed = StepResult {
+            outcome: Some(Err(finding("x"))),
+            ..ok("c", 3)
+        };
+        assert_eq!(print_summary(&[ok("a", 1), failed]), EXIT_FINDING);
+        let setup = StepResult {
+            outcome: Some(Err(setup_err("y"))),
+            ..ok("s", 0)
+        };
+        let skipped = StepResult {
+            outcome: None,
+            ..ok("t", 0)
+        };
+        assert_eq!(print_summary(&[setup, skipped]), EXIT_SETUP);
     }
 }
