@@ -615,8 +615,8 @@ fn stage2_attr_walker<E: Env>(
     data.pte = ctx.old;
     let pte = Pte((ctx.old.0 & !data.attr_clr) | data.attr_set);
 
-    // Racing with a hardware access-flag update is harmless: at worst the
-    // flag is set again on the next access.
+    // Hardware AF management may update the entry behind our back; if our
+    // store wins, the access flag simply gets set again later.
     if data.pte != pte {
         // Becoming executable: the I-cache must not hold stale lines.
         if ctx.env.has_icache_inval_pou()
