@@ -261,6 +261,7 @@ fn start(name: &str, bin_dir: &Path, args: &Args) -> Res<Running> {
         cmd.arg(&seeds);
     }
     let _ = writeln!(&logf, "$ {}", cmd_line(&cmd));
+    let before = list_names(&arts);
     say!(
         "fuzz",
         "{name}: {}, corpus {} ({} units) + {} seeds, log {}",
@@ -288,7 +289,7 @@ fn start(name: &str, bin_dir: &Path, args: &Args) -> Res<Running> {
         shared,
         readers,
         start: Instant::now(),
-        before: list_names(&arts),
+        before,
         sigint_sent: None,
     })
 }
@@ -597,6 +598,14 @@ pub fn run(args: Args) -> Res<u8> {
         );
     }
     let bin_dir = build(args.sanitizer)?;
+    for t in &targets {
+        if !bin_dir.join(t).is_file() {
+            return Err(setup_err(format!(
+                "{} was not built; add a [[bin]] for it to fuzz/Cargo.toml",
+                rel(&bin_dir.join(t))
+            )));
+        }
+    }
     ctrlc::set_handler(|| {
         if INTERRUPTED.swap(true, Ordering::SeqCst) {
             eprintln!("[fuzz] interrupted again; waiting for libFuzzer to exit");

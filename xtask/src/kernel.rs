@@ -421,6 +421,10 @@ fn obtain_deb(lock: &Lock) -> Res<(PathBuf, String)> {
     say!(TAG, "apt-get download {spec} (~150 MB) ...");
     let mut cmd = Command::new("apt-get");
     cmd.args(["download", "-q", &spec]).current_dir(&dir);
+    if is_root() {
+        // apt's _apt sandbox user cannot write into our cache dir; skip its warning.
+        cmd.args(["-o", "APT::Sandbox::User=root"]);
+    }
     run_ok(&mut cmd)?;
     let deb = cached_debs(pkg)
         .into_iter()
