@@ -347,13 +347,8 @@ fn finish(mut r: Running, status: Option<ExitStatus>) -> Outcome {
         .collect();
     let interrupted = INTERRUPTED.load(Ordering::SeqCst);
     // A Rust panic is the divergence report: name the finding by its location.
-    let reason = tail
-        .iter()
-        .find_map(|l| {
-            let (_, loc) = l.split_once("panicked at ")?;
-            Some(format!("panicked at {}", loc.trim_end_matches(':')))
-        })
-        .or_else(|| prog.error.as_deref().map(|e| strip_pid(e).to_string()));
+    let reason =
+        panic_title(&tail).or_else(|| prog.error.as_deref().map(|e| strip_pid(e).to_string()));
     let finding = if let Some(a) = artifacts.first() {
         let kind = a.file_name().unwrap().to_string_lossy();
         let kind = kind.split('-').next().unwrap_or("crash").to_string();
@@ -508,6 +503,22 @@ fn report_lines(tail: &[String]) -> (Vec<&str>, usize) {
     (out, more)
 }
 
+/// Title of a Rust panic in the output: the first line of its message (the divergence
+/// report's headline), else `panicked at <location>`.
+fn panic_title(tail: &[String]) -> Option<String> {
+    let p = tail.iter().position(|l| l.contains("panicked at "))?;
+    let loc = tail[p]
+        .split_once("panicked at ")
+        .map_or("", |(_, l)| l.trim_end_matches(':'));
+    let first = tail[p + 1..]
+        .iter()
+        .map(|l| l.trim())
+        .find(|l| !l.trim_matches('=').trim().is_empty())
+        .filter(|l| !l.starts_with("stack backtrace") && !crate::libfuzzer::is_error_line(l))
+        .map(|l| l.trim_matches(|c| c == '=' || c == ' '));
+    Some(first.map_or_else(|| format!("panicked at {loc}"), String::from))
+}
+
 /// `==123== ERROR: libFuzzer: deadly signal` -> `ERROR: libFuzzer: deadly signal`.
 fn strip_pid(line: &str) -> &str {
     let t = line.trim();
@@ -622,7 +633,8 @@ pub fn run(args: Args) -> Res<u8> {
         args.jobs,
         args.sanitizer.as_str()
     );
-    let outcomes = run_targets(&targets, &bin_dir, &args)?;
+    let mut outcomes = run_targets(&targets, &bin_dir, &args)?;
+    outcomes.sort_by_key(|o| targets.iter().position(|t| *t == o.name));
     print_summary(&outcomes, &bin_dir);
     let n = outcomes.iter().filter(|o| o.finding.is_some()).count();
     if n > 0 {
@@ -669,5 +681,17 @@ mod tests {
         assert_eq!(l, &tail[1..]);
         assert_eq!(more, 0);
         assert_eq!(strip_pid(&tail[3]), "ERROR: libFuzzer: deadly signal");
+        assert_eq!(panic_title(&tail).as_deref(), Some("divergence"));
+        let t: Vec<String> = vec![
+            "thread 'x' panicked at a.rs:1:2:".into(),
+            "".into(),
+            "=== ops differ ===".into(),
+        ];
+        assert_eq!(panic_title(&t).as_deref(), Some("ops differ"));
+        let t: Vec<String> = vec![
+            "thread 'x' panicked at a.rs:1:2:".into(),
+            "==1== ERROR: libFuzzer: deadly signal".into(),
+        ];
+        assert_eq!(panic_title(&t).as_deref(), Some("panicked at a.rs:1:2"));
     }
 }
