@@ -139,7 +139,8 @@ impl Arena {
 
     /// Inverse of [`Arena::phys_to_virt`].
     pub fn virt_to_phys(&self, va: *const u64) -> u64 {
-        (va as usize).wrapping_sub(self.mem.as_ptr() as usize) as u64 + self.geo.base_pa
+        ((va as usize).wrapping_sub(self.mem.as_ptr() as usize) as u64)
+            .wrapping_add(self.geo.base_pa)
     }
 
     /// Whether `pa` is an 8-byte slot inside an allocated page.

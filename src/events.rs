@@ -14,8 +14,8 @@ pub enum StoreKind {
     WriteOnce,
     /// `smp_store_release`: a store-release (`STLR`).
     Release,
-    /// A successful `cmpxchg` that expected `old`.
-    Cmpxchg { old: u64 },
+    /// A successful `cmpxchg` (it expected the event's `old`).
+    Cmpxchg,
 }
 
 /// `DSB` option: shareability domain and access types.
@@ -110,9 +110,10 @@ pub enum Misuse {
 /// One observable side effect.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Event {
-    /// A descriptor store at `pa` (the store really happened).
+    /// A descriptor store at `pa`: `old` was replaced by `val`.
     Store {
         pa: u64,
+        old: u64,
         val: u64,
         kind: StoreKind,
     },

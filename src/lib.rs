@@ -5,5 +5,11 @@
 pub mod arena;
 pub mod c_side;
 pub mod events;
+pub mod executor;
 pub mod force_pte;
 pub mod fuzz;
+pub mod known;
+pub mod opstream;
+pub mod report;
+pub mod rust_side;
+pub mod tree;

@@ -131,10 +131,10 @@ pub enum Barrier {
 
 /// Hardware side effects and kernel services.
 pub trait Hw {
-    /// Called right after the descriptor at `pa` has been written with
-    /// `new`. Failed compare-and-exchanges store nothing and are not
+    /// Called right after the descriptor at `pa`, which held `prev`, has
+    /// been written with `new`. Failed compare-and-exchanges store nothing and are not
     /// reported.
-    fn pte_store(&mut self, pa: PhysAddr, new: u64, kind: StoreKind);
+    fn pte_store(&mut self, pa: PhysAddr, prev: u64, new: u64, kind: StoreKind);
 
     /// Issue a stage-1 EL2 TLBI. `operand` is the VA operand
     /// (`(va >> 12) & GENMASK(43, 0)`); `level` is the TTL hint or

@@ -52,7 +52,7 @@
 //! }
 //!
 //! impl Hw for Env {
-//!     fn pte_store(&mut self, _pa: PhysAddr, _new: u64, _kind: StoreKind) { self.stores += 1 }
+//!     fn pte_store(&mut self, _pa: PhysAddr, _prev: u64, _new: u64, _kind: StoreKind) { self.stores += 1 }
 //!     fn tlbi_hyp(&mut self, _op: TlbiOp, _operand: u64, _level: i32) {}
 //!     fn tlbi_sync_s1ish_hyp(&mut self) {}
 //!     fn tlb_flush_vmid(&mut self) {}

@@ -32,9 +32,11 @@ pub(crate) fn read_once<E: MmOps + ?Sized>(env: &mut E, pa: PhysAddr) -> u64 {
 /// Plain single-copy-atomic store (`WRITE_ONCE`).
 pub(crate) fn write_once<E: MmOps + Hw + ?Sized>(env: &mut E, pa: PhysAddr, new: u64) {
     let p = ptr(env, pa);
-    // SAFETY: as in `read_once`; the pointer is valid for writes as well.
+    // SAFETY: as in `read_once`; the pointer is valid for reads and writes.
+    let prev = unsafe { core::ptr::read_volatile(p) };
+    // SAFETY: as above.
     unsafe { core::ptr::write_volatile(p, new) };
-    env.pte_store(pa, new, StoreKind::WriteOnce);
+    env.pte_store(pa, prev, new, StoreKind::WriteOnce);
 }
 
 /// Store with release semantics (`smp_store_release`), so that a table's
@@ -45,8 +47,11 @@ pub(crate) fn store_release<E: MmOps + Hw + ?Sized>(env: &mut E, pa: PhysAddr, n
     // for the duration of this call per the `MmOps` contract, and nothing
     // else accesses it non-atomically meanwhile.
     let a = unsafe { AtomicU64::from_ptr(p) };
+    // The value replaced is only reported, so a relaxed load before the
+    // release store keeps the store itself exactly the kernel's.
+    let prev = a.load(Ordering::Relaxed);
     a.store(new, Ordering::Release);
-    env.pte_store(pa, new, StoreKind::Release);
+    env.pte_store(pa, prev, new, StoreKind::Release);
 }
 
 /// Compare-and-exchange with full ordering (`cmpxchg`). Returns the value
@@ -64,7 +69,7 @@ pub(crate) fn cmpxchg<E: MmOps + Hw + ?Sized>(
         Ok(v) | Err(v) => v,
     };
     if found == old {
-        env.pte_store(pa, new, StoreKind::Cmpxchg { old });
+        env.pte_store(pa, old, new, StoreKind::Cmpxchg { old });
     }
     found
 }

@@ -85,7 +85,7 @@ extern "C" fn kpd_ev_store(
     ptep: *const c_void,
     new_val: u64,
     kind: ffi::kpd_store_kind,
-    old_val: u64,
+    prev: u64,
 ) {
     let env = env();
     let pa = env.arena.virt_to_phys(ptep.cast());
@@ -95,11 +95,12 @@ extern "C" fn kpd_ev_store(
     }
     let kind = match kind {
         ffi::kpd_store_kind_KPD_STORE_RELEASE => StoreKind::Release,
-        ffi::kpd_store_kind_KPD_STORE_CMPXCHG => StoreKind::Cmpxchg { old: old_val },
+        ffi::kpd_store_kind_KPD_STORE_CMPXCHG => StoreKind::Cmpxchg,
         _ => StoreKind::WriteOnce,
     };
     env.trace.push(Event::Store {
         pa,
+        old: prev,
         val: new_val,
         kind,
     });

@@ -143,6 +143,7 @@ fn block_map_trace(block: u64) -> Vec<Event> {
         // break-before-make on an invalid entry: lock it, no TLBI, nothing to put
         Event::Store {
             pa: l1e,
+            old: 0,
             val: 1 << 10,
             kind: StoreKind::WriteOnce,
         },
@@ -152,11 +153,13 @@ fn block_map_trace(block: u64) -> Vec<Event> {
         },
         Event::Store {
             pa: l1e,
+            old: 1 << 10,
             val: l2 | 0b11,
             kind: StoreKind::Release,
         },
         Event::Store {
             pa: l2e,
+            old: 0,
             val: 1 << 10,
             kind: StoreKind::WriteOnce,
         },
@@ -171,6 +174,7 @@ fn block_map_trace(block: u64) -> Vec<Event> {
         Event::GetPage { page: l2, count: 2 },
         Event::Store {
             pa: l2e,
+            old: 1 << 10,
             val: block,
             kind: StoreKind::Release,
         },

@@ -322,7 +322,11 @@ fn decode_config(r: &mut Reader, profile: Profile) -> Config {
     let arena_pages = if m == LIT {
         ARENA_PAGES_MIN + r.u16() as u32 % (ARENA_PAGES_MAX - ARENA_PAGES_MIN + 1)
     } else {
-        ARENA_MENU[m as usize % 8]
+        // Menu picks stay within 4 MiB of simulated memory per side: enough
+        // for a level-1 split on 4K (PTRS_PER_PTE + 1 pages), small enough
+        // that one op cannot fill millions of descriptors.
+        let cap = ((4u64 << 20) / granule.page_size()).max(u64::from(ARENA_PAGES_MIN)) as u32;
+        ARENA_MENU[m as usize % 8].min(cap)
     };
     let m = r.u8();
     let alloc_fail_after = match m {

@@ -430,7 +430,7 @@ impl<'c> Gen<'c> {
     pub(crate) fn memcache(&mut self, r: &mut Reader) -> Memcache {
         let m = r.u8();
         match m {
-            LIT => return Some(r.u32()),
+            LIT => return Some(r.u32() & MEMCACHE_MAX),
             LIT_NONE => return None,
             _ => {}
         }
@@ -452,7 +452,7 @@ impl<'c> Gen<'c> {
     pub(crate) fn nobjs(&mut self, r: &mut Reader) -> u32 {
         let m = r.u8();
         if m == LIT {
-            return r.u32();
+            return r.u32() & MEMCACHE_MAX;
         }
         let ptrs = self.cfg.granule.ptrs_per_pte() as u32;
         match m % 6 {

@@ -18,6 +18,8 @@ pub const START_LEVEL_MIN: i8 = -1;
 pub const START_LEVEL_MAX: i8 = 3;
 /// Largest allowed [`Config::mmfr0_parange`] (ID_AA64MMFR0_EL1.PARange = 52 bits).
 pub const PARANGE_MAX: u8 = 6;
+/// Largest memcache size: the kernel's `kvm_mmu_memory_cache::nobjs` is an `int`.
+pub const MEMCACHE_MAX: u32 = i32::MAX as u32;
 
 /// `enum kvm_pgtable_prot` as a bit set.
 pub type Prot = u64;
@@ -669,6 +671,8 @@ pub struct OpStream {
 /// Why a stream is not valid (see [`OpStream::validate`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InvalidStream {
+    /// A memcache size above [`MEMCACHE_MAX`].
+    Memcache { index: usize },
     /// The configuration violates a constraint.
     Config(String),
     /// More than [`MAX_OPS`] operations.
@@ -684,6 +688,12 @@ impl fmt::Display for InvalidStream {
             InvalidStream::TooManyOps(n) => write!(f, "{n} ops, at most {MAX_OPS} allowed"),
             InvalidStream::OpStage { index, name } => {
                 write!(f, "op #{index} ({name}) is not valid for this stage")
+            }
+            InvalidStream::Memcache { index } => {
+                write!(
+                    f,
+                    "op #{index}: memcache size above {MEMCACHE_MAX} (the kernel's nobjs is an int)"
+                )
             }
         }
     }
@@ -701,6 +711,16 @@ impl OpStream {
             return Err(InvalidStream::TooManyOps(self.ops.len()));
         }
         for (index, op) in self.ops.iter().enumerate() {
+            let mc = match *op {
+                Op::S2Map { mc, .. }
+                | Op::S2SetOwner { mc, .. }
+                | Op::S2CreateUnlinked { mc, .. } => mc,
+                Op::S2Split { nobjs, .. } => Some(nobjs),
+                _ => None,
+            };
+            if mc.is_some_and(|n| n > MEMCACHE_MAX) {
+                return Err(InvalidStream::Memcache { index });
+            }
             if !op.valid_for(self.config.stage) {
                 return Err(InvalidStream::OpStage {
                     index,

@@ -119,7 +119,7 @@ fn sample_stage2() -> OpStream {
         Op::S2Split {
             addr: 0,
             size: 1 << 30,
-            nobjs: u32::MAX,
+            nobjs: MEMCACHE_MAX,
         },
         Op::S2CreateUnlinked {
             phys: 0x8000_0000,

@@ -140,7 +140,8 @@ static inline unsigned int get_vmid_bits(u64 mmfr1)
 
 /* VTCR_EL2 fields. */
 #define VTCR_EL2_T0SZ_MASK 0x3f
-#define VTCR_EL2_T0SZ(x) ((UL(64) - (x)) & VTCR_EL2_T0SZ_MASK)
+/* Unmasked, as in the kernel: an out-of-range size spills into other fields. */
+#define VTCR_EL2_T0SZ(x) (UL(64) - (x))
 #define VTCR_EL2_SL0_SHIFT 6
 #define VTCR_EL2_SL0_MASK GENMASK(7, 6)
 #define VTCR_EL2_IRGN0_WBWA (UL(1) << 8)

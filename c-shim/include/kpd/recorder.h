@@ -3,7 +3,8 @@
  * kvm-pgtable-diff: memory accessors, barriers, TLB maintenance and WARN as
  * recording operations.  Each does what the arm64 primitive does to memory
  * (the store really happens, with the same atomicity/ordering in C11 terms)
- * and then reports it, so the harness sees every descriptor write.
+ * and then reports it with the value it replaced, so the harness sees every
+ * descriptor write.
  */
 #ifndef KPD_RECORDER_H
 #define KPD_RECORDER_H
@@ -16,16 +17,19 @@
 	do {                                                                 \
 		__typeof__(x) *kpd_p_ = &(x);                                \
 		__typeof__(x) kpd_v_ = (val);                                \
+		u64 kpd_prev_ = (u64)*(volatile __typeof__(x) *)kpd_p_;      \
 		*(volatile __typeof__(x) *)kpd_p_ = kpd_v_;                  \
-		kpd_ev_store(kpd_p_, (u64)kpd_v_, KPD_STORE_WRITE_ONCE, 0);  \
+		kpd_ev_store(kpd_p_, (u64)kpd_v_, KPD_STORE_WRITE_ONCE,      \
+			     kpd_prev_);                                     \
 	} while (0)
 
 #define smp_store_release(p, v)                                              \
 	do {                                                                 \
 		__typeof__(p) kpd_p_ = (p);                                  \
 		__typeof__(*kpd_p_) kpd_v_ = (v);                            \
+		u64 kpd_prev_ = (u64)__atomic_load_n(kpd_p_, __ATOMIC_RELAXED); \
 		__atomic_store_n(kpd_p_, kpd_v_, __ATOMIC_RELEASE);          \
-		kpd_ev_store(kpd_p_, (u64)kpd_v_, KPD_STORE_RELEASE, 0);     \
+		kpd_ev_store(kpd_p_, (u64)kpd_v_, KPD_STORE_RELEASE, kpd_prev_); \
 	} while (0)
 
 /* Returns the value found; reports the store only when it took place. */

@@ -56,7 +56,8 @@ enum kpd_tlbi_hyp_op {
 };
 
 /* Implemented by the Rust harness (src/c_side/recorder.rs). */
-void kpd_ev_store(const volatile void *ptep, u64 new_val, enum kpd_store_kind kind, u64 old_val);
+/* prev: the value the store replaced (for cmpxchg, the expected value). */
+void kpd_ev_store(const volatile void *ptep, u64 new_val, enum kpd_store_kind kind, u64 prev);
 void kpd_ev_dsb(enum kpd_barrier kind);
 void kpd_ev_isb(void);
 void kpd_ev_tlbi_hyp(enum kpd_tlbi_hyp_op op, u64 operand, int level);

@@ -264,7 +264,7 @@ unsafe impl MmOps for Mock {
 }
 
 impl Hw for Mock {
-    fn pte_store(&mut self, pa: PhysAddr, val: u64, kind: StoreKind) {
+    fn pte_store(&mut self, pa: PhysAddr, _prev: u64, val: u64, kind: StoreKind) {
         self.events.push(Ev::Store { pa, val, kind });
     }
     fn tlbi_hyp(&mut self, op: TlbiOp, operand: u64, level: i32) {

@@ -1,0 +1,283 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Divergence reports: what differs, where, and the descriptors involved,
+//! decoded, so that a human understands a finding in a minute.
+
+use std::fmt::{self, Write as _};
+
+use crate::events::{Event, Misuse};
+use crate::executor::{Outcome, Value};
+use crate::opstream::OpStream;
+use crate::tree::{Format, TreeIndex, describe};
+
+/// Where in the run a divergence showed up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Creating the tables.
+    Init,
+    /// Op number `n` of the stream.
+    Op(usize),
+    /// The end-of-stream memory and refcount comparison.
+    End,
+    /// Tearing down (unlinked tables, then destroy).
+    Destroy,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Init => write!(f, "init"),
+            Step::Op(n) => write!(f, "op #{n}"),
+            Step::End => write!(f, "end of stream"),
+            Step::Destroy => write!(f, "destroy"),
+        }
+    }
+}
+
+/// What was found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum What {
+    /// Return values or outputs differ.
+    Value { c: Value, rust: Value },
+    /// Different numbers of pages left in the memcache.
+    MemcacheLeft { c: Option<u32>, rust: Option<u32> },
+    /// The side-effect traces differ.
+    Trace { c: Vec<Event>, rust: Vec<Event> },
+    /// Different sets of live pages (pa, refcount).
+    LivePages {
+        c: Vec<(u64, u32)>,
+        rust: Vec<(u64, u32)>,
+    },
+    /// A descriptor differs.
+    Memory { pa: u64, c: u64, rust: u64 },
+    /// Pages still allocated after destroy.
+    NotEmpty {
+        c: Vec<(u64, u32)>,
+        rust: Vec<(u64, u32)>,
+    },
+    /// An owner annotation outside the op's range was destroyed (both sides
+    /// agree, so this is a finding about the shared algorithm).
+    OwnerLost {
+        ia: u64,
+        level: i8,
+        pte: u64,
+        range: Option<(u64, u64)>,
+    },
+    /// A breach of the mm_ops contract seen on both sides alike.
+    Misuse { event: Misuse },
+}
+
+/// A finding, with everything needed to print its report.
+#[derive(Clone, Debug)]
+pub struct Divergence {
+    pub stream: OpStream,
+    pub step: Step,
+    pub what: What,
+    /// The C side's table tree after the step, to place descriptors.
+    pub tree: TreeIndex,
+    pub format: Format,
+    /// With `RunOptions::keep_log`: the C side's outcome of every step run.
+    pub log: Vec<Outcome>,
+}
+
+impl Divergence {
+    /// One line: where and what.
+    pub fn headline(&self) -> String {
+        let what = match &self.what {
+            What::Value { .. } => "return values differ",
+            What::MemcacheLeft { .. } => "memcache pages left differ",
+            What::Trace { .. } => "event traces differ",
+            What::LivePages { .. } => "live pages or refcounts differ",
+            What::Memory { .. } => "descriptor memory differs",
+            What::NotEmpty { .. } => "pages left allocated after destroy",
+            What::OwnerLost { .. } => "owner annotation destroyed outside the op's range",
+            What::Misuse { .. } => "mm_ops contract breach",
+        };
+        let op = match self.step {
+            Step::Op(n) => self
+                .stream
+                .ops
+                .get(n)
+                .map(|o| format!(" ({})", o.name()))
+                .unwrap_or_default(),
+            _ => String::new(),
+        };
+        format!("{what} at {}{op}", self.step)
+    }
+
+    fn place(&self, pa: u64) -> String {
+        let page = self.format.granule.page_size();
+        match self.tree.locate(pa, page, self.format) {
+            Some((level, ia)) => {
+                let size = self.format.entry_size(level);
+                format!("level {level}, IA {ia:#x}..{:#x}", ia.wrapping_add(size))
+            }
+            None => "not in the live tree (unlinked or freed table)".into(),
+        }
+    }
+
+    fn level_of(&self, pa: u64) -> Option<i8> {
+        self.tree
+            .locate(pa, self.format.granule.page_size(), self.format)
+            .map(|(l, _)| l)
+    }
+
+    fn decode_event(&self, e: &Event) -> Option<String> {
+        match *e {
+            Event::Store { pa, old, val, .. } => Some(format!(
+                "    {pa:#x} [{}]\n      before: {}\n      after:  {}",
+                self.place(pa),
+                describe(self.format, old, self.level_of(pa)),
+                describe(self.format, val, self.level_of(pa))
+            )),
+            _ => None,
+        }
+    }
+}
+
+fn short(e: &Event) -> String {
+    match e {
+        Event::Store { pa, old, val, kind } => {
+            format!("store {pa:#x}: {old:#x} -> {val:#x} ({kind:?})")
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn side_by_side(out: &mut String, d: &Divergence, c: &[Event], r: &[Event]) {
+    let first = c
+        .iter()
+        .zip(r)
+        .position(|(a, b)| a != b)
+        .unwrap_or(c.len().min(r.len()));
+    let _ = writeln!(
+        out,
+        "first difference at event {first} (C has {}, Rust has {} events)",
+        c.len(),
+        r.len()
+    );
+    let from = first.saturating_sub(2);
+    let to = (first + 12).max(from).min(c.len().max(r.len()));
+    let _ = writeln!(
+        out,
+        "  {:<4} {:<62} | Rust (rust-pgtable)",
+        "#", "C (pgtable.c)"
+    );
+    for i in from..to {
+        let a = c.get(i).map(short).unwrap_or_else(|| "—".into());
+        let b = r.get(i).map(short).unwrap_or_else(|| "—".into());
+        let mark = if c.get(i) != r.get(i) { "≠" } else { " " };
+        let _ = writeln!(out, "{mark} {i:<4} {a:<62} | {b}");
+    }
+    let _ = writeln!(out, "decoded descriptors at the first difference:");
+    for (side, ev) in [("C", c.get(first)), ("Rust", r.get(first))] {
+        if let Some(line) = ev.and_then(|e| d.decode_event(e)) {
+            let _ = writeln!(out, "  {side}:\n{line}");
+        }
+    }
+}
+
+impl fmt::Display for Divergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut out = String::new();
+        let _ = writeln!(out, "=== kvm-pgtable-diff: {} ===", self.headline());
+        let _ = writeln!(
+            out,
+            "kernel: {} (pgtable.c sha256 {})",
+            crate::c_side::kernel_source(),
+            &crate::c_side::pgtable_c_sha256()[..16]
+        );
+        let mark = match self.step {
+            Step::Op(n) => Some(n),
+            _ => None,
+        };
+        let _ = writeln!(out, "\n--- stream (>> marks the first differing op) ---");
+        out.push_str(&self.stream.annotated(mark));
+        let _ = writeln!(out, "--- difference at {} ---", self.step);
+        match &self.what {
+            What::Value { c, rust } => {
+                let _ = writeln!(out, "  C:    {c:x?}\n  Rust: {rust:x?}");
+                if let (
+                    Value::Leaf {
+                        pte: a, level: la, ..
+                    },
+                    Value::Leaf {
+                        pte: b, level: lb, ..
+                    },
+                ) = (c, rust)
+                {
+                    let _ = writeln!(out, "  C pte:    {}", describe(self.format, *a, Some(*la)));
+                    let _ = writeln!(out, "  Rust pte: {}", describe(self.format, *b, Some(*lb)));
+                }
+                if let (Value::Walk { visits: a, .. }, Value::Walk { visits: b, .. }) = (c, rust) {
+                    let i = a
+                        .iter()
+                        .zip(b)
+                        .position(|(x, y)| x != y)
+                        .unwrap_or(a.len().min(b.len()));
+                    let _ = writeln!(
+                        out,
+                        "  first differing visit #{i}:\n    C:    {:x?}\n    Rust: {:x?}",
+                        a.get(i),
+                        b.get(i)
+                    );
+                }
+            }
+            What::MemcacheLeft { c, rust } => {
+                let _ = writeln!(out, "  memcache pages left: C {c:?}, Rust {rust:?}");
+            }
+            What::Trace { c, rust } => side_by_side(&mut out, self, c, rust),
+            What::LivePages { c, rust } => {
+                let _ = writeln!(
+                    out,
+                    "  C live (pa, refcount):    {c:x?}\n  Rust live (pa, refcount): {rust:x?}"
+                );
+            }
+            What::Memory { pa, c, rust } => {
+                let level = self.level_of(*pa);
+                let _ = writeln!(out, "  descriptor {pa:#x} [{}]", self.place(*pa));
+                let _ = writeln!(
+                    out,
+                    "  C:    {c:#018x}  {}",
+                    describe(self.format, *c, level)
+                );
+                let _ = writeln!(
+                    out,
+                    "  Rust: {rust:#018x}  {}",
+                    describe(self.format, *rust, level)
+                );
+            }
+            What::NotEmpty { c, rust } => {
+                let _ = writeln!(
+                    out,
+                    "  still allocated (pa, refcount): C {c:x?}, Rust {rust:x?}"
+                );
+            }
+            What::OwnerLost {
+                ia,
+                level,
+                pte,
+                range,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "  annotation at IA {ia:#x} (level {level}): {} was destroyed; the op covered {range:x?}",
+                    describe(self.format, *pte, Some(*level))
+                );
+            }
+            What::Misuse { event } => {
+                let _ = writeln!(out, "  {event:x?}");
+            }
+        }
+        f.write_str(&out)
+    }
+}
+
+/// A small helper for callers that want the outcome pair in a report.
+pub fn outcome_line(o: &Outcome) -> String {
+    format!(
+        "{:x?} (memcache left {:?}, {} events)",
+        o.value,
+        o.memcache_left,
+        o.trace.len()
+    )
+}
