@@ -289,75 +289,109 @@ impl Pair {
         }
     }
 
+    fn initialised_side(&self, side: Side) -> bool {
+        match side {
+            Side::C => self.c.pgd().is_some(),
+            Side::Rust => match &self.r {
+                RTable::Hyp(t) => t.pgd().is_some(),
+                RTable::Stage2(t) => t.pgd().is_some(),
+            },
+        }
+    }
+
+    /// Creates the table on one side only (the other outcome is empty).
+    fn init_side(&mut self, side: Side) -> (Outcome, Outcome) {
+        let empty = Outcome {
+            value: Value::Unit,
+            memcache_left: None,
+            trace: Trace::new(),
+        };
+        let (c, r) = self.init_with(side == Side::C, side == Side::Rust);
+        match side {
+            Side::C => (c, empty),
+            Side::Rust => (empty, r),
+        }
+    }
+
     /// Creates the table on both sides. Returns the two outcomes.
     pub fn init(&mut self) -> (Outcome, Outcome) {
+        self.init_with(true, true)
+    }
+
+    fn init_with(&mut self, do_c: bool, do_rust: bool) -> (Outcome, Outcome) {
         let cfg = self.cfg.clone();
-        match (&mut self.r, cfg.stage) {
-            (RTable::Hyp(t), _) => {
-                let c = self.c.hyp_init(u32::from(cfg.ia_bits));
-                let r = t.init(u32::from(cfg.ia_bits));
-                let rt = t.env_mut().take_trace();
-                (
-                    Outcome {
-                        value: Value::Int(i64::from(c.ret)),
-                        memcache_left: None,
-                        trace: c.trace,
-                    },
-                    Outcome {
-                        value: Value::Int(errno(r)),
-                        memcache_left: None,
-                        trace: rt,
-                    },
-                )
+        let ia_bits = u32::from(cfg.ia_bits);
+        let int = |v: i64, trace: Trace| Outcome {
+            value: Value::Int(v),
+            memcache_left: None,
+            trace,
+        };
+        let none = || int(0, Trace::new());
+        match &mut self.r {
+            RTable::Hyp(t) => {
+                let c = if do_c {
+                    let o = self.c.hyp_init(ia_bits);
+                    int(o.ret.into(), o.trace)
+                } else {
+                    none()
+                };
+                let r = if do_rust {
+                    let v = errno(t.init(ia_bits));
+                    int(v, t.env_mut().take_trace())
+                } else {
+                    none()
+                };
+                (c, r)
             }
-            (RTable::Stage2(t), _) => {
+            RTable::Stage2(t) => {
+                // The VTCR comes from each side's own kvm_get_vtcr().
                 let mmfr0 = u64::from(cfg.mmfr0_parange);
                 let mmfr1 = if cfg.vmid16 { 0x20 } else { 0 };
-                let cv = self.c.get_vtcr(mmfr0, mmfr1, u32::from(cfg.ia_bits));
-                let rv = rp::get_vtcr(t.cfg(), mmfr0, mmfr1, u32::from(cfg.ia_bits));
-                if cv != rv {
-                    return (
-                        Outcome {
-                            value: Value::U64(cv),
-                            memcache_left: None,
-                            trace: Trace::new(),
-                        },
-                        Outcome {
-                            value: Value::U64(rv),
-                            memcache_left: None,
-                            trace: Trace::new(),
-                        },
-                    );
-                }
-                let mut vtcr = cv;
-                if let Some(level) = cfg.start_level {
-                    let base: i64 = if cfg.granule == opstream::Granule::K4 {
-                        2
-                    } else {
-                        3
+                let cv = self.c.get_vtcr(mmfr0, mmfr1, ia_bits);
+                let rv = rp::get_vtcr(t.cfg(), mmfr0, mmfr1, ia_bits);
+                if do_c && do_rust && cv != rv {
+                    let u = |v| Outcome {
+                        value: Value::U64(v),
+                        memcache_left: None,
+                        trace: Trace::new(),
                     };
-                    let sl0 = (base - i64::from(level)).clamp(0, 3) as u64;
-                    vtcr = (vtcr & !(3 << 6)) | (sl0 << 6);
+                    return (u(cv), u(rv));
                 }
+                let with_start_level = |mut vtcr: u64| {
+                    if let Some(level) = cfg.start_level {
+                        let base: i64 = if cfg.granule == opstream::Granule::K4 {
+                            2
+                        } else {
+                            3
+                        };
+                        let sl0 = (base - i64::from(level)).clamp(0, 3) as u64;
+                        vtcr = (vtcr & !(3 << 6)) | (sl0 << 6);
+                    }
+                    vtcr
+                };
                 let flags = u32::from(cfg.s2_flags.nofwb) | (u32::from(cfg.s2_flags.idmap) << 1);
-                self.pgd_pages = (self.c.stage2_pgd_size(vtcr) / cfg.granule.page_size()) as u32;
-                let c = self.c.stage2_init(vtcr, flags);
-                let fp = force_pte(&cfg);
-                let cb = fp.installed().then_some(ForcePteAdapter(fp));
-                let r = t.init(vtcr, rp::Stage2Flags::from_bits_retain(flags), cb);
-                let rt = t.env_mut().take_trace();
-                (
-                    Outcome {
-                        value: Value::Int(i64::from(c.ret)),
-                        memcache_left: None,
-                        trace: c.trace,
-                    },
-                    Outcome {
-                        value: Value::Int(errno(r)),
-                        memcache_left: None,
-                        trace: rt,
-                    },
-                )
+                let c = if do_c {
+                    let vtcr = with_start_level(cv);
+                    self.pgd_pages =
+                        (self.c.stage2_pgd_size(vtcr) / cfg.granule.page_size()) as u32;
+                    let o = self.c.stage2_init(vtcr, flags);
+                    int(o.ret.into(), o.trace)
+                } else {
+                    none()
+                };
+                let r = if do_rust {
+                    let fp = force_pte(&cfg);
+                    let cb = fp.installed().then_some(ForcePteAdapter(fp));
+                    let v = errno(t.init(
+                        with_start_level(rv),
+                        rp::Stage2Flags::from_bits_retain(flags),
+                        cb,
+                    ));
+                    int(v, t.env_mut().take_trace())
+                } else {
+                    none()
+                };
+                (c, r)
             }
         }
     }
@@ -778,6 +812,45 @@ fn run_rust(r: &mut RTable, unlinked: &[(u64, u64, i8)], op: &Op) -> Outcome {
         memcache_left: left,
         trace: r.env().take_trace(),
     }
+}
+
+/// Which implementation to run alone (for benchmarks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Side {
+    C,
+    Rust,
+}
+
+/// Runs `stream` on one side only, with no comparison: the cost of that
+/// implementation plus its environment, for `cargo xtask bench`.
+/// Returns the number of events recorded.
+pub fn run_one_side(stream: &OpStream, side: Side) -> usize {
+    let mut pair = Pair::new(&stream.config);
+    let mut events = 0;
+    let (c, r) = pair.init_side(side);
+    events += c.trace.len() + r.trace.len();
+    if pair.initialised_side(side) {
+        for op in &stream.ops {
+            if precondition(&stream.config, op).is_err() {
+                continue;
+            }
+            let o = match side {
+                Side::C => run_c(&mut pair.c, pair.cfg.stage, &pair.unlinked, op),
+                Side::Rust => run_rust(&mut pair.r, &pair.unlinked, op),
+            };
+            if let (Op::S2CreateUnlinked { level, .. }, Value::Table(Ok(pa))) = (op, &o.value) {
+                pair.unlinked.push((*pa, *pa, *level));
+            }
+            if let Op::S2FreeUnlinked { index } = op {
+                if !pair.unlinked.is_empty() {
+                    let n = pair.unlinked.len();
+                    pair.unlinked.remove(usize::from(*index) % n);
+                }
+            }
+            events += o.trace.len();
+        }
+    }
+    events
 }
 
 /// Why a stream cannot run at all.
