@@ -319,13 +319,11 @@ fn decode_config(r: &mut Reader, profile: Profile) -> Config {
     let mmfr0_parange = r.u8() % (PARANGE_MAX + 1);
     let vmid16 = r.u8() & 1 != 0;
     let m = r.u8();
+    // At most ARENA_BYTES_MAX of simulated memory per side (see the model).
+    let cap = (ARENA_BYTES_MAX / granule.page_size()).max(u64::from(ARENA_PAGES_MIN)) as u32;
     let arena_pages = if m == LIT {
-        ARENA_PAGES_MIN + r.u16() as u32 % (ARENA_PAGES_MAX - ARENA_PAGES_MIN + 1)
+        (ARENA_PAGES_MIN + r.u16() as u32 % (ARENA_PAGES_MAX - ARENA_PAGES_MIN + 1)).min(cap)
     } else {
-        // Menu picks stay within 4 MiB of simulated memory per side: enough
-        // for a level-1 split on 4K (PTRS_PER_PTE + 1 pages), small enough
-        // that one op cannot fill millions of descriptors.
-        let cap = ((4u64 << 20) / granule.page_size()).max(u64::from(ARENA_PAGES_MIN)) as u32;
         ARENA_MENU[m as usize % 8].min(cap)
     };
     let m = r.u8();

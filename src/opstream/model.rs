@@ -11,13 +11,16 @@ pub const MAX_REGIONS: usize = 8;
 /// Smallest allowed [`Config::arena_pages`].
 pub const ARENA_PAGES_MIN: u32 = 64;
 /// Largest allowed [`Config::arena_pages`].
-pub const ARENA_PAGES_MAX: u32 = 4096;
+pub const ARENA_PAGES_MAX: u32 = 1024;
 /// Allowed range of a stage-2 start-level override.
 pub const START_LEVEL_MIN: i8 = -1;
 /// Allowed range of a stage-2 start-level override.
 pub const START_LEVEL_MAX: i8 = 3;
 /// Largest allowed [`Config::mmfr0_parange`] (ID_AA64MMFR0_EL1.PARange = 52 bits).
 pub const PARANGE_MAX: u8 = 6;
+/// Largest simulated memory per side, in bytes. It bounds what one op can
+/// do (and record): 4 MiB still holds a level-1 split on 4K (513 pages).
+pub const ARENA_BYTES_MAX: u64 = 4 << 20;
 /// Largest memcache size: the kernel's `kvm_mmu_memory_cache::nobjs` is an `int`.
 pub const MEMCACHE_MAX: u32 = i32::MAX as u32;
 
@@ -381,6 +384,16 @@ impl Config {
         }
         if self.mmfr0_parange > PARANGE_MAX {
             return Err(format!("parange {} out of range 0..=6", self.mmfr0_parange));
+        }
+        if u64::from(self.arena_pages) * self.granule.page_size()
+            > ARENA_BYTES_MAX.max(u64::from(ARENA_PAGES_MIN) * self.granule.page_size())
+        {
+            return Err(format!(
+                "arena_pages {} of {} exceeds {} MiB of simulated memory",
+                self.arena_pages,
+                self.granule.name(),
+                ARENA_BYTES_MAX >> 20
+            ));
         }
         if !(ARENA_PAGES_MIN..=ARENA_PAGES_MAX).contains(&self.arena_pages) {
             return Err(format!(
@@ -793,6 +806,7 @@ mod tests {
         assert!(s.validate().is_err());
         s.config.ia_bits = 32;
         s.config.granule = Granule::K64;
+        s.config.arena_pages = 64;
         s.config.features.lpa2 = true;
         assert!(s.validate().is_err());
         s.config.features.lpa2 = false;

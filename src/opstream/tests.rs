@@ -51,7 +51,7 @@ fn sample_stage2() -> OpStream {
     };
     config.mmfr0_parange = 6;
     config.vmid16 = true;
-    config.arena_pages = 4096;
+    config.arena_pages = 256;
     config.alloc_fail_after = Some(u32::MAX);
     config.force_pte = ForcePtePolicy::Host {
         regions: vec![
@@ -943,7 +943,7 @@ fn print_odd_values_by_hand() {
     assert_eq!(
         lines[1],
         "config stage=stage2 context=kernel granule=16k ia_bits=47 start_level=-1 flags=idmap,nofwb \
-         features=lpa2,tlb_range,hvhe,ampere_ac03 parange=6 vmid16=yes arena_pages=4096 fail_after=4294967295"
+         features=lpa2,tlb_range,hvhe,ampere_ac03 parange=6 vmid16=yes arena_pages=256 fail_after=4294967295"
     );
     assert_eq!(
         lines[2],
