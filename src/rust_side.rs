@@ -122,6 +122,7 @@ unsafe impl rp::MmOps for RustEnv {
 impl rp::Hw for RustEnv {
     fn pte_store(&mut self, pa: u64, prev: u64, new: u64, kind: rp::StoreKind) {
         if !self.arena.is_table_slot(pa) {
+            self.arena.taint();
             self.trace
                 .push(Event::Misuse(Misuse::StoreOutsideTables { pa }));
         }

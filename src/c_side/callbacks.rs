@@ -90,6 +90,7 @@ extern "C" fn kpd_ev_store(
     let env = env();
     let pa = env.arena.virt_to_phys(ptep.cast());
     if !env.arena.is_table_slot(pa) {
+        env.arena.taint();
         env.trace
             .push(Event::Misuse(Misuse::StoreOutsideTables { pa }));
     }
