@@ -177,6 +177,7 @@ fn hyp_unmap_walker<E: Env>(ctx: &mut VisitCtx<'_, E>, unmapped: &mut u64) -> Re
         }
         ctx.clear();
         ctx.env.dsb(Barrier::IshSt);
+        #[cfg(not(kpd_mutant = "rs-hyp-unmap-no-tlbi"))]
         ctx.env
             .tlbi_hyp(TlbiOp::Vale2is, tlbi_vaddr(ctx.addr), ctx.level.into());
         *unmapped = unmapped.wrapping_add(granule);
@@ -289,6 +290,7 @@ impl<E: Env> HypPgtable<E> {
             visitor,
         );
         self.env.dsb(Barrier::IshSt);
+        #[cfg(not(kpd_mutant = "rs-hyp-map-no-isb"))]
         self.env.isb();
         ret
     }

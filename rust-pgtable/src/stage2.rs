@@ -112,7 +112,10 @@ fn s2_memattr(mt: S2MemType, fwb: bool) -> u64 {
         (S2MemType::Normal, false) => pb::MT_S2_NORMAL,
         (S2MemType::NormalNc, false) => pb::MT_S2_NORMAL_NC,
         (S2MemType::DeviceNgnre, false) => pb::MT_S2_DEVICE_NGNRE,
+        #[cfg(not(kpd_mutant = "rs-fwb-normal-memattr"))]
         (S2MemType::Normal, true) => pb::MT_S2_FWB_NORMAL,
+        #[cfg(kpd_mutant = "rs-fwb-normal-memattr")]
+        (S2MemType::Normal, true) => pb::MT_S2_NORMAL,
         (S2MemType::NormalNc, true) => pb::MT_S2_FWB_NORMAL_NC,
         (S2MemType::DeviceNgnre, true) => pb::MT_S2_FWB_DEVICE_NGNRE,
     };
@@ -237,7 +240,10 @@ fn stage2_try_break_pte<E: Env>(ctx: &mut VisitCtx<'_, E>) -> bool {
             let addr = align_down(ctx.addr, size);
             kvm_tlb_flush_vmid_range(ctx.env, ctx.cfg, addr, size);
         } else if ctx.old.is_valid() {
+            #[cfg(not(kpd_mutant = "rs-bbm-ttl"))]
             ctx.env.tlb_flush_vmid_ipa(ctx.addr, ctx.level.into());
+            #[cfg(kpd_mutant = "rs-bbm-ttl")]
+            ctx.env.tlb_flush_vmid_ipa(ctx.addr, TLBI_TTL_UNKNOWN);
         }
     }
 
@@ -252,7 +258,11 @@ fn stage2_make_pte<E: Env>(ctx: &mut VisitCtx<'_, E>, new: Pte) {
     let cur = ctx.read();
     warn_on(ctx.env, !cur.is_locked());
 
-    if new.is_counted() {
+    #[cfg(kpd_mutant = "rs-make-pte-refcount")]
+    let new_counted = new.is_valid();
+    #[cfg(not(kpd_mutant = "rs-make-pte-refcount"))]
+    let new_counted = new.is_counted();
+    if new_counted {
         ctx.env.get_page(ctx.ptep);
     }
     ctx.store_release(new);
@@ -468,6 +478,7 @@ pub fn stage2_free_unlinked<E: Env>(env: &mut E, cfg: &Config, pgtable: PhysAddr
 
     let count = env.page_count(pgtable);
     warn_on(env, count != 1);
+    #[cfg(not(kpd_mutant = "rs-free-unlinked-leak"))]
     env.put_page(pgtable);
 }
 
@@ -558,7 +569,11 @@ fn stage2_split_walker<E: Env>(
 
     // With enough pages, go straight down to page mappings; otherwise
     // split one level only (which may still recurse for a level-1 block).
-    let force_pte = if ctx.env.memcache_nobjs(mc) as i64 >= nr_pages {
+    #[cfg(not(kpd_mutant = "rs-split-boundary"))]
+    let enough = ctx.env.memcache_nobjs(mc) as i64 >= nr_pages;
+    #[cfg(kpd_mutant = "rs-split-boundary")]
+    let enough = ctx.env.memcache_nobjs(mc) as i64 > nr_pages;
+    let force_pte = if enough {
         true
     } else {
         nr_pages = 1;
@@ -769,6 +784,8 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
             Some(cb) => cb.force_pte(&mut self.env, addr, end, prot),
             None => false,
         };
+        #[cfg(kpd_mutant = "rs-force-pte-device")]
+        let force_pte = force_pte && !prot.contains(Prot::DEVICE);
         let mut map_data = Stage2MapData {
             phys: align_down(phys, self.cfg.granule.page_size()),
             attr: 0,
@@ -814,7 +831,10 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
             attr: 0,
             owner_id,
             memcache: mc,
+            #[cfg(not(kpd_mutant = "rs-set-owner-blocks"))]
             force_pte: true,
+            #[cfg(kpd_mutant = "rs-set-owner-blocks")]
+            force_pte: false,
             fwb: self.has_fwb(),
         };
 

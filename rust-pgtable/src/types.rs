@@ -620,7 +620,14 @@ impl Pte {
         if cfg.features.lpa2 {
             let mut pte = pa & pte_bits::addr_mask_lpa2(ps);
             let hi = pa & genmask(51, 50);
-            pte |= ((hi >> 50) << 8) & pte_bits::ADDR_51_50_LPA2;
+            #[cfg(not(kpd_mutant = "rs-lpa2-oa-bits"))]
+            {
+                pte |= ((hi >> 50) << 8) & pte_bits::ADDR_51_50_LPA2;
+            }
+            #[cfg(kpd_mutant = "rs-lpa2-oa-bits")]
+            {
+                pte |= hi & !genmask(51, 50);
+            }
             Pte(pte)
         } else {
             let mut pte = pa & pte_bits::addr_mask(ps);

@@ -166,9 +166,22 @@ pub(crate) struct WalkData {
 /// "lost a race"; only a fault handler cares, everyone else carries on.
 #[inline]
 fn walk_continue(flags: WalkFlags, r: &Result<(), Error>) -> bool {
+    #[cfg(any(
+        kpd_mutant = "rs-eagain-fault-continues",
+        kpd_mutant = "rs-eagain-nonfault-stops"
+    ))]
+    let _ = flags;
     match r {
         Ok(()) => true,
+        #[cfg(not(any(
+            kpd_mutant = "rs-eagain-fault-continues",
+            kpd_mutant = "rs-eagain-nonfault-stops"
+        )))]
         Err(Error::Again) => !flags.contains(WalkFlags::HANDLE_FAULT),
+        #[cfg(kpd_mutant = "rs-eagain-fault-continues")]
+        Err(Error::Again) => true,
+        #[cfg(kpd_mutant = "rs-eagain-nonfault-stops")]
+        Err(Error::Again) => false,
         Err(_) => false,
     }
 }
@@ -271,7 +284,14 @@ where
 
         if !table {
             let gsz = cfg.granule.granule_size(level);
-            data.addr = align_down(data.addr, gsz).wrapping_add(gsz);
+            #[cfg(not(kpd_mutant = "rs-walk-unaligned"))]
+            {
+                data.addr = align_down(data.addr, gsz).wrapping_add(gsz);
+            }
+            #[cfg(kpd_mutant = "rs-walk-unaligned")]
+            {
+                data.addr = data.addr.wrapping_add(gsz);
+            }
             break 'out;
         }
 
