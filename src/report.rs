@@ -139,7 +139,7 @@ fn short(e: &Event) -> String {
         Event::Store { pa, old, val, kind } => {
             format!("store {pa:#x}: {old:#x} -> {val:#x} ({kind:?})")
         }
-        other => format!("{other:?}"),
+        other => format!("{other:x?}"),
     }
 }
 
@@ -168,10 +168,43 @@ fn side_by_side(out: &mut String, d: &Divergence, c: &[Event], r: &[Event]) {
         let mark = if c.get(i) != r.get(i) { "≠" } else { " " };
         let _ = writeln!(out, "{mark} {i:<4} {a:<62} | {b}");
     }
-    let _ = writeln!(out, "decoded descriptors at the first difference:");
-    for (side, ev) in [("C", c.get(first)), ("Rust", r.get(first))] {
-        if let Some(line) = ev.and_then(|e| d.decode_event(e)) {
-            let _ = writeln!(out, "  {side}:\n{line}");
+    // The descriptors involved: the first store that differs between the
+    // two sides' store sequences (the event lists may differ earlier, e.g.
+    // by a missing CMO, while the descriptor tells what went wrong).
+    let stores = |t: &[Event]| -> Vec<Event> {
+        t.iter()
+            .filter(|e| matches!(e, Event::Store { .. }))
+            .copied()
+            .collect()
+    };
+    let (cs, rs) = (stores(c), stores(r));
+    match cs.iter().zip(&rs).position(|(a, b)| a != b) {
+        Some(i) => {
+            let _ = writeln!(
+                out,
+                "first differing descriptor store (store #{i} of each side):"
+            );
+            for (side, e) in [("C", &cs[i]), ("Rust", &rs[i])] {
+                if let Some(line) = d.decode_event(e) {
+                    let _ = writeln!(out, "  {side}: {}\n{line}", short(e));
+                }
+            }
+        }
+        None if cs.len() != rs.len() => {
+            let _ = writeln!(
+                out,
+                "descriptor stores agree for {} stores; C made {}, Rust {}",
+                cs.len().min(rs.len()),
+                cs.len(),
+                rs.len()
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "all {} descriptor stores agree; the difference is in the other events",
+                cs.len()
+            );
         }
     }
 }
