@@ -1,0 +1,766 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! `cargo xtask oss-fuzz`: run `oss-fuzz/build.sh` here, without Docker, under an emulated
+//! OSS-Fuzz environment, then check what it put in `$OUT` the way OSS-Fuzz would use it.
+//!
+//! The emulation (see [`env_for`]) sets what base-builder-rust's `compile` sets: `SRC`, `OUT`,
+//! `WORK`, `CC`/`CXX` (clang-22 here), `CFLAGS`/`CXXFLAGS` with the sanitizer and
+//! `-fsanitize=fuzzer-no-link`, `RUSTFLAGS` (`--cfg fuzzing -Cdebug-assertions -Coverflow_checks`
+//! plus the sanitizer or `-Cinstrument-coverage`), `SANITIZER`, `FUZZING_ENGINE`,
+//! `LIB_FUZZING_ENGINE`, and `CUSTOM_LIBFUZZER_PATH` (the prebuilt libFuzzer, here clang-22's).
+//! The repository is linked at `$SRC/kvm-pgtable-diff`. With `--sanitizer coverage` a `cargo`
+//! wrapper on `PATH` does what base-builder-rust's does: `cargo fuzz build` becomes a debug
+//! `cargo build --bins` whose binaries are copied to `.../x86_64-unknown-linux-gnu/release`.
+//!
+//! Checks, per target: the executable exists; `<t>_seed_corpus.zip` is a valid zip whose
+//! entries are named by the sha1 of their content and hold exactly the distinct files of
+//! `fuzz/corpus/<t>/`; `<t>.dict` parses as a libFuzzer dictionary (and libFuzzer loads every
+//! entry); `<t>.options` is a `[libfuzzer]` section of `key = value` lines; the target runs
+//! `--runs` inputs (the unzipped seeds first, then mutations) with those options and the
+//! dictionary, without a finding. Coverage builds instead replay the seeds with
+//! `LLVM_PROFILE_FILE` set and must produce a profile that `llvm-profdata-22` merges and in
+//! which `llvm-cov-22` finds pgtable.c.
+//!
+//! Everything lives under `target/oss-fuzz/` (wiped per sanitizer at the start, kept for
+//! inspection); the cargo target directory there is reused between runs.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::fuzz::{all_targets, fuzz_dir};
+use crate::say;
+use crate::setup;
+use crate::util::{
+    EXIT_FINDING, EXIT_OK, Res, capture, cmd_line, fmt_count, fmt_dur, rel, root, setup_err, table,
+};
+
+/// Directory name of the repository under `$SRC` (as in oss-fuzz/Dockerfile).
+const PROJECT: &str = "kvm-pgtable-diff";
+/// Flags OSS-Fuzz's `compile` puts in CFLAGS for every build.
+const BASE_CFLAGS: &str = "-O1 -fno-omit-frame-pointer -gline-tables-only";
+/// The libFuzzer archive that stands in for OSS-Fuzz's `$LIB_FUZZING_ENGINE_DEPRECATED`.
+const LIBFUZZER_A: &str = "/usr/lib/llvm-22/lib/clang/22/lib/linux/libclang_rt.fuzzer-x86_64.a";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OssSanitizer {
+    /// ASan build, as OSS-Fuzz fuzzes it (project.yaml's `sanitizers`).
+    Address,
+    /// Source-coverage build (what OSS-Fuzz's coverage reports and ClusterFuzzLite's
+    /// `mode: coverage` use).
+    Coverage,
+}
+
+impl OssSanitizer {
+    fn as_str(self) -> &'static str {
+        match self {
+            OssSanitizer::Address => "address",
+            OssSanitizer::Coverage => "coverage",
+        }
+    }
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// SANITIZER to emulate.
+    #[arg(long, value_enum, default_value_t = OssSanitizer::Address)]
+    pub sanitizer: OssSanitizer,
+    /// Inputs each target runs in the check (libFuzzer -runs; the seeds come first).
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    pub runs: u64,
+}
+
+struct Dirs {
+    src: PathBuf,
+    out: PathBuf,
+    work: PathBuf,
+    cargo_target: PathBuf,
+    bin: PathBuf,
+    log: PathBuf,
+}
+
+fn dirs(san: OssSanitizer) -> Dirs {
+    let base = root().join("target").join("oss-fuzz");
+    let s = san.as_str();
+    Dirs {
+        src: base.join("src"),
+        out: base.join(format!("out-{s}")),
+        work: base.join(format!("work-{s}")),
+        cargo_target: base.join(format!("cargo-{s}")),
+        bin: base.join("bin"),
+        log: base.join(format!("build-{s}.log")),
+    }
+}
+
+/// The environment OSS-Fuzz's `compile` gives build.sh (base-builder-rust conventions).
+fn env_for(san: OssSanitizer, d: &Dirs) -> Vec<(String, String)> {
+    let mut cflags = BASE_CFLAGS.to_string();
+    let mut rustflags = String::from(
+        "--cfg fuzzing -Cdebuginfo=1 -Cforce-frame-pointers -Cdebug-assertions -Coverflow_checks",
+    );
+    match san {
+        OssSanitizer::Address => {
+            cflags.push_str(
+                " -fsanitize=address -fsanitize-address-use-after-scope -fsanitize=fuzzer-no-link",
+            );
+            rustflags.push_str(" -Zsanitizer=address");
+        }
+        OssSanitizer::Coverage => {
+            cflags.push_str(
+                " -fprofile-instr-generate -fcoverage-mapping -pthread -Wl,--no-as-needed \
+                 -Wl,-ldl -Wl,-lm -Wno-unused-command-line-argument -fsanitize=fuzzer-no-link",
+            );
+            // OSS-Fuzz also adds `-C link-arg=-lc++` (its libFuzzer is built against libc++);
+            // clang-22's libFuzzer here uses libstdc++, which libfuzzer-sys links by default.
+            rustflags.push_str(" -Cinstrument-coverage");
+        }
+    }
+    let path = format!(
+        "{}:{}",
+        d.bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let s = |k: &str, v: &str| (k.to_string(), v.to_string());
+    vec![
+        s("SRC", &d.src.display().to_string()),
+        s("OUT", &d.out.display().to_string()),
+        s("WORK", &d.work.display().to_string()),
+        s("CC", "clang-22"),
+        s("CXX", "clang++-22"),
+        s("CFLAGS", &cflags),
+        s("CXXFLAGS", &cflags),
+        s("RUSTFLAGS", &rustflags),
+        s("SANITIZER", san.as_str()),
+        s("FUZZING_ENGINE", "libfuzzer"),
+        s("FUZZING_LANGUAGE", "rust"),
+        s("ARCHITECTURE", "x86_64"),
+        s("LIB_FUZZING_ENGINE", "-fsanitize=fuzzer"),
+        s("CUSTOM_LIBFUZZER_PATH", LIBFUZZER_A),
+        s("CUSTOM_LIBFUZZER_STD_CXX", "stdc++"),
+        // base-builder-rust's default toolchain is nightly; here it is `cargo +nightly`.
+        s("RUSTUP_TOOLCHAIN", "nightly"),
+        s("CARGO_TARGET_DIR", &d.cargo_target.display().to_string()),
+        s("PATH", &path),
+    ]
+}
+
+/// A `cargo` that behaves like base-builder-rust's wrapper in coverage builds.
+const CARGO_WRAPPER: &str = r#"#!/bin/bash -eu
+# Written by `cargo xtask oss-fuzz`: emulates base-builder-rust's cargo wrapper.
+# With SANITIZER=coverage, `cargo fuzz build ...` becomes a debug `cargo build --bins` in fuzz/
+# (RUSTFLAGS carry -Cinstrument-coverage), copied to where `cargo fuzz build -O` puts binaries.
+self_dir=$(cd "$(dirname "$0")" && pwd)
+PATH=$(echo "$PATH" | tr ':' '\n' | grep -vxF "$self_dir" | paste -sd:)
+export PATH
+if [ "${SANITIZER:-}" = "coverage" ] && [ "${1:-}" = "fuzz" ]; then
+    (
+        cd fuzz || true
+        export RUSTFLAGS="$RUSTFLAGS --remap-path-prefix fuzz_targets=$(pwd)/fuzz_targets"
+        cargo build --bins
+        cd "$(cargo metadata --format-version 1 --no-deps | jq -r '.target_directory')"
+        mkdir -p x86_64-unknown-linux-gnu/release
+        cp -r debug/* x86_64-unknown-linux-gnu/release/
+    )
+    exit 0
+fi
+exec cargo "$@"
+"#;
+
+fn reset_dir(p: &Path) -> Res {
+    if p.exists() {
+        fs::remove_dir_all(p)
+            .map_err(|e| setup_err(format!("cannot remove {}: {e}", p.display())))?;
+    }
+    fs::create_dir_all(p).map_err(|e| setup_err(format!("cannot create {}: {e}", p.display())))
+}
+
+fn prepare(san: OssSanitizer, d: &Dirs) -> Res {
+    for p in [&d.out, &d.work] {
+        reset_dir(p)?;
+    }
+    for p in [&d.src, &d.bin] {
+        fs::create_dir_all(p)
+            .map_err(|e| setup_err(format!("cannot create {}: {e}", p.display())))?;
+    }
+    let link = d.src.join(PROJECT);
+    let _ = fs::remove_file(&link);
+    std::os::unix::fs::symlink(root(), &link)
+        .map_err(|e| setup_err(format!("cannot link {}: {e}", link.display())))?;
+    let wrapper = d.bin.join("cargo");
+    let _ = fs::remove_file(&wrapper);
+    if san == OssSanitizer::Coverage {
+        fs::write(&wrapper, CARGO_WRAPPER)
+            .and_then(|_| fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)))
+            .map_err(|e| setup_err(format!("cannot write {}: {e}", wrapper.display())))?;
+    }
+    for tool in ["zip", "unzip", "sha1sum", "jq"] {
+        if !capture(Command::new("sh").args(["-c", &format!("command -v {tool}")])).0 {
+            return Err(setup_err(format!(
+                "`{tool}` is missing; run: apt-get install -y zip unzip jq coreutils"
+            )));
+        }
+    }
+    if !Path::new(LIBFUZZER_A).is_file() {
+        return Err(setup_err(format!(
+            "{LIBFUZZER_A} is missing; run: cargo xtask setup (installs libclang-rt-22-dev)"
+        )));
+    }
+    Ok(())
+}
+
+/// Runs build.sh, logging everything and echoing its own `[build.sh]` lines and cargo's verdict.
+fn run_build(san: OssSanitizer, d: &Dirs) -> Res {
+    let script = d.src.join(PROJECT).join("oss-fuzz").join("build.sh");
+    let mut cmd = Command::new("bash");
+    cmd.arg("-eu")
+        .arg(&script)
+        .current_dir(d.src.join(PROJECT))
+        .envs(env_for(san, d))
+        .env_remove("KPD_C_COVERAGE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    say!(
+        "oss-fuzz",
+        "SANITIZER={} build: {} (log {})",
+        san.as_str(),
+        cmd_line(&cmd),
+        rel(&d.log)
+    );
+    let t = Instant::now();
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| setup_err(format!("cannot run bash: {e}")))?;
+    let log = std::sync::Arc::new(std::sync::Mutex::new(
+        fs::File::create(&d.log)
+            .map_err(|e| setup_err(format!("cannot create {}: {e}", d.log.display())))?,
+    ));
+    let mut readers = vec![];
+    let streams: Vec<Box<dyn std::io::Read + Send>> = vec![
+        Box::new(child.stdout.take().unwrap()),
+        Box::new(child.stderr.take().unwrap()),
+    ];
+    for s in streams {
+        let log = log.clone();
+        readers.push(std::thread::spawn(move || {
+            for line in BufReader::new(s).lines().map_while(Result::ok) {
+                let _ = writeln!(log.lock().unwrap(), "{line}");
+                let l = line.trim_start();
+                if l.starts_with("[build.sh]")
+                    || l.starts_with("Finished")
+                    || l.starts_with("error")
+                    || l.starts_with("warning: C side")
+                {
+                    println!("  {line}");
+                }
+            }
+        }));
+    }
+    for r in readers {
+        let _ = r.join();
+    }
+    let st = child
+        .wait()
+        .map_err(|e| setup_err(format!("build.sh: {e}")))?;
+    if !st.success() {
+        let text = fs::read_to_string(&d.log).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        eprintln!("--- last lines of {} ---", rel(&d.log));
+        for l in &lines[lines.len().saturating_sub(40)..] {
+            eprintln!("{l}");
+        }
+        return Err(setup_err(format!(
+            "oss-fuzz/build.sh failed ({st}); full log: {}",
+            rel(&d.log)
+        )));
+    }
+    say!("oss-fuzz", "build.sh done in {}", fmt_dur(t.elapsed()));
+    Ok(())
+}
+
+/// Parses a libFuzzer dictionary: `[name=]"value"` lines with `\\`, `\"` and `\xHH` escapes;
+/// `#` comments and blank lines. Returns the number of entries.
+pub fn parse_dict(text: &str) -> Result<usize, String> {
+    let mut n = 0;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let err = |m: &str| format!("line {}: {m}: `{raw}`", i + 1);
+        let q = line.find('"').ok_or_else(|| err("no opening quote"))?;
+        let name = line[..q].trim_end();
+        if !name.is_empty() {
+            let name = name
+                .strip_suffix('=')
+                .ok_or_else(|| err("expected name=\"...\""))?;
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            {
+                return Err(err("bad entry name"));
+            }
+        }
+        let body = &line[q + 1..];
+        let body = body
+            .strip_suffix('"')
+            .ok_or_else(|| err("no closing quote at the end of the line"))?;
+        let b = body.as_bytes();
+        let mut j = 0;
+        let mut len = 0;
+        while j < b.len() {
+            match b[j] {
+                b'\\' => match b.get(j + 1) {
+                    Some(b'\\') | Some(b'"') => j += 2,
+                    Some(b'x') => {
+                        let hex = body.get(j + 2..j + 4).unwrap_or("");
+                        if hex.len() != 2 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+                            return Err(err("bad \\x escape"));
+                        }
+                        j += 4;
+                    }
+                    _ => return Err(err("bad escape")),
+                },
+                b'"' => return Err(err("unescaped quote")),
+                c if !(0x20..0x7f).contains(&c) => return Err(err("non-printable byte")),
+                _ => j += 1,
+            }
+            len += 1;
+        }
+        if len == 0 {
+            return Err(err("empty entry"));
+        }
+        n += 1;
+    }
+    if n == 0 {
+        return Err("no entries".into());
+    }
+    Ok(n)
+}
+
+/// Parses an OSS-Fuzz `.options` file; returns the `[libfuzzer]` flags as `-key=value`.
+pub fn parse_options(text: &str) -> Result<Vec<String>, String> {
+    let mut section: Option<String> = None;
+    let mut flags = vec![];
+    let mut saw_libfuzzer = false;
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        let err = |m: &str| format!("line {}: {m}: `{raw}`", i + 1);
+        if let Some(s) = line.strip_prefix('[') {
+            let s = s
+                .strip_suffix(']')
+                .ok_or_else(|| err("bad section header"))?;
+            if !["libfuzzer", "asan", "msan", "ubsan", "afl", "honggfuzz"].contains(&s) {
+                return Err(err("unknown section"));
+            }
+            saw_libfuzzer |= s == "libfuzzer";
+            section = Some(s.to_string());
+            continue;
+        }
+        let (k, v) = line
+            .split_once('=')
+            .ok_or_else(|| err("expected key = value"))?;
+        let (k, v) = (k.trim(), v.trim());
+        if k.is_empty() || v.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(err("expected key = value"));
+        }
+        match section.as_deref() {
+            None => return Err(err("key outside a section")),
+            Some("libfuzzer") => flags.push(format!("-{k}={v}")),
+            Some(_) => {}
+        }
+    }
+    if !saw_libfuzzer {
+        return Err("no [libfuzzer] section".into());
+    }
+    Ok(flags)
+}
+
+/// sha1 of each file (via `sha1sum`), keyed by path.
+fn sha1_of(files: &[PathBuf]) -> Result<Vec<String>, String> {
+    let mut out = vec![];
+    for chunk in files.chunks(500) {
+        let (ok, so, se) = capture(Command::new("sha1sum").args(chunk));
+        if !ok {
+            return Err(format!("sha1sum failed: {}", se.trim()));
+        }
+        out.extend(
+            so.lines()
+                .filter_map(|l| l.split_whitespace().next().map(String::from)),
+        );
+    }
+    if out.len() != files.len() {
+        return Err("sha1sum printed an unexpected number of lines".into());
+    }
+    Ok(out)
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    v.sort();
+    v
+}
+
+struct Row {
+    target: String,
+    seeds: String,
+    dict: String,
+    options: String,
+    run: String,
+    problem: Option<String>,
+}
+
+/// Checks the seed zip of `t`; unzips it into `dir`; returns the number of seeds.
+fn check_zip(t: &str, d: &Dirs, dir: &Path) -> Result<usize, String> {
+    let zip = d.out.join(format!("{t}_seed_corpus.zip"));
+    let src_files = files_in(&fuzz_dir().join("corpus").join(t));
+    let want: BTreeSet<String> = sha1_of(&src_files)?.into_iter().collect();
+    fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    if !zip.exists() {
+        return if want.is_empty() {
+            Ok(0)
+        } else {
+            Err(format!(
+                "{t}_seed_corpus.zip missing but fuzz/corpus/{t} has {} files",
+                want.len()
+            ))
+        };
+    }
+    let (ok, _, se) = capture(Command::new("unzip").arg("-tq").arg(&zip));
+    if !ok {
+        return Err(format!("{t}_seed_corpus.zip is corrupt: {}", se.trim()));
+    }
+    let (ok, so, se) = capture(Command::new("unzip").arg("-Z1").arg(&zip));
+    if !ok {
+        return Err(format!("cannot list {t}_seed_corpus.zip: {}", se.trim()));
+    }
+    let names: Vec<&str> = so.lines().collect();
+    if let Some(bad) = names.iter().find(|n| {
+        n.len() != 40
+            || !n
+                .chars()
+                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+    }) {
+        return Err(format!("zip entry `{bad}` is not named by a sha1"));
+    }
+    let (ok, _, se) = capture(
+        Command::new("unzip")
+            .args(["-q", "-o"])
+            .arg(&zip)
+            .arg("-d")
+            .arg(dir),
+    );
+    if !ok {
+        return Err(format!("cannot unzip {t}_seed_corpus.zip: {}", se.trim()));
+    }
+    let got_files = files_in(dir);
+    let sums = sha1_of(&got_files)?;
+    for (f, s) in got_files.iter().zip(&sums) {
+        if f.file_name().and_then(|n| n.to_str()) != Some(s.as_str()) {
+            return Err(format!(
+                "zip entry {} holds content with sha1 {s}",
+                f.display()
+            ));
+        }
+    }
+    let got: BTreeSet<String> = sums.into_iter().collect();
+    if got != want {
+        return Err(format!(
+            "zip holds {} seeds, fuzz/corpus/{t} has {} distinct files",
+            got.len(),
+            want.len()
+        ));
+    }
+    Ok(got.len())
+}
+
+fn stat(out: &str, key: &str) -> Option<u64> {
+    out.lines()
+        .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
+}
+
+/// Runs the ASan target over its seeds, then mutations, for `runs` inputs.
+fn run_address(
+    t: &str,
+    d: &Dirs,
+    seeds: &Path,
+    flags: &[String],
+    runs: u64,
+) -> Result<String, String> {
+    let arts = d.work.join("artifacts").join(t);
+    fs::create_dir_all(&arts).map_err(|e| e.to_string())?;
+    let mut cmd = Command::new(d.out.join(t));
+    cmd.args(flags)
+        .arg(format!("-runs={runs}"))
+        .arg(format!(
+            "-dict={}",
+            d.out.join(format!("{t}.dict")).display()
+        ))
+        .arg(format!("-artifact_prefix={}/", arts.display()))
+        .arg("-print_final_stats=1")
+        .arg(seeds);
+    let t0 = Instant::now();
+    let (ok, so, se) = capture(&mut cmd);
+    let took = t0.elapsed();
+    let all = format!("{so}{se}");
+    let logp = d.work.join(format!("{t}.run.log"));
+    let _ = fs::write(&logp, format!("$ {}\n{all}", cmd_line(&cmd)));
+    if !ok || all.contains("==ERROR:") || all.contains("panicked") {
+        let first = all
+            .lines()
+            .find(|l| l.contains("ERROR") || l.contains("panicked"))
+            .unwrap_or("nonzero exit");
+        return Err(format!("{first} (log {})", rel(&logp)));
+    }
+    let dict_n = all.lines().find_map(|l| {
+        l.strip_prefix("Dictionary: ")?
+            .split_whitespace()
+            .next()?
+            .parse::<usize>()
+            .ok()
+    });
+    let execs = stat(&all, "stat::number_of_executed_units:").unwrap_or(0);
+    if execs < runs {
+        return Err(format!(
+            "ran {execs} inputs, expected {runs} (log {})",
+            rel(&logp)
+        ));
+    }
+    let cov = all
+        .lines()
+        .rev()
+        .find_map(|l| {
+            l.split("cov: ")
+                .nth(1)?
+                .split_whitespace()
+                .next()
+                .map(String::from)
+        })
+        .unwrap_or_else(|| "?".into());
+    Ok(format!(
+        "{} runs in {}, cov {cov}{}",
+        fmt_count(execs),
+        fmt_dur(took),
+        dict_n
+            .map(|n| format!(", dict {n} loaded"))
+            .unwrap_or_default()
+    ))
+}
+
+/// Replays the seeds through the coverage build and checks the profile it writes.
+fn run_coverage(t: &str, d: &Dirs, seeds: &Path) -> Result<String, String> {
+    let prof = d.work.join("profiles");
+    fs::create_dir_all(&prof).map_err(|e| e.to_string())?;
+    let raw = prof.join(format!("{t}.profraw"));
+    let data = prof.join(format!("{t}.profdata"));
+    let mut cmd = Command::new(d.out.join(t));
+    cmd.env("LLVM_PROFILE_FILE", &raw).arg("-runs=0").arg(seeds);
+    let (ok, so, se) = capture(&mut cmd);
+    if !ok {
+        let all = format!("{so}{se}");
+        let first = all
+            .lines()
+            .find(|l| l.contains("ERROR"))
+            .unwrap_or("nonzero exit");
+        return Err(first.to_string());
+    }
+    if fs::metadata(&raw).map(|m| m.len()).unwrap_or(0) == 0 {
+        return Err(format!("no profile written to {}", rel(&raw)));
+    }
+    let (ok, _, se) = capture(
+        Command::new("llvm-profdata-22")
+            .args(["merge", "-sparse"])
+            .arg(&raw)
+            .arg("-o")
+            .arg(&data),
+    );
+    if !ok {
+        return Err(format!("llvm-profdata-22 merge: {}", se.trim()));
+    }
+    let (ok, so, se) = capture(
+        Command::new("llvm-cov-22")
+            .arg("report")
+            .arg(d.out.join(t))
+            .arg(format!("-instr-profile={}", data.display())),
+    );
+    if !ok {
+        return Err(format!("llvm-cov-22 report: {}", se.trim()));
+    }
+    let line = so
+        .lines()
+        .find(|l| l.contains("hyp/pgtable.c"))
+        .ok_or("llvm-cov-22 report has no pgtable.c (C side not instrumented)")?;
+    // Columns: file, regions, missed, cover%, functions, missed, executed%, lines, missed, cover%.
+    let cols: Vec<&str> = line.split_whitespace().collect();
+    let lines_pct = cols.get(9).copied().unwrap_or("?");
+    Ok(format!("profile ok, pgtable.c lines {lines_pct}"))
+}
+
+fn check_target(t: &str, d: &Dirs, args: &Args) -> Row {
+    let mut row = Row {
+        target: t.to_string(),
+        seeds: "-".into(),
+        dict: "-".into(),
+        options: "-".into(),
+        run: "-".into(),
+        problem: None,
+    };
+    let res = (|| -> Result<(), String> {
+        let bin = d.out.join(t);
+        let mode = fs::metadata(&bin)
+            .map_err(|_| format!("$OUT/{t} missing"))?
+            .permissions()
+            .mode();
+        if mode & 0o111 == 0 {
+            return Err(format!("$OUT/{t} is not executable"));
+        }
+        let seeds = d.work.join("check").join(t);
+        let n = check_zip(t, d, &seeds)?;
+        row.seeds = if n == 0 { "none".into() } else { n.to_string() };
+        let dict = fs::read_to_string(d.out.join(format!("{t}.dict")))
+            .map_err(|_| format!("$OUT/{t}.dict missing"))?;
+        row.dict = format!(
+            "{} entries",
+            parse_dict(&dict).map_err(|e| format!("{t}.dict {e}"))?
+        );
+        let opts = fs::read_to_string(d.out.join(format!("{t}.options")))
+            .map_err(|_| format!("$OUT/{t}.options missing"))?;
+        let flags = parse_options(&opts).map_err(|e| format!("{t}.options {e}"))?;
+        row.options = flags.join(" ");
+        row.run = match args.sanitizer {
+            OssSanitizer::Address => run_address(t, d, &seeds, &flags, args.runs)?,
+            OssSanitizer::Coverage => run_coverage(t, d, &seeds)?,
+        };
+        Ok(())
+    })();
+    row.problem = res.err();
+    row
+}
+
+pub fn run(args: Args) -> Res<u8> {
+    setup::setup(setup::Opts { fuzz: true })?;
+    let d = dirs(args.sanitizer);
+    prepare(args.sanitizer, &d)?;
+    run_build(args.sanitizer, &d)?;
+    let targets = all_targets();
+    say!(
+        "oss-fuzz",
+        "checking $OUT ({}): {} targets",
+        rel(&d.out),
+        targets.len()
+    );
+    let mut rows = vec![];
+    for t in &targets {
+        let r = check_target(t, &d, &args);
+        match &r.problem {
+            None => say!("oss-fuzz", "{t}: ok ({})", r.run),
+            Some(p) => say!("oss-fuzz", "{t}: FAILED: {p}"),
+        }
+        rows.push(r);
+    }
+    let extra: Vec<String> = files_in(&d.out)
+        .iter()
+        .filter_map(|p| p.file_name()?.to_str().map(String::from))
+        .filter(|n| {
+            !targets.iter().any(|t| {
+                n == t
+                    || *n == format!("{t}.dict")
+                    || *n == format!("{t}.options")
+                    || *n == format!("{t}_seed_corpus.zip")
+            })
+        })
+        .collect();
+    let failed = rows.iter().filter(|r| r.problem.is_some()).count();
+    let table_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.target.clone(),
+                if r.problem.is_some() { "FAILED" } else { "ok" }.into(),
+                r.seeds.clone(),
+                r.dict.clone(),
+                r.options.clone(),
+                r.problem.clone().unwrap_or_else(|| r.run.clone()),
+            ]
+        })
+        .collect();
+    println!();
+    say!(
+        "oss-fuzz",
+        "summary (SANITIZER={})",
+        args.sanitizer.as_str()
+    );
+    print!(
+        "{}",
+        table(
+            &["target", "status", "seeds", "dict", "options", "run"],
+            &table_rows
+        )
+    );
+    if !extra.is_empty() {
+        say!("oss-fuzz", "other files in $OUT: {}", extra.join(", "));
+    }
+    if failed > 0 || targets.is_empty() {
+        println!("oss-fuzz: {failed} of {} targets failed", targets.len());
+        return Ok(EXIT_FINDING);
+    }
+    println!("oss-fuzz: {} targets ok", targets.len());
+    Ok(EXIT_OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dict_parser() {
+        assert_eq!(
+            parse_dict("# c\n\nkw=\"\\xFF\\x00\"\n\"ab\\\\\\\"\"\n"),
+            Ok(2)
+        );
+        assert!(parse_dict("kw=\"\\xG0\"").is_err());
+        assert!(parse_dict("kw=\"abc").is_err());
+        assert!(parse_dict("kw=\"\"").is_err());
+        assert!(parse_dict("k w=\"a\"").is_err());
+        assert!(parse_dict("# only comments\n").is_err());
+    }
+
+    #[test]
+    fn options_parser() {
+        assert_eq!(
+            parse_options("# c\n[libfuzzer]\nmax_len = 4096\ntimeout=25\n[asan]\nx = 1\n"),
+            Ok(vec!["-max_len=4096".to_string(), "-timeout=25".to_string()])
+        );
+        assert!(parse_options("max_len = 1\n").is_err());
+        assert!(parse_options("[asan]\nx = 1\n").is_err());
+        assert!(parse_options("[libfuzzer]\nmax_len\n").is_err());
+        assert!(parse_options("[libfuzzer\n").is_err());
+    }
+
+    #[test]
+    fn committed_dict_and_options_parse() {
+        let dir = root().join("oss-fuzz");
+        let dict = fs::read_to_string(dir.join("kvm-pgtable-diff.dict")).unwrap();
+        // 18 op tags, 2 mode bytes, 10 u64 literals, 4 u32 literals.
+        assert_eq!(parse_dict(&dict), Ok(34));
+        let opts = fs::read_to_string(dir.join("kvm-pgtable-diff.options")).unwrap();
+        assert_eq!(
+            parse_options(&opts),
+            Ok(vec!["-max_len=4096".to_string(), "-timeout=25".to_string()])
+        );
+    }
+}
