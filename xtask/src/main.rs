@@ -3,10 +3,11 @@
 //! Exit codes of every command: 0 success / no finding, 1 finding or test failure,
 //! 2 usage or setup error.
 
+mod bench;
+mod coverage;
 mod fuzz;
 mod kernel;
 mod libfuzzer;
-mod ossfuzz;
 mod setup;
 mod test;
 mod util;
@@ -60,22 +61,31 @@ Exit codes: 0 no finding, 1 finding, 2 usage or setup error."
     Fuzz(fuzz::Args),
     /// (not implemented yet) Manage the committed seed corpus.
     Corpus,
-    /// (not implemented yet) Source coverage of pgtable.c and rust-pgtable by the corpus.
-    Coverage,
+    /// Line/function coverage of pgtable.c and rust-pgtable reached by the committed inputs.
+    #[command(
+        after_help = "Builds the CLI with coverage instrumentation (C: KPD_C_COVERAGE=1, Rust: \
+-C instrument-coverage) in target/coverage/, replays fuzz/corpus/<target>/*, fuzz/scenarios/**/*.txt, \
+tests/regressions/*.txt and tests/known/*.txt, merges with llvm-profdata-22 and reports with \
+llvm-cov-22. Output: target/coverage/html/index.html, target/coverage/uncovered.txt (pgtable.c \
+lines not reached, by function). See docs/COVERAGE.md.\n\
+Last line: `coverage: pgtable.c lines L% functions F%, rust-pgtable lines R%`.\n\
+Exit codes: 0 ok, 1 a replayed input diverges, 2 usage or setup error."
+    )]
+    Coverage(coverage::Args),
     /// (not implemented yet) Mutation testing: planted bugs the fuzzer must find.
     Mutants,
-    /// (not implemented yet) Throughput benchmarks (exec/s, diff cost, Rust vs C time).
-    Bench,
-    /// Run oss-fuzz/build.sh under an emulated OSS-Fuzz environment and check $OUT.
+    /// Throughput benchmarks: C / Rust / diff time per input, fuzz exec/s with and without ASan.
     #[command(
-        after_help = "Emulates OSS-Fuzz's base-builder-rust `compile` (SRC, OUT, WORK, CC=clang-22, \
-CFLAGS, RUSTFLAGS, SANITIZER, FUZZING_ENGINE, LIB_FUZZING_ENGINE) without Docker, runs \
-oss-fuzz/build.sh, then checks every target in $OUT: executable, seed zip (sha1-named \
-entries = fuzz/corpus/<target>), .dict, .options, and --runs inputs without a finding \
-(coverage builds: a profile that llvm-cov-22 reads). Files: target/oss-fuzz/.\n\
-Last line: `oss-fuzz: N targets ok`. Exit codes: 0 ok, 1 a check failed, 2 setup or build error."
+        after_help = "Times the C side alone, the Rust side alone and the full diff on \
+bench/inputs/*.txt (driver: benches/kpd-bench.rs, release), then runs every fuzz target for \
+--time seconds on one core built with --sanitizer none and address.\n\
+Last line: `bench: c=Ans rust=Bns diff=Dns overhead=D/(A+B) rust/c=B/A stage2_asan=E exec/s`.\n\
+Goals: overhead <= 1.25, rust/c <= 1.0, stage2 ASan >= 20k exec/s.\n\
+Exit codes: 0 ok, 1 a finding (a diverging input), 2 usage or setup error."
     )]
-    OssFuzz(ossfuzz::Args),
+    Bench(bench::Args),
+    /// (not implemented yet) Build the targets the way OSS-Fuzz / ClusterFuzzLite does.
+    OssFuzz,
     /// (not implemented yet) Minimise a corpus.
     Cmin,
     /// (not implemented yet) Minimise a crashing input.
@@ -99,10 +109,10 @@ fn main() -> ExitCode {
         Cmd::Test => Ok(test::run_all()),
         Cmd::Fuzz(args) => fuzz::run(args),
         Cmd::Corpus => not_yet("corpus"),
-        Cmd::Coverage => not_yet("coverage"),
+        Cmd::Coverage(args) => coverage::run(args),
         Cmd::Mutants => not_yet("mutants"),
-        Cmd::Bench => not_yet("bench"),
-        Cmd::OssFuzz(args) => ossfuzz::run(args),
+        Cmd::Bench(args) => bench::run(args),
+        Cmd::OssFuzz => not_yet("oss-fuzz"),
         Cmd::Cmin => not_yet("cmin"),
         Cmd::Tmin => not_yet("tmin"),
         Cmd::Regress => not_yet("regress"),
