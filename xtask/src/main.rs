@@ -5,6 +5,7 @@
 
 mod bench;
 mod coverage;
+mod corpus;
 mod fuzz;
 mod kernel;
 mod libfuzzer;
@@ -59,8 +60,8 @@ instead of the Debian source pinned in kernel.lock; all other variables pass thr
 Exit codes: 0 no finding, 1 finding, 2 usage or setup error."
     )]
     Fuzz(fuzz::Args),
-    /// (not implemented yet) Manage the committed seed corpus.
-    Corpus,
+    /// Regenerate fuzz/corpus/<target>/ from the readable scenarios (--check: verify only).
+    Corpus(corpus::Args),
     /// Line/function coverage of pgtable.c and rust-pgtable reached by the committed inputs.
     #[command(
         after_help = "Builds the CLI with coverage instrumentation (C: KPD_C_COVERAGE=1, Rust: \
@@ -108,7 +109,7 @@ fn main() -> ExitCode {
         }
         Cmd::Test => Ok(test::run_all()),
         Cmd::Fuzz(args) => fuzz::run(args),
-        Cmd::Corpus => not_yet("corpus"),
+        Cmd::Corpus(args) => corpus::run(args),
         Cmd::Coverage(args) => coverage::run(args),
         Cmd::Mutants => not_yet("mutants"),
         Cmd::Bench(args) => bench::run(args),
