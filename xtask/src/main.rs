@@ -6,9 +6,11 @@
 mod bench;
 mod coverage;
 mod corpus;
+mod crashflow;
 mod fuzz;
 mod kernel;
 mod libfuzzer;
+mod ossfuzz;
 mod setup;
 mod test;
 mod util;
@@ -85,14 +87,43 @@ Goals: overhead <= 1.25, rust/c <= 1.0, stage2 ASan >= 20k exec/s.\n\
 Exit codes: 0 ok, 1 a finding (a diverging input), 2 usage or setup error."
     )]
     Bench(bench::Args),
-    /// (not implemented yet) Build the targets the way OSS-Fuzz / ClusterFuzzLite does.
-    OssFuzz,
-    /// (not implemented yet) Minimise a corpus.
-    Cmin,
-    /// (not implemented yet) Minimise a crashing input.
-    Tmin,
-    /// (not implemented yet) Replay saved findings and the corpus as regression tests.
-    Regress,
+    /// Run oss-fuzz/build.sh under an emulated OSS-Fuzz environment and check $OUT.
+    #[command(
+        after_help = "Emulates OSS-Fuzz's base-builder-rust `compile` (SRC, OUT, WORK, CC=clang-22, \
+CFLAGS, RUSTFLAGS, SANITIZER, FUZZING_ENGINE, LIB_FUZZING_ENGINE) without Docker, runs \
+oss-fuzz/build.sh, then checks every target in $OUT: executable, seed zip (sha1-named \
+entries = fuzz/corpus/<target>), .dict, .options, and --runs inputs without a finding \
+(coverage builds: a profile that llvm-cov-22 reads). Files: target/oss-fuzz/.\n\
+Last line: `oss-fuzz: N targets ok`. Exit codes: 0 ok, 1 a check failed, 2 setup or build error."
+    )]
+    OssFuzz(ossfuzz::Args),
+    /// Minimise every target's working corpus (fuzz/corpus-work/<target>) with libFuzzer -merge=1.
+    #[command(
+        after_help = "Builds the fuzz targets (as `cargo xtask fuzz`), then per target merges \
+fuzz/corpus-work/<target> into an empty directory (one input per coverage feature), repeated \
+until a round does not shrink it, and replaces the working corpus with the result. The committed \
+seeds in fuzz/corpus/ are not touched (`cargo xtask corpus` makes them).\n\
+Exit codes: 0 ok, 1 coverage would be lost (corpus left untouched), 2 usage or setup error."
+    )]
+    Cmin(crashflow::CminArgs),
+    /// Minimise a crashing input with libFuzzer -minimize_crash=1 (writes <crash>.min).
+    #[command(
+        after_help = "The target is guessed from a .../artifacts/<target>/ path unless --target \
+is given. The minimised input must still diverge; the summary shows both headlines.\n\
+Next: `cargo xtask regress <crash>.min [name]`.\n\
+Exit codes: 0 minimised, 1 the minimised input no longer diverges, 2 usage or setup error."
+    )]
+    Tmin(crashflow::TminArgs),
+    /// Turn a (minimised) crash into tests/regressions/<name>.txt (readable text + header).
+    #[command(
+        after_help = "Decodes the raw input with `kvm-pgtable-diff decode --target <target>`, \
+writes tests/regressions/<name>.txt with a header comment (headline, target, input sha1), and \
+checks the text replays like the raw input. Edit the header to say what was wrong and how it \
+was fixed; tests/regressions.rs replays the file and expects no finding once the bug is fixed.\n\
+Exit codes: 0 written (no finding now), 1 written (it still diverges: fix the bug), \
+2 usage or setup error."
+    )]
+    Regress(crashflow::RegressArgs),
 }
 
 fn not_yet(name: &str) -> Res<u8> {
@@ -113,10 +144,10 @@ fn main() -> ExitCode {
         Cmd::Coverage(args) => coverage::run(args),
         Cmd::Mutants => not_yet("mutants"),
         Cmd::Bench(args) => bench::run(args),
-        Cmd::OssFuzz => not_yet("oss-fuzz"),
-        Cmd::Cmin => not_yet("cmin"),
-        Cmd::Tmin => not_yet("tmin"),
-        Cmd::Regress => not_yet("regress"),
+        Cmd::OssFuzz(args) => ossfuzz::run(args),
+        Cmd::Cmin(args) => crashflow::cmin(args),
+        Cmd::Tmin(args) => crashflow::tmin(args),
+        Cmd::Regress(args) => crashflow::regress(args),
     };
     match r {
         Ok(code) => ExitCode::from(code),

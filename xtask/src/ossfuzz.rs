@@ -722,6 +722,24 @@ pub fn run(args: Args) -> Res<u8> {
     Ok(EXIT_OK)
 }
 
+/// The `oss-fuzz` step of `cargo xtask test`: the ASan emulation with 1000 runs per target;
+/// each target counts as one test.
+pub fn test_step(counts: &mut crate::test::Counts) -> Res {
+    let n = all_targets().len() as u64;
+    let code = run(Args {
+        sanitizer: OssSanitizer::Address,
+        runs: 1000,
+    })?;
+    if code == EXIT_OK {
+        counts.passed += n;
+        Ok(())
+    } else {
+        Err(crate::util::finding(
+            "oss-fuzz check failed (see the table above)",
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

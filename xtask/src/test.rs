@@ -49,6 +49,11 @@ pub const STEPS: &[Step] = &[
         required: false,
         run: step_cargo_test,
     },
+    Step {
+        name: "oss-fuzz",
+        required: false,
+        run: crate::ossfuzz::test_step,
+    },
 ];
 
 fn step_setup(_: &mut Counts) -> Res {

@@ -1,0 +1,589 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The crash workflow after `cargo xtask fuzz`:
+//!
+//! - `cargo xtask cmin`: minimise each target's working corpus (`fuzz/corpus-work/<t>/`) with
+//!   libFuzzer `-merge=1` into an empty directory, which keeps one input per coverage feature;
+//!   repeated until a round no longer shrinks it. The committed seeds (`fuzz/corpus/<t>/`) are
+//!   not touched: they are generated from the readable scenarios (`cargo xtask corpus`).
+//! - `cargo xtask tmin <crash>`: libFuzzer `-minimize_crash=1` on the built target; the result
+//!   goes next to the input as `<name>.min`, and is checked to still diverge the same way.
+//! - `cargo xtask regress <crash> [name]`: decode a (minimised) raw input to the readable text
+//!   format with `kvm-pgtable-diff decode` and write `tests/regressions/<name>.txt` with a
+//!   header comment; `tests/regressions.rs` replays every such file and expects no finding
+//!   once the bug is fixed.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use crate::fuzz::{Sanitizer, all_targets, build, fuzz_dir, select_targets};
+use crate::util::{
+    EXIT_FINDING, EXIT_OK, Res, capture, cmd_line, finding, fmt_dur, rel, root, setup_err, table,
+};
+use crate::{say, setup};
+
+/// Most merge rounds `cmin` makes (it stops earlier once a round does not shrink the corpus).
+const MAX_ROUNDS: usize = 5;
+
+#[derive(clap::Args, Debug)]
+pub struct CminArgs {
+    /// Minimise only this target's corpus (repeatable). Default: every target.
+    #[arg(long = "target", value_name = "NAME")]
+    pub targets: Vec<String>,
+    /// Sanitizer of the build used for merging (the same build `cargo xtask fuzz` uses).
+    #[arg(long, value_enum, default_value_t = Sanitizer::Address)]
+    pub sanitizer: Sanitizer,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct TminArgs {
+    /// The crashing input (raw fuzzer bytes), e.g. fuzz/artifacts/stage2/crash-<sha1>.
+    pub crash: PathBuf,
+    /// Fuzz target (default: guessed from a .../artifacts/<target>/ path).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Mutations per minimisation step (libFuzzer -runs).
+    #[arg(long, value_name = "N", default_value_t = 10_000)]
+    pub runs: u64,
+    /// Overall time limit in seconds (libFuzzer -max_total_time).
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    pub time: u64,
+    /// Sanitizer of the build to use.
+    #[arg(long, value_enum, default_value_t = Sanitizer::Address)]
+    pub sanitizer: Sanitizer,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RegressArgs {
+    /// The (minimised) crashing input, raw fuzzer bytes.
+    pub crash: PathBuf,
+    /// File name under tests/regressions/ (without .txt; letters, digits, '-', '_').
+    /// Default: the target and the first 8 hex digits of the input's sha1.
+    pub name: Option<String>,
+    /// Fuzz target (default: guessed from a .../artifacts/<target>/ path).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Overwrite an existing tests/regressions/<name>.txt.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The target of a crash file: `--target`, else the directory after `artifacts`, `corpus` or
+/// `corpus-work` in its path.
+pub fn guess_target(path: &Path, given: Option<&str>) -> Res<String> {
+    let all = all_targets();
+    if let Some(t) = given {
+        return select_targets(&[t.to_string()]).map(|mut v| v.remove(0));
+    }
+    let comps: Vec<String> = path
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    comps
+        .windows(2)
+        .find_map(|w| {
+            (matches!(w[0].as_str(), "artifacts" | "corpus" | "corpus-work") && all.contains(&w[1]))
+                .then(|| w[1].clone())
+        })
+        .ok_or_else(|| {
+            setup_err(format!(
+                "cannot tell the fuzz target of {}; pass --target <{}>",
+                path.display(),
+                all.join("|")
+            ))
+        })
+}
+
+fn list_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_file())
+        .collect();
+    v.sort();
+    v
+}
+
+fn dir_size(dir: &Path) -> (usize, u64) {
+    let files = list_files(dir);
+    let bytes = files
+        .iter()
+        .map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+        .sum();
+    (files.len(), bytes)
+}
+
+/// `MERGE-OUTER: N new files with F new features added; E new coverage edges`.
+fn parse_merge(out: &str) -> Option<(u64, u64, u64)> {
+    let l = out
+        .lines()
+        .rev()
+        .find(|l| l.contains("MERGE-OUTER:") && l.contains("new files with"))?;
+    let rest = l.split("MERGE-OUTER:").nth(1)?;
+    let nums: Vec<u64> = rest
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .filter_map(|s| s.parse().ok())
+        .collect();
+    match nums[..] {
+        [files, features, edges, ..] => Some((files, features, edges)),
+        _ => None,
+    }
+}
+
+/// Merges `from` into the empty directory `to`; returns (files, features, edges).
+fn merge(bin: &Path, to: &Path, from: &Path, log: &Path) -> Res<(u64, u64, u64)> {
+    let _ = fs::remove_dir_all(to);
+    fs::create_dir_all(to)
+        .map_err(|e| setup_err(format!("cannot create {}: {e}", to.display())))?;
+    let mut cmd = Command::new(bin);
+    cmd.arg("-merge=1")
+        .arg("-timeout=25")
+        .arg("-rss_limit_mb=4096")
+        .arg(to)
+        .arg(from)
+        .stdin(Stdio::null());
+    let (ok, so, se) = capture(&mut cmd);
+    let all = format!("$ {}\n{so}{se}", cmd_line(&cmd));
+    let _ = fs::write(log, &all);
+    match parse_merge(&all) {
+        Some(r) if ok => Ok(r),
+        _ => Err(setup_err(format!(
+            "libFuzzer merge failed; see {}",
+            rel(log)
+        ))),
+    }
+}
+
+pub fn cmin(args: CminArgs) -> Res<u8> {
+    let targets = select_targets(&args.targets)?;
+    setup::setup(setup::Opts { fuzz: true })?;
+    let bin_dir = build(args.sanitizer)?;
+    let logs = fuzz_dir().join("target").join("logs");
+    fs::create_dir_all(&logs).map_err(|e| setup_err(format!("{}: {e}", logs.display())))?;
+    let mut rows = vec![];
+    for t in &targets {
+        let work = fuzz_dir().join("corpus-work").join(t);
+        let (n0, b0) = dir_size(&work);
+        if n0 == 0 {
+            say!("cmin", "{t}: {} is empty, nothing to minimise", rel(&work));
+            rows.push(vec![
+                t.clone(),
+                "0".into(),
+                "0".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "empty".into(),
+            ]);
+            continue;
+        }
+        let started = Instant::now();
+        let bin = bin_dir.join(t);
+        let log = logs.join(format!("{t}.cmin.log"));
+        let mut cur = work.clone();
+        let mut cur_n = n0;
+        let mut first: Option<(u64, u64)> = None;
+        let mut last = (0, 0);
+        let mut rounds = 0;
+        let mut kept: Option<PathBuf> = None;
+        for r in 1..=MAX_ROUNDS {
+            let next = fuzz_dir()
+                .join("corpus-work")
+                .join(format!(".{t}.cmin-{r}"));
+            let (files, ft, edges) = merge(&bin, &next, &cur, &log)?;
+            rounds = r;
+            say!(
+                "cmin",
+                "{t}: round {r}: {cur_n} -> {files} files, {ft} features, {edges} edges"
+            );
+            first.get_or_insert((ft, edges));
+            last = (ft, edges);
+            if let Some(k) = kept.take() {
+                let _ = fs::remove_dir_all(k);
+            }
+            let shrank = (files as usize) < cur_n;
+            cur_n = files as usize;
+            cur = next.clone();
+            kept = Some(next);
+            if !shrank {
+                break;
+            }
+        }
+        let (ft0, _) = first.unwrap_or_default();
+        if last.0 < ft0 {
+            return Err(finding(format!(
+                "{t}: minimising lost coverage ({ft0} -> {} features); {} left untouched",
+                last.0,
+                rel(&work)
+            )));
+        }
+        // Replace the working corpus with the last round's result.
+        let old = fuzz_dir()
+            .join("corpus-work")
+            .join(format!(".{t}.cmin-old"));
+        let _ = fs::remove_dir_all(&old);
+        fs::rename(&work, &old)
+            .and_then(|_| fs::rename(&cur, &work))
+            .map_err(|e| setup_err(format!("cannot replace {}: {e}", rel(&work))))?;
+        let _ = fs::remove_dir_all(&old);
+        let (n1, b1) = dir_size(&work);
+        rows.push(vec![
+            t.clone(),
+            n0.to_string(),
+            b0.to_string(),
+            n1.to_string(),
+            b1.to_string(),
+            format!("{ft0} -> {}", last.0),
+            rounds.to_string(),
+            fmt_dur(started.elapsed()),
+        ]);
+    }
+    println!();
+    say!(
+        "cmin",
+        "summary (fuzz/corpus-work/<target>/, merge log fuzz/target/logs/<target>.cmin.log)"
+    );
+    print!(
+        "{}",
+        table(
+            &[
+                "target",
+                "files before",
+                "bytes before",
+                "files after",
+                "bytes after",
+                "features",
+                "rounds",
+                "time"
+            ],
+            &rows
+        )
+    );
+    let (before, after): (usize, usize) = rows.iter().fold((0, 0), |(a, b), r| {
+        (
+            a + r[1].parse::<usize>().unwrap_or(0),
+            b + r[3].parse::<usize>().unwrap_or(0),
+        )
+    });
+    println!("cmin: {} targets, {before} -> {after} files", rows.len());
+    Ok(EXIT_OK)
+}
+
+/// The headline of a finding, from `kvm-pgtable-diff run <file> --target t`; None if no finding.
+fn headline(file: &Path, target: &str) -> Res<Option<String>> {
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        "run",
+        "--release",
+        "-q",
+        "-p",
+        "kvm-pgtable-diff",
+        "--",
+        "run",
+    ])
+    .arg(file)
+    .args(["--target", target])
+    .current_dir(root());
+    let out = cmd
+        .output()
+        .map_err(|e| setup_err(format!("cannot run `{}`: {e}", cmd_line(&cmd))))?;
+    let so = String::from_utf8_lossy(&out.stdout);
+    match out.status.code() {
+        Some(0) => Ok(None),
+        Some(1) => {
+            let prefix = format!("{}: ", file.display());
+            Ok(Some(
+                so.lines()
+                    .find_map(|l| l.strip_prefix(&prefix).map(String::from))
+                    .unwrap_or_else(|| "finding".into()),
+            ))
+        }
+        _ => Err(setup_err(format!(
+            "`{}` failed: {}",
+            cmd_line(&cmd),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))),
+    }
+}
+
+fn check_input(p: &Path) -> Res<u64> {
+    let m = fs::metadata(p).map_err(|e| {
+        setup_err(format!(
+            "cannot read {}: {e}; give the path of a crash file (e.g. fuzz/artifacts/<target>/crash-...)",
+            p.display()
+        ))
+    })?;
+    if !m.is_file() {
+        return Err(setup_err(format!("{} is not a file", p.display())));
+    }
+    Ok(m.len())
+}
+
+pub fn tmin(args: TminArgs) -> Res<u8> {
+    let size0 = check_input(&args.crash)?;
+    let t = guess_target(&args.crash, args.target.as_deref())?;
+    setup::setup(setup::Opts { fuzz: true })?;
+    let bin = build(args.sanitizer)?.join(&t);
+    let before = headline(&args.crash, &t)?;
+    let Some(before) = before else {
+        return Err(setup_err(format!(
+            "{} does not diverge (target {t}) with the current build; nothing to minimise",
+            args.crash.display()
+        )));
+    };
+    say!(
+        "tmin",
+        "{t}: {} ({size0} bytes): {before}",
+        args.crash.display()
+    );
+    let out = {
+        let mut s = args.crash.as_os_str().to_owned();
+        s.push(".min");
+        PathBuf::from(s)
+    };
+    let log = fuzz_dir()
+        .join("target")
+        .join("logs")
+        .join(format!("{t}.tmin.log"));
+    fs::create_dir_all(log.parent().unwrap()).map_err(|e| setup_err(e.to_string()))?;
+    let mut cmd = Command::new(&bin);
+    cmd.arg("-minimize_crash=1")
+        .arg(format!("-runs={}", args.runs))
+        .arg(format!("-max_total_time={}", args.time))
+        .arg("-timeout=25")
+        .arg(format!("-exact_artifact_path={}", out.display()))
+        .arg(&args.crash)
+        .stdin(Stdio::null());
+    say!("tmin", "{} (log {})", cmd_line(&cmd), rel(&log));
+    let t0 = Instant::now();
+    let (_, so, se) = capture(&mut cmd);
+    let _ = fs::write(&log, format!("$ {}\n{so}{se}", cmd_line(&cmd)));
+    let Ok(size1) = fs::metadata(&out).map(|m| m.len()) else {
+        return Err(setup_err(format!(
+            "libFuzzer wrote no minimised input (does {} crash the fuzz binary?); see {}",
+            args.crash.display(),
+            rel(&log)
+        )));
+    };
+    let after = headline(&out, &t)?;
+    let same = after.as_deref() == Some(before.as_str());
+    println!();
+    say!("tmin", "summary");
+    print!(
+        "{}",
+        table(
+            &["file", "bytes", "finding"],
+            &[
+                vec![rel(&args.crash), size0.to_string(), before.clone()],
+                vec![
+                    rel(&out),
+                    size1.to_string(),
+                    after.clone().unwrap_or_else(|| "none".into())
+                ],
+            ]
+        )
+    );
+    say!("tmin", "took {}", fmt_dur(t0.elapsed()));
+    match after {
+        None => Err(finding(format!(
+            "{} no longer diverges; keep the original input",
+            rel(&out)
+        ))),
+        Some(a) if !same => {
+            crate::warn!("tmin", "the minimised input diverges differently: {a}");
+            println!("tmin: {size0} -> {size1} bytes, {}", rel(&out));
+            Ok(EXIT_OK)
+        }
+        Some(_) => {
+            println!("tmin: {size0} -> {size1} bytes, {}", rel(&out));
+            Ok(EXIT_OK)
+        }
+    }
+}
+
+/// A valid regression name: non-empty, letters, digits, '-' and '_'.
+pub fn valid_name(n: &str) -> bool {
+    !n.is_empty()
+        && n.len() <= 80
+        && n.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// The header comment of a regression file (every line starts with `#`).
+pub fn regression_header(
+    headline: &str,
+    target: &str,
+    source: &str,
+    sha1: &str,
+    bytes: u64,
+) -> String {
+    format!(
+        "# Regression: {headline}.\n\
+         # Found by fuzz target `{target}`; input {source} ({bytes} bytes, sha1 {sha1}),\n\
+         # decoded by `cargo xtask regress`. Before committing, say here which side was wrong\n\
+         # and how it was fixed. Replay: cargo run --release -- show <this file> --trace\n"
+    )
+}
+
+pub fn regress(args: RegressArgs) -> Res<u8> {
+    let bytes = check_input(&args.crash)?;
+    let t = guess_target(&args.crash, args.target.as_deref())?;
+    let (ok, so, se) = capture(Command::new("sha1sum").arg(&args.crash));
+    let sha1 = so.split_whitespace().next().unwrap_or("").to_string();
+    if !ok || sha1.len() != 40 {
+        return Err(setup_err(format!("sha1sum failed: {}", se.trim())));
+    }
+    let name = args
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("{t}-{}", &sha1[..8]));
+    if !valid_name(&name) {
+        return Err(setup_err(format!(
+            "bad name `{name}`: use letters, digits, '-' and '_' (no .txt)"
+        )));
+    }
+    let dir = root().join("tests").join("regressions");
+    let path = dir.join(format!("{name}.txt"));
+    if path.exists() && !args.force {
+        return Err(setup_err(format!(
+            "{} exists; pick another name or pass --force",
+            rel(&path)
+        )));
+    }
+    let mut cmd = Command::new("cargo");
+    cmd.args([
+        "run",
+        "--release",
+        "-q",
+        "-p",
+        "kvm-pgtable-diff",
+        "--",
+        "decode",
+    ])
+    .arg(&args.crash)
+    .args(["--target", &t])
+    .current_dir(root());
+    say!("regress", "{}", cmd_line(&cmd));
+    let out = cmd
+        .output()
+        .map_err(|e| setup_err(format!("cannot run `{}`: {e}", cmd_line(&cmd))))?;
+    if !out.status.success() {
+        return Err(setup_err(format!(
+            "`{}` failed: {}",
+            cmd_line(&cmd),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let head = headline(&args.crash, &t)?;
+    let source = match args.crash.canonicalize() {
+        Ok(p) => rel(&p),
+        Err(_) => args.crash.display().to_string(),
+    };
+    let header = regression_header(
+        head.as_deref()
+            .unwrap_or("input that diverged when it was found"),
+        &t,
+        &source,
+        &sha1,
+        bytes,
+    );
+    fs::create_dir_all(&dir).map_err(|e| setup_err(format!("{}: {e}", dir.display())))?;
+    fs::write(&path, format!("{header}{text}"))
+        .map_err(|e| setup_err(format!("cannot write {}: {e}", path.display())))?;
+    // The written text must replay exactly like the raw input.
+    let replay = headline(&path, &t)?;
+    println!();
+    say!("regress", "summary");
+    print!(
+        "{}",
+        table(
+            &["file", "target", "finding now"],
+            &[
+                vec![
+                    source.clone(),
+                    t.clone(),
+                    head.clone().unwrap_or_else(|| "none".into())
+                ],
+                vec![
+                    rel(&path),
+                    t.clone(),
+                    replay.clone().unwrap_or_else(|| "none".into())
+                ],
+            ]
+        )
+    );
+    if replay != head {
+        return Err(finding(format!(
+            "{} does not replay like {} (decode/print round trip lost something)",
+            rel(&path),
+            source
+        )));
+    }
+    println!(
+        "regress: wrote {} ({}; tests/regressions.rs expects no finding once fixed)",
+        rel(&path),
+        if head.is_some() {
+            "diverges now"
+        } else {
+            "no finding now"
+        }
+    );
+    Ok(if head.is_some() {
+        EXIT_FINDING
+    } else {
+        EXIT_OK
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_line() {
+        let out = "INFO: ...\nMERGE-OUTER: 3 files, 0 in the initial corpus, 0 processed earlier\n\
+                   MERGE-OUTER: 12 new files with 345 new features added; 67 new coverage edges\n";
+        assert_eq!(parse_merge(out), Some((12, 345, 67)));
+        assert_eq!(
+            parse_merge("MERGE-OUTER: 3 files, 0 in the initial corpus"),
+            None
+        );
+    }
+
+    #[test]
+    fn target_from_path() {
+        let p = Path::new("fuzz/artifacts/stage2/crash-0123");
+        assert_eq!(guess_target(p, None).unwrap(), "stage2");
+        let p = Path::new("/x/fuzz/corpus-work/host_stage2/abc");
+        assert_eq!(guess_target(p, None).unwrap(), "host_stage2");
+        assert!(guess_target(Path::new("/tmp/crash-1"), None).is_err());
+        assert_eq!(
+            guess_target(Path::new("/tmp/crash-1"), Some("hyp")).unwrap(),
+            "hyp"
+        );
+        assert!(guess_target(Path::new("/tmp/crash-1"), Some("nope")).is_err());
+    }
+
+    #[test]
+    fn names_and_header() {
+        assert!(valid_name("stage2-1a2b3c4d"));
+        assert!(!valid_name("a/b"));
+        assert!(!valid_name("x.txt"));
+        assert!(!valid_name(""));
+        let h = regression_header(
+            "event traces differ at op 2 (s2_map)",
+            "stage2",
+            "f",
+            "ab",
+            9,
+        );
+        assert!(h.lines().all(|l| l.starts_with('#')));
+        assert!(h.starts_with("# Regression: event traces differ at op 2 (s2_map).\n"));
+    }
+}
