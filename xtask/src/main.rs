@@ -4,12 +4,13 @@
 //! 2 usage or setup error.
 
 mod bench;
-mod coverage;
 mod corpus;
+mod coverage;
 mod crashflow;
 mod fuzz;
 mod kernel;
 mod libfuzzer;
+mod mutants;
 mod ossfuzz;
 mod setup;
 mod test;
@@ -75,8 +76,8 @@ Last line: `coverage: pgtable.c lines L% functions F%, rust-pgtable lines R%`.\n
 Exit codes: 0 ok, 1 a replayed input diverges, 2 usage or setup error."
     )]
     Coverage(coverage::Args),
-    /// (not implemented yet) Mutation testing: planted bugs the fuzzer must find.
-    Mutants,
+    /// Mutation testing: plant known bugs (mutants/*.spec) one at a time; the fuzzer must find each.
+    Mutants(mutants::Args),
     /// Throughput benchmarks: C / Rust / diff time per input, fuzz exec/s with and without ASan.
     #[command(
         after_help = "Times the C side alone, the Rust side alone and the full diff on \
@@ -142,7 +143,7 @@ fn main() -> ExitCode {
         Cmd::Fuzz(args) => fuzz::run(args),
         Cmd::Corpus(args) => corpus::run(args),
         Cmd::Coverage(args) => coverage::run(args),
-        Cmd::Mutants => not_yet("mutants"),
+        Cmd::Mutants(args) => mutants::run(args),
         Cmd::Bench(args) => bench::run(args),
         Cmd::OssFuzz(args) => ossfuzz::run(args),
         Cmd::Cmin(args) => crashflow::cmin(args),

@@ -1,0 +1,1394 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! `cargo xtask mutants`: plant known bugs, one at a time, and check the fuzzer finds each.
+//!
+//! Specs live in `mutants/` (see mutants/README.md):
+//! - `c.spec`: rules over identifiers/operators, applied to a COPY of the kernel files
+//!   (`fuzz/target/mutants/ksrc/`), which is then built with `LINUX_SRC=<copy>`;
+//! - `rust.spec`: `#[cfg(kpd_mutant = "NAME")]` alternatives inside rust-pgtable, built with
+//!   `RUSTFLAGS='--cfg kpd_mutant="NAME"'` (cargo fuzz appends RUSTFLAGS to its own flags).
+//!
+//! Per mutant: build the fuzz targets (and, when there are text scenarios, the CLI), replay
+//! the committed corpus and scenarios, then fuzz every target (expected target first) until
+//! the first finding or the budget is spent. C and Rust mutants use separate target
+//! directories so that switching kinds does not rebuild everything.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::libfuzzer::is_finding_artifact;
+use crate::util::{
+    EXIT_FINDING, EXIT_OK, EXIT_SETUP, Res, capture, cmd_line, rel, root, setup_err, table,
+};
+use crate::{kernel, say, setup, warn};
+
+const TAG: &str = "mutants";
+/// Default file of a C rule, inside the kernel tree.
+const PGTABLE_C: &str = "arch/arm64/kvm/hyp/pgtable.c";
+/// Every fuzz target, in the order they are tried after the expected one.
+const TARGETS: &[&str] = &["hyp", "stage2", "host_stage2", "walk", "unlinked"];
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+#[derive(clap::Args, Debug)]
+#[command(
+    after_help = "Each mutant is built (`cargo +nightly fuzz build -O`), the committed corpus \
+(fuzz/corpus/<target>/) and text scenarios (tests/regressions/*.txt, fuzz/scenarios/**/*.txt) are \
+replayed against it, then every target is fuzzed (expected target first) until the first finding \
+or the budget is spent. The last line is `mutants: detected D/N, median Ms, max Xs`.\n\
+Work files: fuzz/target/mutants/ (mutated kernel copy, builds, logs).\n\
+Environment: LINUX_SRC=<kernel tree> mutates a copy of that tree instead of the locked cache.\n\
+Exit codes: 0 every mutant detected, 1 some survived, 2 usage/setup error (including a C rule \
+that no longer matches the kernel source, or a mutant that does not build)."
+)]
+pub struct Args {
+    /// Run only this mutant (repeatable). Default: all.
+    #[arg(long = "only", value_name = "NAME")]
+    pub only: Vec<String>,
+    /// List the mutants (name, side, expected target, description) and exit.
+    #[arg(long)]
+    pub list: bool,
+    /// Fuzzing budget per mutant in seconds (wall clock, shared by all targets).
+    #[arg(long, value_name = "SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub budget: u64,
+    /// Targets fuzzed at the same time.
+    #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: u32,
+    /// Sanitizer of the mutant builds (`none` is fastest; the planted bugs are logic bugs).
+    #[arg(long, value_enum, default_value_t = crate::fuzz::Sanitizer::None)]
+    pub sanitizer: crate::fuzz::Sanitizer,
+    /// Print what each selected C mutant changes in the source (to the terminal) and exit.
+    #[arg(long)]
+    pub diff: bool,
+    /// Skip the unmutated baseline build that checks the corpus and scenarios pass first.
+    #[arg(long)]
+    pub no_baseline: bool,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Specs
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    DeleteStatement,
+    Replace(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CRule {
+    pub file: String,
+    pub function: String,
+    pub find: String,
+    pub count: usize,
+    pub nth: usize,
+    pub action: Action,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Kind {
+    C(CRule),
+    /// The rust-pgtable file holding the cfg blocks.
+    Rust(String),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mutant {
+    pub name: String,
+    pub desc: String,
+    pub expect: String,
+    pub kind: Kind,
+}
+
+impl Mutant {
+    fn side(&self) -> &'static str {
+        match self.kind {
+            Kind::C(_) => "C",
+            Kind::Rust(_) => "Rust",
+        }
+    }
+}
+
+/// A `[name]` section: its name and `key = value` pairs.
+type Section = (String, Vec<(String, String)>);
+
+/// Parses `[name]` sections of `key = value` lines (`#` comments, blank lines ignored).
+fn sections(text: &str, origin: &str) -> Result<Vec<Section>, String> {
+    let mut out: Vec<Section> = vec![];
+    for (i, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        if let Some(name) = t.strip_prefix('[').and_then(|r| r.strip_suffix(']')) {
+            out.push((name.trim().to_string(), vec![]));
+            continue;
+        }
+        let Some((k, v)) = t.split_once('=') else {
+            return Err(format!("{origin}:{}: expected `key = value`", i + 1));
+        };
+        let Some(sec) = out.last_mut() else {
+            return Err(format!(
+                "{origin}:{}: `{}` before the first [name]",
+                i + 1,
+                k.trim()
+            ));
+        };
+        sec.1.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    Ok(out)
+}
+
+/// Parses a spec file; `c` selects the C rule keys, else the Rust ones.
+pub fn parse_spec(text: &str, origin: &str, c: bool) -> Result<Vec<Mutant>, String> {
+    let mut out = vec![];
+    for (name, kv) in sections(text, origin)? {
+        let err = |m: String| format!("{origin}: [{name}]: {m}");
+        let allowed: &[&str] = if c {
+            &[
+                "desc", "expect", "file", "function", "find", "count", "nth", "action", "with",
+            ]
+        } else {
+            &["desc", "expect", "file"]
+        };
+        let mut seen = BTreeSet::new();
+        for (k, _) in &kv {
+            if !allowed.contains(&k.as_str()) {
+                return Err(err(format!(
+                    "unknown key `{k}` (allowed: {})",
+                    allowed.join(", ")
+                )));
+            }
+            if !seen.insert(k.clone()) {
+                return Err(err(format!("`{k}` given twice")));
+            }
+        }
+        let get = |k: &str| kv.iter().find(|(x, _)| x == k).map(|(_, v)| v.clone());
+        let need = |k: &str| get(k).ok_or_else(|| err(format!("missing `{k}`")));
+        let num = |k: &str, d: usize| -> Result<usize, String> {
+            match get(k) {
+                None => Ok(d),
+                Some(v) => v
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&n| n >= 1)
+                    .ok_or_else(|| err(format!("`{k}` must be a number >= 1, not `{v}`"))),
+            }
+        };
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+        {
+            return Err(err("names use only letters, digits, `-` and `_`".into()));
+        }
+        let expect = need("expect")?;
+        if !TARGETS.contains(&expect.as_str()) {
+            return Err(err(format!(
+                "expect = `{expect}` is not a target ({})",
+                TARGETS.join(", ")
+            )));
+        }
+        let kind = if c {
+            let count = num("count", 1)?;
+            let nth = num("nth", 1)?;
+            if nth > count {
+                return Err(err(format!("nth = {nth} is more than count = {count}")));
+            }
+            let action = match need("action")?.as_str() {
+                "delete-statement" => {
+                    if get("with").is_some() {
+                        return Err(err("`with` only goes with action = replace".into()));
+                    }
+                    Action::DeleteStatement
+                }
+                "replace" => Action::Replace(need("with")?),
+                a => {
+                    return Err(err(format!(
+                        "action `{a}`: use delete-statement or replace"
+                    )));
+                }
+            };
+            let find = need("find")?;
+            if tokens(&find).is_empty() {
+                return Err(err("`find` is empty".into()));
+            }
+            Kind::C(CRule {
+                file: get("file").unwrap_or_else(|| PGTABLE_C.to_string()),
+                function: need("function")?,
+                find,
+                count,
+                nth,
+                action,
+            })
+        } else {
+            Kind::Rust(need("file")?)
+        };
+        out.push(Mutant {
+            desc: need("desc")?,
+            expect,
+            kind,
+            name,
+        });
+    }
+    Ok(out)
+}
+
+fn mutants_dir() -> PathBuf {
+    root().join("mutants")
+}
+
+/// All mutants: C first, then Rust, in file order. Names must be unique.
+pub fn load_all() -> Res<Vec<Mutant>> {
+    let mut all = vec![];
+    for (file, c) in [("c.spec", true), ("rust.spec", false)] {
+        let p = mutants_dir().join(file);
+        let text = fs::read_to_string(&p)
+            .map_err(|e| setup_err(format!("cannot read {}: {e}", rel(&p))))?;
+        all.extend(parse_spec(&text, &format!("mutants/{file}"), c).map_err(setup_err)?);
+    }
+    let mut names = BTreeSet::new();
+    for m in &all {
+        if !names.insert(m.name.clone()) {
+            return Err(setup_err(format!(
+                "mutant `{}` is defined twice in mutants/",
+                m.name
+            )));
+        }
+    }
+    Ok(all)
+}
+
+/// Checks the Rust mutants exist in the source and in rust-pgtable's check-cfg list.
+pub fn check_rust(all: &[Mutant]) -> Res {
+    let manifest = fs::read_to_string(root().join("rust-pgtable/Cargo.toml"))
+        .map_err(|e| setup_err(format!("cannot read rust-pgtable/Cargo.toml: {e}")))?;
+    for m in all {
+        let Kind::Rust(file) = &m.kind else { continue };
+        let src = fs::read_to_string(root().join(file))
+            .map_err(|e| setup_err(format!("mutant {}: cannot read {file}: {e}", m.name)))?;
+        let needle = format!("kpd_mutant = \"{}\"", m.name);
+        if !src.contains(&needle) {
+            return Err(setup_err(format!(
+                "mutant {}: {file} has no #[cfg({needle})] block; add it or fix mutants/rust.spec",
+                m.name
+            )));
+        }
+        if !manifest.contains(&format!("\"{}\"", m.name)) {
+            return Err(setup_err(format!(
+                "mutant {}: add \"{}\" to the kpd_mutant check-cfg values in rust-pgtable/Cargo.toml",
+                m.name, m.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// C rule engine
+
+/// `src` with comments and the contents of string/char literals replaced by spaces (newlines
+/// kept), so offsets are unchanged and nothing inside them can match.
+pub fn blank_comments(src: &str) -> String {
+    let b = src.as_bytes();
+    let mut out = b.to_vec();
+    let mut i = 0;
+    let blank = |out: &mut Vec<u8>, from: usize, to: usize| {
+        for x in &mut out[from..to] {
+            if *x != b'\n' {
+                *x = b' ';
+            }
+        }
+    };
+    while i < b.len() {
+        match b[i] {
+            b'/' if b.get(i + 1) == Some(&b'/') => {
+                let end = src[i..].find('\n').map_or(b.len(), |n| i + n);
+                blank(&mut out, i, end);
+                i = end;
+            }
+            b'/' if b.get(i + 1) == Some(&b'*') => {
+                let end = src[i + 2..].find("*/").map_or(b.len(), |n| i + 2 + n + 2);
+                blank(&mut out, i, end);
+                i = end;
+            }
+            q @ (b'"' | b'\'') => {
+                let mut j = i + 1;
+                while j < b.len() && b[j] != q && b[j] != b'\n' {
+                    j += if b[j] == b'\\' { 2 } else { 1 };
+                }
+                let j = j.min(b.len());
+                blank(&mut out, i + 1, j);
+                i = j + 1;
+            }
+            _ => i += 1,
+        }
+    }
+    // Only ASCII bytes were replaced by ASCII spaces, so this stays valid UTF-8.
+    String::from_utf8(out).expect("blanking keeps UTF-8")
+}
+
+fn is_ident(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
+
+/// Token spans: identifiers/numbers, and every other non-space character on its own.
+pub fn tokens(code: &str) -> Vec<(usize, usize)> {
+    let b = code.as_bytes();
+    let mut out = vec![];
+    let mut i = 0;
+    while i < b.len() {
+        if b[i].is_ascii_whitespace() {
+            i += 1;
+        } else if is_ident(b[i]) {
+            let s = i;
+            while i < b.len() && is_ident(b[i]) {
+                i += 1;
+            }
+            out.push((s, i));
+        } else {
+            let s = i;
+            i += code[i..].chars().next().map_or(1, char::len_utf8);
+            out.push((s, i));
+        }
+    }
+    out
+}
+
+/// The body `{ ... }` (byte range including the braces) of the one definition of `name` in
+/// `code` (comments blanked): a line starting at column 0 containing `name(` whose next `{`
+/// comes before any `;`.
+pub fn find_function(code: &str, name: &str) -> Result<(usize, usize), String> {
+    let b = code.as_bytes();
+    let mut found = vec![];
+    let mut off = 0;
+    for line in code.split_inclusive('\n') {
+        let here = off;
+        off += line.len();
+        let first = line.as_bytes().first().copied().unwrap_or(b' ');
+        if first.is_ascii_whitespace() || first == b'#' || first == b'{' || first == b'}' {
+            continue;
+        }
+        let mut from = 0;
+        while let Some(p) = line[from..].find(name) {
+            let s = from + p;
+            from = s + name.len();
+            let before_ok = s == 0 || !is_ident(line.as_bytes()[s - 1]);
+            let after = line[from..].trim_start();
+            if !before_ok || !after.starts_with('(') {
+                continue;
+            }
+            // Definition or prototype?
+            let rest = &code[here + s..];
+            let brace = rest.find('{');
+            let semi = rest.find(';');
+            if let Some(br) = brace.filter(|&br| semi.is_none_or(|sc| br < sc)) {
+                found.push(here + s + br);
+            }
+            break;
+        }
+    }
+    match found.len() {
+        0 => Err(format!(
+            "function `{name}` not found (no definition starting at column 0)"
+        )),
+        1 => {
+            let start = found[0];
+            let mut depth = 0usize;
+            for (i, &c) in b.iter().enumerate().skip(start) {
+                match c {
+                    b'{' => depth += 1,
+                    b'}' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Ok((start, i + 1));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            Err(format!("function `{name}`: unbalanced braces"))
+        }
+        n => Err(format!("function `{name}` is defined {n} times")),
+    }
+}
+
+/// Applies a rule to `src`; the result always differs from `src`.
+pub fn apply_rule(src: &str, rule: &CRule) -> Result<String, String> {
+    let code = blank_comments(src);
+    let (bs, be) = find_function(&code, &rule.function)?;
+    let toks: Vec<(usize, usize)> = tokens(&code[bs..be])
+        .into_iter()
+        .map(|(s, e)| (s + bs, e + bs))
+        .collect();
+    let pat: Vec<&str> = tokens(&rule.find)
+        .into_iter()
+        .map(|(s, e)| &rule.find[s..e])
+        .collect();
+    let text = |t: (usize, usize)| &code[t.0..t.1];
+    let matches: Vec<usize> = (0..toks.len().saturating_sub(pat.len() - 1))
+        .filter(|&i| (0..pat.len()).all(|k| text(toks[i + k]) == pat[k]))
+        .collect();
+    if matches.len() != rule.count {
+        return Err(format!(
+            "`{}` matches {} time(s) in {}() of {}, the rule expects {}",
+            rule.find,
+            matches.len(),
+            rule.function,
+            rule.file,
+            rule.count
+        ));
+    }
+    let i = matches[rule.nth - 1];
+    let (from, to, with) = match &rule.action {
+        Action::Replace(w) => (toks[i].0, toks[i + pat.len() - 1].1, w.as_str()),
+        Action::DeleteStatement => {
+            let start = toks[..i]
+                .iter()
+                .rev()
+                .find(|&&t| matches!(text(t), ";" | "{" | "}"))
+                .map_or(bs + 1, |t| t.1);
+            let mut depth = 0i32;
+            let mut end = None;
+            for &t in &toks[i..] {
+                match text(t) {
+                    "(" | "[" => depth += 1,
+                    ")" | "]" => depth -= 1,
+                    // The match may sit inside the statement's parentheses (depth < 0).
+                    ";" if depth <= 0 => {
+                        end = Some(t.1);
+                        break;
+                    }
+                    "{" | "}" if depth <= 0 => break,
+                    _ => {}
+                }
+            }
+            let end = end.ok_or_else(|| {
+                format!(
+                    "`{}` in {}(): no `;` ends the statement",
+                    rule.find, rule.function
+                )
+            })?;
+            (start, end, " ;")
+        }
+    };
+    Ok(format!("{}{}{}", &src[..from], with, &src[to..]))
+}
+
+/// The lines that differ between `a` and `b` (one changed region), as `-`/`+` lines.
+pub fn changed_lines(a: &str, b: &str) -> String {
+    let (la, lb): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let p = la.iter().zip(&lb).take_while(|(x, y)| x == y).count();
+    let q = la[p..]
+        .iter()
+        .rev()
+        .zip(lb[p..].iter().rev())
+        .take_while(|(x, y)| x == y)
+        .count();
+    let mut out = String::new();
+    for l in &la[p..la.len() - q] {
+        out.push_str(&format!("-{l}\n"));
+    }
+    for l in &lb[p..lb.len() - q] {
+        out.push_str(&format!("+{l}\n"));
+    }
+    out
+}
+
+/// The kernel tree the C mutants are applied to: LINUX_SRC, else the locked cache.
+fn source_tree() -> Res<PathBuf> {
+    if let Some(s) = std::env::var_os("LINUX_SRC").filter(|s| !s.is_empty()) {
+        return Ok(PathBuf::from(s));
+    }
+    Ok(kernel::cache_dir(&kernel::read_lock()?.package))
+}
+
+/// Applies every C rule to the source in memory; fails loudly on the first that does not fit.
+fn check_c(all: &[Mutant], tree: &Path) -> Res {
+    for m in all {
+        let Kind::C(rule) = &m.kind else { continue };
+        let p = tree.join(&rule.file);
+        let src = fs::read_to_string(&p).map_err(|e| {
+            setup_err(format!(
+                "mutant {}: cannot read {}: {e}; run `cargo xtask kernel` or fix LINUX_SRC",
+                m.name,
+                p.display()
+            ))
+        })?;
+        apply_rule(&src, rule).map_err(|e| {
+            setup_err(format!(
+                "mutant {}: {e}. The kernel source changed: update mutants/c.spec",
+                m.name
+            ))
+        })?;
+    }
+    Ok(())
+}
+
+/// Writes the kernel files (mutated by `rule`, if any) into `dst`, touching only what changed.
+fn write_tree(src_tree: &Path, dst: &Path, rule: Option<&CRule>) -> Res {
+    for f in kernel::DEFAULT_FILES {
+        let from = src_tree.join(f);
+        let mut data = fs::read_to_string(&from)
+            .map_err(|e| setup_err(format!("cannot read {}: {e}", from.display())))?;
+        if let Some(r) = rule.filter(|r| r.file == *f) {
+            data = apply_rule(&data, r).map_err(setup_err)?;
+        }
+        let to = dst.join(f);
+        if fs::read_to_string(&to).ok().as_deref() == Some(data.as_str()) {
+            continue;
+        }
+        fs::create_dir_all(to.parent().unwrap())
+            .and_then(|_| fs::write(&to, &data))
+            .map_err(|e| setup_err(format!("cannot write {}: {e}", to.display())))?;
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Builds
+
+fn work_dir() -> PathBuf {
+    root().join("fuzz").join("target").join("mutants")
+}
+
+fn host_triple() -> Res<String> {
+    let (ok, out, _) = capture(Command::new("rustc").args(["+nightly", "-vV"]));
+    out.lines()
+        .find_map(|l| l.strip_prefix("host: ").map(|s| s.trim().to_string()))
+        .filter(|_| ok)
+        .ok_or_else(|| setup_err("cannot run `rustc +nightly -vV`; run: cargo xtask setup --fuzz"))
+}
+
+/// How a build differs from a normal one.
+#[derive(Clone, Debug)]
+enum Variant {
+    /// Build the C side from this (possibly mutated) copy of the kernel files.
+    CTree(PathBuf),
+    /// Build rust-pgtable with this `kpd_mutant` cfg.
+    RustCfg(String),
+}
+
+impl Variant {
+    fn kind(&self) -> &'static str {
+        match self {
+            Variant::CTree(_) => "c",
+            Variant::RustCfg(_) => "rust",
+        }
+    }
+
+    fn apply(&self, cmd: &mut Command) {
+        match self {
+            Variant::CTree(t) => {
+                cmd.env("LINUX_SRC", t);
+            }
+            Variant::RustCfg(name) => {
+                let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
+                if !flags.is_empty() {
+                    flags.push(' ');
+                }
+                flags.push_str(&format!("--cfg kpd_mutant=\"{name}\""));
+                cmd.env("RUSTFLAGS", flags)
+                    .env_remove("CARGO_ENCODED_RUSTFLAGS");
+            }
+        }
+    }
+}
+
+struct Bins {
+    fuzz: PathBuf,
+    cli: Option<PathBuf>,
+}
+
+/// Runs a build with output to `log`; on failure shows the log's error lines.
+fn run_build(mut cmd: Command, log: &Path, what: &str) -> Res {
+    let f = fs::File::create(log)
+        .map_err(|e| setup_err(format!("cannot create {}: {e}", log.display())))?;
+    let f2 = f
+        .try_clone()
+        .map_err(|e| setup_err(format!("{}: {e}", log.display())))?;
+    use std::io::Write as _;
+    let _ = writeln!(&f, "$ {}", cmd_line(&cmd));
+    let st = cmd
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .stdout(f)
+        .stderr(f2)
+        .status()
+        .map_err(|e| setup_err(format!("cannot run `{}`: {e}", cmd_line(&cmd))))?;
+    if st.success() {
+        return Ok(());
+    }
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("error") || l.trim_start().starts_with("-->"))
+        .take(12)
+        .collect();
+    for l in lines {
+        eprintln!("  {l}");
+    }
+    Err(setup_err(format!("{what} failed; full log: {}", rel(log))))
+}
+
+fn build(v: &Variant, label: &str, sanitizer: &str, triple: &str, cli: bool) -> Res<Bins> {
+    let tdir = work_dir().join(format!("target-{}", v.kind()));
+    let logs = work_dir().join("logs");
+    fs::create_dir_all(&logs).map_err(|e| setup_err(format!("{}: {e}", logs.display())))?;
+    let mut cmd = Command::new("cargo");
+    cmd.args(["+nightly", "fuzz", "build", "-O", "--sanitizer", sanitizer])
+        .arg("--target-dir")
+        .arg(&tdir);
+    v.apply(&mut cmd);
+    run_build(
+        cmd,
+        &logs.join(format!("{label}-build.log")),
+        &format!("{label}: fuzz build"),
+    )?;
+    let fuzz = tdir.join(triple).join("release");
+    let cli = if cli {
+        let cdir = work_dir().join(format!("cli-{}", v.kind()));
+        let mut cmd = Command::new("cargo");
+        cmd.args([
+            "build",
+            "--release",
+            "-p",
+            "kvm-pgtable-diff",
+            "--bin",
+            "kvm-pgtable-diff",
+            "--target",
+            triple,
+        ])
+        .arg("--target-dir")
+        .arg(&cdir);
+        v.apply(&mut cmd);
+        run_build(
+            cmd,
+            &logs.join(format!("{label}-cli-build.log")),
+            &format!("{label}: CLI build"),
+        )?;
+        Some(cdir.join(triple).join("release").join("kvm-pgtable-diff"))
+    } else {
+        None
+    };
+    Ok(Bins { fuzz, cli })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Replay and fuzzing
+
+/// Text scenarios to replay: tests/regressions/*.txt and fuzz/scenarios/**/*.txt.
+fn scenarios() -> Vec<PathBuf> {
+    fn walk(d: &Path, deep: bool, out: &mut Vec<PathBuf>) {
+        let Ok(rd) = fs::read_dir(d) else { return };
+        let mut es: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        es.sort();
+        for p in es {
+            if p.is_dir() {
+                if deep {
+                    walk(&p, deep, out);
+                }
+            } else if p.extension().is_some_and(|e| e == "txt") {
+                out.push(p);
+            }
+        }
+    }
+    let mut out = vec![];
+    walk(&root().join("tests").join("regressions"), false, &mut out);
+    walk(&root().join("fuzz").join("scenarios"), true, &mut out);
+    out
+}
+
+/// The target a scenario belongs to, from a path component naming one.
+fn scenario_target(p: &Path) -> Option<&'static str> {
+    p.components().rev().skip(1).find_map(|c| {
+        let c = c.as_os_str().to_str()?;
+        TARGETS.iter().copied().find(|t| *t == c)
+    })
+}
+
+fn corpus_dir(t: &str) -> PathBuf {
+    root().join("fuzz").join("corpus").join(t)
+}
+
+fn count_files(d: &Path) -> usize {
+    fs::read_dir(d)
+        .map(|rd| rd.flatten().filter(|e| e.path().is_file()).count())
+        .unwrap_or(0)
+}
+
+/// How a mutant was caught.
+#[derive(Clone, Debug)]
+struct Caught {
+    by: String,
+    after: Duration,
+    why: String,
+}
+
+/// First line of the divergence report (the panic message) in a log, else the first error.
+fn headline(log: &Path) -> String {
+    let text = fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    if let Some(p) = lines.iter().position(|l| l.contains("panicked at "))
+        && let Some(l) = lines[p + 1..]
+            .iter()
+            .map(|l| l.trim().trim_matches(|c| c == '=' || c == ' '))
+            .find(|l| !l.is_empty())
+    {
+        return l.to_string();
+    }
+    lines
+        .iter()
+        .find(|l| l.contains("ERROR:") || l.starts_with("finding") || l.contains("divergence"))
+        .map_or_else(|| "finding".to_string(), |l| l.trim().to_string())
+}
+
+struct Job {
+    target: String,
+    child: Child,
+    log: PathBuf,
+    arts: PathBuf,
+}
+
+fn spawn_fuzzer(bin: &Path, target: &str, label: &str, extra: &[String], runs0: bool) -> Res<Job> {
+    let base = work_dir().join("run").join(label).join(target);
+    let work = base.join("corpus");
+    let arts = base.join("artifacts");
+    for d in [&work, &arts] {
+        fs::create_dir_all(d).map_err(|e| setup_err(format!("{}: {e}", d.display())))?;
+    }
+    let log = work_dir().join("logs").join(format!(
+        "{label}-{target}{}.log",
+        if runs0 { "-replay" } else { "" }
+    ));
+    let f = fs::File::create(&log).map_err(|e| setup_err(format!("{}: {e}", log.display())))?;
+    let f2 = f
+        .try_clone()
+        .map_err(|e| setup_err(format!("{}: {e}", log.display())))?;
+    let mut cmd = Command::new(bin.join(target));
+    cmd.arg(format!("-artifact_prefix={}/", arts.display()))
+        .arg("-timeout=25")
+        .args(extra)
+        .arg(&work);
+    if runs0 {
+        cmd.arg("-runs=0");
+    }
+    let seeds = corpus_dir(target);
+    if count_files(&seeds) > 0 {
+        cmd.arg(&seeds);
+    }
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(f)
+        .stderr(f2)
+        .spawn()
+        .map_err(|e| setup_err(format!("cannot run {}: {e}", bin.join(target).display())))?;
+    Ok(Job {
+        target: target.to_string(),
+        child,
+        log,
+        arts,
+    })
+}
+
+fn new_artifacts(d: &Path) -> bool {
+    fs::read_dir(d)
+        .map(|rd| {
+            rd.flatten()
+                .any(|e| e.file_name().to_str().is_some_and(is_finding_artifact))
+        })
+        .unwrap_or(false)
+}
+
+fn kill(mut j: Job) {
+    let _ = j.child.kill();
+    let _ = j.child.wait();
+}
+
+/// Runs the jobs produced by `next` with at most `jobs` at once until one finds something,
+/// all are done, or `deadline` passes. Returns the first finding as (target, log).
+fn run_jobs(
+    mut next: impl FnMut() -> Option<Res<Job>>,
+    jobs: usize,
+    deadline: Option<Instant>,
+) -> Res<Option<(String, String)>> {
+    let mut running: Vec<Job> = vec![];
+    let mut more = true;
+    loop {
+        while more && running.len() < jobs {
+            match next() {
+                Some(j) => running.push(j?),
+                None => more = false,
+            }
+        }
+        if running.is_empty() {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        let stop = INTERRUPTED.load(Ordering::SeqCst)
+            || deadline.is_some_and(|d| Instant::now() > d + Duration::from_secs(5));
+        let mut i = 0;
+        while i < running.len() {
+            let st = running[i].child.try_wait();
+            match st {
+                Ok(Some(st)) => {
+                    let j = running.remove(i);
+                    if !st.success() || new_artifacts(&j.arts) {
+                        let why = headline(&j.log);
+                        for r in running.drain(..) {
+                            kill(r);
+                        }
+                        return Ok(Some((j.target, why)));
+                    }
+                }
+                Ok(None) => i += 1,
+                Err(_) => {
+                    kill(running.remove(i));
+                }
+            }
+        }
+        if stop {
+            for r in running.drain(..) {
+                kill(r);
+            }
+            return Ok(None);
+        }
+    }
+}
+
+struct Outcome {
+    name: String,
+    side: &'static str,
+    caught: Option<Caught>,
+    /// A build or setup failure of this mutant (not a detection).
+    error: Option<String>,
+}
+
+fn replay_scenarios(cli: &Path, files: &[PathBuf], label: &str) -> Res<Option<(String, String)>> {
+    for f in files {
+        let mut cmd = Command::new(cli);
+        cmd.arg("run").arg(f);
+        if let Some(t) = scenario_target(f) {
+            cmd.args(["--target", t]);
+        }
+        let out = cmd
+            .current_dir(root())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| setup_err(format!("cannot run {}: {e}", cli.display())))?;
+        match out.status.code() {
+            Some(0) => {}
+            Some(1) => {
+                let log = work_dir()
+                    .join("logs")
+                    .join(format!("{label}-scenario.log"));
+                let _ = fs::write(&log, [&out.stdout[..], &out.stderr[..]].concat());
+                let why = String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .chain(String::from_utf8_lossy(&out.stderr).lines())
+                    .map(|l| l.trim().trim_matches(|c| c == '=' || c == ' ').to_string())
+                    .find(|l| !l.is_empty() && !l.starts_with("running") && !l.contains(".txt"))
+                    .unwrap_or_else(|| "finding".into());
+                return Ok(Some((format!("scenario {}", rel(f)), why)));
+            }
+            _ => {
+                warn!(
+                    TAG,
+                    "{label}: `{} run {}` failed: {}",
+                    rel(cli),
+                    rel(f),
+                    String::from_utf8_lossy(&out.stderr)
+                        .lines()
+                        .next()
+                        .unwrap_or("")
+                );
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// Replays the corpus (all targets) and the scenarios; the first finding, if any.
+fn replay(bins: &Bins, files: &[PathBuf], label: &str, jobs: usize) -> Res<Option<Caught>> {
+    let t0 = Instant::now();
+    let targets: Vec<&str> = TARGETS
+        .iter()
+        .copied()
+        .filter(|t| count_files(&corpus_dir(t)) > 0)
+        .collect();
+    let mut it = targets.iter();
+    let found = run_jobs(
+        || {
+            it.next()
+                .map(|t| spawn_fuzzer(&bins.fuzz, t, label, &[], true))
+        },
+        jobs,
+        None,
+    )?;
+    if let Some((t, why)) = found {
+        return Ok(Some(Caught {
+            by: format!("corpus {t}"),
+            after: t0.elapsed(),
+            why,
+        }));
+    }
+    if let Some(cli) = &bins.cli
+        && let Some((by, why)) = replay_scenarios(cli, files, label)?
+    {
+        return Ok(Some(Caught {
+            by,
+            after: t0.elapsed(),
+            why,
+        }));
+    }
+    Ok(None)
+}
+
+fn test_mutant(
+    m: &Mutant,
+    bins: &Bins,
+    files: &[PathBuf],
+    args: &Args,
+    label: &str,
+) -> Res<Option<Caught>> {
+    let t0 = Instant::now();
+    let _ = fs::remove_dir_all(work_dir().join("run").join(label));
+    if let Some(c) = replay(bins, files, label, args.jobs as usize)? {
+        return Ok(Some(c));
+    }
+    if INTERRUPTED.load(Ordering::SeqCst) {
+        return Ok(None);
+    }
+    // Expected target first, then the rest; each gets an equal share of the budget.
+    let mut order: Vec<&str> = vec![m.expect.as_str()];
+    order.extend(TARGETS.iter().copied().filter(|t| *t != m.expect));
+    let jobs = (args.jobs as usize).min(order.len());
+    let waves = order.len().div_ceil(jobs) as u64;
+    let slice = (args.budget / waves).max(1);
+    let deadline = Instant::now() + Duration::from_secs(args.budget);
+    say!(
+        TAG,
+        "{label}: corpus/scenarios pass; fuzzing {} ({slice} s each, {jobs} at a time)",
+        order.join(", ")
+    );
+    let mut it = order.into_iter();
+    let extra = vec![format!("-max_total_time={slice}")];
+    let found = run_jobs(
+        || {
+            if Instant::now() >= deadline {
+                return None;
+            }
+            it.next()
+                .map(|t| spawn_fuzzer(&bins.fuzz, t, label, &extra, false))
+        },
+        jobs,
+        Some(deadline),
+    )?;
+    Ok(found.map(|(t, why)| Caught {
+        by: t,
+        after: t0.elapsed(),
+        why,
+    }))
+}
+
+fn fmt_secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+/// `mutants: detected D/N, median Ms, max Xs` (times over the detected mutants).
+pub fn summary_line(times: &[Duration], n: usize) -> String {
+    let mut t: Vec<f64> = times.iter().map(|d| d.as_secs_f64()).collect();
+    t.sort_by(|a, b| a.total_cmp(b));
+    let median = match t.len() {
+        0 => 0.0,
+        k if k % 2 == 1 => t[k / 2],
+        k => (t[k / 2 - 1] + t[k / 2]) / 2.0,
+    };
+    let max = t.last().copied().unwrap_or(0.0);
+    format!(
+        "mutants: detected {}/{n}, median {median:.1}s, max {max:.1}s",
+        t.len()
+    )
+}
+
+fn print_list(all: &[Mutant]) {
+    let rows: Vec<Vec<String>> = all
+        .iter()
+        .map(|m| {
+            vec![
+                m.name.clone(),
+                m.side().into(),
+                m.expect.clone(),
+                m.desc.clone(),
+            ]
+        })
+        .collect();
+    print!("{}", table(&["mutant", "side", "expect", "plants"], &rows));
+    let c = all.iter().filter(|m| m.side() == "C").count();
+    println!("{} mutants: {c} C, {} Rust", all.len(), all.len() - c);
+}
+
+fn print_results(outcomes: &[Outcome], total: usize) -> String {
+    let rows: Vec<Vec<String>> = outcomes
+        .iter()
+        .map(|o| {
+            let (det, by, t, why) = match (&o.caught, &o.error) {
+                (_, Some(e)) => ("ERROR".into(), "-".into(), "-".into(), e.clone()),
+                (Some(c), _) => (
+                    "yes".to_string(),
+                    c.by.clone(),
+                    fmt_secs(c.after),
+                    c.why.clone(),
+                ),
+                (None, _) => ("no".into(), "-".into(), "-".into(), String::new()),
+            };
+            let why: String = if why.chars().count() > 70 {
+                why.chars().take(67).collect::<String>() + "..."
+            } else {
+                why
+            };
+            vec![o.name.clone(), o.side.into(), det, by, t, why]
+        })
+        .collect();
+    println!();
+    say!(TAG, "summary");
+    print!(
+        "{}",
+        table(
+            &["mutant", "side", "detected", "by", "time", "finding"],
+            &rows
+        )
+    );
+    let times: Vec<Duration> = outcomes
+        .iter()
+        .filter_map(|o| o.caught.as_ref().map(|c| c.after))
+        .collect();
+    summary_line(&times, total)
+}
+
+pub fn run(args: Args) -> Res<u8> {
+    let all = load_all()?;
+    check_rust(&all)?;
+    for o in &args.only {
+        if !all.iter().any(|m| &m.name == o) {
+            return Err(setup_err(format!(
+                "unknown mutant `{o}`; see `cargo xtask mutants --list`"
+            )));
+        }
+    }
+    let selected: Vec<&Mutant> = all
+        .iter()
+        .filter(|m| args.only.is_empty() || args.only.contains(&m.name))
+        .collect();
+    if args.list {
+        print_list(&all);
+        let tree = source_tree()?;
+        if tree.join(PGTABLE_C).is_file() {
+            check_c(&all, &tree)?;
+            say!(TAG, "every C rule applies to {}", tree.display());
+        }
+        return Ok(EXIT_OK);
+    }
+    if args.diff {
+        let tree = source_tree()?;
+        check_c(&all, &tree)?;
+        for m in &selected {
+            let Kind::C(rule) = &m.kind else { continue };
+            let src = fs::read_to_string(tree.join(&rule.file))
+                .map_err(|e| setup_err(format!("cannot read {}: {e}", rule.file)))?;
+            let out = apply_rule(&src, rule).map_err(setup_err)?;
+            println!("== {} ({}, {}())", m.name, rule.file, rule.function);
+            print!("{}", changed_lines(&src, &out));
+        }
+        return Ok(EXIT_OK);
+    }
+    setup::setup(setup::Opts { fuzz: true })?;
+    let tree = source_tree()?;
+    check_c(&all, &tree)?;
+    let triple = host_triple()?;
+    let sanitizer = match args.sanitizer {
+        crate::fuzz::Sanitizer::Address => "address",
+        crate::fuzz::Sanitizer::None => "none",
+    };
+    ctrlc::set_handler(|| {
+        INTERRUPTED.store(true, Ordering::SeqCst);
+        eprintln!("[mutants] interrupted; stopping after the current step");
+    })
+    .map_err(|e| setup_err(format!("cannot install the Ctrl-C handler: {e}")))?;
+
+    let files = scenarios();
+    let ksrc = work_dir().join("ksrc");
+    let ncorpus: usize = TARGETS.iter().map(|t| count_files(&corpus_dir(t))).sum();
+    say!(
+        TAG,
+        "{} mutant(s); corpus {ncorpus} inputs, {} text scenarios; budget {} s, {} job(s), sanitizer {sanitizer}; C source {}",
+        selected.len(),
+        files.len(),
+        args.budget,
+        args.jobs,
+        tree.display()
+    );
+
+    if !args.no_baseline {
+        say!(TAG, "baseline: building the unmutated code ...");
+        let t = Instant::now();
+        write_tree(&tree, &ksrc, None)?;
+        let bins = build(
+            &Variant::CTree(ksrc.clone()),
+            "baseline",
+            sanitizer,
+            &triple,
+            !files.is_empty(),
+        )?;
+        say!(TAG, "baseline: built in {}", fmt_secs(t.elapsed()));
+        if let Some(c) = replay(&bins, &files, "baseline", args.jobs as usize)? {
+            return Err(setup_err(format!(
+                "the unmutated build already fails on the {} ({}); mutants cannot be judged. \
+                 Fix or move that input (or pass --no-baseline)",
+                c.by, c.why
+            )));
+        }
+        say!(TAG, "baseline: corpus and scenarios pass");
+    }
+
+    let mut outcomes: Vec<Outcome> = vec![];
+    let n = selected.len();
+    for (i, m) in selected.iter().enumerate() {
+        if INTERRUPTED.load(Ordering::SeqCst) {
+            break;
+        }
+        let label = m.name.as_str();
+        say!(TAG, "[{}/{n}] {label} ({}): {}", i + 1, m.side(), m.desc);
+        let variant = match &m.kind {
+            Kind::C(rule) => {
+                write_tree(&tree, &ksrc, Some(rule))?;
+                Variant::CTree(ksrc.clone())
+            }
+            Kind::Rust(_) => Variant::RustCfg(m.name.clone()),
+        };
+        let t = Instant::now();
+        let r = build(&variant, label, sanitizer, &triple, !files.is_empty()).and_then(|bins| {
+            say!(TAG, "{label}: built in {}", fmt_secs(t.elapsed()));
+            test_mutant(m, &bins, &files, &args, label)
+        });
+        let o = match r {
+            Ok(caught) => Outcome {
+                name: m.name.clone(),
+                side: m.side(),
+                caught,
+                error: None,
+            },
+            Err(e) => {
+                warn!(TAG, "{label}: {}", e.msg);
+                Outcome {
+                    name: m.name.clone(),
+                    side: m.side(),
+                    caught: None,
+                    error: Some(e.msg),
+                }
+            }
+        };
+        match (&o.caught, &o.error) {
+            (Some(c), _) => say!(
+                TAG,
+                "{label}: DETECTED by {} after {}: {}",
+                c.by,
+                fmt_secs(c.after),
+                c.why
+            ),
+            (None, None) if !INTERRUPTED.load(Ordering::SeqCst) => {
+                say!(TAG, "{label}: survived {} s of fuzzing", args.budget)
+            }
+            _ => {}
+        }
+        let _ = fs::remove_dir_all(work_dir().join("run").join(label));
+        outcomes.push(o);
+    }
+    // Leave the C build pointing at the unmutated source.
+    let _ = write_tree(&tree, &ksrc, None);
+
+    let line = print_results(&outcomes, n);
+    let errors = outcomes.iter().filter(|o| o.error.is_some()).count();
+    let interrupted = INTERRUPTED.load(Ordering::SeqCst);
+    if interrupted {
+        warn!(TAG, "interrupted after {} of {n} mutants", outcomes.len());
+    }
+    if errors > 0 {
+        warn!(
+            TAG,
+            "{errors} mutant(s) could not be tested (build failed); logs in {}",
+            rel(&work_dir().join("logs"))
+        );
+    }
+    println!("{line}");
+    let all_detected = outcomes.len() == n && outcomes.iter().all(|o| o.caught.is_some());
+    Ok(if errors > 0 || interrupted {
+        EXIT_SETUP
+    } else if all_detected {
+        EXIT_OK
+    } else {
+        EXIT_FINDING
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // A made-up C file (not kernel code) exercising the locator and both actions.
+    const SRC: &str = "static int helper(int a);\n\
+/* helper(x) in a comment */\n\
+static int helper(int a)\n\
+{\n\
+\tint b = a >> 2; // a >> 2 again\n\
+\tif (a)\n\
+\t\tfoo(a, \"a >> 2\");\n\
+\tbar(a,\n\
+\t    b);\n\
+\treturn b + a >> 2;\n\
+}\n\
+\n\
+int not_helper(int a)\n\
+{\n\
+\treturn helper(a);\n\
+}\n";
+
+    fn rule(function: &str, find: &str, count: usize, nth: usize, action: Action) -> CRule {
+        CRule {
+            file: PGTABLE_C.into(),
+            function: function.into(),
+            find: find.into(),
+            count,
+            nth,
+            action,
+        }
+    }
+
+    #[test]
+    fn blanking_keeps_offsets() {
+        let b = blank_comments(SRC);
+        assert_eq!(b.len(), SRC.len());
+        assert!(!b.contains("comment") && !b.contains("again"));
+        assert!(b.contains("foo(a, \"      \")"));
+    }
+
+    #[test]
+    fn locates_definition_not_prototype_or_caller() {
+        let code = blank_comments(SRC);
+        let (s, e) = find_function(&code, "helper").unwrap();
+        assert!(code[s..e].starts_with("{\n\tint b"));
+        assert!(code[s..e].ends_with("a >> 2;\n}"));
+        let (s, _) = find_function(&code, "not_helper").unwrap();
+        assert!(code[s..].starts_with("{\n\treturn helper"));
+        assert!(find_function(&code, "missing").is_err());
+        let twice = format!("{SRC}int helper(int a)\n{{\n}}\n");
+        let e = find_function(&blank_comments(&twice), "helper").unwrap_err();
+        assert!(e.contains("2 times"), "{e}");
+    }
+
+    #[test]
+    fn replace_counts_matches_in_code_only() {
+        // `a >> 2` occurs twice in code (plus once in a comment and once in a string).
+        let r = rule("helper", "a>>2", 2, 2, Action::Replace("a >> 3".into()));
+        let out = apply_rule(SRC, &r).unwrap();
+        assert!(out.contains("return b + a >> 3;"));
+        assert!(out.contains("int b = a >> 2; // a >> 2 again"));
+        let wrong = rule("helper", "a >> 2", 1, 1, Action::Replace("x".into()));
+        let e = apply_rule(SRC, &wrong).unwrap_err();
+        assert!(e.contains("matches 2 time(s)"), "{e}");
+        let none = rule("helper", "zzz", 1, 1, Action::Replace("x".into()));
+        assert!(apply_rule(SRC, &none).unwrap_err().contains("matches 0"));
+    }
+
+    #[test]
+    fn delete_statement_spans_lines_and_keeps_syntax() {
+        let r = rule("helper", "bar", 1, 1, Action::DeleteStatement);
+        let out = apply_rule(SRC, &r).unwrap();
+        assert!(!out.contains("bar"));
+        assert!(out.contains("\"a >> 2\"); ;\n\treturn b"), "{out}");
+        // A statement guarded by an if loses the guard too (the if has no else).
+        let r = rule("helper", "foo", 1, 1, Action::DeleteStatement);
+        let out = apply_rule(SRC, &r).unwrap();
+        assert!(out.contains("int b = a >> 2; ;\n\tbar(a,"), "{out}");
+        // A match inside a call's arguments deletes the whole call.
+        let r = rule("helper", "b ) ;", 1, 1, Action::DeleteStatement);
+        let out = apply_rule(SRC, &r).unwrap();
+        assert!(out.contains("\"a >> 2\"); ;\n\treturn b"), "{out}");
+    }
+
+    #[test]
+    fn spec_parsing_and_errors() {
+        let text = "# c\n[m-one]\ndesc = d\nexpect = stage2\nfunction = f\nfind = a -> b\n\
+                    action = replace\nwith = c\n\n[m-two]\ndesc = e\nexpect = hyp\nfunction = g\n\
+                    find = x\ncount = 2\nnth = 2\naction = delete-statement\nfile = h.h\n";
+        let ms = parse_spec(text, "t", true).unwrap();
+        assert_eq!(ms.len(), 2);
+        assert_eq!(
+            ms[0].kind,
+            Kind::C(rule("f", "a -> b", 1, 1, Action::Replace("c".into())))
+        );
+        let Kind::C(r) = &ms[1].kind else { panic!() };
+        assert_eq!((r.count, r.nth, r.file.as_str()), (2, 2, "h.h"));
+        for bad in [
+            "[x]\ndesc = d\nexpect = nope\nfunction = f\nfind = a\naction = replace\nwith = b\n",
+            "[x]\ndesc = d\nexpect = hyp\nfunction = f\nfind = a\naction = replace\n",
+            "[x]\ndesc = d\nexpect = hyp\nfunction = f\nfind = a\naction = zap\n",
+            "[x]\ndesc = d\nexpect = hyp\nfunction = f\nfind = a\nnth = 2\naction = delete-statement\n",
+            "[x]\ndesc = d\nexpect = hyp\nfunction = f\nfind = a\naction = delete-statement\ncolor = red\n",
+            "desc = d\n",
+        ] {
+            assert!(parse_spec(bad, "t", true).is_err(), "{bad}");
+        }
+        let rs = parse_spec("[r]\ndesc = d\nexpect = walk\nfile = a.rs\n", "t", false).unwrap();
+        assert_eq!(rs[0].kind, Kind::Rust("a.rs".into()));
+    }
+
+    #[test]
+    fn changed_region() {
+        assert_eq!(changed_lines("a\nb\nc\n", "a\nx\ny\nc\n"), "-b\n+x\n+y\n");
+        assert_eq!(changed_lines("a\nb\n", "a\nb\n"), "");
+    }
+
+    #[test]
+    fn summary_median_and_max() {
+        let d = |s: f64| Duration::from_secs_f64(s);
+        assert_eq!(
+            summary_line(&[d(3.0), d(1.0), d(10.0)], 4),
+            "mutants: detected 3/4, median 3.0s, max 10.0s"
+        );
+        assert_eq!(
+            summary_line(&[d(1.0), d(2.0)], 2),
+            "mutants: detected 2/2, median 1.5s, max 2.0s"
+        );
+        assert_eq!(
+            summary_line(&[], 5),
+            "mutants: detected 0/5, median 0.0s, max 0.0s"
+        );
+    }
+
+    #[test]
+    fn committed_specs_are_consistent() {
+        let all = load_all().unwrap();
+        let c = all.iter().filter(|m| matches!(m.kind, Kind::C(_))).count();
+        assert!(c >= 14 && all.len() - c >= 10, "{c} C of {}", all.len());
+        check_rust(&all).unwrap();
+        // With the kernel source present, every C rule must still apply exactly.
+        let tree = source_tree().unwrap();
+        if tree.join(PGTABLE_C).is_file() {
+            check_c(&all, &tree).unwrap();
+        } else {
+            eprintln!("kernel source not present; C rules not checked");
+        }
+    }
+
+    #[test]
+    fn scenario_targets_from_paths() {
+        assert_eq!(
+            scenario_target(Path::new("fuzz/scenarios/host_stage2/a.txt")),
+            Some("host_stage2")
+        );
+        assert_eq!(scenario_target(Path::new("tests/regressions/a.txt")), None);
+    }
+}
