@@ -20,7 +20,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use util::{EXIT_OK, EXIT_SETUP, Res};
+use util::{EXIT_OK, Res};
 
 #[derive(Parser)]
 #[command(
@@ -125,11 +125,6 @@ Exit codes: 0 written (no finding now), 1 written (it still diverges: fix the bu
 2 usage or setup error."
     )]
     Regress(crashflow::RegressArgs),
-}
-
-fn not_yet(name: &str) -> Res<u8> {
-    eprintln!("cargo xtask {name}: not implemented yet");
-    Ok(EXIT_SETUP)
 }
 
 fn main() -> ExitCode {
