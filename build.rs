@@ -148,10 +148,9 @@ fn global_functions(src: &str) -> Vec<String> {
         if !name.is_empty()
             && !is_macro_like
             && !["if", "for", "while", "switch", "return"].contains(&name.as_str())
+            && !names.contains(&name)
         {
-            if !names.contains(&name) {
-                names.push(name);
-            }
+            names.push(name);
         }
     }
     names

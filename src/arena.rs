@@ -90,13 +90,18 @@ mod pool {
         static FREE: RefCell<Vec<Vec<u64>>> = const { RefCell::new(Vec::new()) };
     }
 
-    /// A buffer of `words` words, all POISON.
+    /// Size of pooled buffers: every arena the op-stream model allows
+    /// (4 MiB of simulated memory) fits in one, so fuzz inputs of varying
+    /// geometry all reuse the same two buffers.
+    const POOLED_WORDS: usize = (4 << 20) / 8;
+
+    /// A buffer of at least `words` words, all POISON.
     pub(super) fn take(words: usize) -> Vec<u64> {
         FREE.with(|f| {
             let mut f = f.borrow_mut();
-            match f.iter().position(|b| b.len() == words) {
+            match f.iter().position(|b| b.len() >= words) {
                 Some(i) => f.swap_remove(i),
-                None => vec![POISON; words],
+                None => vec![POISON; words.max(POOLED_WORDS)],
             }
         })
     }
@@ -192,6 +197,16 @@ impl Arena {
     pub fn virt_to_phys(&self, va: *const u64) -> u64 {
         ((va as usize).wrapping_sub(self.mem.as_ptr() as usize) as u64)
             .wrapping_add(self.geo.base_pa)
+    }
+
+    /// Host pointer for the descriptor at `pa` when it lies inside the arena
+    /// (live or free page); one compare, as this is on every descriptor
+    /// access of the Rust side.
+    #[inline]
+    pub fn slot_ptr(&self, pa: u64) -> Option<*mut u64> {
+        let off = pa.wrapping_sub(self.geo.base_pa);
+        (off < self.geo.page_size * u64::from(self.geo.pages) && off % 8 == 0)
+            .then(|| (self.mem.as_ptr() as usize + off as usize) as *mut u64)
     }
 
     /// Records that memory outside live pages may have been written (a stray

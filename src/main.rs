@@ -73,8 +73,10 @@ fn guess_target(path: &Path) -> Option<String> {
         .map(|c| c.as_os_str().to_string_lossy().into_owned())
         .collect();
     comps.windows(2).find_map(|w| {
-        (matches!(w[0].as_str(), "artifacts" | "corpus" | "corpus-work")
-            && fuzz::profile(&w[1]).is_some())
+        (matches!(
+            w[0].as_str(),
+            "artifacts" | "corpus" | "corpus-work" | "scenarios"
+        ) && fuzz::profile(&w[1]).is_some())
         .then(|| w[1].clone())
     })
 }
@@ -118,19 +120,28 @@ fn options(target: Option<&str>, full_memory: bool) -> RunOptions {
     o
 }
 
+/// The files named, with directories expanded recursively (sorted).
 fn files(inputs: &[PathBuf]) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            if p.is_dir() {
+                walk(&p, out);
+            } else if p.is_file() {
+                out.push(p);
+            }
+        }
+    }
     let mut out = Vec::new();
     for p in inputs {
         if p.is_dir() {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|e| e.path())
-                .filter(|p| p.is_file())
-                .collect();
-            v.sort();
-            out.extend(v);
+            walk(p, &mut out);
         } else {
             out.push(p.clone());
         }

@@ -91,8 +91,8 @@ unsafe impl rp::MmOps for RustEnv {
     }
 
     fn phys_to_virt(&mut self, pa: u64) -> *mut u64 {
-        if self.arena.page_index(pa).is_some() && pa % 8 == 0 {
-            return self.arena.phys_to_virt(pa);
+        if let Some(p) = self.arena.slot_ptr(pa) {
+            return p;
         }
         self.trace.push(Event::Misuse(Misuse::ForeignAddress {
             op: "phys_to_virt",

@@ -218,7 +218,10 @@ fn corpus_runs_without_findings() {
 
 /// One replay of the whole corpus with `keep_log`: per input its summary
 /// counts and its full log.
-fn replay() -> Vec<(String, usize, usize, usize, Vec<&'static str>, Vec<Outcome>)> {
+/// Per input: name, ops run, ops skipped, events, known divergences, log.
+type Replay = (String, usize, usize, usize, Vec<&'static str>, Vec<Outcome>);
+
+fn replay() -> Vec<Replay> {
     corpus()
         .into_iter()
         .map(|(t, p, bytes)| {

@@ -281,7 +281,7 @@ extern "C" fn mm_icache_inval_pou(addr: *mut c_void, size: usize) {
 
 pub(super) extern "C" fn force_pte_cb(addr: u64, end: u64, prot: ffi::kvm_pgtable_prot) -> bool {
     let env = env();
-    env.force_pte.decide(addr, end, prot as u64, &mut env.trace)
+    env.force_pte.decide(addr, end, prot, &mut env.trace)
 }
 
 // ---- walker with a Rust visitor ----
@@ -302,14 +302,14 @@ extern "C" fn visitor_trampoline(
     // SAFETY: the arena outlives the walk.
     let arena = unsafe { &*vc.arena };
     let v = Visit {
-        kind: visit as u32,
+        kind: visit,
         ptep: arena.virt_to_phys(ctx.ptep),
         old: ctx.old,
         start: ctx.start,
         addr: ctx.addr,
         end: ctx.end,
         level: ctx.level,
-        flags: ctx.flags as u32,
+        flags: ctx.flags,
     };
     (vc.visitor)(&v)
 }

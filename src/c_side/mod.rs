@@ -238,7 +238,7 @@ impl CSide {
     pub fn hyp_pte_prot(&mut self, pte: u64) -> u64 {
         // SAFETY: a pure function of its argument (it reads CPU features).
         self.call(|i| unsafe { (i.ops.hyp_pte_prot.unwrap())(pte) })
-            .ret as u64
+            .ret
     }
 
     // ---- stage-2 ----
@@ -394,7 +394,7 @@ impl CSide {
     pub fn stage2_pte_prot(&mut self, pte: u64) -> u64 {
         // SAFETY: pure.
         self.call(|i| unsafe { (i.ops.stage2_pte_prot.unwrap())(pte) })
-            .ret as u64
+            .ret
     }
 
     pub fn tlb_flush_vmid_range(&mut self, addr: u64, size: u64) -> Outcome<()> {
