@@ -25,6 +25,35 @@ const KERNEL_FILES: [&str; 3] = [
     "arch/arm64/include/asm/stage2_pgtable.h",
 ];
 const PGTABLE_C: &str = KERNEL_FILES[0];
+
+/// The kvm_pgtable API functions (Linux 6.12) that c-shim/glue.c puts in
+/// each build's ops table; pgtable.c must define every one of them.
+const API_6_12: [&str; 24] = [
+    "kvm_pgtable_hyp_init",
+    "kvm_pgtable_hyp_destroy",
+    "kvm_pgtable_hyp_map",
+    "kvm_pgtable_hyp_unmap",
+    "kvm_pgtable_hyp_pte_prot",
+    "kvm_get_vtcr",
+    "kvm_pgtable_stage2_pgd_size",
+    "__kvm_pgtable_stage2_init",
+    "kvm_pgtable_stage2_destroy",
+    "kvm_pgtable_stage2_free_unlinked",
+    "kvm_pgtable_stage2_create_unlinked",
+    "kvm_pgtable_stage2_map",
+    "kvm_pgtable_stage2_set_owner",
+    "kvm_pgtable_stage2_unmap",
+    "kvm_pgtable_stage2_wrprotect",
+    "kvm_pgtable_stage2_mkyoung",
+    "kvm_pgtable_stage2_test_clear_young",
+    "kvm_pgtable_stage2_relax_perms",
+    "kvm_pgtable_stage2_flush",
+    "kvm_pgtable_stage2_split",
+    "kvm_pgtable_stage2_pte_prot",
+    "kvm_tlb_flush_vmid_range",
+    "kvm_pgtable_walk",
+    "kvm_pgtable_get_leaf",
+];
 const DEFAULT_CACHE: &str = ".cache/linux-source-6.12";
 
 /// Execution contexts: nVHE hypervisor (no RCU, SHARED walks refused) and
@@ -230,6 +259,19 @@ fn main() {
 
     let pgtable_c = fs::read_to_string(ksrc.join(PGTABLE_C)).unwrap();
     let globals = global_functions(&pgtable_c);
+    let missing: Vec<&str> = API_6_12
+        .iter()
+        .copied()
+        .filter(|f| !globals.iter().any(|g| g == f))
+        .collect();
+    if !missing.is_empty() {
+        fail(&format!(
+            "{} is not the Linux 6.12 kvm_pgtable API that kvm-pgtable-diff drives: pgtable.c does not \
+             define {}.\nUse a 6.12-based tree, or unset LINUX_SRC to use the locked Debian source.",
+            tree.display(),
+            missing.join(", ")
+        ));
+    }
     let kinc = ksrc.join("arch/arm64/include");
     let shim_inc = shim.join("include");
 

@@ -531,7 +531,13 @@ impl<'c> Gen<'c> {
                 0 => VisitScript::Ok,
                 _ => VisitScript::FailAt {
                     n: r.u8(),
-                    errno: r.u8() as i8,
+                    // Visitors return 0 or a negative errno; non-negative
+                    // bytes fold onto negatives (encoded streams never
+                    // hold them, so exact round trips are unaffected).
+                    errno: match r.u8() as i8 {
+                        e if e < 0 => e,
+                        e => -e - 1,
+                    },
                 },
             };
         }

@@ -684,6 +684,8 @@ pub struct OpStream {
 /// Why a stream is not valid (see [`OpStream::validate`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InvalidStream {
+    /// A walk visitor script returning a non-negative value (visitors return 0 or -errno).
+    VisitErrno { index: usize },
     /// A memcache size above [`MEMCACHE_MAX`].
     Memcache { index: usize },
     /// The configuration violates a constraint.
@@ -701,6 +703,12 @@ impl fmt::Display for InvalidStream {
             InvalidStream::TooManyOps(n) => write!(f, "{n} ops, at most {MAX_OPS} allowed"),
             InvalidStream::OpStage { index, name } => {
                 write!(f, "op #{index} ({name}) is not valid for this stage")
+            }
+            InvalidStream::VisitErrno { index } => {
+                write!(
+                    f,
+                    "op #{index}: a walk visitor fails with a negative errno (e.g. -EAGAIN or -11)"
+                )
             }
             InvalidStream::Memcache { index } => {
                 write!(
@@ -731,6 +739,15 @@ impl OpStream {
                 Op::S2Split { nobjs, .. } => Some(nobjs),
                 _ => None,
             };
+            if let Op::Walk {
+                script: VisitScript::FailAt { errno, .. },
+                ..
+            } = op
+            {
+                if *errno >= 0 {
+                    return Err(InvalidStream::VisitErrno { index });
+                }
+            }
             if mc.is_some_and(|n| n > MEMCACHE_MAX) {
                 return Err(InvalidStream::Memcache { index });
             }

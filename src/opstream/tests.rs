@@ -149,7 +149,7 @@ fn sample_stage2() -> OpStream {
             addr: 0,
             size: 0,
             flags: 0x80,
-            script: VisitScript::FailAt { n: 255, errno: 5 },
+            script: VisitScript::FailAt { n: 255, errno: -5 },
         },
         Op::Walk {
             addr: 7,
@@ -961,7 +961,7 @@ fn print_odd_values_by_hand() {
     );
     assert_eq!(
         lines[18],
-        "walk addr=0x0 size=0x0 flags=0x80 script=fail_at:255:5"
+        "walk addr=0x0 size=0x0 flags=0x80 script=fail_at:255:-5"
     );
     assert_eq!(lines[19], "walk addr=0x7 size=0x9 flags=0 script=ok");
     let h = print(&sample_hyp());
