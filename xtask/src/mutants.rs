@@ -597,9 +597,59 @@ impl Variant {
     }
 }
 
+/// The fuzz binaries of one variant, and its CLI, built on first use (only needed when the
+/// corpus does not already catch the mutant).
 struct Bins {
     fuzz: PathBuf,
+    variant: Variant,
+    label: String,
+    triple: String,
     cli: Option<PathBuf>,
+    /// Time spent building the CLI (not counted as time to detection).
+    cli_build: Duration,
+}
+
+impl Bins {
+    fn cli(&mut self) -> Res<PathBuf> {
+        if let Some(c) = &self.cli {
+            return Ok(c.clone());
+        }
+        let t = Instant::now();
+        let cdir = work_dir().join(format!("cli-{}", self.variant.kind()));
+        let mut cmd = Command::new("cargo");
+        cmd.args([
+            "build",
+            "--release",
+            "-p",
+            "kvm-pgtable-diff",
+            "--bin",
+            "kvm-pgtable-diff",
+            "--target",
+            &self.triple,
+        ])
+        .arg("--target-dir")
+        .arg(&cdir);
+        self.variant.apply(&mut cmd);
+        say!(
+            TAG,
+            "{}: building the CLI for the text scenarios ...",
+            self.label
+        );
+        run_build(
+            cmd,
+            &work_dir()
+                .join("logs")
+                .join(format!("{}-cli-build.log", self.label)),
+            &format!("{}: CLI build", self.label),
+        )?;
+        let c = cdir
+            .join(&self.triple)
+            .join("release")
+            .join("kvm-pgtable-diff");
+        self.cli = Some(c.clone());
+        self.cli_build = t.elapsed();
+        Ok(c)
+    }
 }
 
 /// Runs a build with output to `log`; on failure shows the log's error lines.
@@ -633,7 +683,7 @@ fn run_build(mut cmd: Command, log: &Path, what: &str) -> Res {
     Err(setup_err(format!("{what} failed; full log: {}", rel(log))))
 }
 
-fn build(v: &Variant, label: &str, sanitizer: &str, triple: &str, cli: bool) -> Res<Bins> {
+fn build(v: &Variant, label: &str, sanitizer: &str, triple: &str) -> Res<Bins> {
     let tdir = work_dir().join(format!("target-{}", v.kind()));
     let logs = work_dir().join("logs");
     fs::create_dir_all(&logs).map_err(|e| setup_err(format!("{}: {e}", logs.display())))?;
@@ -647,33 +697,14 @@ fn build(v: &Variant, label: &str, sanitizer: &str, triple: &str, cli: bool) -> 
         &logs.join(format!("{label}-build.log")),
         &format!("{label}: fuzz build"),
     )?;
-    let fuzz = tdir.join(triple).join("release");
-    let cli = if cli {
-        let cdir = work_dir().join(format!("cli-{}", v.kind()));
-        let mut cmd = Command::new("cargo");
-        cmd.args([
-            "build",
-            "--release",
-            "-p",
-            "kvm-pgtable-diff",
-            "--bin",
-            "kvm-pgtable-diff",
-            "--target",
-            triple,
-        ])
-        .arg("--target-dir")
-        .arg(&cdir);
-        v.apply(&mut cmd);
-        run_build(
-            cmd,
-            &logs.join(format!("{label}-cli-build.log")),
-            &format!("{label}: CLI build"),
-        )?;
-        Some(cdir.join(triple).join("release").join("kvm-pgtable-diff"))
-    } else {
-        None
-    };
-    Ok(Bins { fuzz, cli })
+    Ok(Bins {
+        fuzz: tdir.join(triple).join("release"),
+        variant: v.clone(),
+        label: label.to_string(),
+        triple: triple.to_string(),
+        cli: None,
+        cli_build: Duration::ZERO,
+    })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -911,7 +942,7 @@ fn replay_scenarios(cli: &Path, files: &[PathBuf], label: &str) -> Res<Option<(S
 }
 
 /// Replays the corpus (all targets) and the scenarios; the first finding, if any.
-fn replay(bins: &Bins, files: &[PathBuf], label: &str, jobs: usize) -> Res<Option<Caught>> {
+fn replay(bins: &mut Bins, files: &[PathBuf], label: &str, jobs: usize) -> Res<Option<Caught>> {
     let t0 = Instant::now();
     let targets: Vec<&str> = TARGETS
         .iter()
@@ -934,21 +965,22 @@ fn replay(bins: &Bins, files: &[PathBuf], label: &str, jobs: usize) -> Res<Optio
             why,
         }));
     }
-    if let Some(cli) = &bins.cli
-        && let Some((by, why)) = replay_scenarios(cli, files, label)?
-    {
-        return Ok(Some(Caught {
-            by,
-            after: t0.elapsed(),
-            why,
-        }));
+    if !files.is_empty() && !INTERRUPTED.load(Ordering::SeqCst) {
+        let cli = bins.cli()?;
+        if let Some((by, why)) = replay_scenarios(&cli, files, label)? {
+            return Ok(Some(Caught {
+                by,
+                after: t0.elapsed().saturating_sub(bins.cli_build),
+                why,
+            }));
+        }
     }
     Ok(None)
 }
 
 fn test_mutant(
     m: &Mutant,
-    bins: &Bins,
+    bins: &mut Bins,
     files: &[PathBuf],
     args: &Args,
     label: &str,
@@ -988,7 +1020,7 @@ fn test_mutant(
     )?;
     Ok(found.map(|(t, why)| Caught {
         by: t,
-        after: t0.elapsed(),
+        after: t0.elapsed().saturating_sub(bins.cli_build),
         why,
     }))
 }
@@ -1135,15 +1167,14 @@ pub fn run(args: Args) -> Res<u8> {
         say!(TAG, "baseline: building the unmutated code ...");
         let t = Instant::now();
         write_tree(&tree, &ksrc, None)?;
-        let bins = build(
+        let mut bins = build(
             &Variant::CTree(ksrc.clone()),
             "baseline",
             sanitizer,
             &triple,
-            !files.is_empty(),
         )?;
         say!(TAG, "baseline: built in {}", fmt_secs(t.elapsed()));
-        if let Some(c) = replay(&bins, &files, "baseline", args.jobs as usize)? {
+        if let Some(c) = replay(&mut bins, &files, "baseline", args.jobs as usize)? {
             return Err(setup_err(format!(
                 "the unmutated build already fails on the {} ({}); mutants cannot be judged. \
                  Fix or move that input (or pass --no-baseline)",
@@ -1169,9 +1200,9 @@ pub fn run(args: Args) -> Res<u8> {
             Kind::Rust(_) => Variant::RustCfg(m.name.clone()),
         };
         let t = Instant::now();
-        let r = build(&variant, label, sanitizer, &triple, !files.is_empty()).and_then(|bins| {
+        let r = build(&variant, label, sanitizer, &triple).and_then(|mut bins| {
             say!(TAG, "{label}: built in {}", fmt_secs(t.elapsed()));
-            test_mutant(m, &bins, &files, &args, label)
+            test_mutant(m, &mut bins, &files, &args, label)
         });
         let o = match r {
             Ok(caught) => Outcome {
