@@ -202,6 +202,30 @@ pub enum Event {
 /// The ordered events of one side for one operation.
 pub type Trace = Vec<Event>;
 
+thread_local! {
+    static SPARE: std::cell::RefCell<Vec<Trace>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty trace, reusing the capacity of a recycled one: every op of
+/// every fuzz input makes two, and regrowing them from empty was a
+/// measurable share of the diff's cost.
+pub fn fresh_trace() -> Trace {
+    SPARE
+        .with(|s| s.borrow_mut().pop())
+        .unwrap_or_else(|| Vec::with_capacity(64))
+}
+
+/// Hands a trace back for reuse once it has been compared.
+pub fn recycle(mut t: Trace) {
+    t.clear();
+    SPARE.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < 8 {
+            s.push(t);
+        }
+    });
+}
+
 /// One visitor callback of a walk, as either side reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Visit {

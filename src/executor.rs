@@ -992,15 +992,25 @@ fn run_inner(
         {
             summary.known.push(known::KD1.id);
         }
+        // Annotations can only go away through a store or a freed table.
+        let memory_changed = c.trace.iter().any(|e| {
+            matches!(
+                e,
+                Event::Store { .. } | Event::PutPage { .. } | Event::FreeUnlinkedTable { .. }
+            )
+        });
         if opts.keep_log {
             summary.log.push(c);
+        } else {
+            crate::events::recycle(c.trace);
         }
+        crate::events::recycle(r.trace);
         if opts.full_memory_each_op {
             if let Some(what) = compare_memory(pair.c_arena(), pair.rust_arena()) {
                 return Err(fail(&pair, Step::Op(i), what, &mut summary.log, None));
             }
         }
-        if opts.owner_invariant {
+        if opts.owner_invariant && memory_changed {
             let now = pair.c_tree().annotations(pair.c_arena(), pair.format());
             let range = op.range();
             for &(ia, level, pte) in &annotations {

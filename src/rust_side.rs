@@ -42,7 +42,7 @@ impl RustEnv {
     }
 
     pub fn take_trace(&mut self) -> Trace {
-        std::mem::take(&mut self.trace)
+        std::mem::replace(&mut self.trace, crate::events::fresh_trace())
     }
 }
 

@@ -180,7 +180,7 @@ impl CSide {
         let ret = callbacks::with_current(env, inner.features, || f(inner));
         Outcome {
             ret,
-            trace: std::mem::take(&mut inner.env.trace),
+            trace: std::mem::replace(&mut inner.env.trace, crate::events::fresh_trace()),
         }
     }
 
