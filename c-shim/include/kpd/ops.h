@@ -30,7 +30,7 @@ struct kpd_ops {
 	size_t (*stage2_pgd_size)(u64 vtcr);
 	int (*stage2_init)(struct kvm_pgtable *pgt, struct kvm_s2_mmu *mmu,
 			   struct kvm_pgtable_mm_ops *mm_ops, enum kvm_pgtable_stage2_flags flags,
-			   kvm_pgtable_force_pte_cb_t force_pte_cb);
+			   kvm_pgtable_force_pte_cb_t cb);
 	void (*stage2_destroy)(struct kvm_pgtable *pgt);
 	void (*stage2_free_unlinked)(struct kvm_pgtable_mm_ops *mm_ops, void *pgtable, s8 level);
 	kvm_pte_t *(*stage2_create_unlinked)(struct kvm_pgtable *pgt, u64 phys, s8 level,
@@ -45,7 +45,7 @@ struct kpd_ops {
 	int (*stage2_relax_perms)(struct kvm_pgtable *pgt, u64 addr, enum kvm_pgtable_prot prot);
 	int (*stage2_flush)(struct kvm_pgtable *pgt, u64 addr, u64 size);
 	int (*stage2_split)(struct kvm_pgtable *pgt, u64 addr, u64 size,
-			    struct kvm_mmu_memory_cache *mc);
+			    struct kvm_mmu_memory_cache *cache);
 	enum kvm_pgtable_prot (*stage2_pte_prot)(kvm_pte_t pte);
 	void (*tlb_flush_vmid_range)(struct kvm_s2_mmu *mmu, phys_addr_t addr, size_t size);
 
