@@ -63,6 +63,10 @@ pub struct Args {
     /// Print what each selected C mutant changes in the source (to the terminal) and exit.
     #[arg(long)]
     pub diff: bool,
+    /// Skip the corpus and scenario replay and fuzz from an empty corpus: measures what the
+    /// generators find on their own (implies --no-baseline).
+    #[arg(long)]
+    pub fuzz_only: bool,
     /// Skip the unmutated baseline build that checks the corpus and scenarios pass first.
     #[arg(long)]
     pub no_baseline: bool,
@@ -783,7 +787,14 @@ struct Job {
     arts: PathBuf,
 }
 
-fn spawn_fuzzer(bin: &Path, target: &str, label: &str, extra: &[String], runs0: bool) -> Res<Job> {
+fn spawn_fuzzer(
+    bin: &Path,
+    target: &str,
+    label: &str,
+    extra: &[String],
+    runs0: bool,
+    with_seeds: bool,
+) -> Res<Job> {
     let base = work_dir().join("run").join(label).join(target);
     let work = base.join("corpus");
     let arts = base.join("artifacts");
@@ -807,7 +818,7 @@ fn spawn_fuzzer(bin: &Path, target: &str, label: &str, extra: &[String], runs0: 
         cmd.arg("-runs=0");
     }
     let seeds = corpus_dir(target);
-    if count_files(&seeds) > 0 {
+    if with_seeds && count_files(&seeds) > 0 {
         cmd.arg(&seeds);
     }
     let child = cmd
@@ -953,7 +964,7 @@ fn replay(bins: &mut Bins, files: &[PathBuf], label: &str, jobs: usize) -> Res<O
     let found = run_jobs(
         || {
             it.next()
-                .map(|t| spawn_fuzzer(&bins.fuzz, t, label, &[], true))
+                .map(|t| spawn_fuzzer(&bins.fuzz, t, label, &[], true, true))
         },
         jobs,
         None,
@@ -987,7 +998,9 @@ fn test_mutant(
 ) -> Res<Option<Caught>> {
     let t0 = Instant::now();
     let _ = fs::remove_dir_all(work_dir().join("run").join(label));
-    if let Some(c) = replay(bins, files, label, args.jobs as usize)? {
+    if !args.fuzz_only
+        && let Some(c) = replay(bins, files, label, args.jobs as usize)?
+    {
         return Ok(Some(c));
     }
     if INTERRUPTED.load(Ordering::SeqCst) {
@@ -1002,7 +1015,12 @@ fn test_mutant(
     let deadline = Instant::now() + Duration::from_secs(args.budget);
     say!(
         TAG,
-        "{label}: corpus/scenarios pass; fuzzing {} ({slice} s each, {jobs} at a time)",
+        "{label}: {}fuzzing {} ({slice} s each, {jobs} at a time)",
+        if args.fuzz_only {
+            "empty corpus; "
+        } else {
+            "corpus/scenarios pass; "
+        },
         order.join(", ")
     );
     let mut it = order.into_iter();
@@ -1013,7 +1031,7 @@ fn test_mutant(
                 return None;
             }
             it.next()
-                .map(|t| spawn_fuzzer(&bins.fuzz, t, label, &extra, false))
+                .map(|t| spawn_fuzzer(&bins.fuzz, t, label, &extra, false, !args.fuzz_only))
         },
         jobs,
         Some(deadline),
@@ -1163,7 +1181,7 @@ pub fn run(args: Args) -> Res<u8> {
         tree.display()
     );
 
-    if !args.no_baseline {
+    if !args.no_baseline && !args.fuzz_only {
         say!(TAG, "baseline: building the unmutated code ...");
         let t = Instant::now();
         write_tree(&tree, &ksrc, None)?;
