@@ -424,6 +424,36 @@ impl Pair {
         (c, r)
     }
 
+    /// Teardown on one side only (for [`run_one_side`]); returns its trace.
+    fn destroy_side(&mut self, side: Side) -> Trace {
+        let mut trace = Trace::new();
+        let unlinked = std::mem::take(&mut self.unlinked);
+        match (side, &mut self.r) {
+            (Side::C, r) => {
+                for &(pa, _, level) in &unlinked {
+                    trace.extend(self.c.stage2_free_unlinked(pa, level).trace);
+                }
+                let o = match r {
+                    RTable::Hyp(_) => self.c.hyp_destroy(),
+                    RTable::Stage2(_) => self.c.stage2_destroy(),
+                };
+                trace.extend(o.trace);
+            }
+            (Side::Rust, RTable::Hyp(t)) => {
+                t.destroy();
+                trace.extend(t.env_mut().take_trace());
+            }
+            (Side::Rust, RTable::Stage2(t)) => {
+                for &(_, pa, level) in &unlinked {
+                    t.free_unlinked(pa, rp::Level(level));
+                }
+                t.destroy();
+                trace.extend(t.env_mut().take_trace());
+            }
+        }
+        trace
+    }
+
     /// Frees leftover unlinked tables, then destroys both tables.
     pub fn destroy(&mut self) -> (Outcome, Outcome) {
         let mut ct = Trace::new();
@@ -822,7 +852,8 @@ pub enum Side {
 }
 
 /// Runs `stream` on one side only, with no comparison: the cost of that
-/// implementation plus its environment, for `cargo xtask bench`.
+/// implementation plus its environment (init, ops, teardown, as in the
+/// diff), for `cargo xtask bench`.
 /// Returns the number of events recorded.
 pub fn run_one_side(stream: &OpStream, side: Side) -> usize {
     let mut pair = Pair::new(&stream.config);
@@ -849,6 +880,7 @@ pub fn run_one_side(stream: &OpStream, side: Side) -> usize {
             }
             events += o.trace.len();
         }
+        events += pair.destroy_side(side).len();
     }
     events
 }
