@@ -82,6 +82,12 @@ fn guess_target(path: &Path) -> Option<String> {
 }
 
 fn load(path: &Path, target: Option<&str>) -> Result<Loaded, String> {
+    if path.is_dir() {
+        return Err(format!(
+            "{} is a directory; `kvm-pgtable-diff run {0}` replays every file in it",
+            path.display()
+        ));
+    }
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let target = target.map(str::to_owned).or_else(|| guess_target(path));
     if let Some(t) = &target {
