@@ -1024,7 +1024,8 @@ fn test_mutant(
         order.join(", ")
     );
     let mut it = order.into_iter();
-    let extra = vec![format!("-max_total_time={slice}")];
+    let mut extra = production_flags()?;
+    extra.push(format!("-max_total_time={slice}"));
     let found = run_jobs(
         || {
             if Instant::now() >= deadline {
@@ -1041,6 +1042,23 @@ fn test_mutant(
         after: t0.elapsed().saturating_sub(bins.cli_build),
         why,
     }))
+}
+
+/// libFuzzer flags of production fuzzing (OSS-Fuzz): the `[libfuzzer]` section of
+/// oss-fuzz/kvm-pgtable-diff.options and the dictionary, when those files exist.
+fn production_flags() -> Res<Vec<String>> {
+    let dir = root().join("oss-fuzz");
+    let mut flags = vec![];
+    let opts = dir.join("kvm-pgtable-diff.options");
+    if let Ok(text) = fs::read_to_string(&opts) {
+        flags = crate::ossfuzz::parse_options(&text)
+            .map_err(|e| setup_err(format!("{}: {e}", rel(&opts))))?;
+    }
+    let dict = dir.join("kvm-pgtable-diff.dict");
+    if dict.is_file() {
+        flags.push(format!("-dict={}", dict.display()));
+    }
+    Ok(flags)
 }
 
 fn fmt_secs(d: Duration) -> String {
@@ -1181,6 +1199,15 @@ pub fn run(args: Args) -> Res<u8> {
         tree.display()
     );
 
+    let flags = production_flags()?;
+    if !flags.is_empty() {
+        say!(
+            TAG,
+            "fuzz phase uses the OSS-Fuzz flags: {}",
+            flags.join(" ")
+        );
+    }
+
     if !args.no_baseline && !args.fuzz_only {
         say!(TAG, "baseline: building the unmutated code ...");
         let t = Instant::now();
@@ -1253,6 +1280,10 @@ pub fn run(args: Args) -> Res<u8> {
             _ => {}
         }
         let _ = fs::remove_dir_all(work_dir().join("run").join(label));
+        if INTERRUPTED.load(Ordering::SeqCst) && o.caught.is_none() && o.error.is_none() {
+            // Cut short: neither detected nor survived.
+            break;
+        }
         outcomes.push(o);
     }
     // Leave the C build pointing at the unmutated source.
