@@ -24,7 +24,7 @@
 use rust_pgtable as rp;
 
 use crate::arena::{Arena, Geometry, Memcache, NullMemcache};
-use crate::c_side::{self, Build, CSide, CpuFeatures};
+use crate::c_side::{Build, CSide, CpuFeatures};
 use crate::events::{Event, Trace, Visit};
 use crate::force_pte::{ForcePte, MemRegion};
 use crate::known;
@@ -149,14 +149,6 @@ fn errno(r: Result<(), rp::Error>) -> i64 {
     }
 }
 
-fn c_granule(g: opstream::Granule) -> c_side::Granule {
-    match g {
-        opstream::Granule::K4 => c_side::Granule::K4,
-        opstream::Granule::K16 => c_side::Granule::K16,
-        opstream::Granule::K64 => c_side::Granule::K64,
-    }
-}
-
 fn rp_granule(g: opstream::Granule) -> rp::Granule {
     match g {
         opstream::Granule::K4 => rp::Granule::Size4K,
@@ -214,7 +206,7 @@ impl Pair {
         let nvhe = cfg.context == Context::Nvhe;
         let build = Build {
             nvhe,
-            granule: c_granule(cfg.granule),
+            granule: cfg.granule,
         };
         let c = CSide::new(
             build,
@@ -409,19 +401,27 @@ impl Pair {
         let c = run_c(&mut self.c, self.cfg.stage, &self.unlinked, op);
         let r = run_rust(&mut self.r, &self.unlinked, op);
         // Unlinked tables are recorded as pairs once both sides have made one.
-        if let (Op::S2CreateUnlinked { level, .. }, Value::Table(Ok(cpa)), Value::Table(Ok(rpa))) =
-            (op, &c.value, &r.value)
-        {
-            self.unlinked.push((*cpa, *rpa, *level));
-        }
-        // A freed table leaves the list (on both sides it was the same entry).
-        if let Op::S2FreeUnlinked { index } = op {
-            if !self.unlinked.is_empty() {
-                self.unlinked
-                    .remove(usize::from(*index) % self.unlinked.len());
-            }
+        if let (Value::Table(Ok(cpa)), Value::Table(Ok(rpa))) = (&c.value, &r.value) {
+            self.track_unlinked(op, Some((*cpa, *rpa)));
+        } else {
+            self.track_unlinked(op, None);
         }
         (c, r)
+    }
+
+    /// Keeps the list of unlinked tables: `made` is the (C, Rust) table a
+    /// create_unlinked op returned; free_unlinked removes the entry it freed.
+    fn track_unlinked(&mut self, op: &Op, made: Option<(u64, u64)>) {
+        match (op, made) {
+            (Op::S2CreateUnlinked { level, .. }, Some((c, r))) => {
+                self.unlinked.push((c, r, *level))
+            }
+            (Op::S2FreeUnlinked { index }, _) if !self.unlinked.is_empty() => {
+                let n = self.unlinked.len();
+                self.unlinked.remove(usize::from(*index) % n);
+            }
+            _ => {}
+        }
     }
 
     /// Teardown on one side only (for [`run_one_side`]); returns its trace.
@@ -869,15 +869,11 @@ pub fn run_one_side(stream: &OpStream, side: Side) -> usize {
                 Side::C => run_c(&mut pair.c, pair.cfg.stage, &pair.unlinked, op),
                 Side::Rust => run_rust(&mut pair.r, &pair.unlinked, op),
             };
-            if let (Op::S2CreateUnlinked { level, .. }, Value::Table(Ok(pa))) = (op, &o.value) {
-                pair.unlinked.push((*pa, *pa, *level));
-            }
-            if let Op::S2FreeUnlinked { index } = op {
-                if !pair.unlinked.is_empty() {
-                    let n = pair.unlinked.len();
-                    pair.unlinked.remove(usize::from(*index) % n);
-                }
-            }
+            let made = match o.value {
+                Value::Table(Ok(pa)) => Some((pa, pa)),
+                _ => None,
+            };
+            pair.track_unlinked(op, made);
             events += o.trace.len();
         }
         events += pair.destroy_side(side).len();

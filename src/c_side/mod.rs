@@ -33,27 +33,8 @@ use crate::events::{Trace, Visit};
 use crate::force_pte::ForcePte;
 use callbacks::CEnv;
 
-/// The translation granule of a C build.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Granule {
-    K4,
-    K16,
-    K64,
-}
-
-impl Granule {
-    pub fn page_shift(self) -> u32 {
-        match self {
-            Granule::K4 => 12,
-            Granule::K16 => 14,
-            Granule::K64 => 16,
-        }
-    }
-
-    pub fn page_size(self) -> u64 {
-        1 << self.page_shift()
-    }
-}
+/// The translation granule of a C build (the op-stream model's type).
+pub use crate::opstream::Granule;
 
 /// Which compiled copy of pgtable.c to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
