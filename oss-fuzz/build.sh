@@ -80,8 +80,11 @@ case "$SANITIZER" in
     address | memory | thread) CARGO_FUZZ_SANITIZER="$SANITIZER" ;;
     *) CARGO_FUZZ_SANITIZER=none ;;
 esac
-log "cargo fuzz build -O --sanitizer $CARGO_FUZZ_SANITIZER (SANITIZER=$SANITIZER)"
-cargo fuzz build -O --sanitizer "$CARGO_FUZZ_SANITIZER"
+# --no-trace-compares: compare hooks stay in the C code (OSS-Fuzz's CFLAGS),
+# not in the Rust code, whose compares mirror pgtable.c's; it makes the
+# fuzzers 2.5x faster (see BUILD_FLAGS in xtask/src/fuzz.rs).
+log "cargo fuzz build -O --no-trace-compares --sanitizer $CARGO_FUZZ_SANITIZER (SANITIZER=$SANITIZER)"
+cargo fuzz build -O --no-trace-compares --sanitizer "$CARGO_FUZZ_SANITIZER"
 
 BIN_DIR="${CARGO_TARGET_DIR:-$PROJECT/fuzz/target}/x86_64-unknown-linux-gnu/release"
 

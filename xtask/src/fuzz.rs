@@ -127,18 +127,23 @@ fn host_triple() -> Res<String> {
         .ok_or_else(|| setup_err("cannot run `rustc +nightly -vV`; run: cargo xtask setup --fuzz"))
 }
 
-/// Builds all targets with `cargo +nightly fuzz build -O --sanitizer S`; returns the bin dir.
+/// Flags of every fuzz build (`cargo xtask fuzz`, `mutants`, `bench`, oss-fuzz/build.sh).
+///
+/// `--no-trace-compares` drops libFuzzer's compare hooks from the *Rust*
+/// code only: the C code keeps them (from `-fsanitize=fuzzer-no-link`), and
+/// rust-pgtable's compares mirror pgtable.c's, so the guidance is kept while
+/// the hooks no longer dominate the Rust side's teardown walk. Measured on
+/// the stage2 target with ASan from an empty corpus, 10 s, seed 7: 876 ->
+/// 2250 exec/s, and more coverage in the same time (cov 1838 -> 2457).
+pub const BUILD_FLAGS: [&str; 2] = ["-O", "--no-trace-compares"];
+
+/// Builds all targets with `cargo +nightly fuzz build BUILD_FLAGS --sanitizer S`; returns the bin dir.
 pub fn build(sanitizer: Sanitizer) -> Res<PathBuf> {
     let mut cmd = Command::new("cargo");
-    cmd.args([
-        "+nightly",
-        "fuzz",
-        "build",
-        "-O",
-        "--sanitizer",
-        sanitizer.as_str(),
-    ])
-    .current_dir(root());
+    cmd.args(["+nightly", "fuzz", "build"])
+        .args(BUILD_FLAGS)
+        .args(["--sanitizer", sanitizer.as_str()])
+        .current_dir(root());
     say!("fuzz", "building all targets: {} ...", cmd_line(&cmd));
     let t = Instant::now();
     let st = crate::util::run(&mut cmd)?;

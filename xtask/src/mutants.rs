@@ -692,7 +692,9 @@ fn build(v: &Variant, label: &str, sanitizer: &str, triple: &str) -> Res<Bins> {
     let logs = work_dir().join("logs");
     fs::create_dir_all(&logs).map_err(|e| setup_err(format!("{}: {e}", logs.display())))?;
     let mut cmd = Command::new("cargo");
-    cmd.args(["+nightly", "fuzz", "build", "-O", "--sanitizer", sanitizer])
+    cmd.args(["+nightly", "fuzz", "build"])
+        .args(crate::fuzz::BUILD_FLAGS)
+        .args(["--sanitizer", sanitizer])
         .arg("--target-dir")
         .arg(&tdir);
     v.apply(&mut cmd);
