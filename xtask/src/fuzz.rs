@@ -259,6 +259,9 @@ fn start(name: &str, bin_dir: &Path, args: &Args) -> Res<Running> {
         .arg("-print_final_stats=1")
         // libFuzzer's default (1200 s) is longer than a run; OSS-Fuzz uses 25 s.
         .arg("-timeout=25")
+        // See oss-fuzz/kvm-pgtable-diff.options: full-length inputs from the start.
+        .arg("-len_control=0")
+        .arg("-max_len=4096")
         .args(&args.libfuzzer_args)
         .arg(&work);
     let nseeds = list_names(&seeds).len();
