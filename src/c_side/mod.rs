@@ -408,11 +408,6 @@ impl CSide {
     }
 }
 
-impl Drop for CSide {
-    fn drop(&mut self) {
-        // Tables are freed by destroy; the arena memory goes with the box.
-    }
-}
 
 #[cfg(test)]
 mod tests;
