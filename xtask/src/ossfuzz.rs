@@ -764,11 +764,7 @@ mod tests {
     fn options_parser() {
         assert_eq!(
             parse_options("# c\n[libfuzzer]\nmax_len = 4096\ntimeout=25\n[asan]\nx = 1\n"),
-            Ok(vec![
-                "-max_len=4096".to_string(),
-                "-len_control=0".to_string(),
-                "-timeout=25".to_string()
-            ])
+            Ok(vec!["-max_len=4096".to_string(), "-timeout=25".to_string()])
         );
         assert!(parse_options("max_len = 1\n").is_err());
         assert!(parse_options("[asan]\nx = 1\n").is_err());
