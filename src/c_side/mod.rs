@@ -408,6 +408,5 @@ impl CSide {
     }
 }
 
-
 #[cfg(test)]
 mod tests;
