@@ -891,7 +891,7 @@ impl std::fmt::Display for InvalidStream {
     }
 }
 
-fn compare(step: Step, c: &Outcome, r: &Outcome) -> Option<What> {
+fn compare(c: &Outcome, r: &Outcome) -> Option<What> {
     if c.value != r.value {
         return Some(What::Value {
             c: c.value.clone(),
@@ -911,7 +911,6 @@ fn compare(step: Step, c: &Outcome, r: &Outcome) -> Option<What> {
         });
     }
     // Both agree, but the code broke the mm_ops contract.
-    let _ = step;
     c.trace.iter().find_map(|e| match e {
         Event::Misuse(m) => Some(What::Misuse { event: *m }),
         _ => None,
@@ -936,6 +935,41 @@ fn compare_memory(c: &Arena, r: &Arena) -> Option<What> {
         }
     }
     None
+}
+
+/// Settles one step: compares the two sides' outcomes and, when they agree,
+/// books the C outcome into the summary (event count, known divergences,
+/// the log with `keep_log`) and recycles the traces. Returns whether the
+/// step changed table memory (a store or a freed page/table), or what
+/// differs together with the C outcome for the log.
+fn settle(
+    summary: &mut Summary,
+    opts: RunOptions,
+    c: Outcome,
+    r: Outcome,
+) -> Result<bool, Box<(What, Option<Outcome>)>> {
+    if let Some(what) = compare(&c, &r) {
+        return Err(Box::new((what, opts.keep_log.then_some(c))));
+    }
+    summary.events += c.trace.len();
+    // Only the hyp map path can show it: stage-2 always locks an entry first.
+    if !summary.known.contains(&known::KD1.id) && known::shows_kd1(&c.trace) {
+        summary.known.push(known::KD1.id);
+    }
+    // Owner annotations can only go away through a store or a freed table.
+    let changed = c.trace.iter().any(|e| {
+        matches!(
+            e,
+            Event::Store { .. } | Event::PutPage { .. } | Event::FreeUnlinkedTable { .. }
+        )
+    });
+    if opts.keep_log {
+        summary.log.push(c);
+    } else {
+        crate::events::recycle(c.trace);
+    }
+    crate::events::recycle(r.trace);
+    Ok(changed)
 }
 
 /// Runs `stream` on both sides; `Err` carries the first finding.
@@ -972,18 +1006,9 @@ fn run_inner(
         })
     };
     let (c, r) = pair.init();
-    if let Some(what) = compare(Step::Init, &c, &r) {
-        return Err(fail(
-            &pair,
-            Step::Init,
-            what,
-            &mut summary.log,
-            opts.keep_log.then_some(c),
-        ));
-    }
-    summary.events += c.trace.len();
-    if opts.keep_log {
-        summary.log.push(c);
+    if let Err(e) = settle(&mut summary, opts, c, r) {
+        let (what, c) = *e;
+        return Err(fail(&pair, Step::Init, what, &mut summary.log, c));
     }
     let mut annotations = if opts.owner_invariant {
         pair.c_tree().annotations(pair.c_arena(), pair.format())
@@ -999,40 +1024,18 @@ fn run_inner(
             continue;
         }
         let (c, r) = pair.step(op);
-        if let Some(what) = compare(Step::Op(i), &c, &r) {
-            return Err(fail(
-                &pair,
-                Step::Op(i),
-                what,
-                &mut summary.log,
-                opts.keep_log.then_some(c),
-            ));
-        }
         if matches!(c.value, Value::Skipped(_)) {
             summary.ops_skipped += 1;
         } else {
             summary.ops_run += 1;
         }
-        summary.events += c.trace.len();
-        if stream.config.stage == Stage::Hyp
-            && !summary.known.contains(&known::KD1.id)
-            && known::shows_kd1(&c.trace)
-        {
-            summary.known.push(known::KD1.id);
-        }
-        // Annotations can only go away through a store or a freed table.
-        let memory_changed = c.trace.iter().any(|e| {
-            matches!(
-                e,
-                Event::Store { .. } | Event::PutPage { .. } | Event::FreeUnlinkedTable { .. }
-            )
-        });
-        if opts.keep_log {
-            summary.log.push(c);
-        } else {
-            crate::events::recycle(c.trace);
-        }
-        crate::events::recycle(r.trace);
+        let memory_changed = match settle(&mut summary, opts, c, r) {
+            Ok(changed) => changed,
+            Err(e) => {
+                let (what, c) = *e;
+                return Err(fail(&pair, Step::Op(i), what, &mut summary.log, c));
+            }
+        };
         if opts.full_memory_each_op {
             if let Some(what) = compare_memory(pair.c_arena(), pair.rust_arena()) {
                 return Err(fail(&pair, Step::Op(i), what, &mut summary.log, None));
@@ -1069,18 +1072,9 @@ fn run_inner(
         return Err(fail(&pair, Step::End, what, &mut summary.log, None));
     }
     let (c, r) = pair.destroy();
-    if let Some(what) = compare(Step::Destroy, &c, &r) {
-        return Err(fail(
-            &pair,
-            Step::Destroy,
-            what,
-            &mut summary.log,
-            opts.keep_log.then_some(c),
-        ));
-    }
-    summary.events += c.trace.len();
-    if opts.keep_log {
-        summary.log.push(c);
+    if let Err(e) = settle(&mut summary, opts, c, r) {
+        let (what, c) = *e;
+        return Err(fail(&pair, Step::Destroy, what, &mut summary.log, c));
     }
     if !pair.c_arena().is_empty() || !pair.rust_arena().is_empty() {
         let (c, rust): (Vec<_>, Vec<_>) = (
