@@ -23,9 +23,11 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use kvm_pgtable_diff::executor::{self, RunOptions, Side};
+use kvm_pgtable_diff::c_side::CSide;
+use kvm_pgtable_diff::executor::{self, RunOptions};
 use kvm_pgtable_diff::fuzz;
 use kvm_pgtable_diff::opstream::{self, ForcePtePolicy, OpStream};
+use kvm_pgtable_diff::rust_side::RustSide;
 
 const USAGE: &str =
     "usage: kpd-bench [--rounds N] [--round-ms MS] [--mode c|rust|diff --iters N] [FILES/DIRS...]
@@ -149,10 +151,12 @@ fn load(p: &Path) -> Result<Input, String> {
 fn once(inp: &Input, mode: Mode) {
     match mode {
         Mode::C => {
-            black_box(executor::run_one_side(black_box(&inp.stream), Side::C));
+            let mut side = CSide::for_stream(&inp.stream.config);
+            black_box(executor::run_single(black_box(&inp.stream), &mut side));
         }
         Mode::Rust => {
-            black_box(executor::run_one_side(black_box(&inp.stream), Side::Rust));
+            let mut side = RustSide::for_stream(&inp.stream.config);
+            black_box(executor::run_single(black_box(&inp.stream), &mut side));
         }
         Mode::Diff => {
             let r = executor::run(black_box(&inp.stream), inp.opts);

@@ -12,6 +12,8 @@
 //! exact (PGD) allocation has its own count, as with `alloc_pages_exact`.
 //! Contract breaches become [`Misuse`] events, never crashes.
 
+use std::ptr::NonNull;
+
 use crate::events::{AllocSource, Event, Misuse, Trace};
 
 /// The size and placement of an arena.
@@ -78,16 +80,85 @@ pub struct Memcache {
 /// descriptor (bit 0 clear) that no correct code reads.
 pub const POISON: u64 = 0x6b6b_6b6b_6b6b_6b6a;
 
+/// The backing store of an arena.
+///
+/// It is owned through a raw pointer only. The C side keeps raw pointers
+/// into it across calls (`pgt->pgd`, every table pointer it derives) and
+/// writes through them, and rust-pgtable does the same through
+/// [`Arena::slot_ptr`]; so Rust code never creates a `&mut [u64]` over it,
+/// which would assert exclusive access and invalidate those pointers. Every
+/// access goes through the one base pointer: raw reads and writes, and
+/// short-lived shared slices for comparisons while no side is running.
+struct Mem {
+    base: NonNull<u64>,
+    words: usize,
+}
+
+impl Mem {
+    fn poisoned(words: usize) -> Mem {
+        let v: &'static mut [u64] = Vec::leak(vec![POISON; words]);
+        Mem {
+            base: NonNull::from(v).cast(),
+            words,
+        }
+    }
+
+    /// Pointer to word `i` (in bounds, or one past the end).
+    fn ptr(&self, i: usize) -> *mut u64 {
+        assert!(i <= self.words, "arena word index out of bounds");
+        // SAFETY: `i <= words`, so the offset stays inside the allocation or
+        // one past its end.
+        unsafe { self.base.as_ptr().add(i) }
+    }
+
+    fn read(&self, i: usize) -> u64 {
+        assert!(i < self.words, "arena word index out of bounds");
+        // SAFETY: in bounds and initialised; no Rust reference to the word
+        // is live (see the type's documentation).
+        unsafe { self.ptr(i).read() }
+    }
+
+    /// Sets words `range` to `v`.
+    fn fill(&self, range: std::ops::Range<usize>, v: u64) {
+        assert!(range.start <= range.end && range.end <= self.words);
+        let p = self.ptr(range.start);
+        for k in 0..range.end - range.start {
+            // SAFETY: `range` is inside the allocation (checked above); raw
+            // writes do not invalidate the pointers the sides hold.
+            unsafe { p.add(k).write(v) };
+        }
+    }
+
+    /// Words `range`, for reading while no side runs: callers hold the
+    /// arena borrowed, and only a side's call (which needs the arena's
+    /// owner mutably) writes the memory.
+    fn slice(&self, range: std::ops::Range<usize>) -> &[u64] {
+        assert!(range.start <= range.end && range.end <= self.words);
+        // SAFETY: in bounds and initialised; nothing writes these words
+        // while `&self` is borrowed (see above).
+        unsafe { std::slice::from_raw_parts(self.ptr(range.start), range.end - range.start) }
+    }
+}
+
+impl Drop for Mem {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`words` came from `Vec::leak` of a `Vec` of exactly
+        // `words` elements (capacity == length for `vec![x; n]`) and are
+        // dropped once.
+        drop(unsafe { Vec::from_raw_parts(self.base.as_ptr(), self.words, self.words) });
+    }
+}
+
 /// Arena backing stores are reused within a thread: allocating and faulting
 /// in fresh zeroed memory for two arenas per fuzz input dominated the run
 /// time. Every buffer in the pool is entirely POISON.
 mod pool {
     use std::cell::RefCell;
 
-    use super::POISON;
+    use super::Mem;
 
     thread_local! {
-        static FREE: RefCell<Vec<Vec<u64>>> = const { RefCell::new(Vec::new()) };
+        static FREE: RefCell<Vec<Mem>> = const { RefCell::new(Vec::new()) };
     }
 
     /// Size of pooled buffers: every arena the op-stream model allows
@@ -96,22 +167,23 @@ mod pool {
     const POOLED_WORDS: usize = (4 << 20) / 8;
 
     /// A buffer of at least `words` words, all POISON.
-    pub(super) fn take(words: usize) -> Vec<u64> {
+    pub(super) fn take(words: usize) -> Mem {
         FREE.with(|f| {
             let mut f = f.borrow_mut();
-            match f.iter().position(|b| b.len() >= words) {
+            match f.iter().position(|b| b.words >= words) {
                 Some(i) => f.swap_remove(i),
-                None => vec![POISON; words.max(POOLED_WORDS)],
+                None => Mem::poisoned(words.max(POOLED_WORDS)),
             }
         })
     }
 
     /// Returns a buffer whose words outside `dirty` (a word range) are POISON.
-    pub(super) fn give(mut buf: Vec<u64>, dirty: std::ops::Range<usize>) {
-        buf[dirty].fill(POISON);
+    pub(super) fn give(buf: Mem, dirty: std::ops::Range<usize>) {
+        buf.fill(dirty, super::POISON);
         FREE.with(|f| {
             let mut f = f.borrow_mut();
-            // A few buffers per size are enough: each run uses two arenas.
+            // A few buffers per size are enough: each run uses two arenas
+            // per side pair.
             if f.len() < 8 {
                 f.push(buf);
             }
@@ -122,7 +194,7 @@ mod pool {
 /// Simulated physical memory.
 pub struct Arena {
     geo: Geometry,
-    mem: Vec<u64>,
+    mem: Option<Mem>,
     state: Vec<PageState>,
     refcount: Vec<u32>,
     null_mc: NullMemcache,
@@ -136,8 +208,9 @@ pub struct Arena {
 impl Drop for Arena {
     fn drop(&mut self) {
         let w = self.geo.words_per_page();
-        let mem = std::mem::take(&mut self.mem);
-        pool::give(mem, 0..self.high_water as usize * w);
+        if let Some(mem) = self.mem.take() {
+            pool::give(mem, 0..self.high_water as usize * w);
+        }
     }
 }
 
@@ -151,7 +224,7 @@ impl Arena {
         );
         Arena {
             geo,
-            mem: pool::take(geo.words_per_page() * geo.pages as usize),
+            mem: Some(pool::take(geo.words_per_page() * geo.pages as usize)),
             state: vec![PageState::Free; geo.pages as usize],
             refcount: vec![0; geo.pages as usize],
             null_mc,
@@ -186,17 +259,24 @@ impl Arena {
         self.geo.base_pa + u64::from(idx) * self.geo.page_size
     }
 
-    /// Host pointer for `pa` on the linear map. Any PA maps (wrapping), but
+    fn mem(&self) -> &Mem {
+        self.mem
+            .as_ref()
+            .expect("an arena owns its memory until dropped")
+    }
+
+    /// Host pointer for `pa` on the linear map. Any PA maps (the address
+    /// wraps; the pointer keeps the provenance of the arena's memory), but
     /// only arena PAs may be dereferenced.
     pub fn phys_to_virt(&self, pa: u64) -> *mut u64 {
-        (self.mem.as_ptr() as usize).wrapping_add(pa.wrapping_sub(self.geo.base_pa) as usize)
-            as *mut u64
+        self.mem()
+            .ptr(0)
+            .wrapping_byte_add(pa.wrapping_sub(self.geo.base_pa) as usize)
     }
 
     /// Inverse of [`Arena::phys_to_virt`].
     pub fn virt_to_phys(&self, va: *const u64) -> u64 {
-        ((va as usize).wrapping_sub(self.mem.as_ptr() as usize) as u64)
-            .wrapping_add(self.geo.base_pa)
+        (va.addr().wrapping_sub(self.mem().ptr(0).addr()) as u64).wrapping_add(self.geo.base_pa)
     }
 
     /// Host pointer for the descriptor at `pa` when it lies inside the arena
@@ -206,7 +286,7 @@ impl Arena {
     pub fn slot_ptr(&self, pa: u64) -> Option<*mut u64> {
         let off = pa.wrapping_sub(self.geo.base_pa);
         (off < self.geo.page_size * u64::from(self.geo.pages) && off % 8 == 0)
-            .then(|| (self.mem.as_ptr() as usize + off as usize) as *mut u64)
+            .then(|| self.mem().ptr((off / 8) as usize))
     }
 
     /// Records that memory outside live pages may have been written (a stray
@@ -237,7 +317,7 @@ impl Arena {
     fn zero(&mut self, idx: u32, len: u32) {
         let w = self.geo.words_per_page();
         let start = idx as usize * w;
-        self.mem[start..start + len as usize * w].fill(0);
+        self.mem().fill(start..start + len as usize * w, 0);
     }
 
     /// `zalloc_page(mc)`: a zeroed page with refcount 1.
@@ -339,7 +419,8 @@ impl Arena {
         // Freed memory reads as POISON, so a use after free behaves the
         // same on every run and on both sides.
         let w = self.geo.words_per_page();
-        self.mem[idx as usize * w..(idx as usize + 1) * w].fill(POISON);
+        self.mem()
+            .fill(idx as usize * w..(idx as usize + 1) * w, POISON);
         self.state[idx as usize] = PageState::Free;
         self.refcount[idx as usize] = 0;
         self.live -= 1;
@@ -411,14 +492,14 @@ impl Arena {
             .page_index(pa)
             .expect("page_words: PA outside the arena") as usize;
         let w = self.geo.words_per_page();
-        &self.mem[idx * w..(idx + 1) * w]
+        self.mem().slice(idx * w..(idx + 1) * w)
     }
 
     /// Reads a descriptor (for reports and checks).
     pub fn read(&self, pa: u64) -> Option<u64> {
         let idx = self.page_index(pa)?;
         let off = ((pa - self.geo.base_pa) / 8) as usize;
-        (pa % 8 == 0 && self.state[idx as usize] != PageState::Free).then(|| self.mem[off])
+        (pa % 8 == 0 && self.state[idx as usize] != PageState::Free).then(|| self.mem().read(off))
     }
 }
 

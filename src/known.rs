@@ -70,8 +70,8 @@ mod tests {
         assert_eq!(
             strict.what,
             What::NotEmpty {
-                c: vec![(0x4000_2000, 1)],
-                rust: vec![(0x4000_2000, 1)]
+                a: vec![(0x4000_2000, 1)],
+                b: vec![(0x4000_2000, 1)]
             }
         );
         // The normal run recognises it and reports no finding.

@@ -4,23 +4,10 @@
 
 use std::fmt::{self, Write as _};
 
-use crate::events::{Event, Misuse};
-use crate::executor::{Outcome, Value};
-use crate::opstream::OpStream;
-use crate::tree::{Format, TreeIndex, describe};
-
-/// Where in the run a divergence showed up.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Step {
-    /// Creating the tables.
-    Init,
-    /// Op number `n` of the stream.
-    Op(usize),
-    /// The end-of-stream memory and refcount comparison.
-    End,
-    /// Tearing down (unlinked tables, then destroy).
-    Destroy,
-}
+use crate::events::Event;
+pub use crate::results::{Divergence, Step, What};
+use crate::results::{Outcome, Value};
+use crate::tree::describe;
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -31,52 +18,6 @@ impl fmt::Display for Step {
             Step::Destroy => write!(f, "destroy"),
         }
     }
-}
-
-/// What was found.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum What {
-    /// Return values or outputs differ.
-    Value { c: Value, rust: Value },
-    /// Different numbers of pages left in the memcache.
-    MemcacheLeft { c: Option<u32>, rust: Option<u32> },
-    /// The side-effect traces differ.
-    Trace { c: Vec<Event>, rust: Vec<Event> },
-    /// Different sets of live pages (pa, refcount).
-    LivePages {
-        c: Vec<(u64, u32)>,
-        rust: Vec<(u64, u32)>,
-    },
-    /// A descriptor differs.
-    Memory { pa: u64, c: u64, rust: u64 },
-    /// Pages still allocated after destroy.
-    NotEmpty {
-        c: Vec<(u64, u32)>,
-        rust: Vec<(u64, u32)>,
-    },
-    /// An owner annotation outside the op's range was destroyed (both sides
-    /// agree, so this is a finding about the shared algorithm).
-    OwnerLost {
-        ia: u64,
-        level: i8,
-        pte: u64,
-        range: Option<(u64, u64)>,
-    },
-    /// A breach of the mm_ops contract seen on both sides alike.
-    Misuse { event: Misuse },
-}
-
-/// A finding, with everything needed to print its report.
-#[derive(Clone, Debug)]
-pub struct Divergence {
-    pub stream: OpStream,
-    pub step: Step,
-    pub what: What,
-    /// The C side's table tree after the step, to place descriptors.
-    pub tree: TreeIndex,
-    pub format: Format,
-    /// With `RunOptions::keep_log`: the C side's outcome of every step run.
-    pub log: Vec<Outcome>,
 }
 
 impl Divergence {
@@ -144,6 +85,7 @@ fn short(e: &Event) -> String {
 }
 
 fn side_by_side(out: &mut String, d: &Divergence, c: &[Event], r: &[Event]) {
+    let [na, nb] = &d.sides;
     let first = c
         .iter()
         .zip(r)
@@ -151,17 +93,13 @@ fn side_by_side(out: &mut String, d: &Divergence, c: &[Event], r: &[Event]) {
         .unwrap_or(c.len().min(r.len()));
     let _ = writeln!(
         out,
-        "first difference at event {first} (C has {}, Rust has {} events)",
+        "first difference at event {first} ({na} has {}, {nb} has {} events)",
         c.len(),
         r.len()
     );
     let from = first.saturating_sub(2);
     let to = (first + 12).max(from).min(c.len().max(r.len()));
-    let _ = writeln!(
-        out,
-        "  {:<4} {:<62} | Rust (rust-pgtable)",
-        "#", "C (pgtable.c)"
-    );
+    let _ = writeln!(out, "  {:<4} {:<62} | {nb}", "#", na);
     for i in from..to {
         let a = c.get(i).map(short).unwrap_or_else(|| "—".into());
         let b = r.get(i).map(short).unwrap_or_else(|| "—".into());
@@ -184,7 +122,7 @@ fn side_by_side(out: &mut String, d: &Divergence, c: &[Event], r: &[Event]) {
                 out,
                 "first differing descriptor store (store #{i} of each side):"
             );
-            for (side, e) in [("C", &cs[i]), ("Rust", &rs[i])] {
+            for (side, e) in [(na, &cs[i]), (nb, &rs[i])] {
                 if let Some(line) = d.decode_event(e) {
                     let _ = writeln!(out, "  {side}: {}\n{line}", short(e));
                 }
@@ -193,7 +131,7 @@ fn side_by_side(out: &mut String, d: &Divergence, c: &[Event], r: &[Event]) {
         None if cs.len() != rs.len() => {
             let _ = writeln!(
                 out,
-                "descriptor stores agree for {} stores; C made {}, Rust {}",
+                "descriptor stores agree for {} stores; {na} made {}, {nb} {}",
                 cs.len().min(rs.len()),
                 cs.len(),
                 rs.len()
@@ -212,7 +150,11 @@ fn side_by_side(out: &mut String, d: &Divergence, c: &[Event], r: &[Event]) {
 impl fmt::Display for Divergence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = String::new();
+        let [na, nb] = &self.sides;
+        let w = na.len().max(nb.len()) + 1;
+        let (la, lb) = (format!("{na}:"), format!("{nb}:"));
         let _ = writeln!(out, "=== kvm-pgtable-diff: {} ===", self.headline());
+        let _ = writeln!(out, "sides: {na} against {nb}");
         let _ = writeln!(
             out,
             "kernel: {} (pgtable.c sha256 {})",
@@ -227,8 +169,8 @@ impl fmt::Display for Divergence {
         out.push_str(&self.stream.annotated(mark));
         let _ = writeln!(out, "--- difference at {} ---", self.step);
         match &self.what {
-            What::Value { c, rust } => {
-                let _ = writeln!(out, "  C:    {c:x?}\n  Rust: {rust:x?}");
+            What::Value { a: c, b: rust } => {
+                let _ = writeln!(out, "  {la:w$} {c:x?}\n  {lb:w$} {rust:x?}");
                 if let (
                     Value::Leaf {
                         pte: a, level: la, ..
@@ -238,8 +180,8 @@ impl fmt::Display for Divergence {
                     },
                 ) = (c, rust)
                 {
-                    let _ = writeln!(out, "  C pte:    {}", describe(self.format, *a, Some(*la)));
-                    let _ = writeln!(out, "  Rust pte: {}", describe(self.format, *b, Some(*lb)));
+                    let _ = writeln!(out, "  {na} pte: {}", describe(self.format, *a, Some(*la)));
+                    let _ = writeln!(out, "  {nb} pte: {}", describe(self.format, *b, Some(*lb)));
                 }
                 if let (Value::Walk { visits: a, .. }, Value::Walk { visits: b, .. }) = (c, rust) {
                     let i = a
@@ -255,34 +197,34 @@ impl fmt::Display for Divergence {
                     );
                 }
             }
-            What::MemcacheLeft { c, rust } => {
-                let _ = writeln!(out, "  memcache pages left: C {c:?}, Rust {rust:?}");
+            What::MemcacheLeft { a, b } => {
+                let _ = writeln!(out, "  memcache pages left: {na} {a:?}, {nb} {b:?}");
             }
-            What::Trace { c, rust } => side_by_side(&mut out, self, c, rust),
-            What::LivePages { c, rust } => {
+            What::Trace { a, b } => side_by_side(&mut out, self, a, b),
+            What::LivePages { a, b } => {
                 let _ = writeln!(
                     out,
-                    "  C live (pa, refcount):    {c:x?}\n  Rust live (pa, refcount): {rust:x?}"
+                    "  live (pa, refcount):\n    {la:w$} {a:x?}\n    {lb:w$} {b:x?}"
                 );
             }
-            What::Memory { pa, c, rust } => {
+            What::Memory { pa, a, b } => {
                 let level = self.level_of(*pa);
                 let _ = writeln!(out, "  descriptor {pa:#x} [{}]", self.place(*pa));
                 let _ = writeln!(
                     out,
-                    "  C:    {c:#018x}  {}",
-                    describe(self.format, *c, level)
+                    "  {la:w$} {a:#018x}  {}",
+                    describe(self.format, *a, level)
                 );
                 let _ = writeln!(
                     out,
-                    "  Rust: {rust:#018x}  {}",
-                    describe(self.format, *rust, level)
+                    "  {lb:w$} {b:#018x}  {}",
+                    describe(self.format, *b, level)
                 );
             }
-            What::NotEmpty { c, rust } => {
+            What::NotEmpty { a, b } => {
                 let _ = writeln!(
                     out,
-                    "  still allocated (pa, refcount): C {c:x?}, Rust {rust:x?}"
+                    "  still allocated (pa, refcount): {na} {a:x?}, {nb} {b:x?}"
                 );
             }
             What::OwnerLost {

@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! The Rust side's environment: rust-pgtable's `MmOps` and `Hw` over an
-//! [`Arena`], recording into the same [`Event`] vocabulary as the C stubs.
+//! The Rust side: rust-pgtable as a [`Side`], with its `MmOps` and `Hw`
+//! over an [`Arena`], recording into the same [`Event`] vocabulary as the
+//! C stubs.
 
 use core::panic::Location;
 
 use rust_pgtable as rp;
 
 use crate::arena::{Arena, Memcache};
-use crate::events::{Barrier, Event, Misuse, StoreKind, TlbiHypOp, Trace, WarnLoc};
+use crate::events::{Barrier, Event, Misuse, StoreKind, TlbiHypOp, Trace, Visit, WarnLoc};
 use crate::force_pte::ForcePte;
+use crate::opstream::{Config, Context, OpHandler, Prot, Stage, VisitScript};
+use crate::results::{Outcome, Value};
+use crate::side::{self, Root, Side};
 
 /// Arena + trace, as seen by rust-pgtable.
 pub struct RustEnv {
@@ -230,5 +234,351 @@ pub struct ForcePteAdapter(pub ForcePte);
 impl rp::ForcePteCb<RustEnv> for ForcePteAdapter {
     fn force_pte(&mut self, env: &mut RustEnv, addr: u64, end: u64, prot: rp::Prot) -> bool {
         self.0.decide(addr, end, prot.bits(), &mut env.trace)
+    }
+}
+
+/// rust-pgtable's configuration for a stream.
+pub fn rp_config(cfg: &Config) -> rp::Config {
+    let f = cfg.features;
+    rp::Config::new(
+        side::rp_granule(cfg.granule),
+        match cfg.context {
+            Context::Nvhe => rp::Context::NvheHyp,
+            Context::Kernel => rp::Context::Kernel,
+        },
+        rp::Features {
+            lpa2: f.lpa2,
+            stage2_fwb: f.fwb,
+            tlb_range: f.tlb_range,
+            bti_kernel: f.bti,
+            hvhe: f.hvhe,
+            ampere_ac03_workaround: f.ampere_ac03,
+        },
+    )
+}
+
+enum Table {
+    Hyp(rp::HypPgtable<RustEnv>),
+    Stage2(rp::Stage2Pgtable<RustEnv, ForcePteAdapter>),
+}
+
+/// rust-pgtable running one stream.
+pub struct RustSide {
+    cfg: Config,
+    table: Table,
+    /// Tables made by create_unlinked and not freed yet: (pa, level).
+    unlinked: Vec<(u64, i8)>,
+}
+
+fn errno(r: Result<(), rp::Error>) -> i64 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => i64::from(e.to_errno()),
+    }
+}
+
+fn int(v: i64, trace: Trace) -> Outcome {
+    Outcome::new(Value::Int(v), trace)
+}
+
+impl RustSide {
+    /// rust-pgtable set up for `cfg`, over a fresh arena.
+    pub fn for_stream(cfg: &Config) -> RustSide {
+        let rcfg = rp_config(cfg);
+        let env = RustEnv::new(side::arena_for(cfg), rcfg);
+        let table = match cfg.stage {
+            Stage::Hyp => Table::Hyp(rp::HypPgtable::new(env, rcfg)),
+            Stage::Stage2 => Table::Stage2(rp::Stage2Pgtable::new(env, rcfg)),
+        };
+        RustSide {
+            cfg: cfg.clone(),
+            table,
+            unlinked: Vec::new(),
+        }
+    }
+
+    fn env(&mut self) -> &mut RustEnv {
+        match &mut self.table {
+            Table::Hyp(t) => t.env_mut(),
+            Table::Stage2(t) => t.env_mut(),
+        }
+    }
+
+    fn env_ref(&self) -> &RustEnv {
+        match &self.table {
+            Table::Hyp(t) => t.env(),
+            Table::Stage2(t) => t.env(),
+        }
+    }
+
+    fn trace(&mut self) -> Trace {
+        self.env().take_trace()
+    }
+
+    fn s2(&mut self) -> &mut rp::Stage2Pgtable<RustEnv, ForcePteAdapter> {
+        match &mut self.table {
+            Table::Stage2(t) => t,
+            Table::Hyp(_) => {
+                unreachable!("stage-2 op on a hyp table (precondition checks the stage)")
+            }
+        }
+    }
+
+    fn hyp(&mut self) -> &mut rp::HypPgtable<RustEnv> {
+        match &mut self.table {
+            Table::Hyp(t) => t,
+            Table::Stage2(_) => {
+                unreachable!("hyp op on a stage-2 table (precondition checks the stage)")
+            }
+        }
+    }
+
+    /// Runs a stage-2 op with the op's memcache and reports what is left.
+    fn with_mc(
+        &mut self,
+        mc: Option<u32>,
+        f: impl FnOnce(&mut rp::Stage2Pgtable<RustEnv, ForcePteAdapter>, Option<&mut Memcache>) -> Value,
+    ) -> Outcome {
+        let mut m = side::memcache(mc);
+        let value = f(self.s2(), m.as_mut());
+        let mut o = Outcome::new(value, self.trace());
+        o.memcache_left = m.map(|m| m.nobjs);
+        o
+    }
+}
+
+impl Side for RustSide {
+    fn label(&self) -> String {
+        "Rust".into()
+    }
+
+    fn init(&mut self) -> Outcome {
+        let cfg = self.cfg.clone();
+        let ia_bits = u32::from(cfg.ia_bits);
+        match &mut self.table {
+            Table::Hyp(t) => {
+                let v = errno(t.init(ia_bits));
+                int(v, t.env_mut().take_trace())
+            }
+            Table::Stage2(t) => {
+                let (mmfr0, mmfr1) = side::id_registers(&cfg);
+                let vtcr =
+                    side::with_start_level(&cfg, rp::get_vtcr(t.cfg(), mmfr0, mmfr1, ia_bits));
+                let fp = side::force_pte_for(&cfg);
+                let cb = fp.installed().then_some(ForcePteAdapter(fp));
+                let flags = rp::Stage2Flags::from_bits_retain(side::stage2_flags(&cfg));
+                let ret = errno(t.init(vtcr, flags, cb)) as i32;
+                Outcome::new(Value::Stage2Init { vtcr, ret }, t.env_mut().take_trace())
+            }
+        }
+    }
+
+    fn destroy(&mut self) -> Outcome {
+        for (pa, level) in std::mem::take(&mut self.unlinked) {
+            self.s2().free_unlinked(pa, rp::Level(level));
+        }
+        match &mut self.table {
+            Table::Hyp(t) if t.pgd().is_some() => t.destroy(),
+            Table::Stage2(t) if t.pgd().is_some() => t.destroy(),
+            _ => {}
+        }
+        Outcome::new(Value::Unit, self.trace())
+    }
+
+    fn arena(&self) -> &Arena {
+        &self.env_ref().arena
+    }
+
+    fn root(&self) -> Option<Root> {
+        let (geom, pages) = match &self.table {
+            Table::Hyp(t) => (t.geometry(), 1),
+            Table::Stage2(t) => {
+                let g = t.geometry();
+                (g, g.pgd_pages(t.cfg()))
+            }
+        };
+        Some(Root {
+            pgd: geom.pgd?,
+            pages,
+            start_level: geom.start_level.get(),
+        })
+    }
+}
+
+impl OpHandler for RustSide {
+    fn hyp_map(&mut self, addr: u64, size: u64, phys: u64, prot: Prot) -> Outcome {
+        let v = errno(
+            self.hyp()
+                .map(addr, size, phys, rp::Prot::from_bits_retain(prot)),
+        );
+        int(v, self.trace())
+    }
+
+    fn hyp_unmap(&mut self, addr: u64, size: u64) -> Outcome {
+        let v = self.hyp().unmap(addr, size);
+        Outcome::new(Value::U64(v), self.trace())
+    }
+
+    fn stage2_map(
+        &mut self,
+        addr: u64,
+        size: u64,
+        phys: u64,
+        prot: Prot,
+        mc: Option<u32>,
+        flags: u8,
+    ) -> Outcome {
+        self.with_mc(mc, |t, m| {
+            Value::Int(errno(t.map(
+                addr,
+                size,
+                phys,
+                rp::Prot::from_bits_retain(prot),
+                m,
+                rp::WalkFlags::from_bits_retain(flags.into()),
+            )))
+        })
+    }
+
+    fn stage2_set_owner(&mut self, addr: u64, size: u64, mc: Option<u32>, owner_id: u8) -> Outcome {
+        self.with_mc(mc, |t, m| {
+            Value::Int(errno(t.set_owner(addr, size, m, owner_id)))
+        })
+    }
+
+    fn stage2_unmap(&mut self, addr: u64, size: u64) -> Outcome {
+        let v = errno(self.s2().unmap(addr, size));
+        int(v, self.trace())
+    }
+
+    fn stage2_wrprotect(&mut self, addr: u64, size: u64) -> Outcome {
+        let v = errno(self.s2().wrprotect(addr, size));
+        int(v, self.trace())
+    }
+
+    fn stage2_mkyoung(&mut self, addr: u64) -> Outcome {
+        let v = self.s2().mkyoung(addr).0;
+        Outcome::new(Value::U64(v), self.trace())
+    }
+
+    fn stage2_test_clear_young(&mut self, addr: u64, size: u64, mkold: bool) -> Outcome {
+        let v = self.s2().test_clear_young(addr, size, mkold);
+        Outcome::new(Value::Bool(v), self.trace())
+    }
+
+    fn stage2_relax_perms(&mut self, addr: u64, prot: Prot) -> Outcome {
+        let v = errno(
+            self.s2()
+                .relax_perms(addr, rp::Prot::from_bits_retain(prot)),
+        );
+        int(v, self.trace())
+    }
+
+    fn stage2_flush(&mut self, addr: u64, size: u64) -> Outcome {
+        let v = errno(self.s2().flush(addr, size));
+        int(v, self.trace())
+    }
+
+    fn stage2_split(&mut self, addr: u64, size: u64, nobjs: u32) -> Outcome {
+        let mut m = Memcache { nobjs };
+        let v = errno(self.s2().split(addr, size, &mut m));
+        let mut o = int(v, self.trace());
+        o.memcache_left = Some(m.nobjs);
+        o
+    }
+
+    fn stage2_create_unlinked(
+        &mut self,
+        level: i8,
+        phys: u64,
+        prot: Prot,
+        mc: Option<u32>,
+        force_pte: bool,
+    ) -> Outcome {
+        let prot = rp::Prot::from_bits_retain(prot);
+        let o = self.with_mc(mc, |t, m| {
+            let r = t.create_unlinked(phys, rp::Level(level), prot, m, force_pte);
+            Value::Table(r.map_err(|e| e.to_errno()))
+        });
+        if let Value::Table(Ok(pa)) = o.value {
+            self.unlinked.push((pa, level));
+        }
+        o
+    }
+
+    fn stage2_free_unlinked(&mut self, index: u8) -> Outcome {
+        if let Some((pa, level)) = side::take_unlinked(&mut self.unlinked, index) {
+            self.s2().free_unlinked(pa, rp::Level(level));
+        }
+        Outcome::new(Value::Unit, self.trace())
+    }
+
+    fn walk(&mut self, addr: u64, size: u64, flags: u8, script: VisitScript) -> Outcome {
+        let mut visits = Vec::new();
+        let mut visitor = |ctx: &mut rp::VisitCtx<'_, RustEnv>, visit: rp::walk::Visit| {
+            let r = side::script_result(script, visits.len());
+            visits.push(Visit {
+                kind: visit.as_flag().bits(),
+                ptep: ctx.ptep,
+                old: ctx.old.0,
+                start: ctx.start,
+                addr: ctx.addr,
+                end: ctx.end,
+                level: ctx.level.get(),
+                flags: ctx.flags.bits(),
+            });
+            match rp::Error::from_errno(r) {
+                None => Ok(()),
+                Some(e) => Err(e),
+            }
+        };
+        let wf = rp::WalkFlags::from_bits_retain(flags.into());
+        let ret = match &mut self.table {
+            Table::Hyp(t) => t.walk(addr, size, wf, &mut visitor),
+            Table::Stage2(t) => t.walk(addr, size, wf, &mut visitor),
+        };
+        let value = Value::Walk {
+            ret: errno(ret) as i32,
+            visits,
+        };
+        Outcome::new(value, self.trace())
+    }
+
+    fn get_leaf(&mut self, addr: u64) -> Outcome {
+        let r = match &mut self.table {
+            Table::Hyp(t) => t.get_leaf(addr),
+            Table::Stage2(t) => t.get_leaf(addr),
+        };
+        let value = match r {
+            Ok((pte, level)) => Value::Leaf {
+                ret: 0,
+                pte: pte.0,
+                level: level.get(),
+            },
+            Err(e) => Value::Leaf {
+                ret: e.to_errno(),
+                pte: 0,
+                level: 0,
+            },
+        };
+        Outcome::new(value, self.trace())
+    }
+
+    fn pte_prot(&mut self, pte: u64) -> Outcome {
+        let v = match &self.table {
+            Table::Hyp(t) => rp::hyp_pte_prot(t.cfg(), rp::Pte(pte)).bits(),
+            Table::Stage2(_) => rp::stage2_pte_prot(rp::Pte(pte)).bits(),
+        };
+        Outcome::new(Value::U64(v), self.trace())
+    }
+
+    fn get_vtcr(&mut self, mmfr0: u64, mmfr1: u64, phys_shift: u32) -> Outcome {
+        let v = rp::get_vtcr(&rp_config(&self.cfg), mmfr0, mmfr1, phys_shift);
+        Outcome::new(Value::U64(v), self.trace())
+    }
+
+    fn pgd_size(&mut self, vtcr: u64) -> Outcome {
+        let v = rp::stage2_pgd_size(side::rp_granule(self.cfg.granule), vtcr);
+        Outcome::new(Value::U64(v), self.trace())
     }
 }

@@ -5,9 +5,14 @@
 //! C has no context argument for most of these, so the environment of the
 //! side being called is installed in a thread-local for the duration of the
 //! call ([`with_current`]). Tests in parallel threads each get their own.
+//!
+//! Callbacks reach the environment through a shared reference only; what
+//! they change is behind `RefCell`s whose borrows end before any call back
+//! into C (free_unlinked_table re-enters pgtable.c, which calls back
+//! again). A violation of that would panic, never alias.
 
 use core::ffi::{CStr, c_char, c_int, c_void};
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
 use std::ptr;
 
 use super::{CpuFeatures, ffi};
@@ -16,43 +21,71 @@ use crate::events::{Barrier, Event, Misuse, StoreKind, TlbiHypOp, Trace, Visit, 
 use crate::force_pte::ForcePte;
 
 pub(super) struct CEnv {
-    pub arena: Arena,
-    pub trace: Trace,
-    pub force_pte: ForcePte,
-    pub ops: &'static ffi::kpd_ops,
-    pub mm_ops: *mut ffi::kvm_pgtable_mm_ops,
+    arena: RefCell<Arena>,
+    trace: RefCell<Trace>,
+    force_pte: RefCell<ForcePte>,
+    ops: &'static ffi::kpd_ops,
+    /// The side's `kvm_pgtable_mm_ops` (for free_unlinked_table's re-entry).
+    pub(super) mm_ops: Cell<*mut ffi::kvm_pgtable_mm_ops>,
 }
 
 impl CEnv {
-    pub fn new(arena: Arena, force_pte: ForcePte, ops: &'static ffi::kpd_ops) -> CEnv {
+    pub(super) fn new(arena: Arena, force_pte: ForcePte, ops: &'static ffi::kpd_ops) -> CEnv {
         CEnv {
-            arena,
-            trace: Trace::new(),
-            force_pte,
+            arena: RefCell::new(arena),
+            trace: RefCell::new(Trace::new()),
+            force_pte: RefCell::new(force_pte),
             ops,
-            mm_ops: ptr::null_mut(),
+            mm_ops: Cell::new(ptr::null_mut()),
         }
+    }
+
+    /// The arena, between calls.
+    pub(super) fn arena_ref(&self) -> &Arena {
+        // SAFETY: the arena is only borrowed mutably inside callbacks, which
+        // run during a C call; a C call needs `&mut CSide`, which cannot
+        // coexist with the `&CSide` this `&CEnv` was reached through.
+        unsafe {
+            self.arena
+                .try_borrow_unguarded()
+                .expect("no C call is running")
+        }
+    }
+
+    pub(super) fn force_pte_installed(&self) -> bool {
+        self.force_pte.borrow().installed()
+    }
+
+    pub(super) fn take_trace(&self) -> Trace {
+        self.trace.replace(crate::events::fresh_trace())
+    }
+
+    fn record(&self, e: Event) {
+        self.trace.borrow_mut().push(e);
     }
 }
 
 thread_local! {
-    static CURRENT: Cell<*mut CEnv> = const { Cell::new(ptr::null_mut()) };
+    static CURRENT: Cell<*const CEnv> = const { Cell::new(ptr::null()) };
 }
 
 /// Runs `f` with `env` as the environment of C callbacks and `features` as
 /// the C runtime's CPU features.
-pub(super) fn with_current<T>(env: *mut CEnv, features: CpuFeatures, f: impl FnOnce() -> T) -> T {
-    // SAFETY: kpd_runtime_get returns this thread's runtime struct.
-    let rt = unsafe { &mut *ffi::kpd_runtime_get() };
-    rt.stage2_fwb = features.stage2_fwb;
-    rt.tlb_range = features.tlb_range;
-    rt.lpa2 = features.lpa2;
-    rt.bti_kernel = features.bti_kernel;
-    rt.hvhe = features.hvhe;
-    rt.ampere_ac03 = features.ampere_ac03;
-    rt.rcu_depth = 0;
+pub(super) fn with_current<T>(env: &CEnv, features: CpuFeatures, f: impl FnOnce() -> T) -> T {
+    // SAFETY: kpd_runtime_get only returns this thread's runtime struct;
+    // no Rust reference to it exists, and C is not running.
+    unsafe {
+        let rt = ffi::kpd_runtime_get();
+        (*rt).stage2_fwb = features.stage2_fwb;
+        (*rt).tlb_range = features.tlb_range;
+        (*rt).lpa2 = features.lpa2;
+        (*rt).bti_kernel = features.bti_kernel;
+        (*rt).hvhe = features.hvhe;
+        (*rt).ampere_ac03 = features.ampere_ac03;
+        (*rt).rcu_depth = 0;
+    }
     let prev = CURRENT.with(|c| c.replace(env));
-    struct Restore(*mut CEnv);
+    struct Restore(*const CEnv);
     impl Drop for Restore {
         fn drop(&mut self) {
             CURRENT.with(|c| c.set(self.0));
@@ -63,19 +96,12 @@ pub(super) fn with_current<T>(env: *mut CEnv, features: CpuFeatures, f: impl FnO
 }
 
 /// The current side's environment.
-///
-/// Callers keep the borrow short and never hold it across a call back into
-/// C, which may re-enter (free_unlinked_table does).
-fn env<'a>() -> &'a mut CEnv {
+fn env<'a>() -> &'a CEnv {
     let p = CURRENT.with(|c| c.get());
     assert!(!p.is_null(), "C side called back outside a harness call");
-    // SAFETY: set by with_current for the duration of the C call; the
-    // CSide owning it is mutably borrowed by that call and not otherwise used.
-    unsafe { &mut *p }
-}
-
-fn record(e: Event) {
-    env().trace.push(e);
+    // SAFETY: set by with_current from a live `&CEnv` for the duration of
+    // the C call that is calling back; only shared references are made.
+    unsafe { &*p }
 }
 
 // ---- recorder (declared in c-shim/include/kpd/runtime.h) ----
@@ -88,18 +114,21 @@ extern "C" fn kpd_ev_store(
     prev: u64,
 ) {
     let env = env();
-    let pa = env.arena.virt_to_phys(ptep.cast());
-    if !env.arena.is_table_slot(pa) {
-        env.arena.taint();
-        env.trace
-            .push(Event::Misuse(Misuse::StoreOutsideTables { pa }));
-    }
+    let pa = {
+        let mut arena = env.arena.borrow_mut();
+        let pa = arena.virt_to_phys(ptep.cast());
+        if !arena.is_table_slot(pa) {
+            arena.taint();
+            env.record(Event::Misuse(Misuse::StoreOutsideTables { pa }));
+        }
+        pa
+    };
     let kind = match kind {
         ffi::kpd_store_kind_KPD_STORE_RELEASE => StoreKind::Release,
         ffi::kpd_store_kind_KPD_STORE_CMPXCHG => StoreKind::Cmpxchg,
         _ => StoreKind::WriteOnce,
     };
-    env.trace.push(Event::Store {
+    env.record(Event::Store {
         pa,
         old: prev,
         val: new_val,
@@ -109,14 +138,14 @@ extern "C" fn kpd_ev_store(
 
 #[unsafe(no_mangle)]
 extern "C" fn kpd_ev_dsb(kind: ffi::kpd_barrier) {
-    record(Event::Dsb(
+    env().record(Event::Dsb(
         Barrier::from_c(kind).expect("c-shim barrier kinds match Barrier"),
     ));
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn kpd_ev_isb() {
-    record(Event::Isb);
+    env().record(Event::Isb);
 }
 
 #[unsafe(no_mangle)]
@@ -126,34 +155,34 @@ extern "C" fn kpd_ev_tlbi_hyp(op: ffi::kpd_tlbi_hyp_op, operand: u64, level: c_i
     } else {
         TlbiHypOp::Vae2is
     };
-    record(Event::TlbiHyp { op, operand, level });
+    env().record(Event::TlbiHyp { op, operand, level });
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn kpd_ev_tlbi_sync_s1ish_hyp() {
-    record(Event::TlbiSyncS1IshHyp);
+    env().record(Event::TlbiSyncS1IshHyp);
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn kpd_ev_tlb_flush_vmid() {
-    record(Event::TlbFlushVmid);
+    env().record(Event::TlbFlushVmid);
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn kpd_ev_tlb_flush_vmid_ipa(ipa: u64, level: c_int, nsh: bool) {
-    record(Event::TlbFlushVmidIpa { ipa, level, nsh });
+    env().record(Event::TlbFlushVmidIpa { ipa, level, nsh });
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn kpd_ev_tlb_flush_vmid_range(start: u64, pages: u64) {
-    record(Event::TlbFlushVmidRange { start, pages });
+    env().record(Event::TlbFlushVmidRange { start, pages });
 }
 
 #[unsafe(no_mangle)]
 extern "C" fn kpd_ev_warn(file: *const c_char, line: c_int, once: bool) {
     // SAFETY: __FILE__ is a static NUL-terminated string.
     let file = unsafe { CStr::from_ptr(file) }.to_str().unwrap_or("?");
-    record(Event::Warn {
+    env().record(Event::Warn {
         once,
         loc: WarnLoc {
             file,
@@ -164,7 +193,7 @@ extern "C" fn kpd_ev_warn(file: *const c_char, line: c_int, once: bool) {
 
 #[unsafe(no_mangle)]
 extern "C" fn kpd_ev_rcu(lock: bool) {
-    record(Event::Rcu { lock });
+    env().record(Event::Rcu { lock });
 }
 
 // ---- kvm_pgtable_mm_ops ----
@@ -186,75 +215,79 @@ pub(super) fn mm_ops() -> ffi::kvm_pgtable_mm_ops {
 }
 
 fn pa_of(addr: *mut c_void) -> u64 {
-    env().arena.virt_to_phys(addr.cast())
+    env().arena.borrow().virt_to_phys(addr.cast())
+}
+
+/// Runs an arena operation that records into the trace.
+fn with_arena<T>(f: impl FnOnce(&mut Arena, &mut Trace) -> T) -> T {
+    let env = env();
+    f(&mut env.arena.borrow_mut(), &mut env.trace.borrow_mut())
 }
 
 fn va_of(pa: Option<u64>) -> *mut c_void {
-    pa.map_or(ptr::null_mut(), |pa| env().arena.phys_to_virt(pa).cast())
+    pa.map_or(ptr::null_mut(), |pa| {
+        env().arena.borrow().phys_to_virt(pa).cast()
+    })
 }
 
 extern "C" fn mm_zalloc_page(arg: *mut c_void) -> *mut c_void {
-    let env = env();
     let pa = if arg.is_null() {
-        env.arena.zalloc_page(None, &mut env.trace)
+        with_arena(|a, t| a.zalloc_page(None, t))
     } else {
-        // SAFETY: every memcache the harness passes is a kvm_mmu_memory_cache.
-        let mc = unsafe { &mut *arg.cast::<ffi::kvm_mmu_memory_cache>() };
+        let mc = arg.cast::<ffi::kvm_mmu_memory_cache>();
+        // SAFETY: every memcache the harness passes is a live
+        // kvm_mmu_memory_cache owned by the side being called; C is blocked
+        // in this callback, so nothing else accesses it.
+        let nobjs = unsafe { (*mc).nobjs };
         let mut m = Memcache {
-            nobjs: mc.nobjs.max(0) as u32,
+            nobjs: nobjs.max(0) as u32,
         };
-        let pa = env.arena.zalloc_page(Some(&mut m), &mut env.trace);
-        mc.nobjs = m.nobjs as i32;
+        let pa = with_arena(|a, t| a.zalloc_page(Some(&mut m), t));
+        // SAFETY: as above.
+        unsafe { (*mc).nobjs = m.nobjs as i32 };
         pa
     };
     va_of(pa)
 }
 
 extern "C" fn mm_zalloc_pages_exact(size: usize) -> *mut c_void {
-    let env = env();
-    let pa = env.arena.zalloc_pages_exact(size as u64, &mut env.trace);
+    let pa = with_arena(|a, t| a.zalloc_pages_exact(size as u64, t));
     va_of(pa)
 }
 
 extern "C" fn mm_free_pages_exact(addr: *mut c_void, size: usize) {
     let pa = pa_of(addr);
-    let env = env();
-    env.arena.free_pages_exact(pa, size as u64, &mut env.trace);
+    with_arena(|a, t| a.free_pages_exact(pa, size as u64, t));
 }
 
 /// As KVM does (after an RCU grace period there), hand the detached table
 /// back to the same side's `kvm_pgtable_stage2_free_unlinked`.
 extern "C" fn mm_free_unlinked_table(addr: *mut c_void, level: i8) {
     let pa = pa_of(addr);
-    let (ops, mm_ops) = {
-        let env = env();
-        env.trace.push(Event::FreeUnlinkedTable { pa, level });
-        (env.ops, env.mm_ops)
-    };
-    // SAFETY: re-enters the same build with the same mm_ops; no borrow of the env is live.
-    unsafe { (ops.stage2_free_unlinked.unwrap())(mm_ops, addr, level) }
+    let env = env();
+    env.record(Event::FreeUnlinkedTable { pa, level });
+    // SAFETY: re-enters the same build with the same mm_ops; no borrow of
+    // the environment is live across the call.
+    unsafe { (env.ops.stage2_free_unlinked.unwrap())(env.mm_ops.get(), addr, level) }
 }
 
 extern "C" fn mm_get_page(addr: *mut c_void) {
     let pa = pa_of(addr);
-    let env = env();
-    env.arena.get_page(pa, &mut env.trace);
+    with_arena(|a, t| a.get_page(pa, t));
 }
 
 extern "C" fn mm_put_page(addr: *mut c_void) {
     let pa = pa_of(addr);
-    let env = env();
-    env.arena.put_page(pa, &mut env.trace);
+    with_arena(|a, t| a.put_page(pa, t));
 }
 
 extern "C" fn mm_page_count(addr: *mut c_void) -> c_int {
     let pa = pa_of(addr);
-    let env = env();
-    env.arena.page_count(pa, &mut env.trace)
+    with_arena(|a, t| a.page_count(pa, t))
 }
 
 extern "C" fn mm_phys_to_virt(pa: ffi::phys_addr_t) -> *mut c_void {
-    env().arena.phys_to_virt(pa).cast()
+    env().arena.borrow().phys_to_virt(pa).cast()
 }
 
 extern "C" fn mm_virt_to_phys(addr: *mut c_void) -> ffi::phys_addr_t {
@@ -263,7 +296,7 @@ extern "C" fn mm_virt_to_phys(addr: *mut c_void) -> ffi::phys_addr_t {
 
 extern "C" fn mm_dcache_clean_inval_poc(addr: *mut c_void, size: usize) {
     let pa = pa_of(addr);
-    record(Event::DcacheCleanInvalPoc {
+    env().record(Event::DcacheCleanInvalPoc {
         pa,
         size: size as u64,
     });
@@ -271,7 +304,7 @@ extern "C" fn mm_dcache_clean_inval_poc(addr: *mut c_void, size: usize) {
 
 extern "C" fn mm_icache_inval_pou(addr: *mut c_void, size: usize) {
     let pa = pa_of(addr);
-    record(Event::IcacheInvalPou {
+    env().record(Event::IcacheInvalPou {
         pa,
         size: size as u64,
     });
@@ -281,13 +314,15 @@ extern "C" fn mm_icache_inval_pou(addr: *mut c_void, size: usize) {
 
 pub(super) extern "C" fn force_pte_cb(addr: u64, end: u64, prot: ffi::kvm_pgtable_prot) -> bool {
     let env = env();
-    env.force_pte.decide(addr, end, prot, &mut env.trace)
+    let mut trace = env.trace.borrow_mut();
+    env.force_pte
+        .borrow_mut()
+        .decide(addr, end, prot, &mut trace)
 }
 
 // ---- walker with a Rust visitor ----
 
 struct VisitorCtx<'a> {
-    arena: *const Arena,
     visitor: &'a mut dyn FnMut(&Visit) -> i32,
 }
 
@@ -295,15 +330,14 @@ extern "C" fn visitor_trampoline(
     ctx: *const ffi::kvm_pgtable_visit_ctx,
     visit: ffi::kvm_pgtable_walk_flags,
 ) -> c_int {
-    // SAFETY: C passes a valid context whose arg is the VisitorCtx set up in walk().
+    // SAFETY: C passes a valid context for the duration of the callback.
     let ctx = unsafe { &*ctx };
-    // SAFETY: arg points at the VisitorCtx on walk()'s stack, live for the walk.
+    // SAFETY: arg is the VisitorCtx on walk()'s stack, live for the walk and
+    // reached only through this pointer while C runs.
     let vc = unsafe { &mut *ctx.arg.cast::<VisitorCtx>() };
-    // SAFETY: the arena outlives the walk.
-    let arena = unsafe { &*vc.arena };
     let v = Visit {
         kind: visit,
-        ptep: arena.virt_to_phys(ctx.ptep),
+        ptep: env().arena.borrow().virt_to_phys(ctx.ptep),
         old: ctx.old,
         start: ctx.start,
         addr: ctx.addr,
@@ -314,21 +348,24 @@ extern "C" fn visitor_trampoline(
     (vc.visitor)(&v)
 }
 
-pub(super) fn walk(
+/// `kvm_pgtable_walk` of `pgt` with a Rust visitor.
+///
+/// # Safety
+/// `pgt` must be this build's live, initialised (or zeroed) table.
+pub(super) unsafe fn walk(
     ops: &ffi::kpd_ops,
-    pgt: &mut ffi::kvm_pgtable,
-    arena: &Arena,
+    pgt: *mut ffi::kvm_pgtable,
     addr: u64,
     size: u64,
     flags: u32,
     visitor: &mut dyn FnMut(&Visit) -> i32,
 ) -> i32 {
-    let mut vc = VisitorCtx { arena, visitor };
+    let mut vc = VisitorCtx { visitor };
     let mut walker = ffi::kvm_pgtable_walker {
         cb: Some(visitor_trampoline),
         arg: ptr::addr_of_mut!(vc).cast(),
         flags: flags as _,
     };
-    // SAFETY: walker and its arg live across the call.
+    // SAFETY: walker and its arg live across the call; pgt per the contract.
     unsafe { (ops.walk.unwrap())(pgt, addr, size, &mut walker) }
 }

@@ -8,6 +8,8 @@
     dead_code
 )]
 #![allow(clippy::all)]
+// bindgen's generated `Default` impls hold unsafe blocks we do not write.
+#![allow(clippy::undocumented_unsafe_blocks)]
 
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 include!(concat!(env!("OUT_DIR"), "/builds.rs"));

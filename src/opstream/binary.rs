@@ -32,66 +32,16 @@
 //! (0xFF = literal little-endian value) plus a payload. Booleans and
 //! unlinked-table indices are plain bytes (`b & 1`, `b`).
 
-use super::generators::{Gen, LIT, LIT_NONE, Reader};
+use super::codec::Writer;
+use super::generators::{Gen, LIT, Reader};
 use super::model::*;
+use super::ops::decode_op;
+pub use super::profile::Profile;
 
 /// Version byte the encoder writes first. Bump it (and keep decoding old
 /// inputs with the newest rules) whenever the layout changes; regenerate
 /// the committed corpus from the text scenarios (`cargo xtask corpus`).
 pub const FORMAT_VERSION: u8 = 1;
-
-/// Fuzz-target specialisation: constrains what random bytes decode to.
-/// Literal modes and canonical op tags mean the same thing in every
-/// profile, so [`encode`] is profile-independent and
-/// `decode(&encode(s), Profile::Any) == s` for every valid `s`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Profile {
-    /// Forces stage = Hyp.
-    Hyp,
-    /// Forces stage = Stage2.
-    Stage2,
-    /// pKVM host: stage-2, nvhe, IDMAP, force_pte = Host with a decoded
-    /// memory map; ops limited to identity S2Map (phys = addr) with host
-    /// prots, S2SetOwner (owners 0/1), S2Unmap and GetLeaf.
-    HostStage2,
-    /// Mostly Walk ops (flags uniform over all 128 combinations) plus
-    /// maps/unmaps to populate; either stage.
-    Walk,
-    /// Stage-2 with S2Split / S2CreateUnlinked / S2FreeUnlinked plus maps;
-    /// memcache sizes around PTRS_PER_PTE.
-    Unlinked,
-    /// No constraint; the profile the encoder targets.
-    Any,
-}
-
-impl Profile {
-    /// Lower-case name (`hyp`, `stage2`, `host_stage2`, `walk`,
-    /// `unlinked`, `any`), e.g. for fuzz-target or corpus directory names.
-    pub fn name(self) -> &'static str {
-        match self {
-            Profile::Hyp => "hyp",
-            Profile::Stage2 => "stage2",
-            Profile::HostStage2 => "host_stage2",
-            Profile::Walk => "walk",
-            Profile::Unlinked => "unlinked",
-            Profile::Any => "any",
-        }
-    }
-
-    /// Inverse of [`Profile::name`].
-    pub fn from_name(name: &str) -> Option<Profile> {
-        Profile::ALL.iter().copied().find(|p| p.name() == name)
-    }
-
-    pub const ALL: [Profile; 6] = [
-        Profile::Hyp,
-        Profile::Stage2,
-        Profile::HostStage2,
-        Profile::Walk,
-        Profile::Unlinked,
-        Profile::Any,
-    ];
-}
 
 use OpKind as K;
 
@@ -402,131 +352,6 @@ fn decode_config(r: &mut Reader, profile: Profile) -> Config {
     config
 }
 
-fn decode_op(kind: OpKind, r: &mut Reader, g: &mut Gen) -> Op {
-    let host = g.profile == Profile::HostStage2;
-    match kind {
-        K::HypMap => {
-            let addr = g.addr(r);
-            let size = g.size(r, addr);
-            let phys = g.phys(r, addr);
-            let prot = g.prot(r, addr, size);
-            Op::HypMap {
-                addr,
-                size,
-                phys,
-                prot,
-            }
-        }
-        K::HypUnmap => {
-            let addr = g.addr(r);
-            let size = g.size(r, addr);
-            Op::HypUnmap { addr, size }
-        }
-        K::S2Map => {
-            let addr = g.addr(r);
-            let size = g.size(r, addr);
-            let phys = g.phys(r, addr);
-            let phys = if host { addr } else { phys };
-            let prot = g.prot(r, addr, size);
-            let mc = g.memcache(r);
-            let flags = g.map_flags(r);
-            Op::S2Map {
-                addr,
-                size,
-                phys,
-                prot,
-                mc,
-                flags,
-            }
-        }
-        K::S2SetOwner => {
-            let addr = g.addr(r);
-            let size = g.size(r, addr);
-            let mc = g.memcache(r);
-            let owner_id = g.owner(r);
-            Op::S2SetOwner {
-                addr,
-                size,
-                mc,
-                owner_id,
-            }
-        }
-        K::S2Unmap => {
-            let addr = g.addr(r);
-            let size = g.size(r, addr);
-            Op::S2Unmap { addr, size }
-        }
-        K::S2Wrprotect => {
-            let addr = g.addr(r);
-            let size = g.size(r, addr);
-            Op::S2Wrprotect { addr, size }
-        }
-        K::S2Mkyoung => Op::S2Mkyoung { addr: g.addr(r) },
-        K::S2TestClearYoung => {
-            let addr = g.addr(r);
-            let size = g.size(r, addr);
-            let mkold = r.u8() & 1 != 0;
-            Op::S2TestClearYoung { addr, size, mkold }
-        }
-        K::S2RelaxPerms => {
-            let addr = g.addr(r);
-            let prot = g.prot(r, addr, 1);
-            Op::S2RelaxPerms { addr, prot }
-        }
-        K::S2Flush => {
-            let addr = g.addr(r);
-            let size = g.size(r, addr);
-            Op::S2Flush { addr, size }
-        }
-        K::S2Split => {
-            let addr = g.addr(r);
-            let size = g.size(r, addr);
-            let nobjs = g.nobjs(r);
-            Op::S2Split { addr, size, nobjs }
-        }
-        K::S2CreateUnlinked => {
-            let level = g.level(r);
-            let phys = g.phys_for_level(r, level);
-            let prot = g.prot(r, phys, 1);
-            let mc = g.memcache(r);
-            let force_pte = r.u8() & 1 != 0;
-            Op::S2CreateUnlinked {
-                phys,
-                level,
-                prot,
-                mc,
-                force_pte,
-            }
-        }
-        K::S2FreeUnlinked => Op::S2FreeUnlinked { index: r.u8() },
-        K::Walk => {
-            let addr = g.addr(r);
-            let size = g.size(r, addr);
-            let flags = g.walk_flags(r);
-            let script = g.script(r);
-            Op::Walk {
-                addr,
-                size,
-                flags,
-                script,
-            }
-        }
-        K::GetLeaf => Op::GetLeaf { addr: g.addr(r) },
-        K::PteProt => Op::PteProt { pte: g.pte(r) },
-        K::GetVtcr => {
-            let mmfr0 = g.mmfr0(r);
-            let mmfr1 = g.mmfr1(r);
-            let phys_shift = g.phys_shift(r);
-            Op::GetVtcr {
-                mmfr0,
-                mmfr1,
-                phys_shift,
-            }
-        }
-        K::PgdSize => Op::PgdSize { vtcr: g.vtcr(r) },
-    }
-}
-
 /// Decodes fuzzer bytes into a stream. Total: every byte string (including
 /// the empty one) decodes to a valid stream ([`OpStream::validate`] holds);
 /// missing bytes read as zero, ops end with the input or at [`MAX_OPS`].
@@ -540,31 +365,6 @@ pub fn decode(bytes: &[u8], profile: Profile) -> OpStream {
         ops.push(decode_op(kind, &mut r, &mut g));
     }
     OpStream { config, ops }
-}
-
-struct Writer(Vec<u8>);
-
-impl Writer {
-    fn byte(&mut self, b: u8) {
-        self.0.push(b);
-    }
-    fn lit8(&mut self, v: u8) {
-        self.0.extend_from_slice(&[LIT, v]);
-    }
-    fn lit32(&mut self, v: u32) {
-        self.0.push(LIT);
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn lit64(&mut self, v: u64) {
-        self.0.push(LIT);
-        self.0.extend_from_slice(&v.to_le_bytes());
-    }
-    fn memcache(&mut self, mc: Memcache) {
-        match mc {
-            None => self.byte(LIT_NONE),
-            Some(n) => self.lit32(n),
-        }
-    }
 }
 
 fn encode_config(w: &mut Writer, c: &Config) {
@@ -619,119 +419,6 @@ fn encode_config(w: &mut Writer, c: &Config) {
     }
 }
 
-fn encode_script(w: &mut Writer, s: VisitScript) {
-    w.byte(LIT);
-    match s {
-        VisitScript::Ok => w.byte(0),
-        VisitScript::FailAt { n, errno } => {
-            w.byte(1);
-            w.byte(n);
-            w.byte(errno as u8);
-        }
-    }
-}
-
-fn encode_op(w: &mut Writer, op: &Op) {
-    w.byte(op.kind().tag());
-    match *op {
-        Op::HypMap {
-            addr,
-            size,
-            phys,
-            prot,
-        } => {
-            w.lit64(addr);
-            w.lit64(size);
-            w.lit64(phys);
-            w.lit64(prot);
-        }
-        Op::HypUnmap { addr, size }
-        | Op::S2Unmap { addr, size }
-        | Op::S2Wrprotect { addr, size }
-        | Op::S2Flush { addr, size } => {
-            w.lit64(addr);
-            w.lit64(size);
-        }
-        Op::S2Map {
-            addr,
-            size,
-            phys,
-            prot,
-            mc,
-            flags,
-        } => {
-            w.lit64(addr);
-            w.lit64(size);
-            w.lit64(phys);
-            w.lit64(prot);
-            w.memcache(mc);
-            w.lit8(flags);
-        }
-        Op::S2SetOwner {
-            addr,
-            size,
-            mc,
-            owner_id,
-        } => {
-            w.lit64(addr);
-            w.lit64(size);
-            w.memcache(mc);
-            w.lit8(owner_id);
-        }
-        Op::S2Mkyoung { addr } | Op::GetLeaf { addr } => w.lit64(addr),
-        Op::S2TestClearYoung { addr, size, mkold } => {
-            w.lit64(addr);
-            w.lit64(size);
-            w.byte(mkold as u8);
-        }
-        Op::S2RelaxPerms { addr, prot } => {
-            w.lit64(addr);
-            w.lit64(prot);
-        }
-        Op::S2Split { addr, size, nobjs } => {
-            w.lit64(addr);
-            w.lit64(size);
-            w.lit32(nobjs);
-        }
-        Op::S2CreateUnlinked {
-            phys,
-            level,
-            prot,
-            mc,
-            force_pte,
-        } => {
-            w.lit8(level as u8);
-            w.lit64(phys);
-            w.lit64(prot);
-            w.memcache(mc);
-            w.byte(force_pte as u8);
-        }
-        Op::S2FreeUnlinked { index } => w.byte(index),
-        Op::Walk {
-            addr,
-            size,
-            flags,
-            script,
-        } => {
-            w.lit64(addr);
-            w.lit64(size);
-            w.lit8(flags);
-            encode_script(w, script);
-        }
-        Op::PteProt { pte } => w.lit64(pte),
-        Op::GetVtcr {
-            mmfr0,
-            mmfr1,
-            phys_shift,
-        } => {
-            w.lit64(mmfr0);
-            w.lit64(mmfr1);
-            w.lit32(phys_shift);
-        }
-        Op::PgdSize { vtcr } => w.lit64(vtcr),
-    }
-}
-
 /// Encodes a stream as fuzzer bytes using only literal modes and canonical
 /// tags. For every valid stream `s` (see [`OpStream::validate`]),
 /// `decode(&encode(s), Profile::Any) == s`. Invalid streams are encoded
@@ -740,7 +427,7 @@ pub fn encode(s: &OpStream) -> Vec<u8> {
     let mut w = Writer(Vec::new());
     encode_config(&mut w, &s.config);
     for op in s.ops.iter().take(MAX_OPS) {
-        encode_op(&mut w, op);
+        op.encode_into(&mut w);
     }
     w.0
 }

@@ -9,8 +9,8 @@
 //! `m % N` for a generator with `N` biased modes); profiles may map those
 //! differently. Reading past the end of the input yields zero bytes.
 
-use super::binary::Profile;
 use super::model::*;
+use super::profile::Profile;
 
 /// Literal mode byte: exact little-endian value follows.
 pub(crate) const LIT: u8 = 0xFF;
@@ -357,6 +357,17 @@ impl<'c> Gen<'c> {
             6 => addr.wrapping_add(1 + r.u8() as u64 % 64),
             // Random page-aligned.
             _ => r.u32() as u64 * page,
+        }
+    }
+
+    /// Output address of a stage-2 map: the pKVM host maps its own memory
+    /// one to one (IDMAP), so the host profile reads the byte but keeps `addr`.
+    pub(crate) fn map_phys(&mut self, r: &mut Reader, addr: u64) -> u64 {
+        let phys = self.phys(r, addr);
+        if self.profile == Profile::HostStage2 {
+            addr
+        } else {
+            phys
         }
     }
 

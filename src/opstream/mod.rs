@@ -53,16 +53,18 @@
 //! [`encode`] is profile-independent.
 
 pub mod binary;
+pub mod codec;
 mod generators;
 pub mod model;
+pub mod ops;
+pub mod profile;
 pub mod text;
 
-pub use binary::{FORMAT_VERSION, Profile, TAG_TABLE, decode, encode, kind_for_tag};
+pub use binary::{FORMAT_VERSION, TAG_TABLE, decode, encode, kind_for_tag};
+pub use codec::{parse_prot, parse_walk_flags, prot_to_string, walk_flags_to_string};
 pub use model::*;
-pub use text::{
-    ParseError, TEXT_HEADER, op_lines, parse, parse_prot, parse_walk_flags, print, prot_to_string,
-    walk_flags_to_string,
-};
+pub use profile::Profile;
+pub use text::{ParseError, TEXT_HEADER, op_lines, parse, print};
 
 #[cfg(test)]
 mod tests;

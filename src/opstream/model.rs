@@ -416,263 +416,12 @@ pub enum VisitScript {
     /// Always return 0.
     #[default]
     Ok,
-    /// Return 0 for visits 0..n-1 and `errno` on visit number `n`
-    /// (0-based) and every later visit.
+    /// Return `errno` on visit number `n` (0-based) and 0 on every other
+    /// visit.
     FailAt { n: u8, errno: i8 },
 }
 
-/// One API call.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub enum Op {
-    /// `kvm_pgtable_hyp_map`.
-    HypMap {
-        addr: u64,
-        size: u64,
-        phys: u64,
-        prot: Prot,
-    },
-    /// `kvm_pgtable_hyp_unmap`.
-    HypUnmap { addr: u64, size: u64 },
-    /// `kvm_pgtable_stage2_map`.
-    S2Map {
-        addr: u64,
-        size: u64,
-        phys: u64,
-        prot: Prot,
-        mc: Memcache,
-        flags: u8,
-    },
-    /// `kvm_pgtable_stage2_set_owner`.
-    S2SetOwner {
-        addr: u64,
-        size: u64,
-        mc: Memcache,
-        owner_id: u8,
-    },
-    /// `kvm_pgtable_stage2_unmap`.
-    S2Unmap { addr: u64, size: u64 },
-    /// `kvm_pgtable_stage2_wrprotect`.
-    S2Wrprotect { addr: u64, size: u64 },
-    /// `kvm_pgtable_stage2_mkyoung`.
-    S2Mkyoung { addr: u64 },
-    /// `kvm_pgtable_stage2_test_clear_young`.
-    S2TestClearYoung { addr: u64, size: u64, mkold: bool },
-    /// `kvm_pgtable_stage2_relax_perms`.
-    S2RelaxPerms { addr: u64, prot: Prot },
-    /// `kvm_pgtable_stage2_flush`.
-    S2Flush { addr: u64, size: u64 },
-    /// `kvm_pgtable_stage2_split` with a memcache of `nobjs` pages.
-    S2Split { addr: u64, size: u64, nobjs: u32 },
-    /// `kvm_pgtable_stage2_create_unlinked`; the result is appended to the
-    /// executor's list of unlinked tables.
-    S2CreateUnlinked {
-        phys: u64,
-        level: i8,
-        prot: Prot,
-        mc: Memcache,
-        force_pte: bool,
-    },
-    /// `kvm_pgtable_stage2_free_unlinked` of unlinked table
-    /// `index % count` (no-op if there is none).
-    S2FreeUnlinked { index: u8 },
-    /// `kvm_pgtable_walk` with a scripted test visitor.
-    Walk {
-        addr: u64,
-        size: u64,
-        flags: u8,
-        script: VisitScript,
-    },
-    /// `kvm_pgtable_get_leaf`.
-    GetLeaf { addr: u64 },
-    /// `kvm_pgtable_hyp_pte_prot` / `kvm_pgtable_stage2_pte_prot` (by stage).
-    PteProt { pte: u64 },
-    /// `kvm_get_vtcr`.
-    GetVtcr {
-        mmfr0: u64,
-        mmfr1: u64,
-        phys_shift: u32,
-    },
-    /// `kvm_pgtable_stage2_pgd_size`.
-    PgdSize { vtcr: u64 },
-}
-
-/// Field-less mirror of [`Op`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum OpKind {
-    HypMap,
-    HypUnmap,
-    S2Map,
-    S2SetOwner,
-    S2Unmap,
-    S2Wrprotect,
-    S2Mkyoung,
-    S2TestClearYoung,
-    S2RelaxPerms,
-    S2Flush,
-    S2Split,
-    S2CreateUnlinked,
-    S2FreeUnlinked,
-    Walk,
-    GetLeaf,
-    PteProt,
-    GetVtcr,
-    PgdSize,
-}
-
-impl OpKind {
-    /// Every kind, in canonical-tag order (`ALL[k.tag()] == k`).
-    pub const ALL: [OpKind; 18] = [
-        OpKind::HypMap,
-        OpKind::HypUnmap,
-        OpKind::S2Map,
-        OpKind::S2SetOwner,
-        OpKind::S2Unmap,
-        OpKind::S2Wrprotect,
-        OpKind::S2Mkyoung,
-        OpKind::S2TestClearYoung,
-        OpKind::S2RelaxPerms,
-        OpKind::S2Flush,
-        OpKind::S2Split,
-        OpKind::S2CreateUnlinked,
-        OpKind::S2FreeUnlinked,
-        OpKind::Walk,
-        OpKind::GetLeaf,
-        OpKind::PteProt,
-        OpKind::GetVtcr,
-        OpKind::PgdSize,
-    ];
-
-    /// Stable canonical binary tag (what the encoder writes). Never change
-    /// these: the corpus depends on them.
-    pub fn tag(self) -> u8 {
-        match self {
-            OpKind::HypMap => 0,
-            OpKind::HypUnmap => 1,
-            OpKind::S2Map => 2,
-            OpKind::S2SetOwner => 3,
-            OpKind::S2Unmap => 4,
-            OpKind::S2Wrprotect => 5,
-            OpKind::S2Mkyoung => 6,
-            OpKind::S2TestClearYoung => 7,
-            OpKind::S2RelaxPerms => 8,
-            OpKind::S2Flush => 9,
-            OpKind::S2Split => 10,
-            OpKind::S2CreateUnlinked => 11,
-            OpKind::S2FreeUnlinked => 12,
-            OpKind::Walk => 13,
-            OpKind::GetLeaf => 14,
-            OpKind::PteProt => 15,
-            OpKind::GetVtcr => 16,
-            OpKind::PgdSize => 17,
-        }
-    }
-
-    /// Text-format name.
-    pub fn name(self) -> &'static str {
-        match self {
-            OpKind::HypMap => "hyp_map",
-            OpKind::HypUnmap => "hyp_unmap",
-            OpKind::S2Map => "s2_map",
-            OpKind::S2SetOwner => "s2_set_owner",
-            OpKind::S2Unmap => "s2_unmap",
-            OpKind::S2Wrprotect => "s2_wrprotect",
-            OpKind::S2Mkyoung => "s2_mkyoung",
-            OpKind::S2TestClearYoung => "s2_test_clear_young",
-            OpKind::S2RelaxPerms => "s2_relax_perms",
-            OpKind::S2Flush => "s2_flush",
-            OpKind::S2Split => "s2_split",
-            OpKind::S2CreateUnlinked => "s2_create_unlinked",
-            OpKind::S2FreeUnlinked => "s2_free_unlinked",
-            OpKind::Walk => "walk",
-            OpKind::GetLeaf => "get_leaf",
-            OpKind::PteProt => "pte_prot",
-            OpKind::GetVtcr => "get_vtcr",
-            OpKind::PgdSize => "pgd_size",
-        }
-    }
-
-    /// Kind with the given text name.
-    pub fn from_name(name: &str) -> Option<OpKind> {
-        OpKind::ALL.iter().copied().find(|k| k.name() == name)
-    }
-
-    /// Which stages this kind may appear in: hyp ops only for Hyp, stage-2
-    /// ops only for Stage2, Walk/GetLeaf/PteProt/GetVtcr/PgdSize for both.
-    pub fn valid_for(self, stage: Stage) -> bool {
-        match self {
-            OpKind::HypMap | OpKind::HypUnmap => stage == Stage::Hyp,
-            OpKind::Walk
-            | OpKind::GetLeaf
-            | OpKind::PteProt
-            | OpKind::GetVtcr
-            | OpKind::PgdSize => true,
-            _ => stage == Stage::Stage2,
-        }
-    }
-}
-
-impl Op {
-    pub fn kind(&self) -> OpKind {
-        match self {
-            Op::HypMap { .. } => OpKind::HypMap,
-            Op::HypUnmap { .. } => OpKind::HypUnmap,
-            Op::S2Map { .. } => OpKind::S2Map,
-            Op::S2SetOwner { .. } => OpKind::S2SetOwner,
-            Op::S2Unmap { .. } => OpKind::S2Unmap,
-            Op::S2Wrprotect { .. } => OpKind::S2Wrprotect,
-            Op::S2Mkyoung { .. } => OpKind::S2Mkyoung,
-            Op::S2TestClearYoung { .. } => OpKind::S2TestClearYoung,
-            Op::S2RelaxPerms { .. } => OpKind::S2RelaxPerms,
-            Op::S2Flush { .. } => OpKind::S2Flush,
-            Op::S2Split { .. } => OpKind::S2Split,
-            Op::S2CreateUnlinked { .. } => OpKind::S2CreateUnlinked,
-            Op::S2FreeUnlinked { .. } => OpKind::S2FreeUnlinked,
-            Op::Walk { .. } => OpKind::Walk,
-            Op::GetLeaf { .. } => OpKind::GetLeaf,
-            Op::PteProt { .. } => OpKind::PteProt,
-            Op::GetVtcr { .. } => OpKind::GetVtcr,
-            Op::PgdSize { .. } => OpKind::PgdSize,
-        }
-    }
-
-    /// Text-format name of the op (e.g. `"s2_map"`).
-    pub fn name(&self) -> &'static str {
-        self.kind().name()
-    }
-
-    /// Whether the op may appear in a stream of the given stage.
-    pub fn valid_for(&self, stage: Stage) -> bool {
-        self.kind().valid_for(stage)
-    }
-
-    /// The input-address range the op targets, as `(addr, size)` (size may
-    /// make `addr + size` wrap; compute the end with u128 or checked
-    /// arithmetic). Single-address ops (mkyoung, relax_perms, get_leaf)
-    /// report `(addr, 1)`. `None` for ops that target no IA range
-    /// (create/free_unlinked, pte_prot, get_vtcr, pgd_size).
-    pub fn range(&self) -> Option<(u64, u64)> {
-        match *self {
-            Op::HypMap { addr, size, .. }
-            | Op::HypUnmap { addr, size }
-            | Op::S2Map { addr, size, .. }
-            | Op::S2SetOwner { addr, size, .. }
-            | Op::S2Unmap { addr, size }
-            | Op::S2Wrprotect { addr, size }
-            | Op::S2TestClearYoung { addr, size, .. }
-            | Op::S2Flush { addr, size }
-            | Op::S2Split { addr, size, .. }
-            | Op::Walk { addr, size, .. } => Some((addr, size)),
-            Op::S2Mkyoung { addr } | Op::S2RelaxPerms { addr, .. } | Op::GetLeaf { addr } => {
-                Some((addr, 1))
-            }
-            Op::S2CreateUnlinked { .. }
-            | Op::S2FreeUnlinked { .. }
-            | Op::PteProt { .. }
-            | Op::GetVtcr { .. }
-            | Op::PgdSize { .. } => None,
-        }
-    }
-}
+pub use super::ops::{Op, OpHandler, OpKind};
 
 /// A complete scenario: configuration plus the operations to run.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -684,16 +433,18 @@ pub struct OpStream {
 /// Why a stream is not valid (see [`OpStream::validate`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum InvalidStream {
-    /// A walk visitor script returning a non-negative value (visitors return 0 or -errno).
-    VisitErrno { index: usize },
-    /// A memcache size above [`MEMCACHE_MAX`].
-    Memcache { index: usize },
     /// The configuration violates a constraint.
     Config(String),
     /// More than [`MAX_OPS`] operations.
     TooManyOps(usize),
     /// Op number `index` is not valid for the configured stage.
     OpStage { index: usize, name: &'static str },
+    /// A field of op number `index` holds a value the decoder cannot produce.
+    Field {
+        index: usize,
+        key: &'static str,
+        why: String,
+    },
 }
 
 impl fmt::Display for InvalidStream {
@@ -704,18 +455,7 @@ impl fmt::Display for InvalidStream {
             InvalidStream::OpStage { index, name } => {
                 write!(f, "op #{index} ({name}) is not valid for this stage")
             }
-            InvalidStream::VisitErrno { index } => {
-                write!(
-                    f,
-                    "op #{index}: a walk visitor fails with a negative errno (e.g. -EAGAIN or -11)"
-                )
-            }
-            InvalidStream::Memcache { index } => {
-                write!(
-                    f,
-                    "op #{index}: memcache size above {MEMCACHE_MAX} (the kernel's nobjs is an int)"
-                )
-            }
+            InvalidStream::Field { index, key, why } => write!(f, "op #{index} {key}: {why}"),
         }
     }
 }
@@ -732,25 +472,8 @@ impl OpStream {
             return Err(InvalidStream::TooManyOps(self.ops.len()));
         }
         for (index, op) in self.ops.iter().enumerate() {
-            let mc = match *op {
-                Op::S2Map { mc, .. }
-                | Op::S2SetOwner { mc, .. }
-                | Op::S2CreateUnlinked { mc, .. } => mc,
-                Op::S2Split { nobjs, .. } => Some(nobjs),
-                _ => None,
-            };
-            if let Op::Walk {
-                script: VisitScript::FailAt { errno, .. },
-                ..
-            } = op
-            {
-                if *errno >= 0 {
-                    return Err(InvalidStream::VisitErrno { index });
-                }
-            }
-            if mc.is_some_and(|n| n > MEMCACHE_MAX) {
-                return Err(InvalidStream::Memcache { index });
-            }
+            op.validate_fields()
+                .map_err(|(key, why)| InvalidStream::Field { index, key, why })?;
             if !op.valid_for(self.config.stage) {
                 return Err(InvalidStream::OpStage {
                     index,

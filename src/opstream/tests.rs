@@ -501,7 +501,7 @@ fn kind_for_tag_rules() {
         }
     }
     // Canonical tags are the identity under Any for valid kinds.
-    for k in OpKind::ALL {
+    for &k in OpKind::ALL {
         for stage in [Stage::Hyp, Stage::Stage2] {
             if k.valid_for(stage) {
                 assert_eq!(kind_for_tag(k.tag(), stage, Profile::Any), k);
@@ -957,7 +957,7 @@ fn print_odd_values_by_hand() {
     assert_eq!(lines[11], "s2_relax_perms addr=0x5000 prot=none");
     assert_eq!(
         lines[14],
-        "s2_create_unlinked phys=0x80000000 level=-128 prot=R|NC mc=0 force_pte=yes"
+        "s2_create_unlinked level=-128 phys=0x80000000 prot=R|NC mc=0 force_pte=yes"
     );
     assert_eq!(
         lines[18],
@@ -1080,7 +1080,11 @@ fn parse_errors_are_clear() {
     let e = parse_err(&format!(
         "{h}{c}s2_set_owner addr=0 size=0 mc=none owner=256\n"
     ));
-    assert!(e.message.contains("owner value `256` out of range"), "{e}");
+    assert!(
+        e.message
+            .contains("s2_set_owner owner: value `256` out of range"),
+        "{e}"
+    );
 
     let e = parse_err(&format!("{h}{c}s2_relax_perms addr=0 prot=RWQ\n"));
     assert!(e.message.contains("expected prot"), "{e}");

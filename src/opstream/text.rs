@@ -34,6 +34,7 @@
 
 use std::fmt::{self, Write as _};
 
+use super::codec::{hex, parse_bool, parse_num, yes_no};
 use super::model::*;
 
 /// Header line (with the text format version).
@@ -56,187 +57,6 @@ impl fmt::Display for ParseError {
 impl std::error::Error for ParseError {}
 
 // ---------------------------------------------------------------- printing
-
-fn hex(v: u64) -> String {
-    format!("{v:#x}")
-}
-
-/// Text form of a prot bit set (`none`, `RWX`, `RW|DEVICE|SW1`, ...).
-pub fn prot_to_string(p: Prot) -> String {
-    use super::model::prot::*;
-    if p == 0 {
-        return "none".into();
-    }
-    let mut parts: Vec<String> = Vec::new();
-    let letters: String = [(R, 'R'), (W, 'W'), (X, 'X')]
-        .iter()
-        .filter(|(b, _)| p & b != 0)
-        .map(|(_, c)| *c)
-        .collect();
-    if !letters.is_empty() {
-        parts.push(letters);
-    }
-    for (b, n) in [
-        (DEVICE, "DEVICE"),
-        (NORMAL_NC, "NC"),
-        (SW0, "SW0"),
-        (SW1, "SW1"),
-        (SW2, "SW2"),
-        (SW3, "SW3"),
-    ] {
-        if p & b != 0 {
-            parts.push(n.into());
-        }
-    }
-    let rest = p & !KNOWN;
-    if rest != 0 {
-        parts.push(hex(rest));
-    }
-    parts.join("|")
-}
-
-/// Text form of walk flags (`0`, `LEAF|TABLE_POST`, ...).
-pub fn walk_flags_to_string(f: u8) -> String {
-    if f == 0 {
-        return "0".into();
-    }
-    let mut parts: Vec<String> = walk_flags::NAMES
-        .iter()
-        .filter(|(b, _)| f & b != 0)
-        .map(|(_, n)| n.to_string())
-        .collect();
-    let rest = f & !walk_flags::ALL;
-    if rest != 0 {
-        parts.push(format!("{rest:#x}"));
-    }
-    parts.join("|")
-}
-
-fn memcache_to_string(mc: Memcache) -> String {
-    match mc {
-        None => "none".into(),
-        Some(n) => n.to_string(),
-    }
-}
-
-fn yes_no(b: bool) -> &'static str {
-    if b { "yes" } else { "no" }
-}
-
-fn script_to_string(s: VisitScript) -> String {
-    match s {
-        VisitScript::Ok => "ok".into(),
-        VisitScript::FailAt { n, errno: e } => match errno::name(e) {
-            Some(name) => format!("fail_at:{n}:-{name}"),
-            None => format!("fail_at:{n}:{e}"),
-        },
-    }
-}
-
-impl fmt::Display for Op {
-    /// One canonical text line (no trailing newline).
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())?;
-        let mc = memcache_to_string;
-        let kv: Vec<(&str, String)> = match *self {
-            Op::HypMap {
-                addr,
-                size,
-                phys,
-                prot,
-            } => vec![
-                ("addr", hex(addr)),
-                ("size", hex(size)),
-                ("phys", hex(phys)),
-                ("prot", prot_to_string(prot)),
-            ],
-            Op::HypUnmap { addr, size }
-            | Op::S2Unmap { addr, size }
-            | Op::S2Wrprotect { addr, size }
-            | Op::S2Flush { addr, size } => vec![("addr", hex(addr)), ("size", hex(size))],
-            Op::S2Map {
-                addr,
-                size,
-                phys,
-                prot,
-                mc: m,
-                flags,
-            } => vec![
-                ("addr", hex(addr)),
-                ("size", hex(size)),
-                ("phys", hex(phys)),
-                ("prot", prot_to_string(prot)),
-                ("mc", mc(m)),
-                ("flags", walk_flags_to_string(flags)),
-            ],
-            Op::S2SetOwner {
-                addr,
-                size,
-                mc: m,
-                owner_id,
-            } => vec![
-                ("addr", hex(addr)),
-                ("size", hex(size)),
-                ("mc", mc(m)),
-                ("owner", owner_id.to_string()),
-            ],
-            Op::S2Mkyoung { addr } | Op::GetLeaf { addr } => vec![("addr", hex(addr))],
-            Op::S2TestClearYoung { addr, size, mkold } => vec![
-                ("addr", hex(addr)),
-                ("size", hex(size)),
-                ("mkold", yes_no(mkold).into()),
-            ],
-            Op::S2RelaxPerms { addr, prot } => {
-                vec![("addr", hex(addr)), ("prot", prot_to_string(prot))]
-            }
-            Op::S2Split { addr, size, nobjs } => vec![
-                ("addr", hex(addr)),
-                ("size", hex(size)),
-                ("nobjs", nobjs.to_string()),
-            ],
-            Op::S2CreateUnlinked {
-                phys,
-                level,
-                prot,
-                mc: m,
-                force_pte,
-            } => vec![
-                ("phys", hex(phys)),
-                ("level", level.to_string()),
-                ("prot", prot_to_string(prot)),
-                ("mc", mc(m)),
-                ("force_pte", yes_no(force_pte).into()),
-            ],
-            Op::S2FreeUnlinked { index } => vec![("index", index.to_string())],
-            Op::Walk {
-                addr,
-                size,
-                flags,
-                script,
-            } => vec![
-                ("addr", hex(addr)),
-                ("size", hex(size)),
-                ("flags", walk_flags_to_string(flags)),
-                ("script", script_to_string(script)),
-            ],
-            Op::PteProt { pte } => vec![("pte", hex(pte))],
-            Op::GetVtcr {
-                mmfr0,
-                mmfr1,
-                phys_shift,
-            } => vec![
-                ("mmfr0", hex(mmfr0)),
-                ("mmfr1", hex(mmfr1)),
-                ("phys_shift", phys_shift.to_string()),
-            ],
-            Op::PgdSize { vtcr } => vec![("vtcr", hex(vtcr))],
-        };
-        for (k, v) in kv {
-            write!(f, " {k}={v}")?;
-        }
-        Ok(())
-    }
-}
 
 impl fmt::Display for Config {
     /// The `config` line followed by the `force_pte` line (no trailing
@@ -319,7 +139,7 @@ impl fmt::Display for OpStream {
         writeln!(f, "{TEXT_HEADER}")?;
         writeln!(f, "{}", self.config)?;
         for op in &self.ops {
-            writeln!(f, "{op}")?;
+            writeln!(f, "{}", op.text(&self.config))?;
         }
         Ok(())
     }
@@ -335,7 +155,7 @@ pub fn op_lines(s: &OpStream) -> Vec<(usize, String)> {
     s.ops
         .iter()
         .enumerate()
-        .map(|(i, op)| (i, op.to_string()))
+        .map(|(i, op)| (i, op.text(&s.config)))
         .collect()
 }
 
@@ -364,125 +184,6 @@ impl OpStream {
 
 type PResult<T> = Result<T, String>;
 
-fn parse_int(s: &str) -> PResult<i128> {
-    let (neg, body) = match s.strip_prefix('-') {
-        Some(b) => (true, b),
-        None => (false, s),
-    };
-    let cleaned: String = body.chars().filter(|&c| c != '_').collect();
-    let v = if let Some(h) = cleaned
-        .strip_prefix("0x")
-        .or_else(|| cleaned.strip_prefix("0X"))
-    {
-        u128::from_str_radix(h, 16)
-    } else {
-        cleaned.parse::<u128>()
-    };
-    let v = match v {
-        Ok(v) if !body.is_empty() && v <= u64::MAX as u128 => v as i128,
-        _ => {
-            return Err(format!(
-                "expected an integer (hex 0x.. or decimal), got `{s}`"
-            ));
-        }
-    };
-    Ok(if neg { -v } else { v })
-}
-
-fn parse_num<T: TryFrom<i128>>(s: &str, what: &str) -> PResult<T> {
-    let v = parse_int(s)?;
-    T::try_from(v).map_err(|_| format!("{what} value `{s}` out of range"))
-}
-
-fn parse_bool(s: &str) -> PResult<bool> {
-    match s {
-        "yes" | "true" | "1" => Ok(true),
-        "no" | "false" | "0" => Ok(false),
-        _ => Err(format!("expected yes or no, got `{s}`")),
-    }
-}
-
-fn parse_memcache(s: &str) -> PResult<Memcache> {
-    if s == "none" {
-        Ok(None)
-    } else {
-        parse_num(s, "mc").map(Some)
-    }
-}
-
-/// Parses a prot bit set (see the module docs).
-pub fn parse_prot(s: &str) -> PResult<Prot> {
-    use super::model::prot::*;
-    if s == "none" || s == "0" {
-        return Ok(0);
-    }
-    let mut p = 0;
-    for tok in s.split('|') {
-        p |= match tok {
-            "DEVICE" => DEVICE,
-            "NC" | "NORMAL_NC" => NORMAL_NC,
-            "SW0" => SW0,
-            "SW1" => SW1,
-            "SW2" => SW2,
-            "SW3" => SW3,
-            t if !t.is_empty() && t.chars().all(|c| "RWX".contains(c)) => t
-                .chars()
-                .map(|c| match c {
-                    'R' => R,
-                    'W' => W,
-                    _ => X,
-                })
-                .fold(0, |a, b| a | b),
-            t if t.starts_with(|c: char| c.is_ascii_digit()) => parse_num::<u64>(t, "prot")?,
-            t => {
-                return Err(format!(
-                    "expected prot: none, or R/W/X letters, DEVICE, NC, SW0..SW3 or a number joined by '|', got `{t}`"
-                ));
-            }
-        };
-    }
-    Ok(p)
-}
-
-/// Parses walk flags (see the module docs).
-pub fn parse_walk_flags(s: &str) -> PResult<u8> {
-    let mut f = 0u8;
-    for tok in s.split('|') {
-        if let Some((b, _)) = walk_flags::NAMES.iter().find(|(_, n)| *n == tok) {
-            f |= b;
-        } else if tok.starts_with(|c: char| c.is_ascii_digit()) {
-            f |= parse_num::<u8>(tok, "flags")?;
-        } else {
-            return Err(format!(
-                "expected walk flags: 0 or LEAF, TABLE_PRE, TABLE_POST, SHARED, HANDLE_FAULT, SKIP_BBM_TLBI, SKIP_CMO joined by '|', got `{tok}`"
-            ));
-        }
-    }
-    Ok(f)
-}
-
-fn parse_script(s: &str) -> PResult<VisitScript> {
-    if s == "ok" {
-        return Ok(VisitScript::Ok);
-    }
-    let bad =
-        || format!("expected script `ok` or `fail_at:N:ERRNO` (e.g. fail_at:3:-EAGAIN), got `{s}`");
-    let rest = s.strip_prefix("fail_at:").ok_or_else(bad)?;
-    let (n, e) = rest.split_once(':').ok_or_else(bad)?;
-    let n = parse_num::<u8>(n, "fail_at count")?;
-    let errno = match e.strip_prefix('-').and_then(|name| {
-        errno::ALL
-            .iter()
-            .copied()
-            .find(|&v| errno::name(v) == Some(name))
-    }) {
-        Some(v) => v,
-        None => parse_num::<i8>(e, "errno")?,
-    };
-    Ok(VisitScript::FailAt { n, errno })
-}
-
-/// `key=value` tokens of one line, with tracking of which were used.
 struct Fields<'a> {
     what: &'a str,
     kvs: Vec<(&'a str, &'a str)>,
@@ -528,28 +229,7 @@ impl<'a> Fields<'a> {
     }
 }
 
-fn op_keys(k: OpKind) -> &'static [&'static str] {
-    match k {
-        OpKind::HypMap => &["addr", "size", "phys", "prot"],
-        OpKind::HypUnmap | OpKind::S2Unmap | OpKind::S2Wrprotect | OpKind::S2Flush => {
-            &["addr", "size"]
-        }
-        OpKind::S2Map => &["addr", "size", "phys", "prot", "mc", "flags"],
-        OpKind::S2SetOwner => &["addr", "size", "mc", "owner"],
-        OpKind::S2Mkyoung | OpKind::GetLeaf => &["addr"],
-        OpKind::S2TestClearYoung => &["addr", "size", "mkold"],
-        OpKind::S2RelaxPerms => &["addr", "prot"],
-        OpKind::S2Split => &["addr", "size", "nobjs"],
-        OpKind::S2CreateUnlinked => &["phys", "level", "prot", "mc", "force_pte"],
-        OpKind::S2FreeUnlinked => &["index"],
-        OpKind::Walk => &["addr", "size", "flags", "script"],
-        OpKind::PteProt => &["pte"],
-        OpKind::GetVtcr => &["mmfr0", "mmfr1", "phys_shift"],
-        OpKind::PgdSize => &["vtcr"],
-    }
-}
-
-fn parse_op(name: &str, toks: &[&str]) -> PResult<Op> {
+fn parse_op(name: &str, toks: &[&str], cfg: &Config) -> PResult<Op> {
     let kind = OpKind::from_name(name).ok_or_else(|| {
         let names: Vec<&str> = OpKind::ALL.iter().map(|k| k.name()).collect();
         format!(
@@ -557,92 +237,11 @@ fn parse_op(name: &str, toks: &[&str]) -> PResult<Op> {
             names.join(", ")
         )
     })?;
-    let f = Fields::new(name, toks, op_keys(kind))?;
-    let prot = |k: &str| f.get(k, parse_prot);
-    let mc = || f.get("mc", parse_memcache);
-    Ok(match kind {
-        OpKind::HypMap => Op::HypMap {
-            addr: f.u64("addr")?,
-            size: f.u64("size")?,
-            phys: f.u64("phys")?,
-            prot: prot("prot")?,
-        },
-        OpKind::HypUnmap => Op::HypUnmap {
-            addr: f.u64("addr")?,
-            size: f.u64("size")?,
-        },
-        OpKind::S2Map => Op::S2Map {
-            addr: f.u64("addr")?,
-            size: f.u64("size")?,
-            phys: f.u64("phys")?,
-            prot: prot("prot")?,
-            mc: mc()?,
-            flags: f.get("flags", parse_walk_flags)?,
-        },
-        OpKind::S2SetOwner => Op::S2SetOwner {
-            addr: f.u64("addr")?,
-            size: f.u64("size")?,
-            mc: mc()?,
-            owner_id: f.get("owner", |v| parse_num(v, "owner"))?,
-        },
-        OpKind::S2Unmap => Op::S2Unmap {
-            addr: f.u64("addr")?,
-            size: f.u64("size")?,
-        },
-        OpKind::S2Wrprotect => Op::S2Wrprotect {
-            addr: f.u64("addr")?,
-            size: f.u64("size")?,
-        },
-        OpKind::S2Mkyoung => Op::S2Mkyoung {
-            addr: f.u64("addr")?,
-        },
-        OpKind::S2TestClearYoung => Op::S2TestClearYoung {
-            addr: f.u64("addr")?,
-            size: f.u64("size")?,
-            mkold: f.get("mkold", parse_bool)?,
-        },
-        OpKind::S2RelaxPerms => Op::S2RelaxPerms {
-            addr: f.u64("addr")?,
-            prot: prot("prot")?,
-        },
-        OpKind::S2Flush => Op::S2Flush {
-            addr: f.u64("addr")?,
-            size: f.u64("size")?,
-        },
-        OpKind::S2Split => Op::S2Split {
-            addr: f.u64("addr")?,
-            size: f.u64("size")?,
-            nobjs: f.get("nobjs", |v| parse_num(v, "nobjs"))?,
-        },
-        OpKind::S2CreateUnlinked => Op::S2CreateUnlinked {
-            phys: f.u64("phys")?,
-            level: f.get("level", |v| parse_num(v, "level"))?,
-            prot: prot("prot")?,
-            mc: mc()?,
-            force_pte: f.get("force_pte", parse_bool)?,
-        },
-        OpKind::S2FreeUnlinked => Op::S2FreeUnlinked {
-            index: f.get("index", |v| parse_num(v, "index"))?,
-        },
-        OpKind::Walk => Op::Walk {
-            addr: f.u64("addr")?,
-            size: f.u64("size")?,
-            flags: f.get("flags", parse_walk_flags)?,
-            script: f.get("script", parse_script)?,
-        },
-        OpKind::GetLeaf => Op::GetLeaf {
-            addr: f.u64("addr")?,
-        },
-        OpKind::PteProt => Op::PteProt { pte: f.u64("pte")? },
-        OpKind::GetVtcr => Op::GetVtcr {
-            mmfr0: f.u64("mmfr0")?,
-            mmfr1: f.u64("mmfr1")?,
-            phys_shift: f.get("phys_shift", |v| parse_num(v, "phys_shift"))?,
-        },
-        OpKind::PgdSize => Op::PgdSize {
-            vtcr: f.u64("vtcr")?,
-        },
-    })
+    let f = Fields::new(name, toks, kind.keys())?;
+    let op = Op::from_text(kind, &|key| f.req(key), cfg)?;
+    op.validate_fields()
+        .map_err(|(key, why)| format!("{name} {key}: {why}"))?;
+    Ok(op)
 }
 
 const CONFIG_KEYS: [&str; 11] = [
@@ -854,7 +453,8 @@ pub fn parse(text: &str) -> Result<OpStream, ParseError> {
                 force_pte = Some((parse_force_pte(rest).map_err(|m| err(ln, m))?, ln));
             }
             _ => {
-                let op = parse_op(word, rest).map_err(|m| err(ln, m))?;
+                let cfg = &config.as_ref().expect("checked above").0;
+                let op = parse_op(word, rest, cfg).map_err(|m| err(ln, m))?;
                 ops.push((op, ln));
             }
         }

@@ -1,0 +1,156 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! One interface over every implementation of the kvm_pgtable API.
+//!
+//! A [`Side`] is one implementation with its own [`Arena`], set up for one
+//! stream configuration: the kernel's pgtable.c of some build
+//! ([`crate::c_side::CSide`]) or rust-pgtable
+//! ([`crate::rust_side::RustSide`]). The executor runs any two sides
+//! through one loop and compares them (wasmtime's `DiffEngine` is the
+//! model); [`OpHandler`] is the per-op half of the interface, generated from
+//! the op table.
+//!
+//! The helpers below are the harness decisions every side must make the
+//! same way (arena geometry, force_pte policy, ID registers, start-level
+//! override, unlinked-table bookkeeping, walk visitor scripts).
+
+use rust_pgtable as rp;
+
+use crate::arena::{Arena, Geometry, Memcache, NullMemcache};
+use crate::force_pte::{ForcePte, MemRegion};
+use crate::opstream::{
+    self, Config, ForcePtePolicy, Op, OpHandler, RegionKind, Stage, VisitScript,
+};
+use crate::results::Outcome;
+
+/// Where a side's table lives, for reading it straight from its arena.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Root {
+    /// PA of the top-level table (of its first page when concatenated).
+    pub pgd: u64,
+    /// Number of concatenated top-level pages.
+    pub pages: u32,
+    pub start_level: i8,
+}
+
+/// One implementation of the kvm_pgtable API, set up for one stream.
+pub trait Side: OpHandler {
+    /// What the report calls this side.
+    fn label(&self) -> String;
+
+    /// Creates the table the stream's configuration describes.
+    fn init(&mut self) -> Outcome;
+
+    /// Runs one op (its precondition has been checked by the caller).
+    fn apply(&mut self, op: &Op) -> Outcome {
+        op.dispatch(self)
+    }
+
+    /// Frees the unlinked tables still held, then destroys the table.
+    fn destroy(&mut self) -> Outcome;
+
+    /// The side's simulated physical memory.
+    fn arena(&self) -> &Arena;
+
+    /// The table's root, once created (None before init, after destroy, or
+    /// when init failed).
+    fn root(&self) -> Option<Root>;
+}
+
+/// A stream's arena: the granule's page size, `arena_pages` pages, and what
+/// a NULL memcache means for the stage (the hyp allocator ignores its
+/// argument; for stage-2 NULL means "no cache").
+pub fn arena_for(cfg: &Config) -> Arena {
+    let null_mc = match cfg.stage {
+        Stage::Hyp => NullMemcache::Pool,
+        Stage::Stage2 => NullMemcache::Fail,
+    };
+    Arena::new(
+        Geometry::new(cfg.granule.page_size(), cfg.arena_pages),
+        null_mc,
+        cfg.alloc_fail_after,
+    )
+}
+
+/// The force_pte_cb policy of a stream.
+pub fn force_pte_for(cfg: &Config) -> ForcePte {
+    match &cfg.force_pte {
+        ForcePtePolicy::None => ForcePte::None,
+        ForcePtePolicy::Host { regions } => ForcePte::Host {
+            memory: regions
+                .iter()
+                .filter(|r| r.kind == RegionKind::Memory)
+                .map(|r| MemRegion {
+                    start: r.start,
+                    size: r.size,
+                })
+                .collect(),
+        },
+        ForcePtePolicy::Arbitrary { pattern } => ForcePte::Arbitrary {
+            pattern: *pattern,
+            calls: 0,
+        },
+    }
+}
+
+/// ID_AA64MMFR0_EL1 and ID_AA64MMFR1_EL1 as `kvm_get_vtcr` reads them:
+/// PARange in MMFR0[3:0], VMIDBits (0b0010 = 16 bits) in MMFR1[7:4].
+pub fn id_registers(cfg: &Config) -> (u64, u64) {
+    let mmfr1 = if cfg.vmid16 { 0x20 } else { 0 };
+    (u64::from(cfg.mmfr0_parange), mmfr1)
+}
+
+/// `vtcr` with the stream's start-level override in VTCR_EL2.SL0 (bits
+/// [7:6]): SL0 = TGRAN_SL0_BASE - level, the base being 2 for 4K and 3 for
+/// 16K/64K (Arm ARM, VTCR_EL2.SL0), clamped to the field.
+pub fn with_start_level(cfg: &Config, vtcr: u64) -> u64 {
+    match cfg.start_level {
+        None => vtcr,
+        Some(level) => {
+            let base: i64 = if cfg.granule == opstream::Granule::K4 {
+                2
+            } else {
+                3
+            };
+            let sl0 = (base - i64::from(level)).clamp(0, 3) as u64;
+            (vtcr & !(3 << 6)) | (sl0 << 6)
+        }
+    }
+}
+
+/// `enum kvm_pgtable_stage2_flags` of the stream (6.12: NOFWB bit 0, IDMAP bit 1).
+pub fn stage2_flags(cfg: &Config) -> u32 {
+    u32::from(cfg.s2_flags.nofwb) | (u32::from(cfg.s2_flags.idmap) << 1)
+}
+
+/// rust-pgtable's granule for the model's.
+pub fn rp_granule(g: opstream::Granule) -> rp::Granule {
+    match g {
+        opstream::Granule::K4 => rp::Granule::Size4K,
+        opstream::Granule::K16 => rp::Granule::Size16K,
+        opstream::Granule::K64 => rp::Granule::Size64K,
+    }
+}
+
+/// The memcache an op passes (None: a NULL memcache).
+pub fn memcache(mc: Option<u32>) -> Option<Memcache> {
+    mc.map(|n| Memcache { nobjs: n })
+}
+
+/// Removes and returns unlinked table number `index % count` of a side's
+/// list (None when it is empty), as `s2_free_unlinked` picks it.
+pub fn take_unlinked(list: &mut Vec<(u64, i8)>, index: u8) -> Option<(u64, i8)> {
+    if list.is_empty() {
+        return None;
+    }
+    let i = usize::from(index) % list.len();
+    Some(list.remove(i))
+}
+
+/// What a scripted walk visitor returns on its `n`-th visit (0-based).
+pub fn script_result(script: VisitScript, n: usize) -> i32 {
+    match script {
+        VisitScript::Ok => 0,
+        VisitScript::FailAt { n: at, errno } if n == usize::from(at) => i32::from(errno),
+        VisitScript::FailAt { .. } => 0,
+    }
+}
