@@ -17,6 +17,7 @@
 //!
 //! `--mode c|rust|diff --iters N` instead runs only that mode N times per
 //! input, with no timing: a steady workload for `perf` or `valgrind`.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 use std::hint::black_box;
 use std::path::{Path, PathBuf};

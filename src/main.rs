@@ -2,6 +2,7 @@
 //! `kvm-pgtable-diff`: replay, inspect and convert op streams.
 //!
 //! Exit status: 0 no finding, 1 a finding, 2 bad usage or unreadable input.
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

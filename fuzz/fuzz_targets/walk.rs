@@ -1,5 +1,7 @@
+// SPDX-License-Identifier: GPL-2.0-only
 //! Fuzz target `walk`: see `kvm_pgtable_diff::fuzz::run`.
 #![no_main]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 use libfuzzer_sys::fuzz_target;
 

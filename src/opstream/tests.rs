@@ -1162,3 +1162,63 @@ fn annotated_marks_op() {
     );
     assert!(a.contains("\n     0: s2_map "), "{a}");
 }
+
+/// The committed corpus and every reproducer ever saved depend on these
+/// tags: they are written out by hand here so that a change to the op
+/// table cannot renumber an op without this test failing.
+#[test]
+fn canonical_tags_never_change() {
+    let pinned: [(u8, &str); 18] = [
+        (0, "hyp_map"),
+        (1, "hyp_unmap"),
+        (2, "s2_map"),
+        (3, "s2_set_owner"),
+        (4, "s2_unmap"),
+        (5, "s2_wrprotect"),
+        (6, "s2_mkyoung"),
+        (7, "s2_test_clear_young"),
+        (8, "s2_relax_perms"),
+        (9, "s2_flush"),
+        (10, "s2_split"),
+        (11, "s2_create_unlinked"),
+        (12, "s2_free_unlinked"),
+        (13, "walk"),
+        (14, "get_leaf"),
+        (15, "pte_prot"),
+        (16, "get_vtcr"),
+        (17, "pgd_size"),
+    ];
+    for (tag, name) in pinned {
+        let k = OpKind::from_name(name).unwrap_or_else(|| panic!("op {name} is gone"));
+        assert_eq!(k.tag(), tag, "{name}");
+        assert_eq!(TAG_TABLE[usize::from(tag)], k, "slot {tag} is {name}'s canonical slot");
+    }
+}
+
+/// A hand-encoded op decodes field by field in table order (the order the
+/// generators read them), literal mode `0xFF` first.
+#[test]
+fn create_unlinked_fields_decode_in_table_order() {
+    let mut bytes = encode(&OpStream {
+        config: Config::new(Stage::Stage2),
+        ops: vec![],
+    });
+    // tag 11, level: LIT 2, phys: LIT u64, prot: LIT u64 (R = bit 2),
+    // mc: LIT_NONE, force_pte: raw byte 1.
+    bytes.extend_from_slice(&[11, 0xff, 2, 0xff]);
+    bytes.extend_from_slice(&0x20_0000u64.to_le_bytes());
+    bytes.push(0xff);
+    bytes.extend_from_slice(&4u64.to_le_bytes());
+    bytes.extend_from_slice(&[0xfe, 1]);
+    let s = decode(&bytes, Profile::Any);
+    assert_eq!(
+        s.ops,
+        vec![Op::S2CreateUnlinked {
+            level: 2,
+            phys: 0x20_0000,
+            prot: prot::R,
+            mc: None,
+            force_pte: true,
+        }]
+    );
+}

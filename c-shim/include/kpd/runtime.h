@@ -55,7 +55,7 @@ enum kpd_tlbi_hyp_op {
 	KPD_TLBI_vale2is = 1,
 };
 
-/* Implemented by the Rust harness (src/c_side/recorder.rs). */
+/* Implemented by the Rust harness (src/c_side/callbacks.rs). */
 /* prev: the value the store replaced (for cmpxchg, the expected value). */
 void kpd_ev_store(const volatile void *ptep, u64 new_val, enum kpd_store_kind kind, u64 prev);
 void kpd_ev_dsb(enum kpd_barrier kind);
