@@ -195,6 +195,9 @@ mod pool {
 pub struct Arena {
     geo: Geometry,
     mem: Option<Mem>,
+    /// `mem`'s base pointer, kept at hand: every descriptor access of the
+    /// Rust side and every C callback translates through it.
+    base: *mut u64,
     state: Vec<PageState>,
     refcount: Vec<u32>,
     null_mc: NullMemcache,
@@ -222,9 +225,12 @@ impl Arena {
             0,
             "base PA must be page aligned"
         );
+        let mem = pool::take(geo.words_per_page() * geo.pages as usize);
+        let base = mem.ptr(0);
         Arena {
             geo,
-            mem: Some(pool::take(geo.words_per_page() * geo.pages as usize)),
+            mem: Some(mem),
+            base,
             state: vec![PageState::Free; geo.pages as usize],
             refcount: vec![0; geo.pages as usize],
             null_mc,
@@ -268,15 +274,16 @@ impl Arena {
     /// Host pointer for `pa` on the linear map. Any PA maps (the address
     /// wraps; the pointer keeps the provenance of the arena's memory), but
     /// only arena PAs may be dereferenced.
+    #[inline]
     pub fn phys_to_virt(&self, pa: u64) -> *mut u64 {
-        self.mem()
-            .ptr(0)
+        self.base
             .wrapping_byte_add(pa.wrapping_sub(self.geo.base_pa) as usize)
     }
 
     /// Inverse of [`Arena::phys_to_virt`].
+    #[inline]
     pub fn virt_to_phys(&self, va: *const u64) -> u64 {
-        (va.addr().wrapping_sub(self.mem().ptr(0).addr()) as u64).wrapping_add(self.geo.base_pa)
+        (va.addr().wrapping_sub(self.base.addr()) as u64).wrapping_add(self.geo.base_pa)
     }
 
     /// Host pointer for the descriptor at `pa` when it lies inside the arena
@@ -286,7 +293,7 @@ impl Arena {
     pub fn slot_ptr(&self, pa: u64) -> Option<*mut u64> {
         let off = pa.wrapping_sub(self.geo.base_pa);
         (off < self.geo.page_size * u64::from(self.geo.pages) && off % 8 == 0)
-            .then(|| self.mem().ptr((off / 8) as usize))
+            .then(|| self.base.wrapping_byte_add(off as usize))
     }
 
     /// Records that memory outside live pages may have been written (a stray

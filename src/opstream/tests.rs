@@ -1191,7 +1191,11 @@ fn canonical_tags_never_change() {
     for (tag, name) in pinned {
         let k = OpKind::from_name(name).unwrap_or_else(|| panic!("op {name} is gone"));
         assert_eq!(k.tag(), tag, "{name}");
-        assert_eq!(TAG_TABLE[usize::from(tag)], k, "slot {tag} is {name}'s canonical slot");
+        assert_eq!(
+            TAG_TABLE[usize::from(tag)],
+            k,
+            "slot {tag} is {name}'s canonical slot"
+        );
     }
 }
 
