@@ -13,6 +13,7 @@
 
 #include <kpd/base.h>
 #include <kpd/runtime.h>
+#include <kpd/api.h>
 
 #ifndef KPD_PAGE_SHIFT
 #define KPD_PAGE_SHIFT 12
@@ -52,6 +53,7 @@ enum kpd_cpucap {
 	ARM64_HAS_STAGE2_FWB = 1,
 	ARM64_KVM_HVHE,
 	ARM64_WORKAROUND_AMPERE_AC03_CPU_38,
+	ARM64_HAS_XNX,
 };
 
 static inline bool cpus_have_final_cap(int cap)
@@ -65,6 +67,8 @@ static inline bool cpus_have_final_cap(int cap)
 		return rt->hvhe;
 	case ARM64_WORKAROUND_AMPERE_AC03_CPU_38:
 		return rt->ampere_ac03;
+	case ARM64_HAS_XNX:
+		return rt->xnx;
 	default:
 		return false;
 	}
@@ -127,7 +131,23 @@ static inline unsigned int get_vmid_bits(u64 mmfr1)
 #define MT_S2_FWB_NORMAL 0x6
 #define MT_S2_FWB_NORMAL_NC 0x5
 #define MT_S2_FWB_DEVICE_nGnRE 0x1
+/* 7.x: "final attributes are those of stage 1" (FWB: MemAttr 0b0111). */
+#define MT_S2_AS_S1 MT_S2_NORMAL
+#define MT_S2_FWB_AS_S1 0x7
 #define PTE_S2_MEMATTR(t) ((u64)(t) << 2)
+#if KPD_GEN >= KPD_GEN_7_1
+/* 7.x: whether FWB applies is the CPU capability alone. */
+#define PAGE_S2_MEMATTR(attr)                                                \
+	({                                                                   \
+		u64 kpd_ma_;                                                 \
+		if (cpus_have_final_cap(ARM64_HAS_STAGE2_FWB))               \
+			kpd_ma_ = PTE_S2_MEMATTR(MT_S2_FWB_##attr);          \
+		else                                                         \
+			kpd_ma_ = PTE_S2_MEMATTR(MT_S2_##attr);              \
+		kpd_ma_;                                                     \
+	})
+#else
+/* 6.12: the caller says whether FWB applies (a table may opt out, NOFWB). */
 #define PAGE_S2_MEMATTR(attr, has_fwb)                                       \
 	({                                                                   \
 		u64 kpd_ma_;                                                 \
@@ -137,13 +157,23 @@ static inline unsigned int get_vmid_bits(u64 mmfr1)
 			kpd_ma_ = PTE_S2_MEMATTR(MT_S2_##attr);              \
 		kpd_ma_;                                                     \
 	})
+#endif
 
 /* VTCR_EL2 fields. */
+#define VTCR_EL2_SL0_SHIFT 6
+#if KPD_GEN >= KPD_GEN_7_1
+/* 7.x: field masks as the generated sysreg definitions give them. */
+#define VTCR_EL2_T0SZ GENMASK_ULL(5, 0)
+#define VTCR_EL2_SL0 GENMASK_ULL(7, 6)
+#define VTCR_EL2_SL0_MASK GENMASK_ULL(7, 6)
+#define VTCR_EL2_PS GENMASK_ULL(18, 16)
+#define VTCR_EL2_VS GENMASK_ULL(19, 19)
+#else
 #define VTCR_EL2_T0SZ_MASK 0x3f
 /* Unmasked, as in the kernel: an out-of-range size spills into other fields. */
 #define VTCR_EL2_T0SZ(x) (UL(64) - (x))
-#define VTCR_EL2_SL0_SHIFT 6
-#define VTCR_EL2_SL0_MASK GENMASK(7, 6)
+#define VTCR_EL2_SL0_MASK (3 << VTCR_EL2_SL0_SHIFT)
+#endif
 #define VTCR_EL2_IRGN0_WBWA (UL(1) << 8)
 #define VTCR_EL2_ORGN0_WBWA (UL(1) << 10)
 #define VTCR_EL2_SH0_INNER (UL(3) << 12)
@@ -173,10 +203,17 @@ static inline unsigned int get_vmid_bits(u64 mmfr1)
 #define VTCR_EL2_COMMON_BITS \
 	(VTCR_EL2_SH0_INNER | VTCR_EL2_ORGN0_WBWA | VTCR_EL2_IRGN0_WBWA | VTCR_EL2_RES1)
 #define VTCR_EL2_FLAGS (VTCR_EL2_COMMON_BITS | VTCR_EL2_TGRAN)
+#if KPD_GEN >= KPD_GEN_7_1
+/* 7.x: SL0 is masked into its field; 6.12 shifts it unmasked. */
+#define VTCR_EL2_LVLS_TO_SL0(levels) \
+	FIELD_PREP(VTCR_EL2_SL0, (VTCR_EL2_TGRAN_SL0_BASE - (4 - (levels))))
+#define VTCR_EL2_IPA(vtcr) (64 - FIELD_GET(VTCR_EL2_T0SZ, (vtcr)))
+#else
 #define VTCR_EL2_LVLS_TO_SL0(levels) \
 	((VTCR_EL2_TGRAN_SL0_BASE - (4 - (levels))) << VTCR_EL2_SL0_SHIFT)
+#define VTCR_EL2_IPA(vtcr) (64 - ((vtcr) & VTCR_EL2_T0SZ_MASK))
+#endif
 #define VTCR_EL2_SL0_TO_LVLS(sl0) ((sl0) + 4 - VTCR_EL2_TGRAN_SL0_BASE)
 #define VTCR_EL2_LVLS(vtcr) VTCR_EL2_SL0_TO_LVLS(((vtcr) & VTCR_EL2_SL0_MASK) >> VTCR_EL2_SL0_SHIFT)
-#define VTCR_EL2_IPA(vtcr) (64 - ((vtcr) & VTCR_EL2_T0SZ_MASK))
 
 #endif /* KPD_ARCH_H */

@@ -8,15 +8,19 @@
 #define KPD_KVM_H
 
 #include <kpd/base.h>
+#include <kpd/memcache.h>
 #include <kpd/recorder.h>
 
 struct kvm_pgtable;
 
-/* A pre-filled page cache: nobjs pages may still be taken from it. */
-struct kvm_mmu_memory_cache {
-	int nobjs;
-	/* Harness bookkeeping: which side's memcache this is. */
-	u32 kpd_id;
+/*
+ * 7.x: struct kvm_pgtable overlays the pKVM host's tree of guest mappings
+ * on the table fields; pgtable.c never touches it.  Same size and alignment
+ * as the kernel's (two pointers).
+ */
+struct rb_root_cached {
+	void *rb_root;
+	void *rb_leftmost;
 };
 
 struct kvm_s2_mmu {
@@ -56,6 +60,7 @@ static inline void __kvm_tlb_flush_vmid_range(struct kvm_s2_mmu *mmu, phys_addr_
 #ifndef __KVM_NVHE_HYPERVISOR__
 /* Kernel context: RCU read-side critical sections are tracked, not real. */
 #define rcu_dereference_check(p, c) (p)
+#define rcu_dereference_raw(p) (p)
 static inline void rcu_read_lock(void)
 {
 	kpd_rt.rcu_depth++;

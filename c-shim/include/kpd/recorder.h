@@ -10,6 +10,7 @@
 #define KPD_RECORDER_H
 
 #include <kpd/runtime.h>
+#include <kpd/api.h>
 
 #define READ_ONCE(x) (*(const volatile __typeof__(x) *)&(x))
 
@@ -72,7 +73,14 @@
 		kpd_ta_ |= (u64)(asid) << 48;                                \
 		kpd_ta_;                                                     \
 	})
+#if KPD_GEN >= KPD_GEN_7_1
+/* 7.x: the caller passes the VA; the helper builds the operand itself. */
+#define __tlbi_level(op, addr, level) \
+	kpd_ev_tlbi_hyp(KPD_TLBI_##op, __TLBI_VADDR((addr), 0), (level))
+#else
+/* 6.12: the caller passes the operand __TLBI_VADDR() built. */
 #define __tlbi_level(op, addr, level) kpd_ev_tlbi_hyp(KPD_TLBI_##op, (addr), (level))
+#endif
 #define __tlbi_sync_s1ish_hyp() kpd_ev_tlbi_sync_s1ish_hyp()
 
 /* Range TLBI: pages = (NUM + 1) << (5 * SCALE + 1), NUM <= 31, SCALE <= 3. */

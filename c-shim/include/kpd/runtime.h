@@ -20,6 +20,7 @@ struct kpd_runtime {
 	bool bti_kernel;	/* BTI in use at EL2 */
 	bool hvhe;		/* ARM64_KVM_HVHE */
 	bool ampere_ac03;	/* ARM64_WORKAROUND_AMPERE_AC03_CPU_38 */
+	bool xnx;		/* ARM64_HAS_XNX (FEAT_XNX), 7.x only */
 	int rcu_depth;		/* rcu_read_lock() nesting, kernel context only */
 };
 
@@ -67,5 +68,25 @@ void kpd_ev_tlb_flush_vmid_ipa(u64 ipa, int level, bool nsh);
 void kpd_ev_tlb_flush_vmid_range(u64 start, u64 pages);
 void kpd_ev_warn(const char *file, int line, bool once);
 void kpd_ev_rcu(bool lock);
+
+/*
+ * The kvm_pgtable_mm_ops hooks and callbacks the harness implements; glue.c
+ * installs them (with the kernel's prototypes) in every table it creates.
+ * Addresses are host pointers into the current side's arena.
+ */
+struct kpd_visit;
+void *kpd_mm_zalloc_page(void *mc);
+void *kpd_mm_zalloc_pages_exact(size_t size);
+void kpd_mm_free_pages_exact(void *addr, size_t size);
+void kpd_mm_free_unlinked_table(void *addr, s8 level);
+void kpd_mm_get_page(void *addr);
+void kpd_mm_put_page(void *addr);
+int kpd_mm_page_count(void *addr);
+void *kpd_mm_phys_to_virt(phys_addr_t pa);
+phys_addr_t kpd_mm_virt_to_phys(void *addr);
+void kpd_mm_dcache_clean_inval_poc(void *addr, size_t size);
+void kpd_mm_icache_inval_pou(void *addr, size_t size);
+bool kpd_force_pte(u64 addr, u64 end, u64 prot);
+int kpd_visit(void *arg, const struct kpd_visit *v);
 
 #endif /* KPD_RUNTIME_H */
