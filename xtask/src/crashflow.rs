@@ -19,9 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::fuzz::{Sanitizer, all_targets, build, fuzz_dir, select_targets};
+use crate::fuzz::{Sanitizer, TARGETS, build, fuzz_dir, select_targets};
 use crate::util::{
-    EXIT_FINDING, EXIT_OK, Res, capture, cmd_line, finding, fmt_dur, rel, root, setup_err, table,
+    Ctx, EXIT_FINDING, EXIT_OK, Res, capture, cmd_line, files, finding, fmt_dur, mkdir, rel, root,
+    setup_err, sha1_hex, table,
 };
 use crate::{say, setup};
 
@@ -74,7 +75,6 @@ pub struct RegressArgs {
 /// The target of a crash file: `--target`, else the directory after `artifacts`, `corpus` or
 /// `corpus-work` in its path.
 pub fn guess_target(path: &Path, given: Option<&str>) -> Res<String> {
-    let all = all_targets();
     if let Some(t) = given {
         return select_targets(&[t.to_string()]).map(|mut v| v.remove(0));
     }
@@ -85,32 +85,20 @@ pub fn guess_target(path: &Path, given: Option<&str>) -> Res<String> {
     comps
         .windows(2)
         .find_map(|w| {
-            (matches!(w[0].as_str(), "artifacts" | "corpus" | "corpus-work") && all.contains(&w[1]))
-                .then(|| w[1].clone())
+            let dir = matches!(w[0].as_str(), "artifacts" | "corpus" | "corpus-work");
+            (dir && TARGETS.contains(&w[1].as_str())).then(|| w[1].clone())
         })
         .ok_or_else(|| {
             setup_err(format!(
                 "cannot tell the fuzz target of {}; pass --target <{}>",
                 path.display(),
-                all.join("|")
+                TARGETS.join("|")
             ))
         })
 }
 
-fn list_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    v.sort();
-    v
-}
-
 fn dir_size(dir: &Path) -> (usize, u64) {
-    let files = list_files(dir);
+    let files = files(dir, false, None);
     let bytes = files
         .iter()
         .map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
@@ -139,8 +127,7 @@ fn parse_merge(out: &str) -> Option<(u64, u64, u64)> {
 /// Merges `from` into the empty directory `to`; returns (files, features, edges).
 fn merge(bin: &Path, to: &Path, from: &Path, log: &Path) -> Res<(u64, u64, u64)> {
     let _ = fs::remove_dir_all(to);
-    fs::create_dir_all(to)
-        .map_err(|e| setup_err(format!("cannot create {}: {e}", to.display())))?;
+    mkdir(to)?;
     let mut cmd = Command::new(bin);
     cmd.arg("-merge=1")
         .arg("-timeout=25")
@@ -165,7 +152,7 @@ pub fn cmin(args: CminArgs) -> Res<u8> {
     setup::setup(setup::Opts { fuzz: true })?;
     let bin_dir = build(args.sanitizer)?;
     let logs = fuzz_dir().join("target").join("logs");
-    fs::create_dir_all(&logs).map_err(|e| setup_err(format!("{}: {e}", logs.display())))?;
+    mkdir(&logs)?;
     let mut rows = vec![];
     for t in &targets {
         let work = fuzz_dir().join("corpus-work").join(t);
@@ -276,8 +263,8 @@ pub fn cmin(args: CminArgs) -> Res<u8> {
     Ok(EXIT_OK)
 }
 
-/// The headline of a finding, from `kvm-pgtable-diff run <file> --target t`; None if no finding.
-fn headline(file: &Path, target: &str) -> Res<Option<String>> {
+/// `cargo run --release -q -p kvm-pgtable-diff -- <sub> <file> --target <target>`.
+fn cli(sub: &str, file: &Path, target: &str) -> Command {
     let mut cmd = Command::new("cargo");
     cmd.args([
         "run",
@@ -286,14 +273,20 @@ fn headline(file: &Path, target: &str) -> Res<Option<String>> {
         "-p",
         "kvm-pgtable-diff",
         "--",
-        "run",
+        sub,
     ])
     .arg(file)
     .args(["--target", target])
     .current_dir(root());
+    cmd
+}
+
+/// The headline of a finding, from `kvm-pgtable-diff run <file> --target t`; None if no finding.
+fn headline(file: &Path, target: &str) -> Res<Option<String>> {
+    let mut cmd = cli("run", file, target);
     let out = cmd
         .output()
-        .map_err(|e| setup_err(format!("cannot run `{}`: {e}", cmd_line(&cmd))))?;
+        .ctx(format_args!("cannot run `{}`", cmd_line(&cmd)))?;
     let so = String::from_utf8_lossy(&out.stdout);
     match out.status.code() {
         Some(0) => Ok(None),
@@ -333,7 +326,7 @@ fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Res<(String, String)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| setup_err(format!("cannot run `{}`: {e}", cmd_line(cmd))))?;
+        .ctx(format_args!("cannot run `{}`", cmd_line(cmd)))?;
     let pid = child.id();
     let mut so = child.stdout.take().unwrap();
     let mut se = child.stderr.take().unwrap();
@@ -402,7 +395,7 @@ pub fn tmin(args: TminArgs) -> Res<u8> {
         .join("target")
         .join("logs")
         .join(format!("{t}.tmin.log"));
-    fs::create_dir_all(log.parent().unwrap()).map_err(|e| setup_err(e.to_string()))?;
+    mkdir(log.parent().unwrap())?;
     let mut cmd = Command::new(&bin);
     cmd.arg("-minimize_crash=1")
         .arg(format!("-runs={}", args.runs))
@@ -486,11 +479,8 @@ pub fn regression_header(
 pub fn regress(args: RegressArgs) -> Res<u8> {
     let bytes = check_input(&args.crash)?;
     let t = guess_target(&args.crash, args.target.as_deref())?;
-    let (ok, so, se) = capture(Command::new("sha1sum").arg(&args.crash));
-    let sha1 = so.split_whitespace().next().unwrap_or("").to_string();
-    if !ok || sha1.len() != 40 {
-        return Err(setup_err(format!("sha1sum failed: {}", se.trim())));
-    }
+    let data = fs::read(&args.crash).ctx(format_args!("cannot read {}", args.crash.display()))?;
+    let sha1 = sha1_hex(&data);
     let name = args
         .name
         .clone()
@@ -508,23 +498,11 @@ pub fn regress(args: RegressArgs) -> Res<u8> {
             rel(&path)
         )));
     }
-    let mut cmd = Command::new("cargo");
-    cmd.args([
-        "run",
-        "--release",
-        "-q",
-        "-p",
-        "kvm-pgtable-diff",
-        "--",
-        "decode",
-    ])
-    .arg(&args.crash)
-    .args(["--target", &t])
-    .current_dir(root());
+    let mut cmd = cli("decode", &args.crash, &t);
     say!("regress", "{}", cmd_line(&cmd));
     let out = cmd
         .output()
-        .map_err(|e| setup_err(format!("cannot run `{}`: {e}", cmd_line(&cmd))))?;
+        .ctx(format_args!("cannot run `{}`", cmd_line(&cmd)))?;
     if !out.status.success() {
         return Err(setup_err(format!(
             "`{}` failed: {}",
@@ -546,9 +524,9 @@ pub fn regress(args: RegressArgs) -> Res<u8> {
         &sha1,
         bytes,
     );
-    fs::create_dir_all(&dir).map_err(|e| setup_err(format!("{}: {e}", dir.display())))?;
+    mkdir(&dir)?;
     fs::write(&path, format!("{header}{text}"))
-        .map_err(|e| setup_err(format!("cannot write {}: {e}", path.display())))?;
+        .ctx(format_args!("cannot write {}", path.display()))?;
     // The written text must replay exactly like the raw input.
     let replay = headline(&path, &t)?;
     println!();

@@ -25,18 +25,19 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::fuzz::{all_targets, fuzz_dir};
-use crate::say;
-use crate::setup;
+use crate::fuzz::{TARGETS, fuzz_dir};
 use crate::util::{
-    EXIT_FINDING, EXIT_OK, Res, capture, cmd_line, fmt_count, fmt_dur, rel, root, setup_err, table,
+    Ctx, EXIT_FINDING, EXIT_OK, Res, capture, cmd_line, files, fmt_count, fmt_dur, mkdir, names,
+    on_lines, rel, reset_dir, root, setup_err, sha1_hex, table, value_name,
 };
+use crate::{say, setup};
 
 /// Directory name of the repository under `$SRC` (as in oss-fuzz/Dockerfile).
 const PROJECT: &str = "kvm-pgtable-diff";
@@ -52,15 +53,6 @@ pub enum OssSanitizer {
     /// Source-coverage build (what OSS-Fuzz's coverage reports and ClusterFuzzLite's
     /// `mode: coverage` use).
     Coverage,
-}
-
-impl OssSanitizer {
-    fn as_str(self) -> &'static str {
-        match self {
-            OssSanitizer::Address => "address",
-            OssSanitizer::Coverage => "coverage",
-        }
-    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -84,7 +76,7 @@ struct Dirs {
 
 fn dirs(san: OssSanitizer) -> Dirs {
     let base = root().join("target").join("oss-fuzz");
-    let s = san.as_str();
+    let s = value_name(san);
     Dirs {
         src: base.join("src"),
         out: base.join(format!("out-{s}")),
@@ -133,7 +125,7 @@ fn env_for(san: OssSanitizer, d: &Dirs) -> Vec<(String, String)> {
         s("CFLAGS", &cflags),
         s("CXXFLAGS", &cflags),
         s("RUSTFLAGS", &rustflags),
-        s("SANITIZER", san.as_str()),
+        s("SANITIZER", &value_name(san)),
         s("FUZZING_ENGINE", "libfuzzer"),
         s("FUZZING_LANGUAGE", "rust"),
         s("ARCHITECTURE", "x86_64"),
@@ -169,37 +161,27 @@ fi
 exec cargo "$@"
 "#;
 
-fn reset_dir(p: &Path) -> Res {
-    if p.exists() {
-        fs::remove_dir_all(p)
-            .map_err(|e| setup_err(format!("cannot remove {}: {e}", p.display())))?;
-    }
-    fs::create_dir_all(p).map_err(|e| setup_err(format!("cannot create {}: {e}", p.display())))
-}
-
 fn prepare(san: OssSanitizer, d: &Dirs) -> Res {
-    for p in [&d.out, &d.work] {
-        reset_dir(p)?;
-    }
-    for p in [&d.src, &d.bin] {
-        fs::create_dir_all(p)
-            .map_err(|e| setup_err(format!("cannot create {}: {e}", p.display())))?;
-    }
+    reset_dir(&d.out)?;
+    reset_dir(&d.work)?;
+    mkdir(&d.src)?;
+    mkdir(&d.bin)?;
     let link = d.src.join(PROJECT);
     let _ = fs::remove_file(&link);
     std::os::unix::fs::symlink(root(), &link)
-        .map_err(|e| setup_err(format!("cannot link {}: {e}", link.display())))?;
+        .ctx(format_args!("cannot link {}", link.display()))?;
     let wrapper = d.bin.join("cargo");
     let _ = fs::remove_file(&wrapper);
     if san == OssSanitizer::Coverage {
         fs::write(&wrapper, CARGO_WRAPPER)
             .and_then(|_| fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)))
-            .map_err(|e| setup_err(format!("cannot write {}: {e}", wrapper.display())))?;
+            .ctx(format_args!("cannot write {}", wrapper.display()))?;
     }
-    for tool in ["zip", "unzip", "sha1sum", "jq"] {
+    // What build.sh runs besides cargo (the zip is checked here with the zip crate).
+    for tool in ["zip", "sha1sum", "jq"] {
         if !capture(Command::new("sh").args(["-c", &format!("command -v {tool}")])).0 {
             return Err(setup_err(format!(
-                "`{tool}` is missing; run: apt-get install -y zip unzip jq coreutils"
+                "`{tool}` is missing; run: apt-get install -y zip jq coreutils"
             )));
         }
     }
@@ -226,45 +208,24 @@ fn run_build(san: OssSanitizer, d: &Dirs) -> Res {
     say!(
         "oss-fuzz",
         "SANITIZER={} build: {} (log {})",
-        san.as_str(),
+        value_name(san),
         cmd_line(&cmd),
         rel(&d.log)
     );
     let t = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| setup_err(format!("cannot run bash: {e}")))?;
-    let log = std::sync::Arc::new(std::sync::Mutex::new(
-        fs::File::create(&d.log)
-            .map_err(|e| setup_err(format!("cannot create {}: {e}", d.log.display())))?,
-    ));
-    let mut readers = vec![];
-    let streams: Vec<Box<dyn std::io::Read + Send>> = vec![
-        Box::new(child.stdout.take().unwrap()),
-        Box::new(child.stderr.take().unwrap()),
-    ];
-    for s in streams {
-        let log = log.clone();
-        readers.push(std::thread::spawn(move || {
-            for line in BufReader::new(s).lines().map_while(Result::ok) {
-                let _ = writeln!(log.lock().unwrap(), "{line}");
-                let l = line.trim_start();
-                if l.starts_with("[build.sh]")
-                    || l.starts_with("Finished")
-                    || l.starts_with("error")
-                    || l.starts_with("warning: C side")
-                {
-                    println!("  {line}");
-                }
-            }
-        }));
-    }
-    for r in readers {
+    let mut child = cmd.spawn().ctx("cannot run bash")?;
+    let log = fs::File::create(&d.log).ctx(format_args!("cannot create {}", d.log.display()))?;
+    let log = Mutex::new(log);
+    let shown = ["[build.sh]", "Finished", "error", "warning: C side"];
+    for r in on_lines(&mut child, move |line| {
+        let _ = writeln!(log.lock().unwrap(), "{line}");
+        if shown.iter().any(|p| line.trim_start().starts_with(p)) {
+            println!("  {line}");
+        }
+    }) {
         let _ = r.join();
     }
-    let st = child
-        .wait()
-        .map_err(|e| setup_err(format!("build.sh: {e}")))?;
+    let st = child.wait().ctx("build.sh")?;
     if !st.success() {
         let text = fs::read_to_string(&d.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
@@ -384,37 +345,6 @@ pub fn parse_options(text: &str) -> Result<Vec<String>, String> {
     Ok(flags)
 }
 
-/// sha1 of each file (via `sha1sum`), keyed by path.
-fn sha1_of(files: &[PathBuf]) -> Result<Vec<String>, String> {
-    let mut out = vec![];
-    for chunk in files.chunks(500) {
-        let (ok, so, se) = capture(Command::new("sha1sum").args(chunk));
-        if !ok {
-            return Err(format!("sha1sum failed: {}", se.trim()));
-        }
-        out.extend(
-            so.lines()
-                .filter_map(|l| l.split_whitespace().next().map(String::from)),
-        );
-    }
-    if out.len() != files.len() {
-        return Err("sha1sum printed an unexpected number of lines".into());
-    }
-    Ok(out)
-}
-
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    v.sort();
-    v
-}
-
 struct Row {
     target: String,
     seeds: String,
@@ -424,60 +354,50 @@ struct Row {
     problem: Option<String>,
 }
 
-/// Checks the seed zip of `t`; unzips it into `dir`; returns the number of seeds.
+/// Checks the seed zip of `t` (entries named by the sha1 of their content, exactly the
+/// distinct files of fuzz/corpus/<t>); unzips it into `dir`; returns the number of seeds.
 fn check_zip(t: &str, d: &Dirs, dir: &Path) -> Result<usize, String> {
-    let zip = d.out.join(format!("{t}_seed_corpus.zip"));
-    let src_files = files_in(&fuzz_dir().join("corpus").join(t));
-    let want: BTreeSet<String> = sha1_of(&src_files)?.into_iter().collect();
+    let name = format!("{t}_seed_corpus.zip");
+    let mut want = BTreeSet::new();
+    for f in files(&fuzz_dir().join("corpus").join(t), false, None) {
+        want.insert(sha1_hex(
+            &fs::read(&f).map_err(|e| format!("{}: {e}", rel(&f)))?,
+        ));
+    }
     fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    if !zip.exists() {
-        return if want.is_empty() {
-            Ok(0)
-        } else {
-            Err(format!(
-                "{t}_seed_corpus.zip missing but fuzz/corpus/{t} has {} files",
-                want.len()
-            ))
+    let Ok(file) = fs::File::open(d.out.join(&name)) else {
+        return match want.len() {
+            0 => Ok(0),
+            n => Err(format!("{name} missing but fuzz/corpus/{t} has {n} files")),
         };
-    }
-    let (ok, _, se) = capture(Command::new("unzip").arg("-tq").arg(&zip));
-    if !ok {
-        return Err(format!("{t}_seed_corpus.zip is corrupt: {}", se.trim()));
-    }
-    let (ok, so, se) = capture(Command::new("unzip").arg("-Z1").arg(&zip));
-    if !ok {
-        return Err(format!("cannot list {t}_seed_corpus.zip: {}", se.trim()));
-    }
-    let names: Vec<&str> = so.lines().collect();
-    if let Some(bad) = names.iter().find(|n| {
-        n.len() != 40
-            || !n
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-    }) {
-        return Err(format!("zip entry `{bad}` is not named by a sha1"));
-    }
-    let (ok, _, se) = capture(
-        Command::new("unzip")
-            .args(["-q", "-o"])
-            .arg(&zip)
-            .arg("-d")
-            .arg(dir),
-    );
-    if !ok {
-        return Err(format!("cannot unzip {t}_seed_corpus.zip: {}", se.trim()));
-    }
-    let got_files = files_in(dir);
-    let sums = sha1_of(&got_files)?;
-    for (f, s) in got_files.iter().zip(&sums) {
-        if f.file_name().and_then(|n| n.to_str()) != Some(s.as_str()) {
+    };
+    let corrupt = |e: zip::result::ZipError| format!("{name} is corrupt: {e}");
+    let mut zip = zip::ZipArchive::new(file).map_err(corrupt)?;
+    let mut got = BTreeSet::new();
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(corrupt)?;
+        let entry_name = entry.name().to_string();
+        if entry_name.len() != 40
+            || !entry_name
+                .bytes()
+                .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(format!("zip entry `{entry_name}` is not named by a sha1"));
+        }
+        // Reading to the end also checks the entry's CRC-32.
+        let mut data = vec![];
+        entry
+            .read_to_end(&mut data)
+            .map_err(|e| format!("{name}: {entry_name}: {e}"))?;
+        let sum = sha1_hex(&data);
+        if sum != entry_name {
             return Err(format!(
-                "zip entry {} holds content with sha1 {s}",
-                f.display()
+                "zip entry {entry_name} holds content with sha1 {sum}"
             ));
         }
+        fs::write(dir.join(&entry_name), &data).map_err(|e| e.to_string())?;
+        got.insert(sum);
     }
-    let got: BTreeSet<String> = sums.into_iter().collect();
     if got != want {
         return Err(format!(
             "zip holds {} seeds, fuzz/corpus/{t} has {} distinct files",
@@ -659,7 +579,7 @@ pub fn run(args: Args) -> Res<u8> {
     let d = dirs(args.sanitizer);
     prepare(args.sanitizer, &d)?;
     run_build(args.sanitizer, &d)?;
-    let targets = all_targets();
+    let targets = TARGETS;
     say!(
         "oss-fuzz",
         "checking $OUT ({}): {} targets",
@@ -667,7 +587,7 @@ pub fn run(args: Args) -> Res<u8> {
         targets.len()
     );
     let mut rows = vec![];
-    for t in &targets {
+    for t in targets {
         let r = check_target(t, &d, &args);
         match &r.problem {
             None => say!("oss-fuzz", "{t}: ok ({})", r.run),
@@ -675,9 +595,8 @@ pub fn run(args: Args) -> Res<u8> {
         }
         rows.push(r);
     }
-    let extra: Vec<String> = files_in(&d.out)
-        .iter()
-        .filter_map(|p| p.file_name()?.to_str().map(String::from))
+    let extra: Vec<String> = names(&d.out)
+        .into_iter()
         .filter(|n| {
             !targets.iter().any(|t| {
                 n == t
@@ -705,7 +624,7 @@ pub fn run(args: Args) -> Res<u8> {
     say!(
         "oss-fuzz",
         "summary (SANITIZER={})",
-        args.sanitizer.as_str()
+        value_name(args.sanitizer)
     );
     print!(
         "{}",
@@ -723,24 +642,6 @@ pub fn run(args: Args) -> Res<u8> {
     }
     println!("oss-fuzz: {} targets ok", targets.len());
     Ok(EXIT_OK)
-}
-
-/// The `oss-fuzz` step of `cargo xtask test`: the ASan emulation with 1000 runs per target;
-/// each target counts as one test.
-pub fn test_step(counts: &mut crate::test::Counts) -> Res {
-    let n = all_targets().len() as u64;
-    let code = run(Args {
-        sanitizer: OssSanitizer::Address,
-        runs: 1000,
-    })?;
-    if code == EXIT_OK {
-        counts.passed += n;
-        Ok(())
-    } else {
-        Err(crate::util::finding(
-            "oss-fuzz check failed (see the table above)",
-        ))
-    }
 }
 
 #[cfg(test)]

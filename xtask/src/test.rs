@@ -9,11 +9,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::say;
-use crate::setup;
+use crate::fuzz::TARGETS;
 use crate::util::{
-    EXIT_FINDING, EXIT_OK, EXIT_SETUP, Fail, Res, finding, fmt_dur, root, setup_err, table,
+    Ctx, EXIT_FINDING, EXIT_OK, EXIT_SETUP, Fail, Res, finding, fmt_dur, root, run, table,
 };
+use crate::{ossfuzz, say, setup};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -45,6 +45,46 @@ pub const STEPS: &[Step] = &[
         run: step_setup,
     },
     Step {
+        name: "cargo fmt --all --check",
+        required: false,
+        run: |c| check(c, &["fmt", "--all", "--check"], "run: cargo fmt --all"),
+    },
+    Step {
+        name: "cargo fmt --all --check (fuzz/)",
+        required: false,
+        run: |c| {
+            let fmt = [
+                "fmt",
+                "--all",
+                "--check",
+                "--manifest-path",
+                "fuzz/Cargo.toml",
+            ];
+            check(
+                c,
+                &fmt,
+                "run: cargo fmt --all --manifest-path fuzz/Cargo.toml",
+            )
+        },
+    },
+    Step {
+        name: "cargo clippy -D warnings",
+        required: false,
+        run: |c| {
+            let clippy = [
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--",
+                "-D",
+                "warnings",
+            ];
+            let fix = "fix the warnings above and rerun it \
+                       (`cargo clippy --fix --workspace --all-targets` fixes some)";
+            check(c, &clippy, fix)
+        },
+    },
+    Step {
         name: "cargo test --workspace",
         required: false,
         run: step_cargo_test,
@@ -52,12 +92,36 @@ pub const STEPS: &[Step] = &[
     Step {
         name: "oss-fuzz",
         required: false,
-        run: crate::ossfuzz::test_step,
+        run: step_oss_fuzz,
     },
 ];
 
 fn step_setup(_: &mut Counts) -> Res {
     setup::setup(setup::Opts { fuzz: false })
+}
+
+/// A style check: `cargo ARGS` must pass (one test); else `fix` says what to do.
+fn check(counts: &mut Counts, args: &[&str], fix: &str) -> Res {
+    if run(Command::new("cargo").args(args).current_dir(root()))?.success() {
+        counts.passed += 1;
+        Ok(())
+    } else {
+        Err(finding(format!("`cargo {}` failed; {fix}", args.join(" "))))
+    }
+}
+
+/// The ASan OSS-Fuzz emulation with 1000 runs per target; each target counts as one test.
+fn step_oss_fuzz(counts: &mut Counts) -> Res {
+    let args = ossfuzz::Args {
+        sanitizer: ossfuzz::OssSanitizer::Address,
+        runs: 1000,
+    };
+    if ossfuzz::run(args)? == EXIT_OK {
+        counts.passed += TARGETS.len() as u64;
+        Ok(())
+    } else {
+        Err(finding("oss-fuzz check failed (see the table above)"))
+    }
 }
 
 fn step_cargo_test(counts: &mut Counts) -> Res {
@@ -79,10 +143,7 @@ fn step_cargo_test(counts: &mut Counts) -> Res {
 
 /// Runs a `cargo test`-like command, echoing its stdout, summing `test result:` lines.
 pub fn stream_cargo_test(cmd: &mut Command) -> Res<(bool, Counts)> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| setup_err(format!("cannot run cargo: {e}")))?;
+    let mut child = cmd.stdout(Stdio::piped()).spawn().ctx("cannot run cargo")?;
     let mut total = Counts::default();
     let out = child.stdout.take().unwrap();
     let mut so = std::io::stdout();
@@ -94,7 +155,7 @@ pub fn stream_cargo_test(cmd: &mut Command) -> Res<(bool, Counts)> {
             total.add(c);
         }
     }
-    let st = child.wait().map_err(|e| setup_err(format!("cargo: {e}")))?;
+    let st = child.wait().ctx("cargo")?;
     Ok((st.success(), total))
 }
 
@@ -245,7 +306,7 @@ mod tests {
         };
         assert_eq!(print_summary(&[ok("a", 1), failed]), EXIT_FINDING);
         let setup = StepResult {
-            outcome: Some(Err(setup_err("y"))),
+            outcome: Some(Err(crate::util::setup_err("y"))),
             ..ok("s", 0)
         };
         let skipped = StepResult {
