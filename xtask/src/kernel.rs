@@ -743,26 +743,21 @@ mod tests {
              deb-src http://m.example/debian bookworm main\n\
              deb [arch=amd64 signed-by=/k.gpg] https://m.example/debian-security/ bookworm-security main # x\n",
         );
-        assert_eq!(
-            s,
-            [
-                Source {
-                    uri: "http://m.example/debian".into(),
-                    suites: vec!["bookworm".into()],
-                    signed_by: None
-                },
-                Source {
-                    uri: "https://m.example/debian-security/".into(),
-                    suites: vec!["bookworm-security".into()],
-                    signed_by: Some("/k.gpg".into())
-                },
-            ]
-        );
-        assert_eq!(
-            mirror_for("trixie-backports", &s).unwrap().uri,
-            "http://m.example/debian"
-        );
-        assert_eq!(mirror_for("trixie-security", &s).unwrap(), &s[1]);
+        let got: Vec<_> = s
+            .iter()
+            .map(|s| (&s.uri[..], &s.suites[..], s.signed_by.as_deref()))
+            .collect();
+        let want: [(&str, &[String], _); 2] = [
+            ("http://m.example/debian", &["bookworm".into()], None),
+            (
+                "https://m.example/debian-security/",
+                &["bookworm-security".into()],
+                Some("/k.gpg"),
+            ),
+        ];
+        assert_eq!(got, want);
+        assert_eq!(mirror_for("trixie-backports", &s), Some(&s[0]));
+        assert_eq!(mirror_for("trixie-security", &s), Some(&s[1]));
         assert!(mirror_for("trixie", &s[1..]).is_none());
     }
 
@@ -775,17 +770,19 @@ mod tests {
              Types: deb\nURIs: http://a.example/debian http://b.example/debian\nSuites: sid\n\
              Signed-By:\n -----BEGIN PGP PUBLIC KEY BLOCK-----\n .\n abc\n -----END PGP PUBLIC KEY BLOCK-----\n",
         );
-        assert_eq!(s.len(), 3);
+        let uris: Vec<&str> = s.iter().map(|s| s.uri.as_str()).collect();
+        assert_eq!(
+            uris,
+            [
+                "http://m.example/debian",
+                "http://a.example/debian",
+                "http://b.example/debian"
+            ]
+        );
         assert_eq!(s[0].suites, ["bookworm", "bookworm-updates"]);
         assert_eq!(s[0].signed_by.as_deref(), Some(DEBIAN_KEYRING));
-        assert_eq!(
-            (s[1].uri.as_str(), s[2].uri.as_str()),
-            ("http://a.example/debian", "http://b.example/debian")
-        );
-        assert_eq!(
-            s[2].signed_by.as_deref(),
-            Some("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nabc\n-----END PGP PUBLIC KEY BLOCK-----")
-        );
+        let key = "-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nabc\n-----END PGP PUBLIC KEY BLOCK-----";
+        assert_eq!(s[2].signed_by.as_deref(), Some(key));
         assert_eq!(mirror_for("trixie-backports", &s), Some(&s[0]));
     }
 }

@@ -1,7 +1,7 @@
 //! `cargo xtask setup`: installs what the build and the fuzzer need.
 //!
 //! - Debian packages (clang/LLVM 22 for the C side and bindgen, xz for the kernel tarball);
-//! - the kernel source cache (see `kernel.rs`), unless `LINUX_SRC` points at a tree;
+//! - every kernel line pinned in kernel.lock (see `kernel.rs`), unless `LINUX_SRC` points at a tree;
 //! - with `--fuzz`: the nightly toolchain check and `cargo-fuzz`.
 
 use std::path::Path;
@@ -86,7 +86,7 @@ pub fn apt_packages() -> Res {
     Ok(())
 }
 
-/// Makes sure a kernel source is available: `LINUX_SRC` if set, else the locked cache.
+/// Makes sure a kernel source is available: `LINUX_SRC` if set, else every locked line.
 pub fn kernel_source() -> Res {
     if let Some(src) = std::env::var_os("LINUX_SRC") {
         let src = Path::new(&src);

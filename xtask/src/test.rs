@@ -37,76 +37,47 @@ pub struct Step {
     pub run: fn(&mut Counts) -> Res,
 }
 
-/// The steps of `cargo xtask test`, in order.
-pub const STEPS: &[Step] = &[
+const fn step(name: &'static str, required: bool, run: fn(&mut Counts) -> Res) -> Step {
     Step {
-        name: "setup",
-        required: true,
-        run: step_setup,
-    },
-    Step {
-        name: "cargo fmt --all --check",
-        required: false,
-        run: |c| check(c, &["fmt", "--all", "--check"], "run: cargo fmt --all"),
-    },
-    Step {
-        name: "cargo fmt --all --check (fuzz/)",
-        required: false,
-        run: |c| {
-            let fmt = [
-                "fmt",
-                "--all",
-                "--check",
-                "--manifest-path",
-                "fuzz/Cargo.toml",
-            ];
-            check(
-                c,
-                &fmt,
-                "run: cargo fmt --all --manifest-path fuzz/Cargo.toml",
-            )
-        },
-    },
-    Step {
-        name: "cargo clippy -D warnings",
-        required: false,
-        run: |c| {
-            let clippy = [
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--",
-                "-D",
-                "warnings",
-            ];
-            let fix = "fix the warnings above and rerun it \
-                       (`cargo clippy --fix --workspace --all-targets` fixes some)";
-            check(c, &clippy, fix)
-        },
-    },
-    Step {
-        name: "cargo test --workspace",
-        required: false,
-        run: step_cargo_test,
-    },
-    Step {
-        name: "oss-fuzz",
-        required: false,
-        run: step_oss_fuzz,
-    },
-];
-
-fn step_setup(_: &mut Counts) -> Res {
-    setup::setup(setup::Opts { fuzz: false })
+        name,
+        required,
+        run,
+    }
 }
 
-/// A style check: `cargo ARGS` must pass (one test); else `fix` says what to do.
-fn check(counts: &mut Counts, args: &[&str], fix: &str) -> Res {
+const FMT: &str = "cargo fmt --all --check";
+const FMT_FUZZ: &str = "cargo fmt --all --check --manifest-path fuzz/Cargo.toml";
+const CLIPPY: &str = "cargo clippy --workspace --all-targets -- -D warnings";
+
+/// The steps of `cargo xtask test`, in order.
+pub const STEPS: &[Step] = &[
+    step("setup", true, |_| setup::setup(setup::Opts { fuzz: false })),
+    step(FMT, false, |c| check(c, FMT, "run: cargo fmt --all")),
+    step(FMT_FUZZ, false, |c| {
+        check(
+            c,
+            FMT_FUZZ,
+            "run: cargo fmt --all --manifest-path fuzz/Cargo.toml",
+        )
+    }),
+    step(CLIPPY, false, |c| {
+        let fix =
+            "fix the warnings above (`cargo clippy --fix --workspace --all-targets` fixes some)";
+        check(c, CLIPPY, fix)
+    }),
+    step("cargo test --workspace", false, step_cargo_test),
+    step("oss-fuzz", false, step_oss_fuzz),
+];
+
+/// A style check: the command `cmd` (`cargo ...`) must pass (one test); else `fix` says what
+/// to do.
+fn check(counts: &mut Counts, cmd: &str, fix: &str) -> Res {
+    let args: Vec<&str> = cmd.split_whitespace().skip(1).collect();
     if run(Command::new("cargo").args(args).current_dir(root()))?.success() {
         counts.passed += 1;
         Ok(())
     } else {
-        Err(finding(format!("`cargo {}` failed; {fix}", args.join(" "))))
+        Err(finding(format!("`{cmd}` failed; {fix}")))
     }
 }
 
