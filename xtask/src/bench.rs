@@ -88,10 +88,10 @@ fn driver(quick: bool) -> Res<DriverTotals> {
     cmd.arg(root().join("bench").join("inputs"))
         .current_dir(root())
         .stdout(Stdio::piped());
+    let shown = cmd_line(&cmd);
     say!(
         TAG,
-        "timing C alone, Rust alone and the diff on bench/inputs/: {} ...",
-        cmd_line(&cmd)
+        "timing C alone, Rust alone and the diff on bench/inputs/: {shown} ..."
     );
     let mut child = cmd.spawn().ctx("cannot run cargo")?;
     let mut total = None;
@@ -110,8 +110,7 @@ fn driver(quick: bool) -> Res<DriverTotals> {
             "a benchmark input diverges (see above); it is a finding, not a benchmark",
         )),
         _ => Err(setup_err(format!(
-            "the benchmark driver failed ({st}); run `{}` to see why",
-            cmd_line(&cmd)
+            "the benchmark driver failed ({st}); run `{shown}` to see why"
         ))),
     }
 }

@@ -68,22 +68,16 @@ fn build_cli() -> Res<PathBuf> {
         "corpus",
         "building the encoder: cargo build --release -p kvm-pgtable-diff"
     );
-    run_ok(Command::new("cargo").current_dir(root()).args([
-        "build",
-        "--quiet",
-        "--release",
-        "-p",
-        "kvm-pgtable-diff",
-    ]))?;
+    let build = ["build", "--quiet", "--release", "-p", "kvm-pgtable-diff"];
+    run_ok(Command::new("cargo").current_dir(root()).args(build))?;
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
     let bin = target_dir.join("release").join("kvm-pgtable-diff");
     if !bin.is_file() {
-        return Err(setup_err(format!(
-            "{} was not built; run: cargo build --release -p kvm-pgtable-diff",
-            bin.display()
-        )));
+        let b = bin.display();
+        let fix = "run: cargo build --release -p kvm-pgtable-diff";
+        return Err(setup_err(format!("{b} was not built; {fix}")));
     }
     Ok(bin)
 }
@@ -102,9 +96,9 @@ fn encode(bin: &Path, scenario: &Path, tmp: &Path) -> Res<Vec<u8>> {
             .lines()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("encoder failed");
+        let s = rel(scenario);
         return Err(setup_err(format!(
-            "{}: {msg} (fix the scenario, then rerun cargo xtask corpus)",
-            rel(scenario)
+            "{s}: {msg} (fix the scenario, then rerun cargo xtask corpus)"
         )));
     }
     fs::read(tmp).ctx(format_args!("cannot read {}", tmp.display()))
@@ -119,10 +113,9 @@ fn plan_target(bin: &Path, target: &str, tmp: &Path) -> Res<Plan> {
         let bytes = encode(bin, &s, tmp)?;
         let name = sha1_hex(&bytes);
         if let Some((_, other)) = want.get(&name) {
+            let (a, b) = (rel(other), rel(&s));
             return Err(setup_err(format!(
-                "{} and {} encode to the same input; delete one of them",
-                rel(other),
-                rel(&s)
+                "{a} and {b} encode to the same input; delete one of them"
             )));
         }
         plan.scenarios += 1;
@@ -172,10 +165,9 @@ fn check_dirs() -> Res {
     {
         let name = d.file_name().to_string_lossy().into_owned();
         if d.path().is_dir() && !TARGETS.contains(&name.as_str()) {
-            return Err(setup_err(format!(
-                "fuzz/scenarios/{name}/ is not a fuzz target; valid targets: {}",
-                TARGETS.join(", ")
-            )));
+            let all = TARGETS.join(", ");
+            let msg = format!("fuzz/scenarios/{name}/ is not a fuzz target; valid targets: {all}");
+            return Err(setup_err(msg));
         }
     }
     Ok(())
@@ -239,13 +231,7 @@ pub fn run(args: Args) -> Res<u8> {
         println!("corpus: fuzz/corpus/ is out of date ({stale} file(s)); run: cargo xtask corpus");
         return Ok(EXIT_FINDING);
     }
-    println!(
-        "corpus: {} up to date ({total_s} scenarios)",
-        if args.check {
-            "fuzz/corpus/ is"
-        } else {
-            "fuzz/corpus/ now"
-        }
-    );
+    let now = if args.check { "is" } else { "now" };
+    println!("corpus: fuzz/corpus/ {now} up to date ({total_s} scenarios)");
     Ok(EXIT_OK)
 }

@@ -75,9 +75,9 @@ pub fn select_targets(wanted: &[String]) -> Res<Vec<String>> {
     let mut out: Vec<String> = vec![];
     for w in wanted {
         if !TARGETS.contains(&w.as_str()) {
+            let all = TARGETS.join(", ");
             return Err(setup_err(format!(
-                "unknown target `{w}`; valid targets: {}",
-                TARGETS.join(", ")
+                "unknown target `{w}`; valid targets: {all}"
             )));
         }
         if !out.contains(w) {
@@ -162,9 +162,9 @@ fn log_path(t: &str) -> PathBuf {
 fn start(name: &str, bin_dir: &Path, args: &Args) -> Res<Running> {
     let bin = bin_dir.join(name);
     if !bin.is_file() {
+        let b = rel(&bin);
         return Err(setup_err(format!(
-            "{} was not built; check fuzz/Cargo.toml's [[bin]] list",
-            rel(&bin)
+            "{b} was not built; check fuzz/Cargo.toml's [[bin]] list"
         )));
     }
     let work = fuzz_dir().join("corpus-work").join(name);
@@ -192,14 +192,15 @@ fn start(name: &str, bin_dir: &Path, args: &Args) -> Res<Running> {
     }
     let _ = writeln!(logf, "$ {}", cmd_line(&cmd));
     let before = names(&arts);
+    let (time, units, w, l) = (
+        time_str(args.time),
+        names(&work).len(),
+        rel(&work),
+        rel(&log),
+    );
     say!(
         "fuzz",
-        "{name}: {}, corpus {} ({} units) + {} seeds, log {}",
-        time_str(args.time),
-        rel(&work),
-        names(&work).len(),
-        nseeds,
-        rel(&log)
+        "{name}: {time}, corpus {w} ({units} units) + {nseeds} seeds, log {l}"
     );
     let mut child = cmd
         .stdin(Stdio::null())
@@ -258,13 +259,11 @@ fn status_line(r: &Running, time: u64) {
     } else {
         fmt_count(p.execs)
     };
+    let (cov, ft, corp, rate) = (p.cov, p.ft, p.corp, fmt_count(p.exec_s));
+    let tag = format!("fuzz {}", r.name);
     say!(
-        format!("fuzz {}", r.name),
-        "{el}s{of}  #{execs}  cov {}  ft {}  corp {}  {} exec/s",
-        p.cov,
-        p.ft,
-        p.corp,
-        fmt_count(p.exec_s)
+        tag,
+        "{el}s{of}  #{execs}  cov {cov}  ft {ft}  corp {corp}  {rate} exec/s"
     );
 }
 
@@ -316,18 +315,12 @@ fn finish(mut r: Running, status: Option<ExitStatus>) -> Outcome {
     }
 }
 
-fn send_sigint(pid: u32) {
-    let _ = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status();
-}
-
 /// Runs the targets with at most `jobs` at a time; returns outcomes in start order.
 fn run_targets(targets: &[String], bin_dir: &Path, args: &Args) -> Res<Vec<Outcome>> {
     let mut queue: VecDeque<&String> = targets.iter().collect();
     let mut running: Vec<Running> = vec![];
     let mut done: Vec<Outcome> = vec![];
-    let interval = Duration::from_secs(if args.time > 0 && args.time <= 300 {
+    let interval = Duration::from_secs(if (1..=300).contains(&args.time) {
         5
     } else {
         30
@@ -347,21 +340,16 @@ fn run_targets(targets: &[String], bin_dir: &Path, args: &Args) -> Res<Vec<Outco
         while i < running.len() {
             match running[i].child.try_wait() {
                 Ok(Some(st)) => {
-                    let r = running.remove(i);
-                    let o = finish(r, Some(st));
-                    say!(
-                        format!("fuzz {}", o.name),
-                        "{} after {}: {} execs, cov {}, corp {}",
-                        if o.finding.is_some() {
-                            "FINDING"
-                        } else {
-                            "done"
-                        },
-                        fmt_dur(o.elapsed),
-                        fmt_count(o.prog.total_execs()),
-                        o.prog.cov,
-                        o.prog.corp
-                    );
+                    let o = finish(running.remove(i), Some(st));
+                    let what = if o.finding.is_some() {
+                        "FINDING"
+                    } else {
+                        "done"
+                    };
+                    let (t, n) = (fmt_dur(o.elapsed), fmt_count(o.prog.total_execs()));
+                    let (cov, corp) = (o.prog.cov, o.prog.corp);
+                    let tag = format!("fuzz {}", o.name);
+                    say!(tag, "{what} after {t}: {n} execs, cov {cov}, corp {corp}");
                     done.push(o);
                 }
                 Ok(None) => {
@@ -374,7 +362,8 @@ fn run_targets(targets: &[String], bin_dir: &Path, args: &Args) -> Res<Vec<Outco
                                 let _ = r.child.kill();
                             }
                             Some(t) if t.elapsed() > Duration::from_secs(1) => {
-                                send_sigint(r.child.id())
+                                let pid = r.child.id().to_string();
+                                let _ = Command::new("kill").args(["-INT", &pid]).status();
                             }
                             _ => {}
                         }
@@ -430,10 +419,8 @@ fn report_lines(tail: &[String]) -> (Vec<&str>, usize) {
             }
         }
     } else {
-        let start = tail
-            .iter()
-            .position(|l| is_err(l))
-            .unwrap_or(tail.len().saturating_sub(60));
+        let start = tail.iter().position(|l| is_err(l));
+        let start = start.unwrap_or(tail.len().saturating_sub(60));
         out.extend(tail[start..].iter().map(|s| s.as_str()));
     }
     let more = out.len().saturating_sub(REPORT_LINES);
@@ -460,13 +447,10 @@ fn panic_title(tail: &[String]) -> Option<String> {
 /// `==123== ERROR: libFuzzer: deadly signal` -> `ERROR: libFuzzer: deadly signal`.
 fn strip_pid(line: &str) -> &str {
     let t = line.trim();
-    match t
+    let rest = t
         .strip_prefix("==")
-        .and_then(|r| r.find("==").map(|i| &r[i + 2..]))
-    {
-        Some(rest) => rest.trim(),
-        None => t,
-    }
+        .and_then(|r| Some(&r[r.find("==")? + 2..]));
+    rest.map_or(t, str::trim)
 }
 
 fn print_summary(outcomes: &[Outcome], bin_dir: &Path) {
@@ -525,15 +509,10 @@ fn print_summary(outcomes: &[Outcome], bin_dir: &Path) {
         .collect();
     println!();
     say!("fuzz", "summary");
-    print!(
-        "{}",
-        table(
-            &[
-                "target", "result", "time", "execs", "exec/s", "cov", "ft", "corpus", "findings"
-            ],
-            &rows
-        )
-    );
+    let header = [
+        "target", "result", "time", "execs", "exec/s", "cov", "ft", "corpus",
+    ];
+    print!("{}", table(&[&header[..], &["findings"]].concat(), &rows));
 }
 
 pub fn run(args: Args) -> Res<u8> {
@@ -549,9 +528,9 @@ pub fn run(args: Args) -> Res<u8> {
     let bin_dir = build(args.sanitizer)?;
     for t in &targets {
         if !bin_dir.join(t).is_file() {
+            let b = rel(&bin_dir.join(t));
             return Err(setup_err(format!(
-                "{} was not built; add a [[bin]] for it to fuzz/Cargo.toml",
-                rel(&bin_dir.join(t))
+                "{b} was not built; add a [[bin]] for it to fuzz/Cargo.toml"
             )));
         }
     }
@@ -563,13 +542,15 @@ pub fn run(args: Args) -> Res<u8> {
         }
     })
     .map_err(|e| setup_err(format!("cannot install the Ctrl-C handler: {e}")))?;
-    say!(
-        "fuzz",
-        "fuzzing {} ({} each), {} at a time, sanitizer {}",
+    let (all, time, san) = (
         targets.join(", "),
         time_str(args.time),
-        args.jobs,
-        value_name(args.sanitizer)
+        value_name(args.sanitizer),
+    );
+    say!(
+        "fuzz",
+        "fuzzing {all} ({time} each), {} at a time, sanitizer {san}",
+        args.jobs
     );
     let mut outcomes = run_targets(&targets, &bin_dir, &args)?;
     outcomes.sort_by_key(|o| targets.iter().position(|t| *t == o.name));

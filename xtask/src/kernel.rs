@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Instant;
 
 use crate::lock::{BUILT_LINE, Line, Lock};
@@ -53,11 +53,8 @@ pub fn lock_path() -> PathBuf {
 }
 
 pub fn read_lock() -> Res<Lock> {
-    Lock::read(&lock_path()).map_err(|e| {
-        setup_err(format!(
-            "{e}; restore kernel.lock from git or run: cargo xtask kernel --update-lock"
-        ))
-    })
+    let fix = "restore kernel.lock from git or run: cargo xtask kernel --update-lock";
+    Lock::read(&lock_path()).map_err(|e| setup_err(format!("{e}; {fix}")))
 }
 
 fn cache_dir(line: &Line) -> PathBuf {
@@ -67,18 +64,17 @@ fn cache_dir(line: &Line) -> PathBuf {
 /// The cached tree build.rs compiles when LINUX_SRC is unset.
 pub fn built_tree() -> Res<PathBuf> {
     let lock = read_lock()?;
-    let line = lock
-        .line(BUILT_LINE)
-        .ok_or_else(|| setup_err(format!("kernel.lock has no [line {BUILT_LINE}]")))?;
-    Ok(cache_dir(line))
+    let line = lock.line(BUILT_LINE);
+    line.map(cache_dir)
+        .ok_or_else(|| setup_err(format!("kernel.lock has no [line {BUILT_LINE}]")))
 }
 
 /// Errors unless `tree` holds every file the C side needs (used for `LINUX_SRC`).
 pub fn check_tree(tree: &Path) -> Res {
+    let t = tree.display();
     match FILES.iter().find(|f| !tree.join(f).is_file()) {
         Some(f) => Err(setup_err(format!(
-            "LINUX_SRC={} has no {f}; point LINUX_SRC at a kernel tree or unset it",
-            tree.display()
+            "LINUX_SRC={t} has no {f}; point LINUX_SRC at a kernel tree or unset it"
         ))),
         None => Ok(()),
     }
@@ -94,20 +90,18 @@ pub fn ensure(opts: Opts) -> Res {
         }
         r => r?,
     };
-    let names: Vec<String> = match &opts.line {
-        Some(n) if lock.line(n).is_none() => {
-            let all: Vec<&str> = lock.lines.iter().map(|l| l.name.as_str()).collect();
+    let all: Vec<String> = lock.lines.iter().map(|l| l.name.clone()).collect();
+    let names = match &opts.line {
+        Some(n) if !all.contains(n) => {
+            let all = all.join(", ");
             return Err(setup_err(format!(
-                "kernel.lock has no [line {n}]; lines: {}",
-                all.join(", ")
+                "kernel.lock has no [line {n}]; lines: {all}"
             )));
         }
         Some(n) => vec![n.clone()],
-        None => lock.lines.iter().map(|l| l.name.clone()).collect(),
+        None => all,
     };
-    let mut apts = Apts::default();
-    let mut failed = vec![];
-    let mut changed = false;
+    let (mut apts, mut failed, mut changed) = (Apts::default(), vec![], false);
     for name in &names {
         let i = lock.lines.iter().position(|l| &l.name == name).unwrap();
         let t = Instant::now();
@@ -126,13 +120,11 @@ pub fn ensure(opts: Opts) -> Res {
             }
         }
     }
-    if opts.update_lock {
-        if changed {
-            fs::write(lock_path(), lock.render()).ctx("cannot write kernel.lock")?;
-            say!(TAG, "kernel.lock rewritten; review and commit it");
-        } else {
-            say!(TAG, "kernel.lock unchanged");
-        }
+    if opts.update_lock && changed {
+        fs::write(lock_path(), lock.render()).ctx("cannot write kernel.lock")?;
+        say!(TAG, "kernel.lock rewritten; review and commit it");
+    } else if opts.update_lock {
+        say!(TAG, "kernel.lock unchanged");
     }
     match failed.len() {
         0 => Ok(()),
@@ -141,37 +133,31 @@ pub fn ensure(opts: Opts) -> Res {
 }
 
 fn default_lock() -> Lock {
+    let line = |(name, suite): &(&str, &str)| Line {
+        name: name.to_string(),
+        package: format!("linux-source-{name}"),
+        suite: suite.to_string(),
+        files: FILES.map(|p| (String::new(), p.to_string())).to_vec(),
+        ..Line::default()
+    };
+    let header = HEADER.map(String::from).to_vec();
     Lock {
-        header: HEADER.map(String::from).to_vec(),
-        lines: DEFAULT_LINES
-            .iter()
-            .map(|(name, suite)| Line {
-                name: name.to_string(),
-                package: format!("linux-source-{name}"),
-                suite: suite.to_string(),
-                files: FILES.map(|p| (String::new(), p.to_string())).to_vec(),
-                ..Line::default()
-            })
-            .collect(),
+        header,
+        lines: DEFAULT_LINES.iter().map(line).collect(),
     }
 }
 
 fn report_change(old: &Line, new: &Line) {
-    if old.version != new.version {
-        say!(
-            TAG,
-            "  [line {}] version {:?} -> {}",
-            new.name,
-            old.version,
-            new.version
-        );
+    let (name, v0, v1) = (&new.name, &old.version, &new.version);
+    if v0 != v1 {
+        say!(TAG, "  [line {name}] version {v0:?} -> {v1}");
     }
-    for ((h_old, p), (h_new, _)) in old.files.iter().zip(&new.files) {
-        if h_old != h_new {
+    for ((h0, p), (h1, _)) in old.files.iter().zip(&new.files) {
+        if h0 != h1 {
             say!(
                 TAG,
-                "  {p}: {} -> {h_new}",
-                if h_old.is_empty() { "(none)" } else { h_old }
+                "  {p}: {} -> {h1}",
+                if h0.is_empty() { "(none)" } else { h0 }
             );
         }
     }
@@ -180,42 +166,43 @@ fn report_change(old: &Line, new: &Line) {
 /// Paths of `line` whose cached copy is missing (None) or differs (its sha256).
 fn mismatches(line: &Line) -> Vec<(&str, Option<String>)> {
     let dir = cache_dir(line);
-    line.files
+    let sums = line
+        .files
         .iter()
-        .filter_map(|(want, p)| match sha256_file(&dir.join(p)) {
-            Ok(h) if h == *want => None,
-            h => Some((p.as_str(), h.ok())),
-        })
+        .map(|(want, p)| (want, p, sha256_file(&dir.join(p))));
+    sums.filter(|(want, _, h)| h.as_ref().ok() != Some(*want))
+        .map(|(_, p, h)| (p.as_str(), h.ok()))
         .collect()
 }
 
 /// Fetches and verifies one line; with `update`, returns it with the version and hashes found.
 fn ensure_line(line: &Line, update: bool, apts: &mut Apts) -> Res<Option<Line>> {
-    let (name, pkg, dir) = (&line.name, &line.package, cache_dir(line));
+    let (name, pkg, pinned, dir) = (
+        &line.name,
+        &line.package,
+        &line.version,
+        rel(&cache_dir(line)),
+    );
     let bad = mismatches(line);
     if bad.is_empty() || (update && bad.iter().all(|(_, h)| h.is_some())) {
         if bad.is_empty() {
             say!(
                 TAG,
-                "line {name}: {pkg} {} in {} matches kernel.lock",
-                line.version,
-                rel(&dir)
+                "line {name}: {pkg} {pinned} in {dir} matches kernel.lock"
             );
         }
-        let version = cached_deb_version(pkg).unwrap_or_else(|| line.version.clone());
+        let version = cached_deb_version(pkg).unwrap_or_else(|| pinned.clone());
         return update.then(|| rehash(line, version)).transpose();
     }
+    let (n, all) = (bad.len(), line.files.len());
+    let v = if pinned.is_empty() {
+        "(unpinned)"
+    } else {
+        pinned
+    };
     say!(
         TAG,
-        "line {name}: {} of {} files missing or different in {}; fetching {pkg} {}",
-        bad.len(),
-        line.files.len(),
-        rel(&dir),
-        if line.version.is_empty() {
-            "(unpinned)"
-        } else {
-            &line.version
-        }
+        "line {name}: {n} of {all} files missing or different in {dir}; fetching {pkg} {v}"
     );
     let (deb, version) = obtain_deb(line, apts)?;
     extract(&deb, line)?;
@@ -224,30 +211,28 @@ fn ensure_line(line: &Line, update: bool, apts: &mut Apts) -> Res<Option<Line>> 
     }
     let bad = mismatches(line);
     for (p, h) in &bad {
+        let want = line.sha256(p).unwrap_or_default();
         match h {
             Some(h) => eprintln!(
-                "[{TAG}] sha256 MISMATCH {p}\n    kernel.lock: {}\n    {version}: {h}",
-                line.sha256(p).unwrap_or_default()
+                "[{TAG}] sha256 MISMATCH {p}\n    kernel.lock: {want}\n    {version}: {h}"
             ),
             None => eprintln!("[{TAG}] {p}: missing from {pkg} {version}"),
         }
     }
+    let record = format!("cargo xtask kernel --line {name} --update-lock");
     if !bad.is_empty() {
-        return Err(setup_err(format!(
-            "{pkg} {version} differs from kernel.lock; review {}, then run: cargo xtask kernel --line {name} --update-lock",
-            rel(&dir)
-        )));
+        let msg =
+            format!("{pkg} {version} differs from kernel.lock; review {dir}, then run: {record}");
+        return Err(setup_err(msg));
     }
     say!(
         TAG,
-        "line {name}: {pkg} {version} extracted to {}; sha256 matches kernel.lock",
-        rel(&dir)
+        "line {name}: {pkg} {version} extracted to {dir}; sha256 matches kernel.lock"
     );
-    if line.version != version {
+    if *pinned != version {
         warn!(
             TAG,
-            "kernel.lock pins {pkg} {:?} but {version} was used; record it with: cargo xtask kernel --line {name} --update-lock",
-            line.version
+            "kernel.lock pins {pkg} {pinned:?} but {version} was used; record it with: {record}"
         );
     }
     Ok(None)
@@ -256,17 +241,14 @@ fn ensure_line(line: &Line, update: bool, apts: &mut Apts) -> Res<Option<Line>> 
 /// `line` with `version` and the hashes of the cached files.
 fn rehash(line: &Line, version: String) -> Res<Line> {
     let dir = cache_dir(line);
-    let files = line
-        .files
-        .iter()
-        .map(|(_, p)| {
-            let f = dir.join(p);
-            Ok((
-                sha256_file(&f).ctx(format_args!("cannot hash {}", f.display()))?,
-                p.clone(),
-            ))
-        })
-        .collect::<Res<_>>()?;
+    let hash = |(_, p): &(String, String)| {
+        let f = dir.join(p);
+        Ok((
+            sha256_file(&f).ctx(format_args!("cannot hash {}", f.display()))?,
+            p.clone(),
+        ))
+    };
+    let files = line.files.iter().map(hash).collect::<Res<_>>()?;
     Ok(Line {
         version,
         files,
@@ -287,15 +269,13 @@ fn deb_version(deb: &Path) -> Option<String> {
 /// The cached `.deb`s of `package`, newest first.
 fn cached_debs(package: &str) -> Vec<PathBuf> {
     let prefix = format!("{package}_");
-    let mut v: Vec<PathBuf> = files(&deb_dir(), false, Some("deb"))
-        .into_iter()
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(&prefix)
-        })
-        .collect();
+    let mut v = files(&deb_dir(), false, Some("deb"));
+    v.retain(|p| {
+        p.file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(&prefix)
+    });
     v.sort_by_key(|p| std::cmp::Reverse(fs::metadata(p).and_then(|m| m.modified()).ok()));
     v
 }
@@ -305,9 +285,8 @@ fn cached_deb_version(package: &str) -> Option<String> {
 }
 
 fn cached_deb(package: &str, version: &str) -> Option<PathBuf> {
-    cached_debs(package)
-        .into_iter()
-        .find(|d| deb_version(d).as_deref() == Some(version))
+    let mut debs = cached_debs(package).into_iter();
+    debs.find(|d| deb_version(d).as_deref() == Some(version))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -408,7 +387,8 @@ fn system_sources() -> Vec<Source> {
 /// The Debian archive to reach `suite` from: a source whose URI ends in `/debian` (or
 /// `/debian-security` for a `-security` suite).
 fn mirror_for<'a>(suite: &str, sources: &'a [Source]) -> Option<&'a Source> {
-    let archive = if suite.ends_with("-security") {
+    let security = suite.ends_with("-security");
+    let archive = if security {
         "/debian-security"
     } else {
         "/debian"
@@ -429,9 +409,7 @@ struct Apt {
 impl Apt {
     fn cmd(&self, tool: &str) -> Command {
         let mut c = Command::new(tool);
-        for o in &self.opts {
-            c.args(["-o", o]);
-        }
+        self.opts.iter().for_each(|o| _ = c.args(["-o", o]));
         if is_root() {
             // apt's _apt sandbox user cannot write into our directories; skip its warning.
             c.args(["-o", "APT::Sandbox::User=root"]);
@@ -439,39 +417,26 @@ impl Apt {
         c
     }
 
-    fn private(&self) -> bool {
-        !self.opts.is_empty()
+    /// `apt-cache ARGS`' stdout.
+    fn cache(&self, args: &[&str]) -> String {
+        capture(self.cmd("apt-cache").args(args)).1
     }
 
     /// Versions apt knows for `pkg`, and its candidate.
     fn versions(&self, pkg: &str) -> (Vec<String>, Option<String>) {
-        let (_, out, _) = capture(self.cmd("apt-cache").args(["madison", pkg]));
-        let mut vs: Vec<String> = out
+        let madison = self.cache(&["madison", pkg]);
+        let mut vs: Vec<String> = madison
             .lines()
-            .filter_map(|l| l.split('|').nth(1).map(|v| v.trim().to_string()))
+            .filter_map(|l| Some(l.split('|').nth(1)?.trim().to_string()))
             .filter(|v| !v.is_empty())
             .collect();
         vs.dedup();
-        let (_, out, _) = capture(self.cmd("apt-cache").args(["policy", pkg]));
-        let cand = out
+        let policy = self.cache(&["policy", pkg]);
+        let cand = policy
             .lines()
-            .find_map(|l| {
-                l.trim()
-                    .strip_prefix("Candidate:")
-                    .map(|v| v.trim().to_string())
-            })
+            .find_map(|l| Some(l.trim().strip_prefix("Candidate:")?.trim().to_string()))
             .filter(|v| v != "(none)" && !v.is_empty());
         (vs, cand)
-    }
-
-    /// The SHA256 of `pkg=version`'s .deb in apt's (signed) index.
-    fn deb_sha256(&self, spec: &str) -> Option<String> {
-        let (_, out, _) = capture(
-            self.cmd("apt-cache")
-                .args(["show", "--no-all-versions", spec]),
-        );
-        out.lines()
-            .find_map(|l| l.strip_prefix("SHA256:").map(|s| s.trim().to_string()))
     }
 }
 
@@ -505,12 +470,14 @@ impl Apts {
 /// A private apt state in `.cache/apt/<suite>/` whose only source is `suite` on the system's
 /// Debian mirror; runs `apt-get update` for it.
 fn private_apt(suite: &str, sources: &[Source], line: &str) -> Res<Apt> {
-    let src = mirror_for(suite, sources).ok_or_else(|| {
-        setup_err(format!(
-            "the system's apt sources have no {suite} and no Debian archive (a URI ending in /debian) \
-             to reach it from; add a Debian mirror to /etc/apt/sources.list.d/, then run: cargo xtask kernel --line {line}"
-        ))
-    })?;
+    let retry = format!("cargo xtask kernel --line {line}");
+    let Some(src) = mirror_for(suite, sources) else {
+        return Err(setup_err(format!(
+            "the system's apt sources have no {suite} and no Debian archive (a URI ending in \
+             /debian) to reach it from; add a Debian mirror to /etc/apt/sources.list.d/, then \
+             run: {retry}"
+        )));
+    };
     let dir = root().join(".cache").join("apt").join(suite);
     mkdir(&dir.join("lists").join("partial"))?;
     mkdir(&dir.join("cache").join("archives").join("partial"))?;
@@ -518,8 +485,8 @@ fn private_apt(suite: &str, sources: &[Source], line: &str) -> Res<Apt> {
         // An inline key (deb822): apt reads an armored key from a file named *.asc.
         Some(k) if k.contains('\n') => {
             let p = dir.join("keyring.asc");
-            fs::write(&p, format!("{}\n", k.trim()))
-                .ctx(format_args!("cannot write {}", p.display()))?;
+            let write = fs::write(&p, format!("{}\n", k.trim()));
+            write.ctx(format_args!("cannot write {}", p.display()))?;
             Some(p.display().to_string())
         }
         Some(k) => Some(k.clone()),
@@ -527,38 +494,33 @@ fn private_apt(suite: &str, sources: &[Source], line: &str) -> Res<Apt> {
             .is_file()
             .then(|| DEBIAN_KEYRING.to_string()),
     };
-    let opts = key.map(|k| format!("[signed-by={k}] ")).unwrap_or_default();
-    let list = dir.join("sources.list");
-    let status = dir.join("status");
-    fs::write(&list, format!("deb {opts}{} {suite} main\n", src.uri))
+    let signed_by = key.map(|k| format!("[signed-by={k}] ")).unwrap_or_default();
+    let (list, status, uri) = (dir.join("sources.list"), dir.join("status"), &src.uri);
+    fs::write(&list, format!("deb {signed_by}{uri} {suite} main\n"))
         .and_then(|_| fs::write(&status, ""))
         .ctx(format_args!("cannot write {}", dir.display()))?;
     let o = |k: &str, p: &Path| format!("{k}={}", p.display());
-    let apt = Apt {
-        opts: vec![
-            o("Dir::Etc::SourceList", &list),
-            "Dir::Etc::SourceParts=/dev/null".into(),
-            o("Dir::State::Lists", &dir.join("lists")),
-            o("Dir::Cache", &dir.join("cache")),
-            o("Dir::State::Status", &status),
-            // Our own state: no need for (root's) locks on it.
-            "Debug::NoLocking=1".into(),
-        ],
-        what: format!("{} ({suite} from {})", rel(&dir), src.uri),
-    };
+    let opts = vec![
+        o("Dir::Etc::SourceList", &list),
+        "Dir::Etc::SourceParts=/dev/null".into(),
+        o("Dir::State::Lists", &dir.join("lists")),
+        o("Dir::Cache", &dir.join("cache")),
+        o("Dir::State::Status", &status),
+        // Our own state: no need for (root's) locks on it.
+        "Debug::NoLocking=1".into(),
+    ];
+    let (rel_dir, what) = (rel(&dir), format!("{} ({suite} from {uri})", rel(&dir)));
+    let apt = Apt { opts, what };
     say!(
         TAG,
         "{suite} is not in the system's apt sources; apt-get update of a private state: {}",
         apt.what
     );
-    let mut cmd = apt.cmd("apt-get");
-    run_ok(cmd.args(["update", "-q"])).map_err(|_| {
+    run_ok(apt.cmd("apt-get").args(["update", "-q"])).map_err(|_| {
         setup_err(format!(
-            "cannot reach {suite} at {} (`apt-get update` of {} failed, see above); check the \
-             suite of [line {line}] in kernel.lock, the network and the mirror, then run: \
-             cargo xtask kernel --line {line}",
-            src.uri,
-            rel(&dir)
+            "cannot reach {suite} at {uri} (`apt-get update` of {rel_dir} failed, see above); \
+             check the suite of [line {line}] in kernel.lock, the network and the mirror, then \
+             run: {retry}"
         ))
     })?;
     Ok(apt)
@@ -566,20 +528,23 @@ fn private_apt(suite: &str, sources: &[Source], line: &str) -> Res<Apt> {
 
 /// Returns a verified `.deb` of the locked version (or of apt's candidate, with a warning).
 fn obtain_deb(line: &Line, apts: &mut Apts) -> Res<(PathBuf, String)> {
-    let (pkg, want) = (&line.package, &line.version);
-    if let Some(d) = cached_deb(pkg, want) {
+    let (name, pkg, want) = (&line.name, &line.package, &line.version);
+    let cached = |version: &str| {
+        let d = cached_deb(pkg, version)?;
         say!(TAG, "using {}", rel(&d));
-        return Ok((d, want.clone()));
+        Some((d, version.to_string()))
+    };
+    if let Some(c) = cached(want) {
+        return Ok(c);
     }
-    let apt = apts.for_suite(&line.suite, &line.name)?;
+    let apt = apts.for_suite(&line.suite, name)?;
     let (mut versions, mut cand) = apt.versions(pkg);
     let unknown = versions.is_empty() || !(want.is_empty() || versions.contains(want));
-    if !apt.private() && !apts.system_updated && unknown {
+    if apt.opts.is_empty() && !apts.system_updated && unknown {
         // Stale or missing package lists: the pinned version may be newer than they are.
         if !is_root() {
-            return Err(setup_err(format!(
-                "apt does not know {pkg} {want}; run: sudo apt-get update"
-            )));
+            let msg = format!("apt does not know {pkg} {want}; run: sudo apt-get update");
+            return Err(setup_err(msg));
         }
         say!(TAG, "apt-get update ...");
         run_ok(Command::new("apt-get").args(["update", "-q"]))?;
@@ -591,14 +556,15 @@ fn obtain_deb(line: &Line, apts: &mut Apts) -> Res<(PathBuf, String)> {
     } else {
         let Some(c) = cand.or_else(|| versions.first().cloned()) else {
             return Err(setup_err(format!(
-                "{} has no {pkg}; check the suite of [line {}] in kernel.lock ({}) and that the apt sources carry it",
-                apt.what, line.name, line.suite
+                "{} has no {pkg}; check the suite of [line {name}] in kernel.lock ({}) and that \
+                 the apt sources carry it",
+                apt.what, line.suite
             )));
         };
         if want.is_empty() {
             warn!(
                 TAG,
-                "no version pinned for [line {}]; using apt's candidate {c}", line.name
+                "no version pinned for [line {name}]; using apt's candidate {c}"
             );
         } else {
             warn!(
@@ -609,9 +575,8 @@ fn obtain_deb(line: &Line, apts: &mut Apts) -> Res<(PathBuf, String)> {
         }
         c
     };
-    if let Some(d) = cached_deb(pkg, &version) {
-        say!(TAG, "using {}", rel(&d));
-        return Ok((d, version));
+    if let Some(c) = cached(&version) {
+        return Ok(c);
     }
     let dir = deb_dir();
     mkdir(&dir)?;
@@ -624,27 +589,26 @@ fn obtain_deb(line: &Line, apts: &mut Apts) -> Res<(PathBuf, String)> {
         apt.what
     );
     run_ok(&mut cmd)?;
-    let deb = cached_deb(pkg, &version).ok_or_else(|| {
-        setup_err(format!(
-            "`{}` left no {pkg} .deb in {}",
-            cmd_line(&cmd),
-            rel(&dir)
-        ))
-    })?;
+    let (shown, rel_dir) = (cmd_line(&cmd), rel(&dir));
+    let deb = cached_deb(pkg, &version)
+        .ok_or_else(|| setup_err(format!("`{shown}` left no {pkg} .deb in {rel_dir}")))?;
     // Check the download against the SHA256 apt's signed index records.
-    match apt.deb_sha256(&spec) {
+    let show = apt.cache(&["show", "--no-all-versions", &spec]);
+    let deb_rel = rel(&deb);
+    match show
+        .lines()
+        .find_map(|l| Some(l.strip_prefix("SHA256:")?.trim()))
+    {
         None => warn!(
             TAG,
-            "apt-cache show {spec} has no SHA256; not verifying {}",
-            rel(&deb)
+            "apt-cache show {spec} has no SHA256; not verifying {deb_rel}"
         ),
         Some(want) => {
             let got = sha256_file(&deb).unwrap_or_default();
             if got != want {
                 let _ = fs::remove_file(&deb);
                 return Err(setup_err(format!(
-                    "{} is corrupt (sha256 {got}, apt says {want}); deleted it, run again",
-                    rel(&deb)
+                    "{deb_rel} is corrupt (sha256 {got}, apt says {want}); deleted it, run again"
                 )));
             }
         }
@@ -658,48 +622,29 @@ fn obtain_deb(line: &Line, apts: &mut Apts) -> Res<(PathBuf, String)> {
 
 /// Extracts the line's files from the `.deb` into `.cache/linux-source-NAME/` (replacing it).
 fn extract(deb: &Path, line: &Line) -> Res {
-    let pkg = &line.package;
-    let cache = cache_dir(line);
+    let (pkg, cache) = (&line.package, cache_dir(line));
     let tmp = root()
         .join(".cache")
         .join(format!(".{pkg}.tmp-{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
     mkdir(&tmp)?;
-    say!(
-        TAG,
-        "extracting {} files from {} (~15 s) ...",
-        line.files.len(),
-        rel(deb)
-    );
-    let mut a = Command::new("dpkg-deb")
-        .arg("--fsys-tarfile")
+    let (n, deb_rel) = (line.files.len(), rel(deb));
+    say!(TAG, "extracting {n} files from {deb_rel} (~15 s) ...");
+    // The .deb holds /usr/src/<pkg>.tar.xz, whose top directory is <pkg>/.
+    let script = r#"dpkg-deb --fsys-tarfile "$0" | tar -xO "$1" | tar -xJ -C "$2" "${@:3}""#;
+    let mut cmd = Command::new("bash");
+    cmd.args(["-o", "pipefail", "-c", script])
         .arg(deb)
-        .stdout(Stdio::piped())
-        .spawn()
-        .ctx("cannot run dpkg-deb")?;
-    let mut b = Command::new("tar")
-        .args(["-xO", &format!("./usr/src/{pkg}.tar.xz")])
-        .stdin(a.stdout.take().unwrap())
-        .stdout(Stdio::piped())
-        .spawn()
-        .ctx("cannot run tar")?;
-    let mut c = Command::new("tar")
-        .arg("-xJ")
-        .arg("-C")
+        .arg(format!("./usr/src/{pkg}.tar.xz"))
         .arg(&tmp)
-        .args(line.files.iter().map(|(_, p)| format!("{pkg}/{p}")))
-        .stdin(b.stdout.take().unwrap())
-        .spawn()
-        .ctx("cannot run tar -xJ (is xz-utils installed?)")?;
-    let ok = [a.wait(), b.wait(), c.wait()]
-        .iter()
-        .all(|s| s.as_ref().is_ok_and(|s| s.success()));
+        .args(line.files.iter().map(|(_, p)| format!("{pkg}/{p}")));
+    let ok = crate::util::run(&mut cmd)?.success();
     let tree = tmp.join(pkg);
     if !ok || !line.files.iter().all(|(_, p)| tree.join(p).is_file()) {
         let _ = fs::remove_dir_all(&tmp);
         return Err(setup_err(format!(
-            "extracting from {} failed; delete it and run `cargo xtask kernel --line {}` again",
-            rel(deb),
+            "extracting from {deb_rel} failed (are dpkg-deb, tar and xz-utils installed?); \
+             delete it and run `cargo xtask kernel --line {}` again",
             line.name
         )));
     }

@@ -33,6 +33,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use crate::fuzz::{TARGETS, fuzz_dir};
+use crate::libfuzzer::Progress;
 use crate::util::{
     Ctx, EXIT_FINDING, EXIT_OK, Res, capture, cmd_line, files, fmt_count, fmt_dur, mkdir, names,
     on_lines, rel, reset_dir, root, setup_err, sha1_hex, table, value_name,
@@ -180,15 +181,13 @@ fn prepare(san: OssSanitizer, d: &Dirs) -> Res {
     // What build.sh runs besides cargo (the zip is checked here with the zip crate).
     for tool in ["zip", "sha1sum", "jq"] {
         if !capture(Command::new("sh").args(["-c", &format!("command -v {tool}")])).0 {
-            return Err(setup_err(format!(
-                "`{tool}` is missing; run: apt-get install -y zip jq coreutils"
-            )));
+            let fix = "run: apt-get install -y zip jq coreutils";
+            return Err(setup_err(format!("`{tool}` is missing; {fix}")));
         }
     }
     if !Path::new(LIBFUZZER_A).is_file() {
-        return Err(setup_err(format!(
-            "{LIBFUZZER_A} is missing; run: cargo xtask setup (installs libclang-rt-22-dev)"
-        )));
+        let fix = "run: cargo xtask setup (installs libclang-rt-22-dev)";
+        return Err(setup_err(format!("{LIBFUZZER_A} is missing; {fix}")));
     }
     Ok(())
 }
@@ -205,13 +204,8 @@ fn run_build(san: OssSanitizer, d: &Dirs) -> Res {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    say!(
-        "oss-fuzz",
-        "SANITIZER={} build: {} (log {})",
-        value_name(san),
-        cmd_line(&cmd),
-        rel(&d.log)
-    );
+    let (s, shown, log_rel) = (value_name(san), cmd_line(&cmd), rel(&d.log));
+    say!("oss-fuzz", "SANITIZER={s} build: {shown} (log {log_rel})");
     let t = Instant::now();
     let mut child = cmd.spawn().ctx("cannot run bash")?;
     let log = fs::File::create(&d.log).ctx(format_args!("cannot create {}", d.log.display()))?;
@@ -229,14 +223,12 @@ fn run_build(san: OssSanitizer, d: &Dirs) -> Res {
     if !st.success() {
         let text = fs::read_to_string(&d.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        eprintln!("--- last lines of {} ---", rel(&d.log));
+        eprintln!("--- last lines of {log_rel} ---");
         for l in &lines[lines.len().saturating_sub(40)..] {
             eprintln!("{l}");
         }
-        return Err(setup_err(format!(
-            "oss-fuzz/build.sh failed ({st}); full log: {}",
-            rel(&d.log)
-        )));
+        let msg = format!("oss-fuzz/build.sh failed ({st}); full log: {log_rel}");
+        return Err(setup_err(msg));
     }
     say!("oss-fuzz", "build.sh done in {}", fmt_dur(t.elapsed()));
     Ok(())
@@ -345,15 +337,6 @@ pub fn parse_options(text: &str) -> Result<Vec<String>, String> {
     Ok(flags)
 }
 
-struct Row {
-    target: String,
-    seeds: String,
-    dict: String,
-    options: String,
-    run: String,
-    problem: Option<String>,
-}
-
 /// Checks the seed zip of `t` (entries named by the sha1 of their content, exactly the
 /// distinct files of fuzz/corpus/<t>); unzips it into `dir`; returns the number of seeds.
 fn check_zip(t: &str, d: &Dirs, dir: &Path) -> Result<usize, String> {
@@ -399,18 +382,12 @@ fn check_zip(t: &str, d: &Dirs, dir: &Path) -> Result<usize, String> {
         got.insert(sum);
     }
     if got != want {
+        let (g, w) = (got.len(), want.len());
         return Err(format!(
-            "zip holds {} seeds, fuzz/corpus/{t} has {} distinct files",
-            got.len(),
-            want.len()
+            "zip holds {g} seeds, fuzz/corpus/{t} has {w} distinct files"
         ));
     }
     Ok(got.len())
-}
-
-fn stat(out: &str, key: &str) -> Option<u64> {
-    out.lines()
-        .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
 }
 
 /// Runs the ASan target over its seeds, then mutations, for `runs` inputs.
@@ -438,50 +415,28 @@ fn run_address(
         .arg(seeds);
     let t0 = Instant::now();
     let (ok, so, se) = capture(&mut cmd);
-    let took = t0.elapsed();
+    let took = fmt_dur(t0.elapsed());
     let all = format!("{so}{se}");
     let logp = d.work.join(format!("{t}.run.log"));
     let _ = fs::write(&logp, format!("$ {}\n{all}", cmd_line(&cmd)));
+    let log = rel(&logp);
     if !ok || all.contains("==ERROR:") || all.contains("panicked") {
-        let first = all
-            .lines()
-            .find(|l| l.contains("ERROR") || l.contains("panicked"))
-            .unwrap_or("nonzero exit");
-        return Err(format!("{first} (log {})", rel(&logp)));
+        let mut lines = all.lines();
+        let first = lines.find(|l| l.contains("ERROR") || l.contains("panicked"));
+        return Err(format!("{} (log {log})", first.unwrap_or("nonzero exit")));
     }
-    let dict_n = all.lines().find_map(|l| {
-        l.strip_prefix("Dictionary: ")?
-            .split_whitespace()
-            .next()?
-            .parse::<usize>()
-            .ok()
+    let mut prog = Progress::default();
+    all.lines().for_each(|l| prog.feed(l));
+    let dict = all.lines().find_map(|l| {
+        let n = l.strip_prefix("Dictionary: ")?.split_whitespace().next()?;
+        Some(format!(", dict {} loaded", n.parse::<usize>().ok()?))
     });
-    let execs = stat(&all, "stat::number_of_executed_units:").unwrap_or(0);
+    let execs = prog.final_execs.unwrap_or(0);
     if execs < runs {
-        return Err(format!(
-            "ran {execs} inputs, expected {runs} (log {})",
-            rel(&logp)
-        ));
+        return Err(format!("ran {execs} inputs, expected {runs} (log {log})"));
     }
-    let cov = all
-        .lines()
-        .rev()
-        .find_map(|l| {
-            l.split("cov: ")
-                .nth(1)?
-                .split_whitespace()
-                .next()
-                .map(String::from)
-        })
-        .unwrap_or_else(|| "?".into());
-    Ok(format!(
-        "{} runs in {}, cov {cov}{}",
-        fmt_count(execs),
-        fmt_dur(took),
-        dict_n
-            .map(|n| format!(", dict {n} loaded"))
-            .unwrap_or_default()
-    ))
+    let (n, cov, dict) = (fmt_count(execs), prog.cov, dict.unwrap_or_default());
+    Ok(format!("{n} runs in {took}, cov {cov}{dict}"))
 }
 
 /// Replays the seeds through the coverage build and checks the profile it writes.
@@ -533,45 +488,44 @@ fn run_coverage(t: &str, d: &Dirs, seeds: &Path) -> Result<String, String> {
     Ok(format!("profile ok, pgtable.c lines {lines_pct}"))
 }
 
-fn check_target(t: &str, d: &Dirs, args: &Args) -> Row {
-    let mut row = Row {
-        target: t.to_string(),
-        seeds: "-".into(),
-        dict: "-".into(),
-        options: "-".into(),
-        run: "-".into(),
-        problem: None,
-    };
-    let res = (|| -> Result<(), String> {
+/// Checks one target in $OUT; returns its summary row (target, status, seeds, dict, options,
+/// run or problem) and whether every check passed.
+fn check_target(t: &str, d: &Dirs, args: &Args) -> (Vec<String>, bool) {
+    let (mut seeds, mut dict, mut options) = ("-".to_string(), "-".to_string(), "-".to_string());
+    let res = (|| -> Result<String, String> {
         let bin = d.out.join(t);
-        let mode = fs::metadata(&bin)
-            .map_err(|_| format!("$OUT/{t} missing"))?
-            .permissions()
-            .mode();
-        if mode & 0o111 == 0 {
+        let meta = fs::metadata(&bin).map_err(|_| format!("$OUT/{t} missing"))?;
+        if meta.permissions().mode() & 0o111 == 0 {
             return Err(format!("$OUT/{t} is not executable"));
         }
-        let seeds = d.work.join("check").join(t);
-        let n = check_zip(t, d, &seeds)?;
-        row.seeds = if n == 0 { "none".into() } else { n.to_string() };
-        let dict = fs::read_to_string(d.out.join(format!("{t}.dict")))
-            .map_err(|_| format!("$OUT/{t}.dict missing"))?;
-        row.dict = format!(
-            "{} entries",
-            parse_dict(&dict).map_err(|e| format!("{t}.dict {e}"))?
-        );
-        let opts = fs::read_to_string(d.out.join(format!("{t}.options")))
-            .map_err(|_| format!("$OUT/{t}.options missing"))?;
-        let flags = parse_options(&opts).map_err(|e| format!("{t}.options {e}"))?;
-        row.options = flags.join(" ");
-        row.run = match args.sanitizer {
-            OssSanitizer::Address => run_address(t, d, &seeds, &flags, args.runs)?,
-            OssSanitizer::Coverage => run_coverage(t, d, &seeds)?,
+        let dir = d.work.join("check").join(t);
+        let n = check_zip(t, d, &dir)?;
+        seeds = if n == 0 { "none".into() } else { n.to_string() };
+        let read = |ext: &str| {
+            fs::read_to_string(d.out.join(format!("{t}.{ext}")))
+                .map_err(|_| format!("$OUT/{t}.{ext} missing"))
         };
-        Ok(())
+        let n = parse_dict(&read("dict")?).map_err(|e| format!("{t}.dict {e}"))?;
+        dict = format!("{n} entries");
+        let flags = parse_options(&read("options")?).map_err(|e| format!("{t}.options {e}"))?;
+        options = flags.join(" ");
+        match args.sanitizer {
+            OssSanitizer::Address => run_address(t, d, &dir, &flags, args.runs),
+            OssSanitizer::Coverage => run_coverage(t, d, &dir),
+        }
     })();
-    row.problem = res.err();
-    row
+    match &res {
+        Ok(run) => say!("oss-fuzz", "{t}: ok ({run})"),
+        Err(p) => say!("oss-fuzz", "{t}: FAILED: {p}"),
+    }
+    let status = if res.is_ok() { "ok" } else { "FAILED" };
+    let row = vec![t.into(), status.into(), seeds, dict, options];
+    (
+        row.into_iter()
+            .chain([res.clone().unwrap_or_else(|e| e)])
+            .collect(),
+        res.is_ok(),
+    )
 }
 
 pub fn run(args: Args) -> Res<u8> {
@@ -579,68 +533,38 @@ pub fn run(args: Args) -> Res<u8> {
     let d = dirs(args.sanitizer);
     prepare(args.sanitizer, &d)?;
     run_build(args.sanitizer, &d)?;
-    let targets = TARGETS;
-    say!(
-        "oss-fuzz",
-        "checking $OUT ({}): {} targets",
-        rel(&d.out),
-        targets.len()
-    );
-    let mut rows = vec![];
-    for t in targets {
-        let r = check_target(t, &d, &args);
-        match &r.problem {
-            None => say!("oss-fuzz", "{t}: ok ({})", r.run),
-            Some(p) => say!("oss-fuzz", "{t}: FAILED: {p}"),
-        }
-        rows.push(r);
-    }
-    let extra: Vec<String> = names(&d.out)
-        .into_iter()
-        .filter(|n| {
-            !targets.iter().any(|t| {
-                n == t
-                    || *n == format!("{t}.dict")
-                    || *n == format!("{t}.options")
-                    || *n == format!("{t}_seed_corpus.zip")
-            })
-        })
-        .collect();
-    let failed = rows.iter().filter(|r| r.problem.is_some()).count();
-    let table_rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.target.clone(),
-                if r.problem.is_some() { "FAILED" } else { "ok" }.into(),
-                r.seeds.clone(),
-                r.dict.clone(),
-                r.options.clone(),
-                r.problem.clone().unwrap_or_else(|| r.run.clone()),
+    let n = TARGETS.len();
+    say!("oss-fuzz", "checking $OUT ({}): {n} targets", rel(&d.out));
+    let (rows, ok): (Vec<_>, Vec<_>) = TARGETS.iter().map(|t| check_target(t, &d, &args)).unzip();
+    let ours = |f: &String| {
+        TARGETS.iter().any(|t| {
+            [
+                t.to_string(),
+                format!("{t}.dict"),
+                format!("{t}.options"),
+                format!("{t}_seed_corpus.zip"),
             ]
+            .contains(f)
         })
-        .collect();
+    };
+    let extra: Vec<String> = names(&d.out).into_iter().filter(|f| !ours(f)).collect();
+    let failed = ok.iter().filter(|ok| !**ok).count();
     println!();
     say!(
         "oss-fuzz",
         "summary (SANITIZER={})",
         value_name(args.sanitizer)
     );
-    print!(
-        "{}",
-        table(
-            &["target", "status", "seeds", "dict", "options", "run"],
-            &table_rows
-        )
-    );
+    let header = ["target", "status", "seeds", "dict", "options", "run"];
+    print!("{}", table(&header, &rows));
     if !extra.is_empty() {
         say!("oss-fuzz", "other files in $OUT: {}", extra.join(", "));
     }
-    if failed > 0 || targets.is_empty() {
-        println!("oss-fuzz: {failed} of {} targets failed", targets.len());
+    if failed > 0 || n == 0 {
+        println!("oss-fuzz: {failed} of {n} targets failed");
         return Ok(EXIT_FINDING);
     }
-    println!("oss-fuzz: {} targets ok", targets.len());
+    println!("oss-fuzz: {n} targets ok");
     Ok(EXIT_OK)
 }
 

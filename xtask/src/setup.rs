@@ -58,10 +58,9 @@ pub fn apt_packages() -> Res {
         return Ok(());
     }
     if !is_root() {
-        return Err(setup_err(format!(
-            "missing packages; run: sudo apt-get update && sudo apt-get install -y {}",
-            missing.join(" ")
-        )));
+        let m = missing.join(" ");
+        let fix = format!("sudo apt-get update && sudo apt-get install -y {m}");
+        return Err(setup_err(format!("missing packages; run: {fix}")));
     }
     say!("setup", "apt-get update ...");
     run_ok(Command::new("apt-get").args(["update", "-q"]))?;
@@ -71,16 +70,11 @@ pub fn apt_packages() -> Res {
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing);
     run_ok(&mut cmd)?;
-    let still: Vec<&str> = missing
-        .iter()
-        .copied()
-        .filter(|p| !dpkg_installed(p))
-        .collect();
+    let still: Vec<&str> = missing.into_iter().filter(|p| !dpkg_installed(p)).collect();
     if !still.is_empty() {
+        let s = still.join(" ");
         return Err(setup_err(format!(
-            "apt-get did not install {}; run: apt-get install -y {}",
-            still.join(" "),
-            still.join(" ")
+            "apt-get did not install {s}; run: apt-get install -y {s}"
         )));
     }
     Ok(())
@@ -91,10 +85,10 @@ pub fn kernel_source() -> Res {
     if let Some(src) = std::env::var_os("LINUX_SRC") {
         let src = Path::new(&src);
         kernel::check_tree(src)?;
+        let s = src.display();
         say!(
             "setup",
-            "LINUX_SRC={} (kernel.lock and the cache are not used)",
-            src.display()
+            "LINUX_SRC={s} (kernel.lock and the cache are not used)"
         );
         return Ok(());
     }

@@ -116,12 +116,10 @@ fn step_cargo_test(counts: &mut Counts) -> Res {
 pub fn stream_cargo_test(cmd: &mut Command) -> Res<(bool, Counts)> {
     let mut child = cmd.stdout(Stdio::piped()).spawn().ctx("cannot run cargo")?;
     let mut total = Counts::default();
-    let out = child.stdout.take().unwrap();
-    let mut so = std::io::stdout();
-    for line in BufReader::new(out).split(b'\n') {
-        let Ok(line) = line else { break };
+    let out = BufReader::new(child.stdout.take().unwrap());
+    for line in out.split(b'\n').map_while(Result::ok) {
         let line = String::from_utf8_lossy(&line);
-        let _ = writeln!(so, "{line}");
+        let _ = writeln!(std::io::stdout(), "{line}");
         if let Some(c) = parse_test_result(&line) {
             total.add(c);
         }
@@ -136,10 +134,9 @@ pub fn parse_test_result(line: &str) -> Option<Counts> {
     let mut c = Counts::default();
     for part in rest.split(';') {
         let mut w = part.split_whitespace().rev();
-        let (Some(kind), Some(n)) = (w.next(), w.next()) else {
+        let (Some(kind), Some(Ok(n))) = (w.next(), w.next().map(str::parse)) else {
             continue;
         };
-        let Ok(n) = n.parse::<u64>() else { continue };
         match kind {
             "passed" => c.passed = n,
             "failed" => c.failed = n,
@@ -163,28 +160,21 @@ pub fn run_all() -> u8 {
     let mut results: Vec<StepResult> = vec![];
     let mut stop = false;
     for step in STEPS {
-        let mut counts = Counts::default();
-        if stop {
-            results.push(StepResult {
-                name: step.name,
-                outcome: None,
-                counts,
-                time: Duration::ZERO,
-            });
-            continue;
-        }
-        say!("test", "step: {}", step.name);
-        let t = Instant::now();
-        let r = (step.run)(&mut counts);
-        if let Err(f) = &r {
-            eprintln!("[test] {}: {}", step.name, f.msg);
+        let (name, mut counts, t) = (step.name, Counts::default(), Instant::now());
+        let outcome = (!stop).then(|| {
+            say!("test", "step: {name}");
+            (step.run)(&mut counts)
+        });
+        if let Some(Err(f)) = &outcome {
+            eprintln!("[test] {name}: {}", f.msg);
             stop |= step.required;
         }
+        let time = t.elapsed();
         results.push(StepResult {
-            name: step.name,
-            outcome: Some(r),
+            name,
+            outcome,
             counts,
-            time: t.elapsed(),
+            time,
         });
     }
     print_summary(&results)
@@ -211,22 +201,20 @@ fn print_summary(results: &[StepResult]) -> u8 {
             }
         };
         let mut notes = vec![];
+        let Counts {
+            passed,
+            failed,
+            ignored,
+        } = r.counts;
         if r.counts != Counts::default() {
-            let c = r.counts;
             notes.push(format!(
-                "{} passed, {} failed, {} ignored",
-                c.passed, c.failed, c.ignored
+                "{passed} passed, {failed} failed, {ignored} ignored"
             ));
         }
         if let Some(Err(f)) = &r.outcome {
             notes.push(f.msg.clone());
         }
-        rows.push(vec![
-            r.name.to_string(),
-            status.to_string(),
-            time,
-            notes.join("; "),
-        ]);
+        rows.push(vec![r.name.into(), status.into(), time, notes.join("; ")]);
     }
     println!();
     say!("test", "summary");
