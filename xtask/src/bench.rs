@@ -144,31 +144,25 @@ fn fuzz_one(bin_dir: &Path, target: &str, san: Sanitizer, time: u64) -> Res<Fuzz
     if seeds.is_dir() {
         cmd.arg(&seeds);
     }
-    cmd.current_dir(root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.current_dir(root()).stdin(Stdio::null());
     say!(TAG, "{target} ({san_name}): {time} s ...");
     let t = Instant::now();
-    let mut child = cmd
-        .spawn()
+    let out = cmd
+        .output()
         .ctx(format_args!("cannot run `{}`", cmd_line(&cmd)))?;
+    let log = String::from_utf8_lossy(&out.stderr);
     let mut prog = Progress::default();
+    log.lines().for_each(|l| prog.feed(l));
     let log_path = base.join(format!("{target}-{san_name}.log"));
-    let mut log = String::new();
-    for line in BufReader::new(child.stderr.take().unwrap()).split(b'\n') {
-        let Ok(line) = line else { break };
-        let line = String::from_utf8_lossy(&line).into_owned();
-        prog.feed(&line);
-        log.push_str(&line);
-        log.push('\n');
-    }
-    let _ = child.wait();
-    let _ = fs::write(&log_path, &log);
+    let _ = fs::write(&log_path, &out.stderr);
     if let Some(e) = &prog.error {
+        let (log, fix) = (
+            rel(&log_path),
+            format!("cargo xtask fuzz --target {target}"),
+        );
         warn!(
             TAG,
-            "{target} ({san_name}) stopped on a finding: {e} (log: {}); run `cargo xtask fuzz --target {target}` to investigate",
-            rel(&log_path)
+            "{target} ({san_name}) stopped on a finding: {e} (log: {log}); run `{fix}` to investigate"
         );
     }
     Ok(FuzzRun {
@@ -218,27 +212,18 @@ pub fn run(args: Args) -> Res<u8> {
     let ratio = d.rust / d.c;
     let goal = |ok: bool| if ok { "ok" } else { "MISSED" };
     let row = |cells: [&str; 4]| cells.map(String::from).to_vec();
+    let (c, rust, diff) = (
+        format!("{:.0} ns", d.c),
+        format!("{:.0} ns", d.rust),
+        format!("{:.0} ns", d.diff),
+    );
+    let (o, r) = (format!("{overhead:.2}"), format!("{ratio:.2}"));
     let mut rows = vec![
-        row(["C alone, per input", &format!("{:.0} ns", d.c), "", ""]),
-        row([
-            "Rust alone, per input",
-            &format!("{:.0} ns", d.rust),
-            "",
-            "",
-        ]),
-        row(["diff, per input", &format!("{:.0} ns", d.diff), "", ""]),
-        row([
-            "diff / (C + Rust)",
-            &format!("{overhead:.2}"),
-            "<= 1.25",
-            goal(overhead <= 1.25),
-        ]),
-        row([
-            "Rust / C",
-            &format!("{ratio:.2}"),
-            "<= 1.0",
-            goal(ratio <= 1.0),
-        ]),
+        row(["C alone, per input", &c, "", ""]),
+        row(["Rust alone, per input", &rust, "", ""]),
+        row(["diff, per input", &diff, "", ""]),
+        row(["diff / (C + Rust)", &o, "<= 1.25", goal(overhead <= 1.25)]),
+        row(["Rust / C", &r, "<= 1.0", goal(ratio <= 1.0)]),
     ];
     let mut findings = 0;
     for r in &runs {
