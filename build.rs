@@ -7,7 +7,7 @@
 //!
 //! Source selection:
 //! - default: `.cache/linux-source-6.12/` (made by `cargo xtask kernel`),
-//!   verified against `kernel.lock`;
+//!   verified against `[line 6.12]` of `kernel.lock`;
 //! - `LINUX_SRC=<kernel tree>`: any tree, e.g. one with a patch under test.
 
 use std::env;
@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, exit};
 
 use sha2::{Digest, Sha256};
+
+#[path = "build-support/lock.rs"]
+mod lock;
 
 /// The three kernel files the C side needs, relative to a kernel tree.
 const KERNEL_FILES: [&str; 3] = [
@@ -54,7 +57,6 @@ const API_6_12: [&str; 24] = [
     "kvm_pgtable_walk",
     "kvm_pgtable_get_leaf",
 ];
-const DEFAULT_CACHE: &str = ".cache/linux-source-6.12";
 
 /// Execution contexts: nVHE hypervisor (no RCU, SHARED walks refused) and
 /// the kernel proper (RCU read-side stubs).
@@ -75,36 +77,20 @@ fn sha256_hex(data: &[u8]) -> String {
     })
 }
 
-struct Lock {
-    version: String,
-    files: Vec<(String, String)>, // (path, sha256)
-}
-
-fn read_lock(path: &Path) -> Lock {
-    let text = fs::read_to_string(path)
-        .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", path.display())));
-    let mut lock = Lock {
-        version: String::new(),
-        files: Vec::new(),
-    };
-    for line in text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-    {
-        let mut it = line.split_whitespace();
-        match (it.next(), it.next(), it.next()) {
-            (Some("version"), Some(v), None) => lock.version = v.to_string(),
-            (Some("package"), Some(_), None) => {}
-            (Some("sha256"), Some(h), Some(p)) => lock.files.push((p.to_string(), h.to_string())),
-            _ => fail(&format!("{}: malformed line `{line}`", path.display())),
-        }
+/// The kernel.lock line built by default (its cache is `.cache/linux-source-6.12`).
+fn locked_line(root: &Path) -> lock::Line {
+    let lock = lock::Lock::read(&root.join("kernel.lock")).unwrap_or_else(|e| fail(&e));
+    match lock.line(lock::BUILT_LINE) {
+        Some(line) => line.clone(),
+        None => fail(&format!(
+            "kernel.lock has no [line {}]; restore kernel.lock from git",
+            lock::BUILT_LINE
+        )),
     }
-    lock
 }
 
-/// Finds the kernel tree to build and says which one it is.
-fn kernel_source(root: &Path) -> (PathBuf, bool) {
+/// Finds the kernel tree to build and says which one it is (the locked line, unless LINUX_SRC).
+fn kernel_source(root: &Path) -> (PathBuf, Option<lock::Line>) {
     println!("cargo:rerun-if-env-changed=LINUX_SRC");
     match env::var_os("LINUX_SRC").filter(|v| !v.is_empty()) {
         Some(src) => {
@@ -125,17 +111,19 @@ fn kernel_source(root: &Path) -> (PathBuf, bool) {
                     ));
                 }
             }
-            (tree, true)
+            (tree, None)
         }
         None => {
-            let tree = root.join(DEFAULT_CACHE);
+            let line = locked_line(root);
+            let tree = root.join(line.cache_dir());
+            println!("cargo:rerun-if-changed={}", tree.display());
             if KERNEL_FILES.iter().any(|f| !tree.join(f).is_file()) {
                 fail(
                     "the kernel source is missing. Run `cargo xtask kernel` (fetches Debian's \
                      linux-source-6.12), or set LINUX_SRC=<path to a Linux kernel tree>.",
                 );
             }
-            (tree, false)
+            (tree, Some(line))
         }
     }
 }
@@ -211,12 +199,12 @@ fn main() {
     let shim = root.join("c-shim");
     println!("cargo:rerun-if-changed=c-shim");
     println!("cargo:rerun-if-changed=kernel.lock");
-    println!("cargo:rerun-if-changed={DEFAULT_CACHE}");
     for var in ["CC", "CFLAGS", "KPD_C_COVERAGE", "LIBCLANG_PATH"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
 
-    let (tree, custom) = kernel_source(&root);
+    let (tree, locked) = kernel_source(&root);
+    let custom = locked.is_none();
     let ksrc = out.join("ksrc");
     let mut hashes = Vec::new();
     for f in KERNEL_FILES {
@@ -240,12 +228,11 @@ fn main() {
         for (f, h) in &hashes {
             println!("cargo:warning=  sha256 {h} {f}");
         }
-    } else {
-        let lock = read_lock(&root.join("kernel.lock"));
+    } else if let Some(lock) = &locked {
         for (f, h) in &hashes {
-            match lock.files.iter().find(|(p, _)| p == f) {
-                Some((_, want)) if want == h => {}
-                Some((_, want)) => println!(
+            match lock.sha256(f) {
+                Some(want) if want == h => {}
+                Some(want) => println!(
                     "cargo:warning={f} differs from kernel.lock ({} expects {want}, cache has {h}). \
                      Run `cargo xtask kernel` to restore the locked source, or `cargo xtask kernel --update-lock` to accept it.",
                     lock.version
@@ -417,10 +404,9 @@ fn main() {
     bindings.write_to_file(out.join("bindings.rs")).unwrap();
     println!(
         "cargo:rustc-env=KPD_KERNEL_SOURCE={}",
-        if custom {
-            tree.display().to_string()
-        } else {
-            format!("{DEFAULT_CACHE} (kernel.lock)")
+        match &locked {
+            None => tree.display().to_string(),
+            Some(line) => format!("{} (kernel.lock)", line.cache_dir().display()),
         }
     );
     println!("cargo:rustc-env=KPD_PGTABLE_C_SHA256={}", hashes[0].1);

@@ -21,7 +21,8 @@ use std::time::Instant;
 use crate::fuzz::{self as fz, Sanitizer};
 use crate::libfuzzer::Progress;
 use crate::util::{
-    EXIT_FINDING, EXIT_OK, Res, cmd_line, fmt_count, fmt_dur, rel, root, setup_err, table,
+    Ctx, EXIT_FINDING, EXIT_OK, Res, cmd_line, finding, fmt_count, fmt_dur, mkdir, rel, root,
+    setup_err, table, value_name,
 };
 use crate::{say, setup, warn};
 
@@ -87,14 +88,12 @@ fn driver(quick: bool) -> Res<DriverTotals> {
     cmd.arg(root().join("bench").join("inputs"))
         .current_dir(root())
         .stdout(Stdio::piped());
+    let shown = cmd_line(&cmd);
     say!(
         TAG,
-        "timing C alone, Rust alone and the diff on bench/inputs/: {} ...",
-        cmd_line(&cmd)
+        "timing C alone, Rust alone and the diff on bench/inputs/: {shown} ..."
     );
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| setup_err(format!("cannot run cargo: {e}")))?;
+    let mut child = cmd.spawn().ctx("cannot run cargo")?;
     let mut total = None;
     for line in BufReader::new(child.stdout.take().unwrap()).lines() {
         let Ok(line) = line else { break };
@@ -104,17 +103,14 @@ fn driver(quick: bool) -> Res<DriverTotals> {
             println!("  {line}");
         }
     }
-    let st = child
-        .wait()
-        .map_err(|e| setup_err(format!("cargo bench: {e}")))?;
+    let st = child.wait().ctx("cargo bench")?;
     match (st.code(), total) {
         (Some(0), Some(t)) => Ok(t),
-        (Some(1), _) => Err(crate::util::finding(
+        (Some(1), _) => Err(finding(
             "a benchmark input diverges (see above); it is a finding, not a benchmark",
         )),
         _ => Err(setup_err(format!(
-            "the benchmark driver failed ({st}); run `{}` to see why",
-            cmd_line(&cmd)
+            "the benchmark driver failed ({st}); run `{shown}` to see why"
         ))),
     }
 }
@@ -133,17 +129,12 @@ fn fuzz_one(bin_dir: &Path, target: &str, san: Sanitizer, time: u64) -> Res<Fuzz
         return Err(setup_err(format!("{} was not built", rel(&bin))));
     }
     let base = fz::fuzz_dir().join("target").join("bench");
-    let san_name = match san {
-        Sanitizer::Address => "address",
-        Sanitizer::None => "none",
-    };
+    let san_name = value_name(san);
     let work = base.join("corpus").join(format!("{target}-{san_name}"));
     let arts = base.join("artifacts").join(target);
     let _ = fs::remove_dir_all(&work);
-    for d in [&work, &arts] {
-        fs::create_dir_all(d)
-            .map_err(|e| setup_err(format!("cannot create {}: {e}", d.display())))?;
-    }
+    mkdir(&work)?;
+    mkdir(&arts)?;
     let seeds = fz::fuzz_dir().join("corpus").join(target);
     let mut cmd = Command::new(&bin);
     cmd.arg(format!("-max_total_time={time}"))
@@ -153,31 +144,25 @@ fn fuzz_one(bin_dir: &Path, target: &str, san: Sanitizer, time: u64) -> Res<Fuzz
     if seeds.is_dir() {
         cmd.arg(&seeds);
     }
-    cmd.current_dir(root())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+    cmd.current_dir(root()).stdin(Stdio::null());
     say!(TAG, "{target} ({san_name}): {time} s ...");
     let t = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| setup_err(format!("cannot run `{}`: {e}", cmd_line(&cmd))))?;
+    let out = cmd
+        .output()
+        .ctx(format_args!("cannot run `{}`", cmd_line(&cmd)))?;
+    let log = String::from_utf8_lossy(&out.stderr);
     let mut prog = Progress::default();
+    log.lines().for_each(|l| prog.feed(l));
     let log_path = base.join(format!("{target}-{san_name}.log"));
-    let mut log = String::new();
-    for line in BufReader::new(child.stderr.take().unwrap()).split(b'\n') {
-        let Ok(line) = line else { break };
-        let line = String::from_utf8_lossy(&line).into_owned();
-        prog.feed(&line);
-        log.push_str(&line);
-        log.push('\n');
-    }
-    let _ = child.wait();
-    let _ = fs::write(&log_path, &log);
+    let _ = fs::write(&log_path, &out.stderr);
     if let Some(e) = &prog.error {
+        let (log, fix) = (
+            rel(&log_path),
+            format!("cargo xtask fuzz --target {target}"),
+        );
         warn!(
             TAG,
-            "{target} ({san_name}) stopped on a finding: {e} (log: {}); run `cargo xtask fuzz --target {target}` to investigate",
-            rel(&log_path)
+            "{target} ({san_name}) stopped on a finding: {e} (log: {log}); run `{fix}` to investigate"
         );
     }
     Ok(FuzzRun {
@@ -226,37 +211,19 @@ pub fn run(args: Args) -> Res<u8> {
     let overhead = d.diff / (d.c + d.rust);
     let ratio = d.rust / d.c;
     let goal = |ok: bool| if ok { "ok" } else { "MISSED" };
+    let row = |cells: [&str; 4]| cells.map(String::from).to_vec();
+    let (c, rust, diff) = (
+        format!("{:.0} ns", d.c),
+        format!("{:.0} ns", d.rust),
+        format!("{:.0} ns", d.diff),
+    );
+    let (o, r) = (format!("{overhead:.2}"), format!("{ratio:.2}"));
     let mut rows = vec![
-        vec![
-            "C alone, per input".into(),
-            format!("{:.0} ns", d.c),
-            "".into(),
-            "".into(),
-        ],
-        vec![
-            "Rust alone, per input".into(),
-            format!("{:.0} ns", d.rust),
-            "".into(),
-            "".into(),
-        ],
-        vec![
-            "diff, per input".into(),
-            format!("{:.0} ns", d.diff),
-            "".into(),
-            "".into(),
-        ],
-        vec![
-            "diff / (C + Rust)".into(),
-            format!("{overhead:.2}"),
-            "<= 1.25".into(),
-            goal(overhead <= 1.25).into(),
-        ],
-        vec![
-            "Rust / C".into(),
-            format!("{ratio:.2}"),
-            "<= 1.0".into(),
-            goal(ratio <= 1.0).into(),
-        ],
+        row(["C alone, per input", &c, "", ""]),
+        row(["Rust alone, per input", &rust, "", ""]),
+        row(["diff, per input", &diff, "", ""]),
+        row(["diff / (C + Rust)", &o, "<= 1.25", goal(overhead <= 1.25)]),
+        row(["Rust / C", &r, "<= 1.0", goal(ratio <= 1.0)]),
     ];
     let mut findings = 0;
     for r in &runs {

@@ -19,8 +19,11 @@ use std::process::Command;
 
 use clap::Args as ClapArgs;
 
-use crate::fuzz::{all_targets, fuzz_dir};
-use crate::util::{EXIT_FINDING, EXIT_OK, Res, capture, rel, root, run_ok, setup_err, table};
+use crate::fuzz::{TARGETS, fuzz_dir};
+use crate::util::{
+    Ctx, EXIT_FINDING, EXIT_OK, Res, capture, files, mkdir, rel, root, run_ok, setup_err, sha1_hex,
+    table,
+};
 use crate::{say, setup};
 
 #[derive(ClapArgs, Debug)]
@@ -59,41 +62,22 @@ struct Plan {
     unchanged: usize,
 }
 
-fn sorted_files(dir: &Path, ext: Option<&str>) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .filter(|p| ext.is_none_or(|x| p.extension().is_some_and(|e| e == x)))
-        .collect();
-    v.sort();
-    v
-}
-
 /// Builds the CLI (release) and returns its path.
 fn build_cli() -> Res<PathBuf> {
     say!(
         "corpus",
         "building the encoder: cargo build --release -p kvm-pgtable-diff"
     );
-    run_ok(Command::new("cargo").current_dir(root()).args([
-        "build",
-        "--quiet",
-        "--release",
-        "-p",
-        "kvm-pgtable-diff",
-    ]))?;
+    let build = ["build", "--quiet", "--release", "-p", "kvm-pgtable-diff"];
+    run_ok(Command::new("cargo").current_dir(root()).args(build))?;
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root().join("target"));
     let bin = target_dir.join("release").join("kvm-pgtable-diff");
     if !bin.is_file() {
-        return Err(setup_err(format!(
-            "{} was not built; run: cargo build --release -p kvm-pgtable-diff",
-            bin.display()
-        )));
+        let b = bin.display();
+        let fix = "run: cargo build --release -p kvm-pgtable-diff";
+        return Err(setup_err(format!("{b} was not built; {fix}")));
     }
     Ok(bin)
 }
@@ -112,12 +96,12 @@ fn encode(bin: &Path, scenario: &Path, tmp: &Path) -> Res<Vec<u8>> {
             .lines()
             .find(|l| !l.trim().is_empty())
             .unwrap_or("encoder failed");
+        let s = rel(scenario);
         return Err(setup_err(format!(
-            "{}: {msg} (fix the scenario, then rerun cargo xtask corpus)",
-            rel(scenario)
+            "{s}: {msg} (fix the scenario, then rerun cargo xtask corpus)"
         )));
     }
-    fs::read(tmp).map_err(|e| setup_err(format!("cannot read {}: {e}", tmp.display())))
+    fs::read(tmp).ctx(format_args!("cannot read {}", tmp.display()))
 }
 
 fn plan_target(bin: &Path, target: &str, tmp: &Path) -> Res<Plan> {
@@ -125,20 +109,19 @@ fn plan_target(bin: &Path, target: &str, tmp: &Path) -> Res<Plan> {
     let cdir = corpus_dir().join(target);
     let mut plan = Plan::default();
     let mut want: BTreeMap<String, (Vec<u8>, PathBuf)> = BTreeMap::new();
-    for s in sorted_files(&sdir, Some("txt")) {
+    for s in files(&sdir, false, Some("txt")) {
         let bytes = encode(bin, &s, tmp)?;
         let name = sha1_hex(&bytes);
         if let Some((_, other)) = want.get(&name) {
+            let (a, b) = (rel(other), rel(&s));
             return Err(setup_err(format!(
-                "{} and {} encode to the same input; delete one of them",
-                rel(other),
-                rel(&s)
+                "{a} and {b} encode to the same input; delete one of them"
             )));
         }
         plan.scenarios += 1;
         want.insert(name, (bytes, s));
     }
-    for f in sorted_files(&cdir, None) {
+    for f in files(&cdir, false, None) {
         let name = f
             .file_name()
             .unwrap_or_default()
@@ -161,57 +144,50 @@ fn plan_target(bin: &Path, target: &str, tmp: &Path) -> Res<Plan> {
 
 fn apply(target: &str, plan: &Plan) -> Res {
     let cdir = corpus_dir().join(target);
-    fs::create_dir_all(&cdir)
-        .map_err(|e| setup_err(format!("cannot create {}: {e}", rel(&cdir))))?;
+    mkdir(&cdir)?;
     for (name, bytes) in &plan.write {
         let p = cdir.join(name);
-        fs::write(&p, bytes).map_err(|e| setup_err(format!("cannot write {}: {e}", rel(&p))))?;
+        fs::write(&p, bytes).ctx(format_args!("cannot write {}", rel(&p)))?;
     }
     for name in &plan.remove {
         let p = cdir.join(name);
-        fs::remove_file(&p).map_err(|e| setup_err(format!("cannot remove {}: {e}", rel(&p))))?;
+        fs::remove_file(&p).ctx(format_args!("cannot remove {}", rel(&p)))?;
     }
     Ok(())
 }
 
 /// Checks that every scenario directory is a known target.
-fn check_dirs(targets: &[String]) -> Res {
+fn check_dirs() -> Res {
     for d in fs::read_dir(scenarios_dir())
         .into_iter()
         .flatten()
         .flatten()
     {
         let name = d.file_name().to_string_lossy().into_owned();
-        if d.path().is_dir() && !targets.contains(&name) {
-            return Err(setup_err(format!(
-                "fuzz/scenarios/{name}/ is not a fuzz target; valid targets: {}",
-                targets.join(", ")
-            )));
+        if d.path().is_dir() && !TARGETS.contains(&name.as_str()) {
+            let all = TARGETS.join(", ");
+            let msg = format!("fuzz/scenarios/{name}/ is not a fuzz target; valid targets: {all}");
+            return Err(setup_err(msg));
         }
     }
     Ok(())
 }
 
 pub fn run(args: Args) -> Res<u8> {
-    let targets = all_targets();
-    if targets.is_empty() {
-        return Err(setup_err("no fuzz targets in fuzz/fuzz_targets/"));
-    }
     if !scenarios_dir().is_dir() {
         return Err(setup_err(format!("{} is missing", rel(&scenarios_dir()))));
     }
-    check_dirs(&targets)?;
+    check_dirs()?;
     setup::apt_packages()?;
     setup::kernel_source()?;
     let bin = build_cli()?;
     let tmp_dir = root().join("target").join("tmp");
-    fs::create_dir_all(&tmp_dir)
-        .map_err(|e| setup_err(format!("cannot create {}: {e}", tmp_dir.display())))?;
+    mkdir(&tmp_dir)?;
     let tmp = tmp_dir.join(format!("corpus-encode-{}", std::process::id()));
     let mut rows = Vec::new();
     let mut stale = 0;
     let (mut total_s, mut total_w, mut total_r) = (0, 0, 0);
-    for t in &targets {
+    for t in TARGETS {
         say!("corpus", "{t}: encoding fuzz/scenarios/{t}/*.txt");
         let plan = plan_target(&bin, t, &tmp);
         let _ = fs::remove_file(&tmp);
@@ -227,7 +203,7 @@ pub fn run(args: Args) -> Res<u8> {
         total_w += plan.write.len();
         total_r += plan.remove.len();
         rows.push(vec![
-            t.clone(),
+            t.to_string(),
             plan.scenarios.to_string(),
             plan.unchanged.to_string(),
             plan.write.len().to_string(),
@@ -255,44 +231,7 @@ pub fn run(args: Args) -> Res<u8> {
         println!("corpus: fuzz/corpus/ is out of date ({stale} file(s)); run: cargo xtask corpus");
         return Ok(EXIT_FINDING);
     }
-    println!(
-        "corpus: {} up to date ({total_s} scenarios)",
-        if args.check {
-            "fuzz/corpus/ is"
-        } else {
-            "fuzz/corpus/ now"
-        }
-    );
+    let now = if args.check { "is" } else { "now" };
+    println!("corpus: fuzz/corpus/ {now} up to date ({total_s} scenarios)");
     Ok(EXIT_OK)
-}
-
-/// SHA-1 of `data` as 40 lower-case hex digits: the name libFuzzer gives
-/// corpus files (the same naming `tests/corpus.rs` checks).
-pub fn sha1_hex(data: &[u8]) -> String {
-    use sha1::{Digest, Sha1};
-    Sha1::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sha1_known_answers() {
-        // FIPS 180-2 appendix A test vectors.
-        assert_eq!(sha1_hex(b""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
-        assert_eq!(sha1_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
-        assert_eq!(
-            sha1_hex(b"abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
-            "84983e441c3bd26ebaae4aa1f95129e5e54670f1"
-        );
-        // One million 'a': many blocks.
-        assert_eq!(
-            sha1_hex(&vec![b'a'; 1_000_000]),
-            "34aa973cd4c4daa4f61eeb2bdbad27316534016f"
-        );
-    }
 }

@@ -24,13 +24,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use crate::fuzz::TARGETS;
 use crate::util::{
-    EXIT_FINDING, EXIT_OK, Res, capture, cmd_line, fmt_dur, rel, root, setup_err, table,
+    Ctx, EXIT_FINDING, EXIT_OK, Res, capture, cmd_line, files, fmt_dur, host_triple, rel,
+    reset_dir, root, run_ok, setup_err, table,
 };
 use crate::{say, setup, warn};
 
 const TAG: &str = "coverage";
-const TARGETS: &[&str] = &["hyp", "stage2", "host_stage2", "walk", "unlinked"];
 /// Inputs per `kvm-pgtable-diff run` invocation.
 const CHUNK: usize = 256;
 
@@ -55,22 +56,13 @@ fn tool(name: &str) -> Res<String> {
             return Ok(cand);
         }
     }
-    Err(setup_err(format!(
-        "{name}-22 not found; run: cargo xtask setup (installs llvm-22)"
-    )))
-}
-
-fn host_triple() -> Res<String> {
-    let (ok, out, _) = capture(Command::new("rustc").arg("-vV"));
-    out.lines()
-        .find_map(|l| l.strip_prefix("host: ").map(|s| s.trim().to_string()))
-        .filter(|_| ok)
-        .ok_or_else(|| setup_err("cannot run `rustc -vV`; install Rust with rustup"))
+    let fix = "run: cargo xtask setup (installs llvm-22)";
+    Err(setup_err(format!("{name}-22 not found; {fix}")))
 }
 
 /// Builds the instrumented CLI; returns its path.
 fn build() -> Res<PathBuf> {
-    let triple = host_triple()?;
+    let triple = host_triple(false)?;
     let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
     if !flags.contains("instrument-coverage") {
         flags = format!("{flags} -C instrument-coverage").trim().to_string();
@@ -83,23 +75,18 @@ fn build() -> Res<PathBuf> {
         "kvm-pgtable-diff",
         "--bin",
         "kvm-pgtable-diff",
-        "--target",
-        &triple,
-        "--target-dir",
     ])
+    .args(["--target", &triple, "--target-dir"])
     .arg(cov_dir())
     .env("KPD_C_COVERAGE", "1")
     .env("RUSTFLAGS", &flags)
     // Anything instrumented that runs during the build writes here, not into the tree.
-    .env(
-        "LLVM_PROFILE_FILE",
-        cov_dir().join("build-%p.profraw").as_os_str(),
-    )
+    .env("LLVM_PROFILE_FILE", cov_dir().join("build-%p.profraw"))
     .current_dir(root());
+    let shown = cmd_line(&cmd);
     say!(
         TAG,
-        "building the instrumented CLI: KPD_C_COVERAGE=1 RUSTFLAGS='{flags}' {} ...",
-        cmd_line(&cmd)
+        "building the instrumented CLI: KPD_C_COVERAGE=1 RUSTFLAGS='{flags}' {shown} ..."
     );
     let t = Instant::now();
     if !crate::util::run(&mut cmd)?.success() {
@@ -121,44 +108,20 @@ struct Group {
     files: Vec<PathBuf>,
 }
 
-fn list_files(dir: &Path, recursive: bool, ext: Option<&str>, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = fs::read_dir(dir) else { return };
-    let mut v: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-    v.sort();
-    for p in v {
-        if p.is_dir() {
-            if recursive {
-                list_files(&p, true, ext, out);
-            }
-        } else if p.is_file()
-            && ext.is_none_or(|x| p.extension().is_some_and(|e| e == x))
-            && !p
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
-        {
-            out.push(p);
-        }
-    }
-}
-
 fn groups(extra: &[PathBuf]) -> Vec<Group> {
     let r = root();
-    let mut gs = Vec::new();
-    for t in TARGETS {
-        let mut files = Vec::new();
-        list_files(&r.join("fuzz/corpus").join(t), false, None, &mut files);
-        gs.push(Group {
+    let mut gs: Vec<Group> = TARGETS
+        .iter()
+        .map(|t| Group {
             label: format!("fuzz/corpus/{t}"),
             target: Some(t.to_string()),
-            files,
-        });
-    }
+            files: files(&r.join("fuzz/corpus").join(t), false, None),
+        })
+        .collect();
     // Scenarios: fuzz/scenarios/<target>/... runs with that target's options.
     let scen = r.join("fuzz/scenarios");
     let mut by_target: BTreeMap<Option<String>, Vec<PathBuf>> = BTreeMap::new();
-    let mut all = Vec::new();
-    list_files(&scen, true, Some("txt"), &mut all);
-    for f in all {
+    for f in files(&scen, true, Some("txt")) {
         let first = f
             .strip_prefix(&scen)
             .ok()
@@ -178,27 +141,21 @@ fn groups(extra: &[PathBuf]) -> Vec<Group> {
         });
     }
     for d in ["tests/regressions", "tests/known"] {
-        let mut files = Vec::new();
-        list_files(&r.join(d), false, Some("txt"), &mut files);
         gs.push(Group {
             label: d.into(),
             target: None,
-            files,
+            files: files(&r.join(d), false, Some("txt")),
         });
     }
     if !extra.is_empty() {
-        let mut files = Vec::new();
-        for p in extra {
-            if p.is_dir() {
-                list_files(p, true, None, &mut files);
-            } else {
-                files.push(p.clone());
-            }
-        }
+        let files = extra.iter().flat_map(|p| match p.is_dir() {
+            true => files(p, true, None),
+            false => vec![p.clone()],
+        });
         gs.push(Group {
             label: "extra inputs".into(),
             target: None,
-            files,
+            files: files.collect(),
         });
     }
     gs
@@ -225,7 +182,7 @@ fn replay(bin: &Path, profile: &Path, g: &Group, rep: &mut Replay) -> Res {
             .current_dir(root());
         let o = cmd
             .output()
-            .map_err(|e| setup_err(format!("cannot run {}: {e}", bin.display())))?;
+            .ctx(format_args!("cannot run {}", bin.display()))?;
         Ok((
             o.status.code().unwrap_or(-1),
             String::from_utf8_lossy(&o.stdout).into_owned(),
@@ -320,17 +277,17 @@ fn parse_lcov(text: &str) -> Lcov {
                     f.1 += c;
                 }
             }
-        } else if let Some(r) = line.strip_prefix("DA:") {
-            let mut it = r.split(',');
-            if let (Some(Ok(ln)), Some(Ok(c))) = (
-                it.next().map(str::parse::<u32>),
-                it.next().map(str::parse::<u64>),
-            ) {
-                *l.lines.entry(ln).or_insert(0) += c;
-            }
+        } else if let Some((ln, c)) = da(line) {
+            *l.lines.entry(ln).or_insert(0) += c;
         }
     }
     l
+}
+
+/// An lcov `DA:<line>,<count>` record.
+fn da(line: &str) -> Option<(u32, u64)> {
+    let (ln, c) = line.strip_prefix("DA:")?.split_once(',')?;
+    Some((ln.parse().ok()?, c.split(',').next()?.parse().ok()?))
 }
 
 /// (instrumented lines, lines run) over every `SF:` record of an lcov export, each
@@ -341,14 +298,8 @@ fn lcov_line_totals(text: &str) -> (u64, u64) {
     for line in text.lines() {
         if let Some(f) = line.strip_prefix("SF:") {
             file = f.to_string();
-        } else if let Some(r) = line.strip_prefix("DA:") {
-            let mut it = r.split(',');
-            if let (Some(Ok(ln)), Some(Ok(c))) = (
-                it.next().map(str::parse::<u32>),
-                it.next().map(str::parse::<u64>),
-            ) {
-                *lines.entry((file.clone(), ln)).or_insert(0) += c;
-            }
+        } else if let Some((ln, c)) = da(line) {
+            *lines.entry((file.clone(), ln)).or_insert(0) += c;
         }
     }
     (
@@ -414,10 +365,8 @@ fn pgtable_c_path(llvm_cov: &str, bin: &Path, profdata: &Path) -> Res<String> {
             .arg(format!("-instr-profile={}", profdata.display())),
     );
     if !ok {
-        return Err(setup_err(format!(
-            "llvm-cov export failed: {}",
-            err.lines().next().unwrap_or("")
-        )));
+        let first = err.lines().next().unwrap_or("");
+        return Err(setup_err(format!("llvm-cov export failed: {first}")));
     }
     out.split("\"filename\":\"")
         .skip(1)
@@ -445,9 +394,7 @@ pub fn run(args: Args) -> Res<u8> {
         ));
     }
     let raw_dir = cov_dir().join("profraw");
-    let _ = fs::remove_dir_all(&raw_dir);
-    fs::create_dir_all(&raw_dir)
-        .map_err(|e| setup_err(format!("cannot create {}: {e}", raw_dir.display())))?;
+    reset_dir(&raw_dir)?;
     // %8m: a pool of 8 files merged online, however many processes run.
     let profile = raw_dir.join("kpd-%8m.profraw");
     let mut rows = vec![];
@@ -475,12 +422,7 @@ pub fn run(args: Args) -> Res<u8> {
         all.findings.extend(rep.findings);
         all.invalid.extend(rep.invalid);
     }
-    let raws: Vec<PathBuf> = fs::read_dir(&raw_dir)
-        .map_err(|e| setup_err(format!("cannot read {}: {e}", raw_dir.display())))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "profraw"))
-        .collect();
+    let raws = files(&raw_dir, false, Some("profraw"));
     if raws.is_empty() {
         return Err(setup_err(
             "the replay wrote no .profraw files; was the CLI built with -C instrument-coverage?",
@@ -488,7 +430,7 @@ pub fn run(args: Args) -> Res<u8> {
     }
     let profdata = cov_dir().join("merged.profdata");
     say!(TAG, "merging {} profiles ...", raws.len());
-    crate::util::run_ok(
+    run_ok(
         Command::new(&profdata_tool)
             .args(["merge", "-sparse", "-o"])
             .arg(&profdata)
@@ -497,19 +439,21 @@ pub fn run(args: Args) -> Res<u8> {
 
     let pgtable_c = pgtable_c_path(&llvm_cov, &bin, &profdata)?;
     let rust_src = root().join("rust-pgtable").join("src");
-    let report = |src: &str| -> Res<(String, (u64, u64, u64, u64))> {
-        let (ok, out, err) = capture(
+    // `llvm-cov <args> <bin> -instr-profile=<profdata> <src>`.
+    let cov = |args: &[&str], src: &str| {
+        capture(
             Command::new(&llvm_cov)
-                .arg("report")
+                .args(args)
                 .arg(&bin)
                 .arg(format!("-instr-profile={}", profdata.display()))
                 .arg(src),
-        );
+        )
+    };
+    let report = |src: &str| -> Res<(String, (u64, u64, u64, u64))> {
+        let (ok, out, err) = cov(&["report"], src);
         let tot = parse_report_total(&out).filter(|_| ok).ok_or_else(|| {
-            setup_err(format!(
-                "llvm-cov report failed for {src}: {}",
-                err.lines().next().unwrap_or("no TOTAL line")
-            ))
+            let first = err.lines().next().unwrap_or("no TOTAL line");
+            setup_err(format!("llvm-cov report failed for {src}: {first}"))
         })?;
         Ok((out, tot))
     };
@@ -520,17 +464,11 @@ pub fn run(args: Args) -> Res<u8> {
     // `llvm-cov report`'s Lines column is not: per function it takes the best single
     // instantiation (see docs/COVERAGE.md), so it is shown only for reference.
     let lcov_of = |src: &str| -> Res<String> {
-        let (ok, out, err) = capture(
-            Command::new(&llvm_cov)
-                .args(["export", "-format=lcov"])
-                .arg(&bin)
-                .arg(format!("-instr-profile={}", profdata.display()))
-                .arg(src),
-        );
+        let (ok, out, err) = cov(&["export", "-format=lcov"], src);
         if !ok {
+            let first = err.lines().next().unwrap_or("");
             return Err(setup_err(format!(
-                "llvm-cov export -format=lcov failed: {}",
-                err.lines().next().unwrap_or("")
+                "llvm-cov export -format=lcov failed: {first}"
             )));
         }
         Ok(out)
@@ -540,28 +478,26 @@ pub fn run(args: Args) -> Res<u8> {
     let (r_lines, r_run) = lcov_line_totals(&lcov_of(&rust_src.display().to_string())?);
     let lc = parse_lcov(&lcov);
     let unc = uncovered(&lc);
-    let mut text = format!(
-        "# pgtable.c lines not reached by the committed inputs ({} of {} instrumented lines),\n\
-         # by function (start line) -- generated by `cargo xtask coverage`\n",
+    let (missed, n) = (
         lc.lines.values().filter(|&&c| c == 0).count(),
-        lc.lines.len()
+        lc.lines.len(),
     );
-    for (name, start, never, lines) in &unc {
-        text.push_str(&format!(
-            "{name} (line {start}){}: {}\n",
-            if *never { " NEVER RUN" } else { "" },
-            ranges(lines)
-        ));
+    let mut text = format!(
+        "# pgtable.c lines not reached by the committed inputs ({missed} of {n} instrumented lines),\n\
+         # by function (start line) -- generated by `cargo xtask coverage`\n"
+    );
+    let never = |n: bool| if n { " NEVER RUN" } else { "" };
+    for (name, start, n, lines) in &unc {
+        text += &format!("{name} (line {start}){}: {}\n", never(*n), ranges(lines));
     }
     let unc_path = cov_dir().join("uncovered.txt");
-    fs::write(&unc_path, &text)
-        .map_err(|e| setup_err(format!("cannot write {}: {e}", unc_path.display())))?;
+    fs::write(&unc_path, &text).ctx(format_args!("cannot write {}", unc_path.display()))?;
 
     if !args.no_html {
         let html = cov_dir().join("html");
         let _ = fs::remove_dir_all(&html);
         say!(TAG, "writing the HTML report ...");
-        crate::util::run_ok(
+        run_ok(
             Command::new(&llvm_cov)
                 .args([
                     "show",
@@ -587,20 +523,14 @@ pub fn run(args: Args) -> Res<u8> {
             println!("  {l}");
         }
     }
-    println!(
-        "\npgtable.c lines not reached, by function (full list: {}):",
-        rel(&unc_path)
-    );
+    let unc_rel = rel(&unc_path);
+    println!("\npgtable.c lines not reached, by function (full list: {unc_rel}):");
     if unc.is_empty() {
         println!("  none");
     }
-    for (name, start, never, lines) in &unc {
-        println!(
-            "  {name} (line {start}){}: {} line(s) {}",
-            if *never { " NEVER RUN" } else { "" },
-            lines.len(),
-            ranges(lines)
-        );
+    for (name, start, n, lines) in &unc {
+        let (k, r) = (lines.len(), ranges(lines));
+        println!("  {name} (line {start}){}: {k} line(s) {r}", never(*n));
     }
     println!("\nreplayed inputs:");
     rows.push(vec![
@@ -645,13 +575,8 @@ pub fn run(args: Args) -> Res<u8> {
         ],
     ];
     println!();
-    print!(
-        "{}",
-        table(
-            &["source", "lines", "lines %", "functions", "functions %"],
-            &rows
-        )
-    );
+    let header = ["source", "lines", "lines %", "functions", "functions %"];
+    print!("{}", table(&header, &rows));
     if !args.no_html {
         say!(
             TAG,

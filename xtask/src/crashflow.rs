@@ -19,9 +19,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::fuzz::{Sanitizer, all_targets, build, fuzz_dir, select_targets};
+use crate::fuzz::{Sanitizer, TARGETS, build, fuzz_dir, select_targets};
 use crate::util::{
-    EXIT_FINDING, EXIT_OK, Res, capture, cmd_line, finding, fmt_dur, rel, root, setup_err, table,
+    Ctx, EXIT_FINDING, EXIT_OK, Res, capture, cmd_line, files, finding, fmt_dur, mkdir, rel, root,
+    setup_err, sha1_hex, table,
 };
 use crate::{say, setup};
 
@@ -74,7 +75,6 @@ pub struct RegressArgs {
 /// The target of a crash file: `--target`, else the directory after `artifacts`, `corpus` or
 /// `corpus-work` in its path.
 pub fn guess_target(path: &Path, given: Option<&str>) -> Res<String> {
-    let all = all_targets();
     if let Some(t) = given {
         return select_targets(&[t.to_string()]).map(|mut v| v.remove(0));
     }
@@ -85,49 +85,30 @@ pub fn guess_target(path: &Path, given: Option<&str>) -> Res<String> {
     comps
         .windows(2)
         .find_map(|w| {
-            (matches!(w[0].as_str(), "artifacts" | "corpus" | "corpus-work") && all.contains(&w[1]))
-                .then(|| w[1].clone())
+            let dir = matches!(w[0].as_str(), "artifacts" | "corpus" | "corpus-work");
+            (dir && TARGETS.contains(&w[1].as_str())).then(|| w[1].clone())
         })
         .ok_or_else(|| {
+            let (p, all) = (path.display(), TARGETS.join("|"));
             setup_err(format!(
-                "cannot tell the fuzz target of {}; pass --target <{}>",
-                path.display(),
-                all.join("|")
+                "cannot tell the fuzz target of {p}; pass --target <{all}>"
             ))
         })
 }
 
-fn list_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    v.sort();
-    v
-}
-
 fn dir_size(dir: &Path) -> (usize, u64) {
-    let files = list_files(dir);
-    let bytes = files
-        .iter()
-        .map(|p| fs::metadata(p).map(|m| m.len()).unwrap_or(0))
-        .sum();
-    (files.len(), bytes)
+    let files = files(dir, false, None);
+    let size = |p: &PathBuf| fs::metadata(p).map_or(0, |m| m.len());
+    (files.len(), files.iter().map(size).sum())
 }
 
 /// `MERGE-OUTER: N new files with F new features added; E new coverage edges`.
 fn parse_merge(out: &str) -> Option<(u64, u64, u64)> {
-    let l = out
-        .lines()
-        .rev()
-        .find(|l| l.contains("MERGE-OUTER:") && l.contains("new files with"))?;
+    let mut lines = out.lines().rev();
+    let l = lines.find(|l| l.contains("MERGE-OUTER:") && l.contains("new files with"))?;
     let rest = l.split("MERGE-OUTER:").nth(1)?;
     let nums: Vec<u64> = rest
         .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty())
         .filter_map(|s| s.parse().ok())
         .collect();
     match nums[..] {
@@ -139,15 +120,10 @@ fn parse_merge(out: &str) -> Option<(u64, u64, u64)> {
 /// Merges `from` into the empty directory `to`; returns (files, features, edges).
 fn merge(bin: &Path, to: &Path, from: &Path, log: &Path) -> Res<(u64, u64, u64)> {
     let _ = fs::remove_dir_all(to);
-    fs::create_dir_all(to)
-        .map_err(|e| setup_err(format!("cannot create {}: {e}", to.display())))?;
+    mkdir(to)?;
     let mut cmd = Command::new(bin);
-    cmd.arg("-merge=1")
-        .arg("-timeout=25")
-        .arg("-rss_limit_mb=4096")
-        .arg(to)
-        .arg(from)
-        .stdin(Stdio::null());
+    cmd.args(["-merge=1", "-timeout=25", "-rss_limit_mb=4096"]);
+    cmd.arg(to).arg(from).stdin(Stdio::null());
     let (ok, so, se) = capture(&mut cmd);
     let all = format!("$ {}\n{so}{se}", cmd_line(&cmd));
     let _ = fs::write(log, &all);
@@ -165,23 +141,15 @@ pub fn cmin(args: CminArgs) -> Res<u8> {
     setup::setup(setup::Opts { fuzz: true })?;
     let bin_dir = build(args.sanitizer)?;
     let logs = fuzz_dir().join("target").join("logs");
-    fs::create_dir_all(&logs).map_err(|e| setup_err(format!("{}: {e}", logs.display())))?;
+    mkdir(&logs)?;
     let mut rows = vec![];
     for t in &targets {
         let work = fuzz_dir().join("corpus-work").join(t);
         let (n0, b0) = dir_size(&work);
         if n0 == 0 {
             say!("cmin", "{t}: {} is empty, nothing to minimise", rel(&work));
-            rows.push(vec![
-                t.clone(),
-                "0".into(),
-                "0".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "-".into(),
-                "empty".into(),
-            ]);
+            let empty = ["0", "0", "-", "-", "-", "-", "empty"].map(String::from);
+            rows.push([vec![t.clone()], empty.to_vec()].concat());
             continue;
         }
         let started = Instant::now();
@@ -194,15 +162,11 @@ pub fn cmin(args: CminArgs) -> Res<u8> {
         let mut rounds = 0;
         let mut kept: Option<PathBuf> = None;
         for r in 1..=MAX_ROUNDS {
-            let next = fuzz_dir()
-                .join("corpus-work")
-                .join(format!(".{t}.cmin-{r}"));
+            let next = work.with_file_name(format!(".{t}.cmin-{r}"));
             let (files, ft, edges) = merge(&bin, &next, &cur, &log)?;
             rounds = r;
-            say!(
-                "cmin",
-                "{t}: round {r}: {cur_n} -> {files} files, {ft} features, {edges} edges"
-            );
+            let done = format!("{files} files, {ft} features, {edges} edges");
+            say!("cmin", "{t}: round {r}: {cur_n} -> {done}");
             first.get_or_insert((ft, edges));
             last = (ft, edges);
             if let Some(k) = kept.take() {
@@ -217,21 +181,17 @@ pub fn cmin(args: CminArgs) -> Res<u8> {
             }
         }
         let (ft0, _) = first.unwrap_or_default();
-        if last.0 < ft0 {
-            return Err(finding(format!(
-                "{t}: minimising lost coverage ({ft0} -> {} features); {} left untouched",
-                last.0,
-                rel(&work)
-            )));
+        let (ft1, w) = (last.0, rel(&work));
+        if ft1 < ft0 {
+            let lost = format!("minimising lost coverage ({ft0} -> {ft1} features)");
+            return Err(finding(format!("{t}: {lost}; {w} left untouched")));
         }
         // Replace the working corpus with the last round's result.
-        let old = fuzz_dir()
-            .join("corpus-work")
-            .join(format!(".{t}.cmin-old"));
+        let old = work.with_file_name(format!(".{t}.cmin-old"));
         let _ = fs::remove_dir_all(&old);
         fs::rename(&work, &old)
             .and_then(|_| fs::rename(&cur, &work))
-            .map_err(|e| setup_err(format!("cannot replace {}: {e}", rel(&work))))?;
+            .ctx(format_args!("cannot replace {w}"))?;
         let _ = fs::remove_dir_all(&old);
         let (n1, b1) = dir_size(&work);
         rows.push(vec![
@@ -240,44 +200,31 @@ pub fn cmin(args: CminArgs) -> Res<u8> {
             b0.to_string(),
             n1.to_string(),
             b1.to_string(),
-            format!("{ft0} -> {}", last.0),
+            format!("{ft0} -> {ft1}"),
             rounds.to_string(),
             fmt_dur(started.elapsed()),
         ]);
     }
     println!();
-    say!(
-        "cmin",
-        "summary (fuzz/corpus-work/<target>/, merge log fuzz/target/logs/<target>.cmin.log)"
-    );
-    print!(
-        "{}",
-        table(
-            &[
-                "target",
-                "files before",
-                "bytes before",
-                "files after",
-                "bytes after",
-                "features",
-                "rounds",
-                "time"
-            ],
-            &rows
-        )
-    );
-    let (before, after): (usize, usize) = rows.iter().fold((0, 0), |(a, b), r| {
-        (
-            a + r[1].parse::<usize>().unwrap_or(0),
-            b + r[3].parse::<usize>().unwrap_or(0),
-        )
-    });
+    let logs = "merge log fuzz/target/logs/<target>.cmin.log";
+    say!("cmin", "summary (fuzz/corpus-work/<target>/, {logs})");
+    let header = [
+        "target",
+        "files before",
+        "bytes before",
+        "files after",
+        "bytes after",
+    ];
+    let header = [&header[..], &["features", "rounds", "time"]].concat();
+    print!("{}", table(&header, &rows));
+    let sum = |col: usize| -> usize { rows.iter().map(|r| r[col].parse().unwrap_or(0)).sum() };
+    let (before, after) = (sum(1), sum(3));
     println!("cmin: {} targets, {before} -> {after} files", rows.len());
     Ok(EXIT_OK)
 }
 
-/// The headline of a finding, from `kvm-pgtable-diff run <file> --target t`; None if no finding.
-fn headline(file: &Path, target: &str) -> Res<Option<String>> {
+/// `cargo run --release -q -p kvm-pgtable-diff -- <sub> <file> --target <target>`.
+fn cli(sub: &str, file: &Path, target: &str) -> Command {
     let mut cmd = Command::new("cargo");
     cmd.args([
         "run",
@@ -286,14 +233,20 @@ fn headline(file: &Path, target: &str) -> Res<Option<String>> {
         "-p",
         "kvm-pgtable-diff",
         "--",
-        "run",
+        sub,
     ])
     .arg(file)
     .args(["--target", target])
     .current_dir(root());
+    cmd
+}
+
+/// The headline of a finding, from `kvm-pgtable-diff run <file> --target t`; None if no finding.
+fn headline(file: &Path, target: &str) -> Res<Option<String>> {
+    let mut cmd = cli("run", file, target);
     let out = cmd
         .output()
-        .map_err(|e| setup_err(format!("cannot run `{}`: {e}", cmd_line(&cmd))))?;
+        .ctx(format_args!("cannot run `{}`", cmd_line(&cmd)))?;
     let so = String::from_utf8_lossy(&out.stdout);
     match out.status.code() {
         Some(0) => Ok(None),
@@ -305,21 +258,20 @@ fn headline(file: &Path, target: &str) -> Res<Option<String>> {
                     .unwrap_or_else(|| "finding".into()),
             ))
         }
-        _ => Err(setup_err(format!(
-            "`{}` failed: {}",
-            cmd_line(&cmd),
-            String::from_utf8_lossy(&out.stderr).trim()
-        ))),
+        _ => Err(failed(&cmd, &out.stderr)),
     }
 }
 
+/// "`cmd` failed: <its stderr>".
+fn failed(cmd: &Command, stderr: &[u8]) -> crate::util::Fail {
+    let err = String::from_utf8_lossy(stderr);
+    setup_err(format!("`{}` failed: {}", cmd_line(cmd), err.trim()))
+}
+
 fn check_input(p: &Path) -> Res<u64> {
-    let m = fs::metadata(p).map_err(|e| {
-        setup_err(format!(
-            "cannot read {}: {e}; give the path of a crash file (e.g. fuzz/artifacts/<target>/crash-...)",
-            p.display()
-        ))
-    })?;
+    let example = "give the path of a crash file (e.g. fuzz/artifacts/<target>/crash-...)";
+    let m = fs::metadata(p)
+        .map_err(|e| setup_err(format!("cannot read {}: {e}; {example}", p.display())))?;
     if !m.is_file() {
         return Err(setup_err(format!("{} is not a file", p.display())));
     }
@@ -333,7 +285,7 @@ fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Res<(String, String)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| setup_err(format!("cannot run `{}`: {e}", cmd_line(cmd))))?;
+        .ctx(format_args!("cannot run `{}`", cmd_line(cmd)))?;
     let pid = child.id();
     let mut so = child.stdout.take().unwrap();
     let mut se = child.stderr.take().unwrap();
@@ -353,10 +305,8 @@ fn run_with_deadline(cmd: &mut Command, limit: Duration) -> Res<(String, String)
             break;
         }
         if Instant::now() >= deadline {
-            say!(
-                "tmin",
-                "time limit reached; stopping (keeping the smallest input so far)"
-            );
+            let keep = "keeping the smallest input so far";
+            say!("tmin", "time limit reached; stopping ({keep})");
             let _ = Command::new("kill")
                 .args(["-TERM", "--", &format!("-{pid}")])
                 .status();
@@ -383,10 +333,9 @@ pub fn tmin(args: TminArgs) -> Res<u8> {
     let bin = build(args.sanitizer)?.join(&t);
     let before = headline(&args.crash, &t)?;
     let Some(before) = before else {
-        return Err(setup_err(format!(
-            "{} does not diverge (target {t}) with the current build; nothing to minimise",
-            args.crash.display()
-        )));
+        let c = args.crash.display();
+        let msg = format!("{c} does not diverge (target {t}) with the current build");
+        return Err(setup_err(format!("{msg}; nothing to minimise")));
     };
     say!(
         "tmin",
@@ -402,7 +351,7 @@ pub fn tmin(args: TminArgs) -> Res<u8> {
         .join("target")
         .join("logs")
         .join(format!("{t}.tmin.log"));
-    fs::create_dir_all(log.parent().unwrap()).map_err(|e| setup_err(e.to_string()))?;
+    mkdir(log.parent().unwrap())?;
     let mut cmd = Command::new(&bin);
     cmd.arg("-minimize_crash=1")
         .arg(format!("-runs={}", args.runs))
@@ -417,54 +366,35 @@ pub fn tmin(args: TminArgs) -> Res<u8> {
     let (so, se) = run_with_deadline(&mut cmd, Duration::from_secs(args.time.max(1)))?;
     let _ = fs::write(&log, format!("$ {}\n{so}{se}", cmd_line(&cmd)));
     let Ok(size1) = fs::metadata(&out).map(|m| m.len()) else {
-        return Err(setup_err(format!(
-            "libFuzzer wrote no minimised input (does {} crash the fuzz binary?); see {}",
-            args.crash.display(),
-            rel(&log)
-        )));
+        let (c, l) = (args.crash.display(), rel(&log));
+        let msg = format!("libFuzzer wrote no minimised input (does {c} crash the fuzz binary?)");
+        return Err(setup_err(format!("{msg}; see {l}")));
     };
     let after = headline(&out, &t)?;
-    let same = after.as_deref().map(headline_kind) == Some(headline_kind(&before));
+    let (out_rel, found) = (rel(&out), after.clone().unwrap_or_else(|| "none".into()));
+    let rows = [
+        vec![rel(&args.crash), size0.to_string(), before.clone()],
+        vec![out_rel.clone(), size1.to_string(), found],
+    ];
     println!();
     say!("tmin", "summary");
-    print!(
-        "{}",
-        table(
-            &["file", "bytes", "finding"],
-            &[
-                vec![rel(&args.crash), size0.to_string(), before.clone()],
-                vec![
-                    rel(&out),
-                    size1.to_string(),
-                    after.clone().unwrap_or_else(|| "none".into())
-                ],
-            ]
-        )
-    );
+    print!("{}", table(&["file", "bytes", "finding"], &rows));
     say!("tmin", "took {}", fmt_dur(t0.elapsed()));
-    match after {
-        None => Err(finding(format!(
-            "{} no longer diverges; keep the original input",
-            rel(&out)
-        ))),
-        Some(a) if !same => {
-            crate::warn!("tmin", "the minimised input diverges differently: {a}");
-            println!("tmin: {size0} -> {size1} bytes, {}", rel(&out));
-            Ok(EXIT_OK)
-        }
-        Some(_) => {
-            println!("tmin: {size0} -> {size1} bytes, {}", rel(&out));
-            Ok(EXIT_OK)
-        }
+    let Some(a) = after else {
+        let msg = format!("{out_rel} no longer diverges; keep the original input");
+        return Err(finding(msg));
+    };
+    if headline_kind(&a) != headline_kind(&before) {
+        crate::warn!("tmin", "the minimised input diverges differently: {a}");
     }
+    println!("tmin: {size0} -> {size1} bytes, {out_rel}");
+    Ok(EXIT_OK)
 }
 
 /// A valid regression name: non-empty, letters, digits, '-' and '_'.
 pub fn valid_name(n: &str) -> bool {
-    !n.is_empty()
-        && n.len() <= 80
-        && n.chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    let ok = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
+    !n.is_empty() && n.len() <= 80 && n.chars().all(ok)
 }
 
 /// The header comment of a regression file (every line starts with `#`).
@@ -486,51 +416,31 @@ pub fn regression_header(
 pub fn regress(args: RegressArgs) -> Res<u8> {
     let bytes = check_input(&args.crash)?;
     let t = guess_target(&args.crash, args.target.as_deref())?;
-    let (ok, so, se) = capture(Command::new("sha1sum").arg(&args.crash));
-    let sha1 = so.split_whitespace().next().unwrap_or("").to_string();
-    if !ok || sha1.len() != 40 {
-        return Err(setup_err(format!("sha1sum failed: {}", se.trim())));
-    }
+    let data = fs::read(&args.crash).ctx(format_args!("cannot read {}", args.crash.display()))?;
+    let sha1 = sha1_hex(&data);
     let name = args
         .name
         .clone()
         .unwrap_or_else(|| format!("{t}-{}", &sha1[..8]));
     if !valid_name(&name) {
-        return Err(setup_err(format!(
-            "bad name `{name}`: use letters, digits, '-' and '_' (no .txt)"
-        )));
+        let msg = format!("bad name `{name}`: use letters, digits, '-' and '_' (no .txt)");
+        return Err(setup_err(msg));
     }
     let dir = root().join("tests").join("regressions");
     let path = dir.join(format!("{name}.txt"));
     if path.exists() && !args.force {
+        let p = rel(&path);
         return Err(setup_err(format!(
-            "{} exists; pick another name or pass --force",
-            rel(&path)
+            "{p} exists; pick another name or pass --force"
         )));
     }
-    let mut cmd = Command::new("cargo");
-    cmd.args([
-        "run",
-        "--release",
-        "-q",
-        "-p",
-        "kvm-pgtable-diff",
-        "--",
-        "decode",
-    ])
-    .arg(&args.crash)
-    .args(["--target", &t])
-    .current_dir(root());
+    let mut cmd = cli("decode", &args.crash, &t);
     say!("regress", "{}", cmd_line(&cmd));
     let out = cmd
         .output()
-        .map_err(|e| setup_err(format!("cannot run `{}`: {e}", cmd_line(&cmd))))?;
+        .ctx(format_args!("cannot run `{}`", cmd_line(&cmd)))?;
     if !out.status.success() {
-        return Err(setup_err(format!(
-            "`{}` failed: {}",
-            cmd_line(&cmd),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
+        return Err(failed(&cmd, &out.stderr));
     }
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     let head = headline(&args.crash, &t)?;
@@ -546,47 +456,36 @@ pub fn regress(args: RegressArgs) -> Res<u8> {
         &sha1,
         bytes,
     );
-    fs::create_dir_all(&dir).map_err(|e| setup_err(format!("{}: {e}", dir.display())))?;
+    mkdir(&dir)?;
     fs::write(&path, format!("{header}{text}"))
-        .map_err(|e| setup_err(format!("cannot write {}: {e}", path.display())))?;
+        .ctx(format_args!("cannot write {}", path.display()))?;
     // The written text must replay exactly like the raw input.
     let replay = headline(&path, &t)?;
+    let (path_rel, none) = (rel(&path), || "none".to_string());
+    let rows = [
+        vec![source.clone(), t.clone(), head.clone().unwrap_or_else(none)],
+        vec![
+            path_rel.clone(),
+            t.clone(),
+            replay.clone().unwrap_or_else(none),
+        ],
+    ];
     println!();
     say!("regress", "summary");
-    print!(
-        "{}",
-        table(
-            &["file", "target", "finding now"],
-            &[
-                vec![
-                    source.clone(),
-                    t.clone(),
-                    head.clone().unwrap_or_else(|| "none".into())
-                ],
-                vec![
-                    rel(&path),
-                    t.clone(),
-                    replay.clone().unwrap_or_else(|| "none".into())
-                ],
-            ]
-        )
-    );
+    print!("{}", table(&["file", "target", "finding now"], &rows));
     if replay != head {
+        let lost = "decode/print round trip lost something";
         return Err(finding(format!(
-            "{} does not replay like {} (decode/print round trip lost something)",
-            rel(&path),
-            source
+            "{path_rel} does not replay like {source} ({lost})"
         )));
     }
-    println!(
-        "regress: wrote {} ({}; tests/regressions.rs expects no finding once fixed)",
-        rel(&path),
-        if head.is_some() {
-            "diverges now"
-        } else {
-            "no finding now"
-        }
-    );
+    let now = if head.is_some() {
+        "diverges now"
+    } else {
+        "no finding now"
+    };
+    let expect = "tests/regressions.rs expects no finding once fixed";
+    println!("regress: wrote {path_rel} ({now}; {expect})");
     Ok(if head.is_some() {
         EXIT_FINDING
     } else {

@@ -10,7 +10,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,12 +21,14 @@ use std::time::{Duration, Instant};
 use crate::libfuzzer::{INTERRUPTED_EXIT, Progress, is_finding_artifact};
 use crate::setup;
 use crate::util::{
-    EXIT_FINDING, EXIT_OK, Res, capture, cmd_line, fmt_count, fmt_dur, rel, root, setup_err, table,
+    Ctx, EXIT_FINDING, EXIT_OK, Res, cmd_line, fmt_count, fmt_dur, host_triple, mkdir, names,
+    on_lines, rel, root, setup_err, table, value_name,
 };
 use crate::{say, warn};
 
-/// Preferred order of the targets; others found in fuzz/fuzz_targets/ follow alphabetically.
-const ORDER: &[&str] = &["hyp", "stage2", "host_stage2", "walk", "unlinked"];
+/// The fuzz targets, one per fuzz/fuzz_targets/<name>.rs (a test checks the two agree), in the
+/// order every command runs them. The root crate's `fuzz::TARGETS` names the same targets.
+pub const TARGETS: &[&str] = &["hyp", "stage2", "host_stage2", "walk", "unlinked"];
 /// Lines of each target's output kept for the finding report.
 const TAIL_LINES: usize = 600;
 /// Lines of a finding report printed (the full log has the rest).
@@ -40,15 +42,6 @@ pub enum Sanitizer {
     Address,
     /// No sanitizer (fastest).
     None,
-}
-
-impl Sanitizer {
-    fn as_str(self) -> &'static str {
-        match self {
-            Sanitizer::Address => "address",
-            Sanitizer::None => "none",
-        }
-    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -74,41 +67,17 @@ pub fn fuzz_dir() -> PathBuf {
     root().join("fuzz")
 }
 
-/// Target names from fuzz/fuzz_targets/*.rs, in [`ORDER`] then alphabetical order.
-pub fn all_targets() -> Vec<String> {
-    let found: BTreeSet<String> = fs::read_dir(fuzz_dir().join("fuzz_targets"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let p = e.path();
-            (p.extension()? == "rs").then(|| p.file_stem()?.to_str().map(String::from))?
-        })
-        .collect();
-    let mut v: Vec<String> = ORDER
-        .iter()
-        .filter(|t| found.contains(**t))
-        .map(|t| t.to_string())
-        .collect();
-    v.extend(found.into_iter().filter(|t| !ORDER.contains(&t.as_str())));
-    v
-}
-
-/// Validates `--target` names against the fuzz_targets directory.
+/// Validates `--target` names (none: every target), dropping repeats.
 pub fn select_targets(wanted: &[String]) -> Res<Vec<String>> {
-    let all = all_targets();
-    if all.is_empty() {
-        return Err(setup_err("no fuzz targets in fuzz/fuzz_targets/"));
-    }
     if wanted.is_empty() {
-        return Ok(all);
+        return Ok(TARGETS.iter().map(|t| t.to_string()).collect());
     }
-    let mut out = vec![];
+    let mut out: Vec<String> = vec![];
     for w in wanted {
-        if !all.contains(w) {
+        if !TARGETS.contains(&w.as_str()) {
+            let all = TARGETS.join(", ");
             return Err(setup_err(format!(
-                "unknown target `{w}`; valid targets: {}",
-                all.join(", ")
+                "unknown target `{w}`; valid targets: {all}"
             )));
         }
         if !out.contains(w) {
@@ -116,15 +85,6 @@ pub fn select_targets(wanted: &[String]) -> Res<Vec<String>> {
         }
     }
     Ok(out)
-}
-
-/// Host triple, which is where cargo fuzz puts the binaries.
-fn host_triple() -> Res<String> {
-    let (ok, out, _) = capture(Command::new("rustc").args(["+nightly", "-vV"]));
-    out.lines()
-        .find_map(|l| l.strip_prefix("host: ").map(|s| s.trim().to_string()))
-        .filter(|_| ok)
-        .ok_or_else(|| setup_err("cannot run `rustc +nightly -vV`; run: cargo xtask setup --fuzz"))
 }
 
 /// Flags of every fuzz build (`cargo xtask fuzz`, `mutants`, `bench`, oss-fuzz/build.sh).
@@ -142,7 +102,7 @@ pub fn build(sanitizer: Sanitizer) -> Res<PathBuf> {
     let mut cmd = Command::new("cargo");
     cmd.args(["+nightly", "fuzz", "build"])
         .args(BUILD_FLAGS)
-        .args(["--sanitizer", sanitizer.as_str()])
+        .args(["--sanitizer", &value_name(sanitizer)])
         .current_dir(root());
     say!("fuzz", "building all targets: {} ...", cmd_line(&cmd));
     let t = Instant::now();
@@ -153,7 +113,7 @@ pub fn build(sanitizer: Sanitizer) -> Res<PathBuf> {
     say!("fuzz", "built in {}", fmt_dur(t.elapsed()));
     Ok(fuzz_dir()
         .join("target")
-        .join(host_triple()?)
+        .join(host_triple(true)?)
         .join("release"))
 }
 
@@ -199,60 +159,22 @@ fn log_path(t: &str) -> PathBuf {
         .join(format!("{t}.log"))
 }
 
-fn list_names(dir: &Path) -> BTreeSet<String> {
-    fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().into_string().ok())
-        .collect()
-}
-
-fn spawn_reader(
-    src: impl Read + Send + 'static,
-    shared: Arc<Mutex<Shared>>,
-    log: Arc<Mutex<fs::File>>,
-) -> JoinHandle<()> {
-    std::thread::spawn(move || {
-        for line in BufReader::new(src).split(b'\n') {
-            let Ok(line) = line else { break };
-            let line = String::from_utf8_lossy(&line)
-                .trim_end_matches('\r')
-                .to_string();
-            if let Ok(mut f) = log.lock() {
-                let _ = writeln!(f, "{line}");
-            }
-            let mut s = shared.lock().unwrap();
-            s.prog.feed(&line);
-            if line.starts_with('#') {
-                s.last_status = Some(Instant::now());
-            }
-            if s.tail.len() == TAIL_LINES {
-                s.tail.pop_front();
-            }
-            s.tail.push_back(line);
-        }
-    })
-}
-
 fn start(name: &str, bin_dir: &Path, args: &Args) -> Res<Running> {
     let bin = bin_dir.join(name);
     if !bin.is_file() {
+        let b = rel(&bin);
         return Err(setup_err(format!(
-            "{} was not built; check fuzz/Cargo.toml's [[bin]] list",
-            rel(&bin)
+            "{b} was not built; check fuzz/Cargo.toml's [[bin]] list"
         )));
     }
     let work = fuzz_dir().join("corpus-work").join(name);
     let seeds = fuzz_dir().join("corpus").join(name);
     let arts = artifact_dir(name);
     let log = log_path(name);
-    for d in [&work, &arts, &log.parent().unwrap().to_path_buf()] {
-        fs::create_dir_all(d)
-            .map_err(|e| setup_err(format!("cannot create {}: {e}", d.display())))?;
+    for d in [&work, &arts, log.parent().unwrap()] {
+        mkdir(d)?;
     }
-    let logf = fs::File::create(&log)
-        .map_err(|e| setup_err(format!("cannot create {}: {e}", log.display())))?;
+    let mut logf = fs::File::create(&log).ctx(format_args!("cannot create {}", log.display()))?;
     let mut cmd = Command::new(&bin);
     cmd.arg(format!("-max_total_time={}", args.time))
         .arg(format!("-artifact_prefix={}/", arts.display()))
@@ -264,33 +186,42 @@ fn start(name: &str, bin_dir: &Path, args: &Args) -> Res<Running> {
         .arg("-max_len=4096")
         .args(&args.libfuzzer_args)
         .arg(&work);
-    let nseeds = list_names(&seeds).len();
+    let nseeds = names(&seeds).len();
     if nseeds > 0 {
         cmd.arg(&seeds);
     }
-    let _ = writeln!(&logf, "$ {}", cmd_line(&cmd));
-    let before = list_names(&arts);
+    let _ = writeln!(logf, "$ {}", cmd_line(&cmd));
+    let before = names(&arts);
+    let (time, units, w, l) = (
+        time_str(args.time),
+        names(&work).len(),
+        rel(&work),
+        rel(&log),
+    );
     say!(
         "fuzz",
-        "{name}: {}, corpus {} ({} units) + {} seeds, log {}",
-        time_str(args.time),
-        rel(&work),
-        list_names(&work).len(),
-        nseeds,
-        rel(&log)
+        "{name}: {time}, corpus {w} ({units} units) + {nseeds} seeds, log {l}"
     );
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .map_err(|e| setup_err(format!("cannot run {}: {e}", bin.display())))?;
+        .ctx(format_args!("cannot run {}", bin.display()))?;
     let shared = Arc::new(Mutex::new(Shared::default()));
-    let logf = Arc::new(Mutex::new(logf));
-    let readers = vec![
-        spawn_reader(child.stdout.take().unwrap(), shared.clone(), logf.clone()),
-        spawn_reader(child.stderr.take().unwrap(), shared.clone(), logf),
-    ];
+    let (sh, logf) = (shared.clone(), Mutex::new(logf));
+    let readers = on_lines(&mut child, move |line| {
+        let _ = writeln!(logf.lock().unwrap(), "{line}");
+        let mut s = sh.lock().unwrap();
+        s.prog.feed(&line);
+        if line.starts_with('#') {
+            s.last_status = Some(Instant::now());
+        }
+        if s.tail.len() == TAIL_LINES {
+            s.tail.pop_front();
+        }
+        s.tail.push_back(line);
+    });
     Ok(Running {
         name: name.to_string(),
         child,
@@ -328,13 +259,11 @@ fn status_line(r: &Running, time: u64) {
     } else {
         fmt_count(p.execs)
     };
+    let (cov, ft, corp, rate) = (p.cov, p.ft, p.corp, fmt_count(p.exec_s));
+    let tag = format!("fuzz {}", r.name);
     say!(
-        format!("fuzz {}", r.name),
-        "{el}s{of}  #{execs}  cov {}  ft {}  corp {}  {} exec/s",
-        p.cov,
-        p.ft,
-        p.corp,
-        fmt_count(p.exec_s)
+        tag,
+        "{el}s{of}  #{execs}  cov {cov}  ft {ft}  corp {corp}  {rate} exec/s"
     );
 }
 
@@ -348,7 +277,7 @@ fn finish(mut r: Running, status: Option<ExitStatus>) -> Outcome {
     let tail: Vec<String> = sh.tail.iter().cloned().collect();
     drop(sh);
     let arts_dir = artifact_dir(&r.name);
-    let artifacts: Vec<PathBuf> = list_names(&arts_dir)
+    let artifacts: Vec<PathBuf> = names(&arts_dir)
         .difference(&r.before)
         .filter(|n| is_finding_artifact(n))
         .map(|n| arts_dir.join(n))
@@ -386,18 +315,12 @@ fn finish(mut r: Running, status: Option<ExitStatus>) -> Outcome {
     }
 }
 
-fn send_sigint(pid: u32) {
-    let _ = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
-        .status();
-}
-
 /// Runs the targets with at most `jobs` at a time; returns outcomes in start order.
 fn run_targets(targets: &[String], bin_dir: &Path, args: &Args) -> Res<Vec<Outcome>> {
     let mut queue: VecDeque<&String> = targets.iter().collect();
     let mut running: Vec<Running> = vec![];
     let mut done: Vec<Outcome> = vec![];
-    let interval = Duration::from_secs(if args.time > 0 && args.time <= 300 {
+    let interval = Duration::from_secs(if (1..=300).contains(&args.time) {
         5
     } else {
         30
@@ -417,21 +340,16 @@ fn run_targets(targets: &[String], bin_dir: &Path, args: &Args) -> Res<Vec<Outco
         while i < running.len() {
             match running[i].child.try_wait() {
                 Ok(Some(st)) => {
-                    let r = running.remove(i);
-                    let o = finish(r, Some(st));
-                    say!(
-                        format!("fuzz {}", o.name),
-                        "{} after {}: {} execs, cov {}, corp {}",
-                        if o.finding.is_some() {
-                            "FINDING"
-                        } else {
-                            "done"
-                        },
-                        fmt_dur(o.elapsed),
-                        fmt_count(o.prog.total_execs()),
-                        o.prog.cov,
-                        o.prog.corp
-                    );
+                    let o = finish(running.remove(i), Some(st));
+                    let what = if o.finding.is_some() {
+                        "FINDING"
+                    } else {
+                        "done"
+                    };
+                    let (t, n) = (fmt_dur(o.elapsed), fmt_count(o.prog.total_execs()));
+                    let (cov, corp) = (o.prog.cov, o.prog.corp);
+                    let tag = format!("fuzz {}", o.name);
+                    say!(tag, "{what} after {t}: {n} execs, cov {cov}, corp {corp}");
                     done.push(o);
                 }
                 Ok(None) => {
@@ -444,7 +362,8 @@ fn run_targets(targets: &[String], bin_dir: &Path, args: &Args) -> Res<Vec<Outco
                                 let _ = r.child.kill();
                             }
                             Some(t) if t.elapsed() > Duration::from_secs(1) => {
-                                send_sigint(r.child.id())
+                                let pid = r.child.id().to_string();
+                                let _ = Command::new("kill").args(["-INT", &pid]).status();
                             }
                             _ => {}
                         }
@@ -500,10 +419,8 @@ fn report_lines(tail: &[String]) -> (Vec<&str>, usize) {
             }
         }
     } else {
-        let start = tail
-            .iter()
-            .position(|l| is_err(l))
-            .unwrap_or(tail.len().saturating_sub(60));
+        let start = tail.iter().position(|l| is_err(l));
+        let start = start.unwrap_or(tail.len().saturating_sub(60));
         out.extend(tail[start..].iter().map(|s| s.as_str()));
     }
     let more = out.len().saturating_sub(REPORT_LINES);
@@ -530,13 +447,10 @@ fn panic_title(tail: &[String]) -> Option<String> {
 /// `==123== ERROR: libFuzzer: deadly signal` -> `ERROR: libFuzzer: deadly signal`.
 fn strip_pid(line: &str) -> &str {
     let t = line.trim();
-    match t
+    let rest = t
         .strip_prefix("==")
-        .and_then(|r| r.find("==").map(|i| &r[i + 2..]))
-    {
-        Some(rest) => rest.trim(),
-        None => t,
-    }
+        .and_then(|r| Some(&r[r.find("==")? + 2..]));
+    rest.map_or(t, str::trim)
 }
 
 fn print_summary(outcomes: &[Outcome], bin_dir: &Path) {
@@ -595,15 +509,10 @@ fn print_summary(outcomes: &[Outcome], bin_dir: &Path) {
         .collect();
     println!();
     say!("fuzz", "summary");
-    print!(
-        "{}",
-        table(
-            &[
-                "target", "result", "time", "execs", "exec/s", "cov", "ft", "corpus", "findings"
-            ],
-            &rows
-        )
-    );
+    let header = [
+        "target", "result", "time", "execs", "exec/s", "cov", "ft", "corpus",
+    ];
+    print!("{}", table(&[&header[..], &["findings"]].concat(), &rows));
 }
 
 pub fn run(args: Args) -> Res<u8> {
@@ -619,9 +528,9 @@ pub fn run(args: Args) -> Res<u8> {
     let bin_dir = build(args.sanitizer)?;
     for t in &targets {
         if !bin_dir.join(t).is_file() {
+            let b = rel(&bin_dir.join(t));
             return Err(setup_err(format!(
-                "{} was not built; add a [[bin]] for it to fuzz/Cargo.toml",
-                rel(&bin_dir.join(t))
+                "{b} was not built; add a [[bin]] for it to fuzz/Cargo.toml"
             )));
         }
     }
@@ -633,13 +542,15 @@ pub fn run(args: Args) -> Res<u8> {
         }
     })
     .map_err(|e| setup_err(format!("cannot install the Ctrl-C handler: {e}")))?;
-    say!(
-        "fuzz",
-        "fuzzing {} ({} each), {} at a time, sanitizer {}",
+    let (all, time, san) = (
         targets.join(", "),
         time_str(args.time),
-        args.jobs,
-        args.sanitizer.as_str()
+        value_name(args.sanitizer),
+    );
+    say!(
+        "fuzz",
+        "fuzzing {all} ({time} each), {} at a time, sanitizer {san}",
+        args.jobs
     );
     let mut outcomes = run_targets(&targets, &bin_dir, &args)?;
     outcomes.sort_by_key(|o| targets.iter().position(|t| *t == o.name));
@@ -659,12 +570,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn targets_and_validation() {
-        let all = all_targets();
-        assert_eq!(
-            &all[..5],
-            ["hyp", "stage2", "host_stage2", "walk", "unlinked"]
-        );
+    fn targets_are_the_files_of_fuzz_targets() {
+        let files = names(&fuzz_dir().join("fuzz_targets"));
+        let mut want: Vec<String> = TARGETS.iter().map(|t| format!("{t}.rs")).collect();
+        want.sort();
+        assert_eq!(files.into_iter().collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn target_validation() {
+        assert_eq!(select_targets(&[]).unwrap(), TARGETS);
         assert_eq!(
             select_targets(&["walk".into(), "walk".into()]).unwrap(),
             ["walk"]

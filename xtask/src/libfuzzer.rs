@@ -16,8 +16,6 @@ pub struct Progress {
     pub final_exec_s: Option<u64>,
     /// First `ERROR:` line (sanitizer or libFuzzer), if any.
     pub error: Option<String>,
-    /// Paths from `Test unit written to <path>`.
-    pub artifacts: Vec<String>,
 }
 
 impl Progress {
@@ -44,9 +42,6 @@ impl Progress {
             self.final_execs = v.trim().parse().ok();
         } else if let Some(v) = t.strip_prefix("stat::average_exec_per_sec:") {
             self.final_exec_s = v.trim().parse().ok();
-        } else if let Some(i) = t.find("Test unit written to ") {
-            self.artifacts
-                .push(t[i + "Test unit written to ".len()..].trim().to_string());
         } else if self.error.is_none() && is_error_line(t) {
             self.error = Some(t.to_string());
         }
@@ -110,10 +105,6 @@ mod tests {
         assert_eq!(
             p.error.as_deref(),
             Some("==4242== ERROR: libFuzzer: deadly signal")
-        );
-        assert_eq!(
-            p.artifacts,
-            vec!["/w/fuzz/artifacts/stage2/crash-da39a3ee".to_string()]
         );
         assert!(is_finding_artifact("crash-da39a3ee") && !is_finding_artifact("slow-unit-1"));
     }

@@ -10,6 +10,8 @@ mod crashflow;
 mod fuzz;
 mod kernel;
 mod libfuzzer;
+#[path = "../../build-support/lock.rs"]
+mod lock;
 mod mutants;
 mod ossfuzz;
 mod setup;
@@ -38,17 +40,28 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Install what is missing: apt packages (clang/LLVM 22), the pinned kernel source.
+    /// Install what is missing: apt packages (clang/LLVM 22), the kernel lines pinned in kernel.lock.
     Setup {
         /// Also the fuzzing tools: nightly toolchain check and cargo-fuzz.
         #[arg(long)]
         fuzz: bool,
     },
-    /// Fetch the kernel source pinned in kernel.lock into .cache/ and verify its sha256.
+    /// Fetch every kernel line pinned in kernel.lock (6.12, 7.3) into .cache/ and verify its sha256.
+    #[command(
+        after_help = "Each [line NAME] of kernel.lock pins a Debian linux-source package version, \
+its suite and the sha256 of the files the C side reads; they are extracted from the .deb \
+(kept in .cache/deb/) into .cache/linux-source-NAME/. A line whose cache matches is skipped. \
+A suite the system's apt sources lack (trixie-backports on bookworm) is fetched through a \
+private apt state in .cache/apt/<suite>/ made from the system's Debian mirror.\n\
+Exit codes: 0 every selected line ok, 2 a line failed (the message says what to do)."
+    )]
     Kernel {
         /// Rewrite kernel.lock from the cache (or from apt's candidate when the pin is gone).
         #[arg(long)]
         update_lock: bool,
+        /// Only this line (e.g. 7.3). Default: every line of kernel.lock.
+        #[arg(long, value_name = "NAME")]
+        line: Option<String>,
     },
     /// Run the test suite (setup, then cargo test --workspace, ...) with a summary table.
     Test,
@@ -131,8 +144,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let r: Res<u8> = match cli.cmd {
         Cmd::Setup { fuzz } => setup::setup(setup::Opts { fuzz }).map(|_| EXIT_OK),
-        Cmd::Kernel { update_lock } => {
-            kernel::ensure(kernel::Opts { update_lock }).map(|_| EXIT_OK)
+        Cmd::Kernel { update_lock, line } => {
+            kernel::ensure(kernel::Opts { update_lock, line }).map(|_| EXIT_OK)
         }
         Cmd::Test => Ok(test::run_all()),
         Cmd::Fuzz(args) => fuzz::run(args),

@@ -19,17 +19,17 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::fuzz::TARGETS;
 use crate::libfuzzer::is_finding_artifact;
 use crate::util::{
-    EXIT_FINDING, EXIT_OK, EXIT_SETUP, Res, capture, cmd_line, rel, root, setup_err, table,
+    EXIT_FINDING, EXIT_OK, EXIT_SETUP, Res, cmd_line, files, host_triple, rel, root, setup_err,
+    table, value_name,
 };
 use crate::{kernel, say, setup, warn};
 
 const TAG: &str = "mutants";
 /// Default file of a C rule, inside the kernel tree.
 const PGTABLE_C: &str = "arch/arm64/kvm/hyp/pgtable.c";
-/// Every fuzz target, in the order they are tried after the expected one.
-const TARGETS: &[&str] = &["hyp", "stage2", "host_stage2", "walk", "unlinked"];
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -506,7 +506,7 @@ fn source_tree() -> Res<PathBuf> {
     if let Some(s) = std::env::var_os("LINUX_SRC").filter(|s| !s.is_empty()) {
         return Ok(PathBuf::from(s));
     }
-    Ok(kernel::cache_dir(&kernel::read_lock()?.package))
+    kernel::built_tree()
 }
 
 /// Applies every C rule to the source in memory; fails loudly on the first that does not fit.
@@ -533,11 +533,11 @@ fn check_c(all: &[Mutant], tree: &Path) -> Res {
 
 /// Writes the kernel files (mutated by `rule`, if any) into `dst`, touching only what changed.
 fn write_tree(src_tree: &Path, dst: &Path, rule: Option<&CRule>) -> Res {
-    for f in kernel::DEFAULT_FILES {
+    for f in kernel::FILES {
         let from = src_tree.join(f);
         let mut data = fs::read_to_string(&from)
             .map_err(|e| setup_err(format!("cannot read {}: {e}", from.display())))?;
-        if let Some(r) = rule.filter(|r| r.file == *f) {
+        if let Some(r) = rule.filter(|r| r.file == f) {
             data = apply_rule(&data, r).map_err(setup_err)?;
         }
         let to = dst.join(f);
@@ -556,14 +556,6 @@ fn write_tree(src_tree: &Path, dst: &Path, rule: Option<&CRule>) -> Res {
 
 fn work_dir() -> PathBuf {
     root().join("fuzz").join("target").join("mutants")
-}
-
-fn host_triple() -> Res<String> {
-    let (ok, out, _) = capture(Command::new("rustc").args(["+nightly", "-vV"]));
-    out.lines()
-        .find_map(|l| l.strip_prefix("host: ").map(|s| s.trim().to_string()))
-        .filter(|_| ok)
-        .ok_or_else(|| setup_err("cannot run `rustc +nightly -vV`; run: cargo xtask setup --fuzz"))
 }
 
 /// How a build differs from a normal one.
@@ -718,23 +710,16 @@ fn build(v: &Variant, label: &str, sanitizer: &str, triple: &str) -> Res<Bins> {
 
 /// Text scenarios to replay: tests/regressions/*.txt and fuzz/scenarios/**/*.txt.
 fn scenarios() -> Vec<PathBuf> {
-    fn walk(d: &Path, deep: bool, out: &mut Vec<PathBuf>) {
-        let Ok(rd) = fs::read_dir(d) else { return };
-        let mut es: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-        es.sort();
-        for p in es {
-            if p.is_dir() {
-                if deep {
-                    walk(&p, deep, out);
-                }
-            } else if p.extension().is_some_and(|e| e == "txt") {
-                out.push(p);
-            }
-        }
-    }
-    let mut out = vec![];
-    walk(&root().join("tests").join("regressions"), false, &mut out);
-    walk(&root().join("fuzz").join("scenarios"), true, &mut out);
+    let mut out = files(
+        &root().join("tests").join("regressions"),
+        false,
+        Some("txt"),
+    );
+    out.extend(files(
+        &root().join("fuzz").join("scenarios"),
+        true,
+        Some("txt"),
+    ));
     out
 }
 
@@ -751,9 +736,7 @@ fn corpus_dir(t: &str) -> PathBuf {
 }
 
 fn count_files(d: &Path) -> usize {
-    fs::read_dir(d)
-        .map(|rd| rd.flatten().filter(|e| e.path().is_file()).count())
-        .unwrap_or(0)
+    files(d, false, None).len()
 }
 
 /// How a mutant was caught.
@@ -1177,11 +1160,8 @@ pub fn run(args: Args) -> Res<u8> {
     setup::setup(setup::Opts { fuzz: true })?;
     let tree = source_tree()?;
     check_c(&all, &tree)?;
-    let triple = host_triple()?;
-    let sanitizer = match args.sanitizer {
-        crate::fuzz::Sanitizer::Address => "address",
-        crate::fuzz::Sanitizer::None => "none",
-    };
+    let triple = host_triple(true)?;
+    let sanitizer = &value_name(args.sanitizer);
     ctrlc::set_handler(|| {
         INTERRUPTED.store(true, Ordering::SeqCst);
         eprintln!("[mutants] interrupted; stopping after the current step");
@@ -1458,7 +1438,7 @@ int not_helper(int a)\n\
         check_rust(&all).unwrap();
         // With the locked kernel source present, every C rule must still apply exactly
         // (the cache, not LINUX_SRC: a patched tree is checked when mutants run on it).
-        let tree = kernel::cache_dir(&kernel::read_lock().unwrap().package);
+        let tree = kernel::built_tree().unwrap();
         if tree.join(PGTABLE_C).is_file() {
             check_c(&all, &tree).unwrap();
         } else {

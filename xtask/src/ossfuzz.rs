@@ -25,18 +25,20 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::fuzz::{all_targets, fuzz_dir};
-use crate::say;
-use crate::setup;
+use crate::fuzz::{TARGETS, fuzz_dir};
+use crate::libfuzzer::Progress;
 use crate::util::{
-    EXIT_FINDING, EXIT_OK, Res, capture, cmd_line, fmt_count, fmt_dur, rel, root, setup_err, table,
+    Ctx, EXIT_FINDING, EXIT_OK, Res, capture, cmd_line, files, fmt_count, fmt_dur, mkdir, names,
+    on_lines, rel, reset_dir, root, setup_err, sha1_hex, table, value_name,
 };
+use crate::{say, setup};
 
 /// Directory name of the repository under `$SRC` (as in oss-fuzz/Dockerfile).
 const PROJECT: &str = "kvm-pgtable-diff";
@@ -52,15 +54,6 @@ pub enum OssSanitizer {
     /// Source-coverage build (what OSS-Fuzz's coverage reports and ClusterFuzzLite's
     /// `mode: coverage` use).
     Coverage,
-}
-
-impl OssSanitizer {
-    fn as_str(self) -> &'static str {
-        match self {
-            OssSanitizer::Address => "address",
-            OssSanitizer::Coverage => "coverage",
-        }
-    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -84,7 +77,7 @@ struct Dirs {
 
 fn dirs(san: OssSanitizer) -> Dirs {
     let base = root().join("target").join("oss-fuzz");
-    let s = san.as_str();
+    let s = value_name(san);
     Dirs {
         src: base.join("src"),
         out: base.join(format!("out-{s}")),
@@ -133,7 +126,7 @@ fn env_for(san: OssSanitizer, d: &Dirs) -> Vec<(String, String)> {
         s("CFLAGS", &cflags),
         s("CXXFLAGS", &cflags),
         s("RUSTFLAGS", &rustflags),
-        s("SANITIZER", san.as_str()),
+        s("SANITIZER", &value_name(san)),
         s("FUZZING_ENGINE", "libfuzzer"),
         s("FUZZING_LANGUAGE", "rust"),
         s("ARCHITECTURE", "x86_64"),
@@ -169,44 +162,32 @@ fi
 exec cargo "$@"
 "#;
 
-fn reset_dir(p: &Path) -> Res {
-    if p.exists() {
-        fs::remove_dir_all(p)
-            .map_err(|e| setup_err(format!("cannot remove {}: {e}", p.display())))?;
-    }
-    fs::create_dir_all(p).map_err(|e| setup_err(format!("cannot create {}: {e}", p.display())))
-}
-
 fn prepare(san: OssSanitizer, d: &Dirs) -> Res {
-    for p in [&d.out, &d.work] {
-        reset_dir(p)?;
-    }
-    for p in [&d.src, &d.bin] {
-        fs::create_dir_all(p)
-            .map_err(|e| setup_err(format!("cannot create {}: {e}", p.display())))?;
-    }
+    reset_dir(&d.out)?;
+    reset_dir(&d.work)?;
+    mkdir(&d.src)?;
+    mkdir(&d.bin)?;
     let link = d.src.join(PROJECT);
     let _ = fs::remove_file(&link);
     std::os::unix::fs::symlink(root(), &link)
-        .map_err(|e| setup_err(format!("cannot link {}: {e}", link.display())))?;
+        .ctx(format_args!("cannot link {}", link.display()))?;
     let wrapper = d.bin.join("cargo");
     let _ = fs::remove_file(&wrapper);
     if san == OssSanitizer::Coverage {
         fs::write(&wrapper, CARGO_WRAPPER)
             .and_then(|_| fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)))
-            .map_err(|e| setup_err(format!("cannot write {}: {e}", wrapper.display())))?;
+            .ctx(format_args!("cannot write {}", wrapper.display()))?;
     }
-    for tool in ["zip", "unzip", "sha1sum", "jq"] {
+    // What build.sh runs besides cargo (the zip is checked here with the zip crate).
+    for tool in ["zip", "sha1sum", "jq"] {
         if !capture(Command::new("sh").args(["-c", &format!("command -v {tool}")])).0 {
-            return Err(setup_err(format!(
-                "`{tool}` is missing; run: apt-get install -y zip unzip jq coreutils"
-            )));
+            let fix = "run: apt-get install -y zip jq coreutils";
+            return Err(setup_err(format!("`{tool}` is missing; {fix}")));
         }
     }
     if !Path::new(LIBFUZZER_A).is_file() {
-        return Err(setup_err(format!(
-            "{LIBFUZZER_A} is missing; run: cargo xtask setup (installs libclang-rt-22-dev)"
-        )));
+        let fix = "run: cargo xtask setup (installs libclang-rt-22-dev)";
+        return Err(setup_err(format!("{LIBFUZZER_A} is missing; {fix}")));
     }
     Ok(())
 }
@@ -223,59 +204,31 @@ fn run_build(san: OssSanitizer, d: &Dirs) -> Res {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    say!(
-        "oss-fuzz",
-        "SANITIZER={} build: {} (log {})",
-        san.as_str(),
-        cmd_line(&cmd),
-        rel(&d.log)
-    );
+    let (s, shown, log_rel) = (value_name(san), cmd_line(&cmd), rel(&d.log));
+    say!("oss-fuzz", "SANITIZER={s} build: {shown} (log {log_rel})");
     let t = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| setup_err(format!("cannot run bash: {e}")))?;
-    let log = std::sync::Arc::new(std::sync::Mutex::new(
-        fs::File::create(&d.log)
-            .map_err(|e| setup_err(format!("cannot create {}: {e}", d.log.display())))?,
-    ));
-    let mut readers = vec![];
-    let streams: Vec<Box<dyn std::io::Read + Send>> = vec![
-        Box::new(child.stdout.take().unwrap()),
-        Box::new(child.stderr.take().unwrap()),
-    ];
-    for s in streams {
-        let log = log.clone();
-        readers.push(std::thread::spawn(move || {
-            for line in BufReader::new(s).lines().map_while(Result::ok) {
-                let _ = writeln!(log.lock().unwrap(), "{line}");
-                let l = line.trim_start();
-                if l.starts_with("[build.sh]")
-                    || l.starts_with("Finished")
-                    || l.starts_with("error")
-                    || l.starts_with("warning: C side")
-                {
-                    println!("  {line}");
-                }
-            }
-        }));
-    }
-    for r in readers {
+    let mut child = cmd.spawn().ctx("cannot run bash")?;
+    let log = fs::File::create(&d.log).ctx(format_args!("cannot create {}", d.log.display()))?;
+    let log = Mutex::new(log);
+    let shown = ["[build.sh]", "Finished", "error", "warning: C side"];
+    for r in on_lines(&mut child, move |line| {
+        let _ = writeln!(log.lock().unwrap(), "{line}");
+        if shown.iter().any(|p| line.trim_start().starts_with(p)) {
+            println!("  {line}");
+        }
+    }) {
         let _ = r.join();
     }
-    let st = child
-        .wait()
-        .map_err(|e| setup_err(format!("build.sh: {e}")))?;
+    let st = child.wait().ctx("build.sh")?;
     if !st.success() {
         let text = fs::read_to_string(&d.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
-        eprintln!("--- last lines of {} ---", rel(&d.log));
+        eprintln!("--- last lines of {log_rel} ---");
         for l in &lines[lines.len().saturating_sub(40)..] {
             eprintln!("{l}");
         }
-        return Err(setup_err(format!(
-            "oss-fuzz/build.sh failed ({st}); full log: {}",
-            rel(&d.log)
-        )));
+        let msg = format!("oss-fuzz/build.sh failed ({st}); full log: {log_rel}");
+        return Err(setup_err(msg));
     }
     say!("oss-fuzz", "build.sh done in {}", fmt_dur(t.elapsed()));
     Ok(())
@@ -384,113 +337,57 @@ pub fn parse_options(text: &str) -> Result<Vec<String>, String> {
     Ok(flags)
 }
 
-/// sha1 of each file (via `sha1sum`), keyed by path.
-fn sha1_of(files: &[PathBuf]) -> Result<Vec<String>, String> {
-    let mut out = vec![];
-    for chunk in files.chunks(500) {
-        let (ok, so, se) = capture(Command::new("sha1sum").args(chunk));
-        if !ok {
-            return Err(format!("sha1sum failed: {}", se.trim()));
-        }
-        out.extend(
-            so.lines()
-                .filter_map(|l| l.split_whitespace().next().map(String::from)),
-        );
-    }
-    if out.len() != files.len() {
-        return Err("sha1sum printed an unexpected number of lines".into());
-    }
-    Ok(out)
-}
-
-fn files_in(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    v.sort();
-    v
-}
-
-struct Row {
-    target: String,
-    seeds: String,
-    dict: String,
-    options: String,
-    run: String,
-    problem: Option<String>,
-}
-
-/// Checks the seed zip of `t`; unzips it into `dir`; returns the number of seeds.
+/// Checks the seed zip of `t` (entries named by the sha1 of their content, exactly the
+/// distinct files of fuzz/corpus/<t>); unzips it into `dir`; returns the number of seeds.
 fn check_zip(t: &str, d: &Dirs, dir: &Path) -> Result<usize, String> {
-    let zip = d.out.join(format!("{t}_seed_corpus.zip"));
-    let src_files = files_in(&fuzz_dir().join("corpus").join(t));
-    let want: BTreeSet<String> = sha1_of(&src_files)?.into_iter().collect();
+    let name = format!("{t}_seed_corpus.zip");
+    let mut want = BTreeSet::new();
+    for f in files(&fuzz_dir().join("corpus").join(t), false, None) {
+        want.insert(sha1_hex(
+            &fs::read(&f).map_err(|e| format!("{}: {e}", rel(&f)))?,
+        ));
+    }
     fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-    if !zip.exists() {
-        return if want.is_empty() {
-            Ok(0)
-        } else {
-            Err(format!(
-                "{t}_seed_corpus.zip missing but fuzz/corpus/{t} has {} files",
-                want.len()
-            ))
+    let Ok(file) = fs::File::open(d.out.join(&name)) else {
+        return match want.len() {
+            0 => Ok(0),
+            n => Err(format!("{name} missing but fuzz/corpus/{t} has {n} files")),
         };
-    }
-    let (ok, _, se) = capture(Command::new("unzip").arg("-tq").arg(&zip));
-    if !ok {
-        return Err(format!("{t}_seed_corpus.zip is corrupt: {}", se.trim()));
-    }
-    let (ok, so, se) = capture(Command::new("unzip").arg("-Z1").arg(&zip));
-    if !ok {
-        return Err(format!("cannot list {t}_seed_corpus.zip: {}", se.trim()));
-    }
-    let names: Vec<&str> = so.lines().collect();
-    if let Some(bad) = names.iter().find(|n| {
-        n.len() != 40
-            || !n
-                .chars()
-                .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
-    }) {
-        return Err(format!("zip entry `{bad}` is not named by a sha1"));
-    }
-    let (ok, _, se) = capture(
-        Command::new("unzip")
-            .args(["-q", "-o"])
-            .arg(&zip)
-            .arg("-d")
-            .arg(dir),
-    );
-    if !ok {
-        return Err(format!("cannot unzip {t}_seed_corpus.zip: {}", se.trim()));
-    }
-    let got_files = files_in(dir);
-    let sums = sha1_of(&got_files)?;
-    for (f, s) in got_files.iter().zip(&sums) {
-        if f.file_name().and_then(|n| n.to_str()) != Some(s.as_str()) {
+    };
+    let corrupt = |e: zip::result::ZipError| format!("{name} is corrupt: {e}");
+    let mut zip = zip::ZipArchive::new(file).map_err(corrupt)?;
+    let mut got = BTreeSet::new();
+    for i in 0..zip.len() {
+        let mut entry = zip.by_index(i).map_err(corrupt)?;
+        let entry_name = entry.name().to_string();
+        if entry_name.len() != 40
+            || !entry_name
+                .bytes()
+                .all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Err(format!("zip entry `{entry_name}` is not named by a sha1"));
+        }
+        // Reading to the end also checks the entry's CRC-32.
+        let mut data = vec![];
+        entry
+            .read_to_end(&mut data)
+            .map_err(|e| format!("{name}: {entry_name}: {e}"))?;
+        let sum = sha1_hex(&data);
+        if sum != entry_name {
             return Err(format!(
-                "zip entry {} holds content with sha1 {s}",
-                f.display()
+                "zip entry {entry_name} holds content with sha1 {sum}"
             ));
         }
+        fs::write(dir.join(&entry_name), &data).map_err(|e| e.to_string())?;
+        got.insert(sum);
     }
-    let got: BTreeSet<String> = sums.into_iter().collect();
     if got != want {
+        let (g, w) = (got.len(), want.len());
         return Err(format!(
-            "zip holds {} seeds, fuzz/corpus/{t} has {} distinct files",
-            got.len(),
-            want.len()
+            "zip holds {g} seeds, fuzz/corpus/{t} has {w} distinct files"
         ));
     }
     Ok(got.len())
-}
-
-fn stat(out: &str, key: &str) -> Option<u64> {
-    out.lines()
-        .find_map(|l| l.strip_prefix(key)?.trim().parse().ok())
 }
 
 /// Runs the ASan target over its seeds, then mutations, for `runs` inputs.
@@ -518,50 +415,28 @@ fn run_address(
         .arg(seeds);
     let t0 = Instant::now();
     let (ok, so, se) = capture(&mut cmd);
-    let took = t0.elapsed();
+    let took = fmt_dur(t0.elapsed());
     let all = format!("{so}{se}");
     let logp = d.work.join(format!("{t}.run.log"));
     let _ = fs::write(&logp, format!("$ {}\n{all}", cmd_line(&cmd)));
+    let log = rel(&logp);
     if !ok || all.contains("==ERROR:") || all.contains("panicked") {
-        let first = all
-            .lines()
-            .find(|l| l.contains("ERROR") || l.contains("panicked"))
-            .unwrap_or("nonzero exit");
-        return Err(format!("{first} (log {})", rel(&logp)));
+        let mut lines = all.lines();
+        let first = lines.find(|l| l.contains("ERROR") || l.contains("panicked"));
+        return Err(format!("{} (log {log})", first.unwrap_or("nonzero exit")));
     }
-    let dict_n = all.lines().find_map(|l| {
-        l.strip_prefix("Dictionary: ")?
-            .split_whitespace()
-            .next()?
-            .parse::<usize>()
-            .ok()
+    let mut prog = Progress::default();
+    all.lines().for_each(|l| prog.feed(l));
+    let dict = all.lines().find_map(|l| {
+        let n = l.strip_prefix("Dictionary: ")?.split_whitespace().next()?;
+        Some(format!(", dict {} loaded", n.parse::<usize>().ok()?))
     });
-    let execs = stat(&all, "stat::number_of_executed_units:").unwrap_or(0);
+    let execs = prog.final_execs.unwrap_or(0);
     if execs < runs {
-        return Err(format!(
-            "ran {execs} inputs, expected {runs} (log {})",
-            rel(&logp)
-        ));
+        return Err(format!("ran {execs} inputs, expected {runs} (log {log})"));
     }
-    let cov = all
-        .lines()
-        .rev()
-        .find_map(|l| {
-            l.split("cov: ")
-                .nth(1)?
-                .split_whitespace()
-                .next()
-                .map(String::from)
-        })
-        .unwrap_or_else(|| "?".into());
-    Ok(format!(
-        "{} runs in {}, cov {cov}{}",
-        fmt_count(execs),
-        fmt_dur(took),
-        dict_n
-            .map(|n| format!(", dict {n} loaded"))
-            .unwrap_or_default()
-    ))
+    let (n, cov, dict) = (fmt_count(execs), prog.cov, dict.unwrap_or_default());
+    Ok(format!("{n} runs in {took}, cov {cov}{dict}"))
 }
 
 /// Replays the seeds through the coverage build and checks the profile it writes.
@@ -613,45 +488,44 @@ fn run_coverage(t: &str, d: &Dirs, seeds: &Path) -> Result<String, String> {
     Ok(format!("profile ok, pgtable.c lines {lines_pct}"))
 }
 
-fn check_target(t: &str, d: &Dirs, args: &Args) -> Row {
-    let mut row = Row {
-        target: t.to_string(),
-        seeds: "-".into(),
-        dict: "-".into(),
-        options: "-".into(),
-        run: "-".into(),
-        problem: None,
-    };
-    let res = (|| -> Result<(), String> {
+/// Checks one target in $OUT; returns its summary row (target, status, seeds, dict, options,
+/// run or problem) and whether every check passed.
+fn check_target(t: &str, d: &Dirs, args: &Args) -> (Vec<String>, bool) {
+    let (mut seeds, mut dict, mut options) = ("-".to_string(), "-".to_string(), "-".to_string());
+    let res = (|| -> Result<String, String> {
         let bin = d.out.join(t);
-        let mode = fs::metadata(&bin)
-            .map_err(|_| format!("$OUT/{t} missing"))?
-            .permissions()
-            .mode();
-        if mode & 0o111 == 0 {
+        let meta = fs::metadata(&bin).map_err(|_| format!("$OUT/{t} missing"))?;
+        if meta.permissions().mode() & 0o111 == 0 {
             return Err(format!("$OUT/{t} is not executable"));
         }
-        let seeds = d.work.join("check").join(t);
-        let n = check_zip(t, d, &seeds)?;
-        row.seeds = if n == 0 { "none".into() } else { n.to_string() };
-        let dict = fs::read_to_string(d.out.join(format!("{t}.dict")))
-            .map_err(|_| format!("$OUT/{t}.dict missing"))?;
-        row.dict = format!(
-            "{} entries",
-            parse_dict(&dict).map_err(|e| format!("{t}.dict {e}"))?
-        );
-        let opts = fs::read_to_string(d.out.join(format!("{t}.options")))
-            .map_err(|_| format!("$OUT/{t}.options missing"))?;
-        let flags = parse_options(&opts).map_err(|e| format!("{t}.options {e}"))?;
-        row.options = flags.join(" ");
-        row.run = match args.sanitizer {
-            OssSanitizer::Address => run_address(t, d, &seeds, &flags, args.runs)?,
-            OssSanitizer::Coverage => run_coverage(t, d, &seeds)?,
+        let dir = d.work.join("check").join(t);
+        let n = check_zip(t, d, &dir)?;
+        seeds = if n == 0 { "none".into() } else { n.to_string() };
+        let read = |ext: &str| {
+            fs::read_to_string(d.out.join(format!("{t}.{ext}")))
+                .map_err(|_| format!("$OUT/{t}.{ext} missing"))
         };
-        Ok(())
+        let n = parse_dict(&read("dict")?).map_err(|e| format!("{t}.dict {e}"))?;
+        dict = format!("{n} entries");
+        let flags = parse_options(&read("options")?).map_err(|e| format!("{t}.options {e}"))?;
+        options = flags.join(" ");
+        match args.sanitizer {
+            OssSanitizer::Address => run_address(t, d, &dir, &flags, args.runs),
+            OssSanitizer::Coverage => run_coverage(t, d, &dir),
+        }
     })();
-    row.problem = res.err();
-    row
+    match &res {
+        Ok(run) => say!("oss-fuzz", "{t}: ok ({run})"),
+        Err(p) => say!("oss-fuzz", "{t}: FAILED: {p}"),
+    }
+    let status = if res.is_ok() { "ok" } else { "FAILED" };
+    let row = vec![t.into(), status.into(), seeds, dict, options];
+    (
+        row.into_iter()
+            .chain([res.clone().unwrap_or_else(|e| e)])
+            .collect(),
+        res.is_ok(),
+    )
 }
 
 pub fn run(args: Args) -> Res<u8> {
@@ -659,88 +533,39 @@ pub fn run(args: Args) -> Res<u8> {
     let d = dirs(args.sanitizer);
     prepare(args.sanitizer, &d)?;
     run_build(args.sanitizer, &d)?;
-    let targets = all_targets();
-    say!(
-        "oss-fuzz",
-        "checking $OUT ({}): {} targets",
-        rel(&d.out),
-        targets.len()
-    );
-    let mut rows = vec![];
-    for t in &targets {
-        let r = check_target(t, &d, &args);
-        match &r.problem {
-            None => say!("oss-fuzz", "{t}: ok ({})", r.run),
-            Some(p) => say!("oss-fuzz", "{t}: FAILED: {p}"),
-        }
-        rows.push(r);
-    }
-    let extra: Vec<String> = files_in(&d.out)
-        .iter()
-        .filter_map(|p| p.file_name()?.to_str().map(String::from))
-        .filter(|n| {
-            !targets.iter().any(|t| {
-                n == t
-                    || *n == format!("{t}.dict")
-                    || *n == format!("{t}.options")
-                    || *n == format!("{t}_seed_corpus.zip")
-            })
-        })
-        .collect();
-    let failed = rows.iter().filter(|r| r.problem.is_some()).count();
-    let table_rows: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            vec![
-                r.target.clone(),
-                if r.problem.is_some() { "FAILED" } else { "ok" }.into(),
-                r.seeds.clone(),
-                r.dict.clone(),
-                r.options.clone(),
-                r.problem.clone().unwrap_or_else(|| r.run.clone()),
+    let n = TARGETS.len();
+    say!("oss-fuzz", "checking $OUT ({}): {n} targets", rel(&d.out));
+    let (rows, ok): (Vec<_>, Vec<_>) = TARGETS.iter().map(|t| check_target(t, &d, &args)).unzip();
+    let ours = |f: &String| {
+        TARGETS.iter().any(|t| {
+            [
+                t.to_string(),
+                format!("{t}.dict"),
+                format!("{t}.options"),
+                format!("{t}_seed_corpus.zip"),
             ]
+            .contains(f)
         })
-        .collect();
+    };
+    let extra: Vec<String> = names(&d.out).into_iter().filter(|f| !ours(f)).collect();
+    let failed = ok.iter().filter(|ok| !**ok).count();
     println!();
     say!(
         "oss-fuzz",
         "summary (SANITIZER={})",
-        args.sanitizer.as_str()
+        value_name(args.sanitizer)
     );
-    print!(
-        "{}",
-        table(
-            &["target", "status", "seeds", "dict", "options", "run"],
-            &table_rows
-        )
-    );
+    let header = ["target", "status", "seeds", "dict", "options", "run"];
+    print!("{}", table(&header, &rows));
     if !extra.is_empty() {
         say!("oss-fuzz", "other files in $OUT: {}", extra.join(", "));
     }
-    if failed > 0 || targets.is_empty() {
-        println!("oss-fuzz: {failed} of {} targets failed", targets.len());
+    if failed > 0 || n == 0 {
+        println!("oss-fuzz: {failed} of {n} targets failed");
         return Ok(EXIT_FINDING);
     }
-    println!("oss-fuzz: {} targets ok", targets.len());
+    println!("oss-fuzz: {n} targets ok");
     Ok(EXIT_OK)
-}
-
-/// The `oss-fuzz` step of `cargo xtask test`: the ASan emulation with 1000 runs per target;
-/// each target counts as one test.
-pub fn test_step(counts: &mut crate::test::Counts) -> Res {
-    let n = all_targets().len() as u64;
-    let code = run(Args {
-        sanitizer: OssSanitizer::Address,
-        runs: 1000,
-    })?;
-    if code == EXIT_OK {
-        counts.passed += n;
-        Ok(())
-    } else {
-        Err(crate::util::finding(
-            "oss-fuzz check failed (see the table above)",
-        ))
-    }
 }
 
 #[cfg(test)]

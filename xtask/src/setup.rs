@@ -1,7 +1,7 @@
 //! `cargo xtask setup`: installs what the build and the fuzzer need.
 //!
 //! - Debian packages (clang/LLVM 22 for the C side and bindgen, xz for the kernel tarball);
-//! - the kernel source cache (see `kernel.rs`), unless `LINUX_SRC` points at a tree;
+//! - every kernel line pinned in kernel.lock (see `kernel.rs`), unless `LINUX_SRC` points at a tree;
 //! - with `--fuzz`: the nightly toolchain check and `cargo-fuzz`.
 
 use std::path::Path;
@@ -58,10 +58,9 @@ pub fn apt_packages() -> Res {
         return Ok(());
     }
     if !is_root() {
-        return Err(setup_err(format!(
-            "missing packages; run: sudo apt-get update && sudo apt-get install -y {}",
-            missing.join(" ")
-        )));
+        let m = missing.join(" ");
+        let fix = format!("sudo apt-get update && sudo apt-get install -y {m}");
+        return Err(setup_err(format!("missing packages; run: {fix}")));
     }
     say!("setup", "apt-get update ...");
     run_ok(Command::new("apt-get").args(["update", "-q"]))?;
@@ -71,30 +70,25 @@ pub fn apt_packages() -> Res {
         .args(["install", "-y", "-q", "--no-install-recommends"])
         .args(&missing);
     run_ok(&mut cmd)?;
-    let still: Vec<&str> = missing
-        .iter()
-        .copied()
-        .filter(|p| !dpkg_installed(p))
-        .collect();
+    let still: Vec<&str> = missing.into_iter().filter(|p| !dpkg_installed(p)).collect();
     if !still.is_empty() {
+        let s = still.join(" ");
         return Err(setup_err(format!(
-            "apt-get did not install {}; run: apt-get install -y {}",
-            still.join(" "),
-            still.join(" ")
+            "apt-get did not install {s}; run: apt-get install -y {s}"
         )));
     }
     Ok(())
 }
 
-/// Makes sure a kernel source is available: `LINUX_SRC` if set, else the locked cache.
+/// Makes sure a kernel source is available: `LINUX_SRC` if set, else every locked line.
 pub fn kernel_source() -> Res {
     if let Some(src) = std::env::var_os("LINUX_SRC") {
         let src = Path::new(&src);
         kernel::check_tree(src)?;
+        let s = src.display();
         say!(
             "setup",
-            "LINUX_SRC={} (kernel.lock and the cache are not used)",
-            src.display()
+            "LINUX_SRC={s} (kernel.lock and the cache are not used)"
         );
         return Ok(());
     }

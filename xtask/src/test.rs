@@ -9,11 +9,11 @@ use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::say;
-use crate::setup;
+use crate::fuzz::TARGETS;
 use crate::util::{
-    EXIT_FINDING, EXIT_OK, EXIT_SETUP, Fail, Res, finding, fmt_dur, root, setup_err, table,
+    Ctx, EXIT_FINDING, EXIT_OK, EXIT_SETUP, Fail, Res, finding, fmt_dur, root, run, table,
 };
+use crate::{ossfuzz, say, setup};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -37,27 +37,62 @@ pub struct Step {
     pub run: fn(&mut Counts) -> Res,
 }
 
+const fn step(name: &'static str, required: bool, run: fn(&mut Counts) -> Res) -> Step {
+    Step {
+        name,
+        required,
+        run,
+    }
+}
+
+const FMT: &str = "cargo fmt --all --check";
+const FMT_FUZZ: &str = "cargo fmt --all --check --manifest-path fuzz/Cargo.toml";
+const CLIPPY: &str = "cargo clippy --workspace --all-targets -- -D warnings";
+
 /// The steps of `cargo xtask test`, in order.
 pub const STEPS: &[Step] = &[
-    Step {
-        name: "setup",
-        required: true,
-        run: step_setup,
-    },
-    Step {
-        name: "cargo test --workspace",
-        required: false,
-        run: step_cargo_test,
-    },
-    Step {
-        name: "oss-fuzz",
-        required: false,
-        run: crate::ossfuzz::test_step,
-    },
+    step("setup", true, |_| setup::setup(setup::Opts { fuzz: false })),
+    step(FMT, false, |c| check(c, FMT, "run: cargo fmt --all")),
+    step(FMT_FUZZ, false, |c| {
+        check(
+            c,
+            FMT_FUZZ,
+            "run: cargo fmt --all --manifest-path fuzz/Cargo.toml",
+        )
+    }),
+    step(CLIPPY, false, |c| {
+        let fix =
+            "fix the warnings above (`cargo clippy --fix --workspace --all-targets` fixes some)";
+        check(c, CLIPPY, fix)
+    }),
+    step("cargo test --workspace", false, step_cargo_test),
+    step("oss-fuzz", false, step_oss_fuzz),
 ];
 
-fn step_setup(_: &mut Counts) -> Res {
-    setup::setup(setup::Opts { fuzz: false })
+/// A style check: the command `cmd` (`cargo ...`) must pass (one test); else `fix` says what
+/// to do.
+fn check(counts: &mut Counts, cmd: &str, fix: &str) -> Res {
+    let args: Vec<&str> = cmd.split_whitespace().skip(1).collect();
+    if run(Command::new("cargo").args(args).current_dir(root()))?.success() {
+        counts.passed += 1;
+        Ok(())
+    } else {
+        Err(finding(format!("`{cmd}` failed; {fix}")))
+    }
+}
+
+/// The ASan OSS-Fuzz emulation with 1000 runs per target; each target counts as one test.
+fn step_oss_fuzz(counts: &mut Counts) -> Res {
+    let args = ossfuzz::Args {
+        sanitizer: ossfuzz::OssSanitizer::Address,
+        runs: 1000,
+    };
+    if ossfuzz::run(args)? == EXIT_OK {
+        counts.passed += TARGETS.len() as u64;
+        Ok(())
+    } else {
+        Err(finding("oss-fuzz check failed (see the table above)"))
+    }
 }
 
 fn step_cargo_test(counts: &mut Counts) -> Res {
@@ -79,22 +114,17 @@ fn step_cargo_test(counts: &mut Counts) -> Res {
 
 /// Runs a `cargo test`-like command, echoing its stdout, summing `test result:` lines.
 pub fn stream_cargo_test(cmd: &mut Command) -> Res<(bool, Counts)> {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(|e| setup_err(format!("cannot run cargo: {e}")))?;
+    let mut child = cmd.stdout(Stdio::piped()).spawn().ctx("cannot run cargo")?;
     let mut total = Counts::default();
-    let out = child.stdout.take().unwrap();
-    let mut so = std::io::stdout();
-    for line in BufReader::new(out).split(b'\n') {
-        let Ok(line) = line else { break };
+    let out = BufReader::new(child.stdout.take().unwrap());
+    for line in out.split(b'\n').map_while(Result::ok) {
         let line = String::from_utf8_lossy(&line);
-        let _ = writeln!(so, "{line}");
+        let _ = writeln!(std::io::stdout(), "{line}");
         if let Some(c) = parse_test_result(&line) {
             total.add(c);
         }
     }
-    let st = child.wait().map_err(|e| setup_err(format!("cargo: {e}")))?;
+    let st = child.wait().ctx("cargo")?;
     Ok((st.success(), total))
 }
 
@@ -104,10 +134,9 @@ pub fn parse_test_result(line: &str) -> Option<Counts> {
     let mut c = Counts::default();
     for part in rest.split(';') {
         let mut w = part.split_whitespace().rev();
-        let (Some(kind), Some(n)) = (w.next(), w.next()) else {
+        let (Some(kind), Some(Ok(n))) = (w.next(), w.next().map(str::parse)) else {
             continue;
         };
-        let Ok(n) = n.parse::<u64>() else { continue };
         match kind {
             "passed" => c.passed = n,
             "failed" => c.failed = n,
@@ -131,28 +160,21 @@ pub fn run_all() -> u8 {
     let mut results: Vec<StepResult> = vec![];
     let mut stop = false;
     for step in STEPS {
-        let mut counts = Counts::default();
-        if stop {
-            results.push(StepResult {
-                name: step.name,
-                outcome: None,
-                counts,
-                time: Duration::ZERO,
-            });
-            continue;
-        }
-        say!("test", "step: {}", step.name);
-        let t = Instant::now();
-        let r = (step.run)(&mut counts);
-        if let Err(f) = &r {
-            eprintln!("[test] {}: {}", step.name, f.msg);
+        let (name, mut counts, t) = (step.name, Counts::default(), Instant::now());
+        let outcome = (!stop).then(|| {
+            say!("test", "step: {name}");
+            (step.run)(&mut counts)
+        });
+        if let Some(Err(f)) = &outcome {
+            eprintln!("[test] {name}: {}", f.msg);
             stop |= step.required;
         }
+        let time = t.elapsed();
         results.push(StepResult {
-            name: step.name,
-            outcome: Some(r),
+            name,
+            outcome,
             counts,
-            time: t.elapsed(),
+            time,
         });
     }
     print_summary(&results)
@@ -179,22 +201,20 @@ fn print_summary(results: &[StepResult]) -> u8 {
             }
         };
         let mut notes = vec![];
+        let Counts {
+            passed,
+            failed,
+            ignored,
+        } = r.counts;
         if r.counts != Counts::default() {
-            let c = r.counts;
             notes.push(format!(
-                "{} passed, {} failed, {} ignored",
-                c.passed, c.failed, c.ignored
+                "{passed} passed, {failed} failed, {ignored} ignored"
             ));
         }
         if let Some(Err(f)) = &r.outcome {
             notes.push(f.msg.clone());
         }
-        rows.push(vec![
-            r.name.to_string(),
-            status.to_string(),
-            time,
-            notes.join("; "),
-        ]);
+        rows.push(vec![r.name.into(), status.into(), time, notes.join("; ")]);
     }
     println!();
     say!("test", "summary");
@@ -245,7 +265,7 @@ mod tests {
         };
         assert_eq!(print_summary(&[ok("a", 1), failed]), EXIT_FINDING);
         let setup = StepResult {
-            outcome: Some(Err(setup_err("y"))),
+            outcome: Some(Err(crate::util::setup_err("y"))),
             ..ok("s", 0)
         };
         let skipped = StepResult {

@@ -1,9 +1,16 @@
-//! Small helpers shared by all subcommands: errors with exit codes, paths, processes.
+//! Small helpers shared by all subcommands: errors with exit codes, paths, files, hashes,
+//! processes, tables.
 
-use std::fmt::Write as _;
+use std::fmt::{Display, Write as _};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus};
+use std::process::{Child, Command, ExitStatus};
+use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
+
+use sha1::Sha1;
+use sha2::{Digest, Sha256};
 
 /// Exit code: success / no finding.
 pub const EXIT_OK: u8 = 0;
@@ -37,6 +44,17 @@ pub fn finding(msg: impl Into<String>) -> Fail {
     }
 }
 
+/// Turns any error into a setup error `<what>: <error>`.
+pub trait Ctx<T> {
+    fn ctx(self, what: impl Display) -> Res<T>;
+}
+
+impl<T, E: Display> Ctx<T> for Result<T, E> {
+    fn ctx(self, what: impl Display) -> Res<T> {
+        self.map_err(|e| setup_err(format!("{what}: {e}")))
+    }
+}
+
 /// Prints a progress line: `[tag] message`.
 #[macro_export]
 macro_rules! say {
@@ -61,6 +79,66 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// `mkdir -p`, as a setup error naming the directory.
+pub fn mkdir(p: &Path) -> Res {
+    std::fs::create_dir_all(p).ctx(format_args!("cannot create {}", p.display()))
+}
+
+/// `rm -rf p && mkdir -p p`.
+pub fn reset_dir(p: &Path) -> Res {
+    if p.exists() {
+        std::fs::remove_dir_all(p).ctx(format_args!("cannot remove {}", p.display()))?;
+    }
+    mkdir(p)
+}
+
+/// Files (not directories) under `dir`, sorted by name, directory by directory: only its own
+/// when `!deep`; with `ext`, only names ending in `.ext`. Dot files are left out.
+pub fn files(dir: &Path, deep: bool, ext: Option<&str>) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .min_depth(1)
+        .max_depth(if deep { usize::MAX } else { 1 })
+        .sort_by_file_name()
+        .into_iter()
+        .flatten()
+        .map(|e| e.into_path())
+        .filter(|p| p.is_file())
+        .filter(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .filter(|p| ext.is_none_or(|x| p.extension().is_some_and(|e| e == x)))
+        .collect()
+}
+
+/// File names in `dir` (sorted; empty when it does not exist).
+pub fn names(dir: &Path) -> std::collections::BTreeSet<String> {
+    files(dir, false, None)
+        .iter()
+        .filter_map(|p| Some(p.file_name()?.to_str()?.to_string()))
+        .collect()
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// SHA-1 as 40 lower-case hex digits: the name libFuzzer (and OSS-Fuzz's seed zips) give an
+/// input.
+pub fn sha1_hex(data: &[u8]) -> String {
+    hex(&Sha1::digest(data))
+}
+
+/// SHA-256 of a file's content, as 64 lower-case hex digits.
+pub fn sha256_file(p: &Path) -> std::io::Result<String> {
+    let mut h = Sha256::new();
+    std::io::copy(&mut std::fs::File::open(p)?, &mut h)?;
+    Ok(hex(&h.finalize()))
+}
+
 /// Renders a command line for messages, e.g. `cargo +nightly fuzz build -O`.
 pub fn cmd_line(cmd: &Command) -> String {
     let mut s = cmd.get_program().to_string_lossy().into_owned();
@@ -78,7 +156,7 @@ pub fn cmd_line(cmd: &Command) -> String {
 /// Runs `cmd` with inherited stdio; returns its exit status. A spawn failure is a setup error.
 pub fn run(cmd: &mut Command) -> Res<ExitStatus> {
     cmd.status()
-        .map_err(|e| setup_err(format!("cannot run `{}`: {e}", cmd_line(cmd))))
+        .ctx(format_args!("cannot run `{}`", cmd_line(cmd)))
 }
 
 /// Runs `cmd` with inherited stdio and fails with a setup error unless it succeeds.
@@ -103,16 +181,58 @@ pub fn capture(cmd: &mut Command) -> (bool, String, String) {
     }
 }
 
-/// True when running as root (uid 0).
-pub fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(|u| u == "0"))
+/// Calls `each` with every line the child writes to its piped stdout and stderr (one thread
+/// per stream); join the handles before reading what `each` collected.
+pub fn on_lines(
+    child: &mut Child,
+    each: impl Fn(String) + Send + Sync + 'static,
+) -> Vec<JoinHandle<()>> {
+    let each = Arc::new(each);
+    let streams: [Option<Box<dyn Read + Send>>; 2] = [
+        child.stdout.take().map(|s| Box::new(s) as _),
+        child.stderr.take().map(|s| Box::new(s) as _),
+    ];
+    streams
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let each = each.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(s).split(b'\n').map_while(Result::ok) {
+                    each(
+                        String::from_utf8_lossy(&line)
+                            .trim_end_matches('\r')
+                            .to_string(),
+                    );
+                }
+            })
         })
-        .unwrap_or(false)
+        .collect()
+}
+
+/// The host triple (`rustc [+nightly] -vV`), which is where `--target <host>` builds land.
+pub fn host_triple(nightly: bool) -> Res<String> {
+    let tc: &[&str] = if nightly { &["+nightly"] } else { &[] };
+    let (ok, out, _) = capture(Command::new("rustc").args(tc).arg("-vV"));
+    out.lines()
+        .find_map(|l| l.strip_prefix("host: ").map(|s| s.trim().to_string()))
+        .filter(|_| ok)
+        .ok_or_else(|| match nightly {
+            true => setup_err("cannot run `rustc +nightly -vV`; run: cargo xtask setup --fuzz"),
+            false => setup_err("cannot run `rustc -vV`; install Rust with rustup"),
+        })
+}
+
+/// The command-line spelling of a clap value, e.g. `address` for `--sanitizer address`.
+pub fn value_name(v: impl clap::ValueEnum) -> String {
+    v.to_possible_value()
+        .map_or_else(String::new, |p| p.get_name().to_string())
+}
+
+/// True when running as root (uid 0): /proc/self belongs to the process's effective user.
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// Formats a duration compactly: `850ms`, `12.3s`, `4m05s`.
@@ -145,38 +265,23 @@ pub fn rel(p: &Path) -> String {
 
 /// Renders rows as a left-aligned text table with a header and two-space gaps.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let n = header.len();
     let mut w: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
-        for (i, c) in r.iter().enumerate().take(n) {
+        for (i, c) in r.iter().enumerate().take(w.len()) {
             w[i] = w[i].max(c.chars().count());
         }
     }
+    let rule: Vec<String> = w.iter().map(|&x| "-".repeat(x)).collect();
+    let head: Vec<String> = header.iter().map(|h| h.to_string()).collect();
     let mut out = String::new();
-    let line = |cells: Vec<&str>, out: &mut String| {
-        let mut l = String::from("  ");
+    for cells in [&head, &rule].into_iter().chain(rows) {
+        let mut l = String::from(" ");
         for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                l.push_str(c);
-            } else {
-                let _ = write!(l, "{c:<width$}  ", width = w[i]);
-            }
+            let width = if i + 1 == cells.len() { 0 } else { w[i] };
+            let _ = write!(l, " {c:<width$} ");
         }
         out.push_str(l.trim_end());
         out.push('\n');
-    };
-    line(header.to_vec(), &mut out);
-    line(
-        w.iter()
-            .map(|&x| "-".repeat(x))
-            .collect::<Vec<_>>()
-            .iter()
-            .map(|s| s.as_str())
-            .collect(),
-        &mut out,
-    );
-    for r in rows {
-        line(r.iter().map(|s| s.as_str()).collect(), &mut out);
     }
     out
 }
@@ -198,5 +303,44 @@ mod tests {
     fn table_aligns() {
         let t = table(&["a", "bb"], &[vec!["xyz".into(), "1".into()]]);
         assert_eq!(t, "  a    bb\n  ---  --\n  xyz  1\n");
+    }
+
+    #[test]
+    fn hashes_match_the_standard_test_vectors() {
+        // FIPS 180-2 appendix A / B.
+        assert_eq!(sha1_hex(b""), "da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(sha1_hex(b"abc"), "a9993e364706816aba3e25717850c26c9cd0d89d");
+        assert_eq!(
+            sha1_hex(&vec![b'a'; 1_000_000]),
+            "34aa973cd4c4daa4f61eeb2bdbad27316534016f"
+        );
+        let p = std::env::temp_dir().join(format!("xtask-sha256-{}", std::process::id()));
+        std::fs::write(&p, b"abc").unwrap();
+        let h = sha256_file(&p);
+        let _ = std::fs::remove_file(&p);
+        assert_eq!(
+            h.unwrap(),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn file_walks_are_sorted_and_filtered() {
+        let d = std::env::temp_dir().join(format!("xtask-files-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        for f in ["b.txt", "a/z.txt", "a/y.bin", ".hidden.txt", "c/d/e.txt"] {
+            std::fs::create_dir_all(d.join(f).parent().unwrap()).unwrap();
+            std::fs::write(d.join(f), f).unwrap();
+        }
+        let rel = |v: Vec<PathBuf>| -> Vec<String> {
+            v.iter()
+                .map(|p| p.strip_prefix(&d).unwrap().display().to_string())
+                .collect()
+        };
+        let deep = rel(files(&d, true, Some("txt")));
+        let flat = rel(files(&d, false, None));
+        let _ = std::fs::remove_dir_all(&d);
+        assert_eq!(deep, ["a/z.txt", "b.txt", "c/d/e.txt"]);
+        assert_eq!(flat, ["b.txt"]);
     }
 }
