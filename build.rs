@@ -1,14 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! Builds the C side: the kernel's own `pgtable.c`, unmodified, compiled with
-//! clang against our stubs in `c-shim/`, once per execution context and
-//! granule, with global symbols renamed per build so all builds link into one
-//! binary. bindgen then reads the kernel's own `kvm_pgtable.h` (through the
-//! same stubs) so that Rust sees the struct layouts of the compiled tree.
+//! clang against our stubs in `c-shim/`, once per (kernel line, execution
+//! context, granule), with global symbols renamed per build so every build
+//! links into one binary. Each build also compiles `c-shim/glue.c`, which
+//! exports the build's entry points through the ABI of
+//! `c-shim/include/kpd/api.h`; bindgen reads that ABI (basic types only), so
+//! no kernel structure layout reaches Rust and one binary drives every API
+//! generation.
 //!
-//! Source selection:
-//! - default: `.cache/linux-source-6.12/` (made by `cargo xtask kernel`),
-//!   verified against `[line 6.12]` of `kernel.lock`;
-//! - `LINUX_SRC=<kernel tree>`: any tree, e.g. one with a patch under test.
+//! Source selection, per kernel line of `kernel.lock`:
+//! - default: `.cache/linux-source-<line>/` (made by `cargo xtask kernel`),
+//!   checked against the lock's hashes;
+//! - `LINUX_SRC=<kernel tree>`: the tree replaces the pinned line of its API
+//!   generation (decided from what its pgtable.c defines, `build-support/probe.rs`);
+//! - `KPD_AGAINST=pinned|<tree>` (with `LINUX_SRC`): adds a baseline copy of
+//!   that line built from the pinned source (or the second tree), for the
+//!   C-against-C behaviour diff of a patch.
 
 use std::env;
 use std::fmt::Write as _;
@@ -20,6 +27,8 @@ use sha2::{Digest, Sha256};
 
 #[path = "build-support/lock.rs"]
 mod lock;
+#[path = "build-support/probe.rs"]
+mod probe;
 
 /// The three kernel files the C side needs, relative to a kernel tree.
 const KERNEL_FILES: [&str; 3] = [
@@ -28,35 +37,6 @@ const KERNEL_FILES: [&str; 3] = [
     "arch/arm64/include/asm/stage2_pgtable.h",
 ];
 const PGTABLE_C: &str = KERNEL_FILES[0];
-
-/// The kvm_pgtable API functions (Linux 6.12) that c-shim/glue.c puts in
-/// each build's ops table; pgtable.c must define every one of them.
-const API_6_12: [&str; 24] = [
-    "kvm_pgtable_hyp_init",
-    "kvm_pgtable_hyp_destroy",
-    "kvm_pgtable_hyp_map",
-    "kvm_pgtable_hyp_unmap",
-    "kvm_pgtable_hyp_pte_prot",
-    "kvm_get_vtcr",
-    "kvm_pgtable_stage2_pgd_size",
-    "__kvm_pgtable_stage2_init",
-    "kvm_pgtable_stage2_destroy",
-    "kvm_pgtable_stage2_free_unlinked",
-    "kvm_pgtable_stage2_create_unlinked",
-    "kvm_pgtable_stage2_map",
-    "kvm_pgtable_stage2_set_owner",
-    "kvm_pgtable_stage2_unmap",
-    "kvm_pgtable_stage2_wrprotect",
-    "kvm_pgtable_stage2_mkyoung",
-    "kvm_pgtable_stage2_test_clear_young",
-    "kvm_pgtable_stage2_relax_perms",
-    "kvm_pgtable_stage2_flush",
-    "kvm_pgtable_stage2_split",
-    "kvm_pgtable_stage2_pte_prot",
-    "kvm_tlb_flush_vmid_range",
-    "kvm_pgtable_walk",
-    "kvm_pgtable_get_leaf",
-];
 
 /// Execution contexts: nVHE hypervisor (no RCU, SHARED walks refused) and
 /// the kernel proper (RCU read-side stubs).
@@ -77,100 +57,186 @@ fn sha256_hex(data: &[u8]) -> String {
     })
 }
 
-/// The kernel.lock line built by default (its cache is `.cache/linux-source-6.12`).
-fn locked_line(root: &Path) -> lock::Line {
-    let lock = lock::Lock::read(&root.join("kernel.lock")).unwrap_or_else(|e| fail(&e));
-    match lock.line(lock::BUILT_LINE) {
-        Some(line) => line.clone(),
-        None => fail(&format!(
-            "kernel.lock has no [line {}]; restore kernel.lock from git",
-            lock::BUILT_LINE
-        )),
+/// One kernel tree compiled into the binary (six builds).
+struct Set {
+    /// "6.12", "7.3", or "7.3-base" for the C-against-C baseline.
+    name: String,
+    /// The kernel.lock line it stands for.
+    line: String,
+    generation: &'static probe::Generation,
+    dir: PathBuf,
+    /// Where it came from, for reports.
+    source: String,
+    pinned: bool,
+    /// sha256 per kernel file, in KERNEL_FILES order.
+    hashes: Vec<String>,
+}
+
+impl Set {
+    /// The set's name as a C identifier part.
+    fn ident(&self) -> String {
+        self.name.replace(['.', '-'], "_")
     }
 }
 
-/// Finds the kernel tree to build and says which one it is (the locked line, unless LINUX_SRC).
-fn kernel_source(root: &Path) -> (PathBuf, Option<lock::Line>) {
-    println!("cargo:rerun-if-env-changed=LINUX_SRC");
-    match env::var_os("LINUX_SRC").filter(|v| !v.is_empty()) {
-        Some(src) => {
-            let tree = PathBuf::from(&src);
-            if !tree.is_dir() {
-                fail(&format!(
-                    "LINUX_SRC={} is not a directory. Point it at a Linux kernel tree \
-                     (the directory containing arch/arm64), or unset it to use the locked Debian source.",
-                    tree.display()
-                ));
+/// Checks that `tree` holds the kernel files (`what` names it in messages).
+fn check_tree(tree: &Path, what: &str) {
+    if !tree.is_dir() {
+        fail(&format!(
+            "{what}={} is not a directory. Point it at a Linux kernel tree (the directory \
+             containing arch/arm64), or unset it to use the pinned Debian sources.",
+            tree.display()
+        ));
+    }
+    for f in KERNEL_FILES {
+        if !tree.join(f).is_file() {
+            fail(&format!(
+                "{what}={} has no {f}. Point it at the top of a Linux kernel tree, or unset it \
+                 to use the pinned Debian sources.",
+                tree.display()
+            ));
+        }
+    }
+}
+
+fn read(path: &Path) -> Vec<u8> {
+    fs::read(path).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", path.display())))
+}
+
+/// A tree given by the user: its generation decides which line it replaces.
+fn user_set(tree: PathBuf, var: &str, name_suffix: &str) -> Set {
+    check_tree(&tree, var);
+    let src = String::from_utf8_lossy(&read(&tree.join(PGTABLE_C))).into_owned();
+    let shown = format!("{var}={}", tree.display());
+    let generation = probe::detect(&src, &shown).unwrap_or_else(|e| fail(&e));
+    Set {
+        name: format!("{}{name_suffix}", generation.line),
+        line: generation.line.to_string(),
+        generation,
+        source: shown,
+        dir: tree,
+        pinned: false,
+        hashes: Vec::new(),
+    }
+}
+
+/// Every tree to compile: each pinned line (or the LINUX_SRC tree that
+/// replaces it), plus the C-against-C baseline when asked for.
+fn sets(root: &Path) -> Vec<Set> {
+    for var in ["LINUX_SRC", "KPD_AGAINST"] {
+        println!("cargo:rerun-if-env-changed={var}");
+    }
+    let lock = lock::Lock::read(&root.join("kernel.lock")).unwrap_or_else(|e| fail(&e));
+    let user = env::var_os("LINUX_SRC")
+        .filter(|v| !v.is_empty())
+        .map(|t| user_set(PathBuf::from(t), "LINUX_SRC", ""));
+    let pinned = |line: &lock::Line| -> Set {
+        let generation = probe::of_line(&line.name).unwrap_or_else(|| {
+            fail(&format!(
+                "kernel.lock pins line {} but the C side knows no API generation for it; \
+                 restore kernel.lock from git",
+                line.name
+            ))
+        });
+        let dir = root.join(line.cache_dir());
+        println!("cargo:rerun-if-changed={}", dir.display());
+        if KERNEL_FILES.iter().any(|f| !dir.join(f).is_file()) {
+            fail(&format!(
+                "the kernel source of line {} is missing from {}. Run `cargo xtask kernel` \
+                 (fetches Debian's {} {}), or set LINUX_SRC=<path to a Linux kernel tree>.",
+                line.name,
+                line.cache_dir().display(),
+                line.package,
+                line.version
+            ));
+        }
+        Set {
+            name: line.name.clone(),
+            line: line.name.clone(),
+            generation,
+            source: format!("{} {} (kernel.lock)", line.package, line.version),
+            dir,
+            pinned: true,
+            hashes: Vec::new(),
+        }
+    };
+    let user_line = user.as_ref().map(|u| u.line.clone());
+    let mut user = user;
+    let mut sets: Vec<Set> = Vec::new();
+    for line in &lock.lines {
+        if user.as_ref().is_some_and(|u| u.line == line.name) {
+            sets.extend(user.take());
+        } else {
+            sets.push(pinned(line));
+        }
+    }
+    if let Some(u) = user {
+        fail(&format!(
+            "{} implements the {} API, whose line {} is not in kernel.lock; restore kernel.lock from git",
+            u.source, u.generation.name, u.line
+        ));
+    }
+    if let Some(line) = user_line {
+        match env::var("KPD_AGAINST").ok().filter(|v| !v.is_empty()) {
+            None => {}
+            Some(v) if v == "pinned" => {
+                let l = lock
+                    .line(&line)
+                    .unwrap_or_else(|| fail(&format!("kernel.lock has no line {line}")));
+                let mut base = pinned(l);
+                base.name = format!("{line}-base");
+                sets.push(base);
             }
-            for f in KERNEL_FILES {
-                if !tree.join(f).is_file() {
+            Some(t) => {
+                let base = user_set(PathBuf::from(t), "KPD_AGAINST", "-base");
+                if base.line != line {
                     fail(&format!(
-                        "LINUX_SRC={} has no {f}. Point LINUX_SRC at the top of a Linux kernel tree, \
-                         or unset it to use the locked Debian source.",
-                        tree.display()
+                        "{} implements the {} API, LINUX_SRC the API of line {line}: a \
+                         C-against-C run compares two trees of the same API generation.",
+                        base.source, base.generation.name
                     ));
                 }
+                sets.push(base);
             }
-            (tree, None)
         }
-        None => {
-            let line = locked_line(root);
-            let tree = root.join(line.cache_dir());
-            println!("cargo:rerun-if-changed={}", tree.display());
-            if KERNEL_FILES.iter().any(|f| !tree.join(f).is_file()) {
-                fail(
-                    "the kernel source is missing. Run `cargo xtask kernel` (fetches Debian's \
-                     linux-source-6.12), or set LINUX_SRC=<path to a Linux kernel tree>.",
-                );
+    } else if env::var_os("KPD_AGAINST").is_some_and(|v| !v.is_empty()) {
+        fail("KPD_AGAINST needs LINUX_SRC: the tree under test is compared against it.");
+    }
+    // Check the pinned sources against the lock (a warning: a stale cache
+    // still builds, and `cargo xtask kernel` says how to fix it).
+    for set in &mut sets {
+        for f in KERNEL_FILES {
+            let h = sha256_hex(&read(&set.dir.join(f)));
+            if set.pinned {
+                let line = lock
+                    .line(&set.line)
+                    .expect("pinned sets come from the lock");
+                match line.sha256(f) {
+                    Some(want) if want == h => {}
+                    Some(want) => println!(
+                        "cargo:warning={} of line {} differs from kernel.lock ({} expects {want}, \
+                         the cache has {h}). Run `cargo xtask kernel` to restore the pinned source.",
+                        f, set.line, line.version
+                    ),
+                    None => println!(
+                        "cargo:warning=kernel.lock has no hash for {f} of line {}; run `cargo xtask kernel --update-lock`",
+                        set.line
+                    ),
+                }
             }
-            (tree, Some(line))
+            set.hashes.push(h);
+        }
+        if !set.pinned {
+            println!(
+                "cargo:warning=C side line {} built from {}",
+                set.name, set.source
+            );
+            for (f, h) in KERNEL_FILES.iter().zip(&set.hashes) {
+                println!("cargo:warning=  sha256 {h} {f}");
+            }
         }
     }
-}
-
-/// Global (non-static) functions defined in pgtable.c: these get renamed per
-/// build. Scanning the file rather than listing names keeps a patched tree
-/// that adds a global helper linkable.
-fn global_functions(src: &str) -> Vec<String> {
-    let mut names = Vec::new();
-    for line in src.lines() {
-        let first = line.chars().next().unwrap_or(' ');
-        if !(first.is_ascii_alphabetic() || first == '_') {
-            continue;
-        }
-        if ["static", "typedef", "struct kvm_pgtable_walk_data", "#"]
-            .iter()
-            .any(|p| line.starts_with(p))
-        {
-            continue;
-        }
-        let Some(paren) = line.find('(') else {
-            continue;
-        };
-        let head = line[..paren].trim_end();
-        if head.contains('=') || head.contains('{') {
-            continue;
-        }
-        let name: String = head
-            .chars()
-            .rev()
-            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect();
-        let is_macro_like = name
-            .chars()
-            .all(|c| c.is_ascii_uppercase() || c == '_' || c.is_ascii_digit());
-        if !name.is_empty()
-            && !is_macro_like
-            && !["if", "for", "while", "switch", "return"].contains(&name.as_str())
-            && !names.contains(&name)
-        {
-            names.push(name);
-        }
-    }
-    names
+    sets
 }
 
 fn find_clang() -> String {
@@ -193,120 +259,8 @@ fn find_clang() -> String {
     );
 }
 
-fn main() {
-    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
-    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
-    let shim = root.join("c-shim");
-    println!("cargo:rerun-if-changed=c-shim");
-    println!("cargo:rerun-if-changed=kernel.lock");
-    for var in ["CC", "CFLAGS", "KPD_C_COVERAGE", "LIBCLANG_PATH"] {
-        println!("cargo:rerun-if-env-changed={var}");
-    }
-
-    let (tree, locked) = kernel_source(&root);
-    let custom = locked.is_none();
-    let ksrc = out.join("ksrc");
-    let mut hashes = Vec::new();
-    for f in KERNEL_FILES {
-        let from = tree.join(f);
-        println!("cargo:rerun-if-changed={}", from.display());
-        let data = fs::read(&from)
-            .unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", from.display())));
-        hashes.push((f, sha256_hex(&data)));
-        let to = ksrc.join(f);
-        fs::create_dir_all(to.parent().unwrap()).unwrap();
-        // Write only on change so clang's inputs keep their mtimes.
-        if fs::read(&to).ok().as_deref() != Some(&data[..]) {
-            fs::write(&to, &data).unwrap();
-        }
-    }
-    if custom {
-        println!(
-            "cargo:warning=C side built from LINUX_SRC={}",
-            tree.display()
-        );
-        for (f, h) in &hashes {
-            println!("cargo:warning=  sha256 {h} {f}");
-        }
-    } else if let Some(lock) = &locked {
-        for (f, h) in &hashes {
-            match lock.sha256(f) {
-                Some(want) if want == h => {}
-                Some(want) => println!(
-                    "cargo:warning={f} differs from kernel.lock ({} expects {want}, cache has {h}). \
-                     Run `cargo xtask kernel` to restore the locked source, or `cargo xtask kernel --update-lock` to accept it.",
-                    lock.version
-                ),
-                None => println!(
-                    "cargo:warning=kernel.lock has no hash for {f}; run `cargo xtask kernel --update-lock`"
-                ),
-            }
-        }
-    }
-
-    let pgtable_c = fs::read_to_string(ksrc.join(PGTABLE_C)).unwrap();
-    let globals = global_functions(&pgtable_c);
-    let missing: Vec<&str> = API_6_12
-        .iter()
-        .copied()
-        .filter(|f| !globals.iter().any(|g| g == f))
-        .collect();
-    if !missing.is_empty() {
-        fail(&format!(
-            "{} is not the Linux 6.12 kvm_pgtable API that kvm-pgtable-diff drives: pgtable.c does not \
-             define {}.\nUse a 6.12-based tree, or unset LINUX_SRC to use the locked Debian source.",
-            tree.display(),
-            missing.join(", ")
-        ));
-    }
-    let kinc = ksrc.join("arch/arm64/include");
-    let shim_inc = shim.join("include");
-
-    // One generated translation unit per (context, granule).
-    let units_dir = out.join("units");
-    fs::create_dir_all(&units_dir).unwrap();
-    let mut units = Vec::new();
-    let mut builds_rs =
-        String::from("// @generated by build.rs: one C build per (context, granule).\n");
-    for (ctx, nvhe) in CONTEXTS {
-        for (gran, shift) in GRANULES {
-            let build = format!("{ctx}_{gran}");
-            let mut u = format!("/* @generated by build.rs for build {build} */\n");
-            let _ = writeln!(u, "#define KPD_PAGE_SHIFT {shift}");
-            if nvhe {
-                u.push_str("#define __KVM_NVHE_HYPERVISOR__ 1\n");
-            }
-            let _ = writeln!(u, "#define KPD_BUILD_NAME \"{build}\"");
-            let _ = writeln!(u, "#define KPD_OPS_SYMBOL kpd_ops_{build}");
-            for g in &globals {
-                let _ = writeln!(u, "#define {g} kpd_{build}__{g}");
-            }
-            let _ = writeln!(u, "#include \"{}\"", ksrc.join(PGTABLE_C).display());
-            let _ = writeln!(u, "#include \"{}\"", shim.join("glue.c").display());
-            let path = units_dir.join(format!("{build}.c"));
-            if fs::read_to_string(&path).ok().as_deref() != Some(&u) {
-                fs::write(&path, &u).unwrap();
-            }
-            units.push(path);
-            let _ = writeln!(
-                builds_rs,
-                "unsafe extern \"C\" {{ static kpd_ops_{build}: kpd_ops; }}"
-            );
-        }
-    }
-    builds_rs.push_str("/// Every C build, as (context is nVHE, page shift, ops table).\npub(crate) fn builds() -> [(bool, u32, &'static kpd_ops); 6] {\n    // SAFETY: the tables are immutable C constants defined by glue.c.\n    unsafe { [\n");
-    for (ctx, nvhe) in CONTEXTS {
-        for (gran, shift) in GRANULES {
-            let _ = writeln!(
-                builds_rs,
-                "        ({nvhe}, {shift}, &*core::ptr::addr_of!(kpd_ops_{ctx}_{gran})),"
-            );
-        }
-    }
-    builds_rs.push_str("    ] }\n}\n");
-    fs::write(out.join("builds.rs"), builds_rs).unwrap();
-
-    let cc = find_clang();
+/// Flags of every C compile beyond CFLAGS.
+fn extra_flags() -> Vec<String> {
     let cflags = env::var("CFLAGS").unwrap_or_default();
     let mut extra: Vec<String> = vec![
         "-std=gnu11".into(),
@@ -332,52 +286,160 @@ fn main() {
         extra.push("-fprofile-instr-generate".into());
         extra.push("-fcoverage-mapping".into());
     }
+    extra
+}
 
-    // Fail early, with a short message, if the tree is not the 6.12 API.
-    let probe = Command::new(&cc)
-        .args(["-fsyntax-only", "-w"])
-        .args(&extra)
-        .arg(format!("-I{}", shim_inc.display()))
-        .arg(format!("-I{}", kinc.display()))
-        .arg(&units[0])
-        .output()
-        .unwrap_or_else(|e| {
-            fail(&format!(
-                "cannot run {cc}: {e}. Run `cargo xtask setup`, or set CC to a clang."
-            ))
-        });
-    if !probe.status.success() {
-        let errs = String::from_utf8_lossy(&probe.stderr);
-        let first: Vec<&str> = errs
-            .lines()
-            .filter(|l| l.contains("error"))
-            .take(6)
-            .collect();
-        fail(&format!(
-            "{} does not compile as the Linux 6.12 kvm_pgtable API that kvm-pgtable-diff drives \
-             (pgtable.c/kvm_pgtable.h differ from 6.12 in an incompatible way).\n\
-             Use a 6.12-based tree, or unset LINUX_SRC to use the locked Debian source.\nFirst errors:\n  {}",
-            tree.display(),
-            first.join("\n  ")
-        ));
+fn main() {
+    let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
+    let out = PathBuf::from(env::var("OUT_DIR").unwrap());
+    let shim = root.join("c-shim");
+    println!("cargo:rerun-if-changed=c-shim");
+    println!("cargo:rerun-if-changed=build-support");
+    println!("cargo:rerun-if-changed=kernel.lock");
+    for var in ["CC", "CFLAGS", "KPD_C_COVERAGE", "LIBCLANG_PATH"] {
+        println!("cargo:rerun-if-env-changed={var}");
     }
 
-    let mut build = cc::Build::new();
-    build
-        .compiler(&cc)
+    let sets = sets(&root);
+    let shim_inc = shim.join("include");
+    let cc = find_clang();
+    let extra = extra_flags();
+    let units_dir = out.join("units");
+    fs::create_dir_all(&units_dir).unwrap();
+
+    let mut builds_rs =
+        String::from("// @generated by build.rs: the C builds linked into this binary.\n");
+    let mut table = String::new();
+    for set in &sets {
+        // Each set's kernel files, copied so every set has its own include tree.
+        let ksrc = out.join("ksrc").join(set.ident());
+        for f in KERNEL_FILES {
+            let from = set.dir.join(f);
+            println!("cargo:rerun-if-changed={}", from.display());
+            let data = read(&from);
+            let to = ksrc.join(f);
+            fs::create_dir_all(to.parent().unwrap()).unwrap();
+            // Write only on change so clang's inputs keep their mtimes.
+            if fs::read(&to).ok().as_deref() != Some(&data[..]) {
+                fs::write(&to, &data).unwrap();
+            }
+        }
+        let pgtable_c = fs::read_to_string(ksrc.join(PGTABLE_C)).unwrap();
+        let globals = probe::global_functions(&pgtable_c);
+        let kinc = ksrc.join("arch/arm64/include");
+
+        let mut units = Vec::new();
+        for (ctx, nvhe) in CONTEXTS {
+            for (gran, shift) in GRANULES {
+                let build = format!("{}_{ctx}_{gran}", set.ident());
+                let mut u = format!("/* @generated by build.rs for build {build} */\n");
+                let _ = writeln!(u, "#define KPD_GEN {}", set.generation.id);
+                let _ = writeln!(u, "#define KPD_PAGE_SHIFT {shift}");
+                if nvhe {
+                    u.push_str("#define __KVM_NVHE_HYPERVISOR__ 1\n");
+                }
+                let _ = writeln!(u, "#define KPD_BUILD_NAME \"{}_{ctx}_{gran}\"", set.name);
+                let _ = writeln!(u, "#define KPD_API_SYMBOL kpd_api_{build}");
+                for g in &globals {
+                    let _ = writeln!(u, "#define {g} kpd_{build}__{g}");
+                }
+                let _ = writeln!(u, "#include \"{}\"", ksrc.join(PGTABLE_C).display());
+                let _ = writeln!(u, "#include \"{}\"", shim.join("glue.c").display());
+                let path = units_dir.join(format!("{build}.c"));
+                if fs::read_to_string(&path).ok().as_deref() != Some(&u) {
+                    fs::write(&path, &u).unwrap();
+                }
+                units.push(path);
+                let _ = writeln!(
+                    builds_rs,
+                    "unsafe extern \"C\" {{ static kpd_api_{build}: kpd_api; }}"
+                );
+                let _ = writeln!(
+                    table,
+                    "        ({:?}, {nvhe}, {shift}, &*core::ptr::addr_of!(kpd_api_{build})),",
+                    set.name
+                );
+            }
+        }
+
+        // Fail early, with a short message, if the tree does not compile as
+        // its generation's API (a signature changed, a stub is missing).
+        let probe = Command::new(&cc)
+            .args(["-fsyntax-only", "-w"])
+            .args(&extra)
+            .arg(format!("-I{}", shim_inc.display()))
+            .arg(format!("-I{}", kinc.display()))
+            .arg(&units[0])
+            .output()
+            .unwrap_or_else(|e| {
+                fail(&format!(
+                    "cannot run {cc}: {e}. Run `cargo xtask setup`, or set CC to a clang."
+                ))
+            });
+        if !probe.status.success() {
+            let errs = String::from_utf8_lossy(&probe.stderr);
+            let first: Vec<&str> = errs
+                .lines()
+                .filter(|l| l.contains("error"))
+                .take(6)
+                .collect();
+            fail(&format!(
+                "{} (line {}) does not compile as the {} kvm_pgtable API that kvm-pgtable-diff drives: \
+                 a signature or a definition the stubs rely on differs. {}.\nFirst errors:\n  {}",
+                set.source,
+                set.line,
+                set.generation.name,
+                probe::supported(),
+                first.join("\n  ")
+            ));
+        }
+
+        let mut build = cc::Build::new();
+        build
+            .compiler(&cc)
+            .include(&shim_inc)
+            .include(&kinc)
+            .files(&units)
+            .warnings(false)
+            .opt_level(2);
+        for f in &extra {
+            build.flag(f);
+        }
+        build.compile(&format!("kpd_c_{}", set.ident()));
+    }
+
+    let mut rt = cc::Build::new();
+    rt.compiler(&cc)
         .include(&shim_inc)
-        .include(&kinc)
-        .files(&units)
         .file(shim.join("runtime.c"))
         .warnings(false)
         .opt_level(2);
     for f in &extra {
-        build.flag(f);
+        rt.flag(f);
     }
-    build.compile("kpd_c");
+    rt.compile("kpd_runtime");
 
-    // Bindings from the kernel's header, seen through the stubs (kernel
-    // context, 4K: the struct layouts are the same in every build).
+    let n = sets.len() * CONTEXTS.len() * GRANULES.len();
+    let _ = writeln!(
+        builds_rs,
+        "/// Every C build, as (set, context is nVHE, page shift, entry points).\n\
+         pub(crate) fn builds() -> [(&'static str, bool, u32, &'static kpd_api); {n}] {{\n    \
+         // SAFETY: the tables are immutable C constants defined by glue.c.\n    unsafe {{ [\n{table}    ] }}\n}}"
+    );
+    builds_rs.push_str(
+        "/// The kernel trees compiled in, one per set.\npub(crate) const SETS: &[SetInfo] = &[\n",
+    );
+    for s in &sets {
+        let _ = writeln!(
+            builds_rs,
+            "    SetInfo {{ name: {:?}, line: {:?}, generation: {}, source: {:?}, pinned: {}, pgtable_c_sha256: {:?} }},",
+            s.name, s.line, s.generation.id, s.source, s.pinned, s.hashes[0]
+        );
+    }
+    builds_rs.push_str("];\n");
+    fs::write(out.join("builds.rs"), builds_rs).unwrap();
+
+    // Bindings of the ABI (our own headers only).
     if env::var_os("LIBCLANG_PATH").is_none() && Path::new("/usr/lib/llvm-22/lib").is_dir() {
         // SAFETY: build scripts are single-threaded at this point.
         unsafe { env::set_var("LIBCLANG_PATH", "/usr/lib/llvm-22/lib") };
@@ -385,29 +447,18 @@ fn main() {
     let bindings = bindgen::Builder::default()
         .header(shim.join("bindings.h").display().to_string())
         .clang_arg(format!("-I{}", shim_inc.display()))
-        .clang_arg(format!("-I{}", kinc.display()))
-        .clang_arg("-DKPD_PAGE_SHIFT=12")
-        .allowlist_type("kvm_.*|kpd_.*")
-        .allowlist_var("KVM_.*|KPD_.*")
+        .allowlist_type("kpd_.*|kvm_mmu_memory_cache")
+        .allowlist_var("KPD_.*")
         .allowlist_function("kpd_runtime_get")
         .blocklist_item("kpd_rt")
-        .blocklist_function("kpd_ev_.*")
         .derive_default(true)
         .layout_tests(false)
         .generate()
         .unwrap_or_else(|e| {
             fail(&format!(
-                "bindgen failed on kvm_pgtable.h: {e}. Run `cargo xtask setup` (installs libclang-22-dev), \
-                 or set LIBCLANG_PATH to a directory holding libclang.so."
+                "bindgen failed on c-shim/bindings.h: {e}. Run `cargo xtask setup` (installs \
+                 libclang-22-dev), or set LIBCLANG_PATH to a directory holding libclang.so."
             ))
         });
     bindings.write_to_file(out.join("bindings.rs")).unwrap();
-    println!(
-        "cargo:rustc-env=KPD_KERNEL_SOURCE={}",
-        match &locked {
-            None => tree.display().to_string(),
-            Some(line) => format!("{} (kernel.lock)", line.cache_dir().display()),
-        }
-    );
-    println!("cargo:rustc-env=KPD_PGTABLE_C_SHA256={}", hashes[0].1);
 }

@@ -131,7 +131,10 @@ pub fn supported() -> String {
         .iter()
         .map(|g| format!("{} (pinned line {})", g.name, g.line))
         .collect();
-    format!("kvm-pgtable-diff drives the kvm_pgtable API of {}", v.join(" and of "))
+    format!(
+        "kvm-pgtable-diff drives the kvm_pgtable API of {}",
+        v.join(" and of ")
+    )
 }
 
 /// The generation of a tree whose pgtable.c is `src`, or a paragraph
@@ -172,7 +175,9 @@ mod tests {
     fn tree(functions: &[&str]) -> String {
         functions
             .iter()
-            .map(|f| format!("int {f}(struct kvm_pgtable *pgt)\n{{\n}}\n\nstatic int helper(void)\n"))
+            .map(|f| {
+                format!("int {f}(struct kvm_pgtable *pgt)\n{{\n}}\n\nstatic int helper(void)\n")
+            })
             .collect()
     }
 
@@ -192,14 +197,21 @@ mod tests {
             .filter(|f| *f != "kvm_pgtable_stage2_split")
             .collect();
         let e = detect(&tree(&f), "/src/linux-6.1").unwrap_err();
-        assert!(e.starts_with("/src/linux-6.1 is not a supported kernel tree"), "{e}");
-        assert!(e.contains("does not define kvm_pgtable_stage2_split (closest: the Linux 6.12 API)"), "{e}");
+        assert!(
+            e.starts_with("/src/linux-6.1 is not a supported kernel tree"),
+            "{e}"
+        );
+        assert!(
+            e.contains("does not define kvm_pgtable_stage2_split (closest: the Linux 6.12 API)"),
+            "{e}"
+        );
         assert!(e.contains("pinned line 7.3"), "{e}");
     }
 
     #[test]
     fn static_functions_and_calls_are_not_definitions() {
-        let src = "static int kvm_pgtable_walk(void)\n\tkvm_pgtable_walk(x);\nu64 kvm_get_vtcr(u64 a,\n";
+        let src =
+            "static int kvm_pgtable_walk(void)\n\tkvm_pgtable_walk(x);\nu64 kvm_get_vtcr(u64 a,\n";
         assert_eq!(global_functions(src), vec!["kvm_get_vtcr".to_string()]);
     }
 }

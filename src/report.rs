@@ -155,12 +155,19 @@ impl fmt::Display for Divergence {
         let (la, lb) = (format!("{na}:"), format!("{nb}:"));
         let _ = writeln!(out, "=== kvm-pgtable-diff: {} ===", self.headline());
         let _ = writeln!(out, "sides: {na} against {nb}");
-        let _ = writeln!(
-            out,
-            "kernel: {} (pgtable.c sha256 {})",
-            crate::c_side::kernel_source(),
-            &crate::c_side::pgtable_c_sha256()[..16]
-        );
+        let line = self.stream.config.kernel.name();
+        for set in crate::c_side::sets()
+            .iter()
+            .filter(|s| s.line == line && self.sides.iter().any(|n| n.ends_with(s.name)))
+        {
+            let _ = writeln!(
+                out,
+                "kernel line {}: {} (pgtable.c sha256 {})",
+                set.name,
+                set.source,
+                &set.pgtable_c_sha256[..16]
+            );
+        }
         let mark = match self.step {
             Step::Op(n) => Some(n),
             _ => None,

@@ -564,6 +564,34 @@ impl OpHandler for RustSide {
         Outcome::new(value, self.trace())
     }
 
+    fn stage2_annotate(
+        &mut self,
+        _addr: u64,
+        _size: u64,
+        _mc: Option<u32>,
+        _kind: u8,
+        _annotation: u64,
+    ) -> Outcome {
+        Outcome::new(
+            Value::Skipped("rust-pgtable does not model 7.x yet"),
+            self.trace(),
+        )
+    }
+
+    fn stage2_mkyoung_flags(&mut self, _addr: u64, _flags: u8) -> Outcome {
+        Outcome::new(
+            Value::Skipped("rust-pgtable does not model 7.x yet"),
+            self.trace(),
+        )
+    }
+
+    fn stage2_relax_perms_flags(&mut self, _addr: u64, _prot: Prot, _flags: u8) -> Outcome {
+        Outcome::new(
+            Value::Skipped("rust-pgtable does not model 7.x yet"),
+            self.trace(),
+        )
+    }
+
     fn pte_prot(&mut self, pte: u64) -> Outcome {
         let v = match &self.table {
             Table::Hyp(t) => rp::hyp_pte_prot(t.cfg(), rp::Pte(pte)).bits(),

@@ -18,7 +18,7 @@ use rust_pgtable as rp;
 use crate::arena::{Arena, Geometry, Memcache, NullMemcache};
 use crate::force_pte::{ForcePte, MemRegion};
 use crate::opstream::{
-    self, Config, ForcePtePolicy, Op, OpHandler, RegionKind, Stage, VisitScript,
+    self, Config, ForcePtePolicy, Op, OpHandler, RegionKind, Stage, Teardown, VisitScript,
 };
 use crate::results::Outcome;
 
@@ -117,9 +117,40 @@ pub fn with_start_level(cfg: &Config, vtcr: u64) -> u64 {
     }
 }
 
-/// `enum kvm_pgtable_stage2_flags` of the stream (6.12: NOFWB bit 0, IDMAP bit 1).
+/// `enum kvm_pgtable_stage2_flags` of the stream, in its line's encoding.
 pub fn stage2_flags(cfg: &Config) -> u32 {
-    u32::from(cfg.s2_flags.nofwb) | (u32::from(cfg.s2_flags.idmap) << 1)
+    cfg.s2_flags.bits(cfg.kernel)
+}
+
+/// The `kvm_pgtable_stage2_destroy_range` calls of a range teardown of a
+/// table translating `ia_bits` bits, as 7.x KVM's `stage2_destroy_range`
+/// makes them: consecutive chunks of `chunk` bytes (a multiple of the
+/// largest block), each ending at the next chunk boundary or at the end.
+pub fn teardown_chunks(cfg: &Config, ia_bits: u32) -> Vec<(u64, u64)> {
+    let Teardown::RangeChunks { blocks_log2 } = cfg.teardown else {
+        return Vec::new();
+    };
+    let block = cfg
+        .granule
+        .level_size(cfg.granule.min_block_level())
+        .expect("the largest block fits in 64 bits");
+    let chunk = block << blocks_log2;
+    let end = 1u64.checked_shl(ia_bits).unwrap_or(0);
+    let mut out = Vec::new();
+    let mut addr = 0u64;
+    loop {
+        let boundary = (addr.wrapping_add(chunk)) & !(chunk - 1);
+        let next = if boundary.wrapping_sub(1) < end.wrapping_sub(1) {
+            boundary
+        } else {
+            end
+        };
+        out.push((addr, next.wrapping_sub(addr)));
+        addr = next;
+        if addr == end {
+            return out;
+        }
+    }
 }
 
 /// rust-pgtable's granule for the model's.

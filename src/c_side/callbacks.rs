@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! The C side's environment: the functions pgtable.c calls back into
-//! (mm_ops, force_pte_cb, walker visitors) and the recorder behind our stubs.
+//! (mm_ops hooks, force_pte_cb, walk visitors) and the recorder behind our
+//! stubs. glue.c installs them in every table it creates.
 //!
 //! C has no context argument for most of these, so the environment of the
 //! side being called is installed in a thread-local for the duration of the
@@ -24,20 +25,24 @@ pub(super) struct CEnv {
     arena: RefCell<Arena>,
     trace: RefCell<Trace>,
     force_pte: RefCell<ForcePte>,
-    ops: &'static ffi::kpd_ops,
-    /// The side's `kvm_pgtable_mm_ops` (for free_unlinked_table's re-entry).
-    pub(super) mm_ops: Cell<*mut ffi::kvm_pgtable_mm_ops>,
+    /// The build and table being run (for free_unlinked_table's re-entry).
+    api: &'static ffi::kpd_api,
+    state: Cell<*mut ffi::kpd_state>,
 }
 
 impl CEnv {
-    pub(super) fn new(arena: Arena, force_pte: ForcePte, ops: &'static ffi::kpd_ops) -> CEnv {
+    pub(super) fn new(arena: Arena, force_pte: ForcePte, api: &'static ffi::kpd_api) -> CEnv {
         CEnv {
             arena: RefCell::new(arena),
             trace: RefCell::new(Trace::new()),
             force_pte: RefCell::new(force_pte),
-            ops,
-            mm_ops: Cell::new(ptr::null_mut()),
+            api,
+            state: Cell::new(ptr::null_mut()),
         }
+    }
+
+    pub(super) fn set_state(&self, state: *mut ffi::kpd_state) {
+        self.state.set(state);
     }
 
     /// The arena, between calls.
@@ -82,6 +87,7 @@ pub(super) fn with_current<T>(env: &CEnv, features: CpuFeatures, f: impl FnOnce(
         (*rt).bti_kernel = features.bti_kernel;
         (*rt).hvhe = features.hvhe;
         (*rt).ampere_ac03 = features.ampere_ac03;
+        (*rt).xnx = features.xnx;
         (*rt).rcu_depth = 0;
     }
     let prev = CURRENT.with(|c| c.replace(env));
@@ -196,25 +202,9 @@ extern "C" fn kpd_ev_rcu(lock: bool) {
     env().record(Event::Rcu { lock });
 }
 
-// ---- kvm_pgtable_mm_ops ----
+// ---- kvm_pgtable_mm_ops hooks ----
 
-pub(super) fn mm_ops() -> ffi::kvm_pgtable_mm_ops {
-    ffi::kvm_pgtable_mm_ops {
-        zalloc_page: Some(mm_zalloc_page),
-        zalloc_pages_exact: Some(mm_zalloc_pages_exact),
-        free_pages_exact: Some(mm_free_pages_exact),
-        free_unlinked_table: Some(mm_free_unlinked_table),
-        get_page: Some(mm_get_page),
-        put_page: Some(mm_put_page),
-        page_count: Some(mm_page_count),
-        phys_to_virt: Some(mm_phys_to_virt),
-        virt_to_phys: Some(mm_virt_to_phys),
-        dcache_clean_inval_poc: Some(mm_dcache_clean_inval_poc),
-        icache_inval_pou: Some(mm_icache_inval_pou),
-    }
-}
-
-fn pa_of(addr: *mut c_void) -> u64 {
+fn pa_of(addr: *const c_void) -> u64 {
     env().arena.borrow().virt_to_phys(addr.cast())
 }
 
@@ -230,14 +220,15 @@ fn va_of(pa: Option<u64>) -> *mut c_void {
     })
 }
 
-extern "C" fn mm_zalloc_page(arg: *mut c_void) -> *mut c_void {
+#[unsafe(no_mangle)]
+extern "C" fn kpd_mm_zalloc_page(arg: *mut c_void) -> *mut c_void {
     let pa = if arg.is_null() {
         with_arena(|a, t| a.zalloc_page(None, t))
     } else {
         let mc = arg.cast::<ffi::kvm_mmu_memory_cache>();
-        // SAFETY: every memcache the harness passes is a live
-        // kvm_mmu_memory_cache owned by the side being called; C is blocked
-        // in this callback, so nothing else accesses it.
+        // SAFETY: every memcache glue.c passes is a live kvm_mmu_memory_cache
+        // in the table state of the side being called; C is blocked in this
+        // callback, so nothing else accesses it.
         let nobjs = unsafe { (*mc).nobjs };
         let mut m = Memcache {
             nobjs: nobjs.max(0) as u32,
@@ -250,51 +241,60 @@ extern "C" fn mm_zalloc_page(arg: *mut c_void) -> *mut c_void {
     va_of(pa)
 }
 
-extern "C" fn mm_zalloc_pages_exact(size: usize) -> *mut c_void {
+#[unsafe(no_mangle)]
+extern "C" fn kpd_mm_zalloc_pages_exact(size: usize) -> *mut c_void {
     let pa = with_arena(|a, t| a.zalloc_pages_exact(size as u64, t));
     va_of(pa)
 }
 
-extern "C" fn mm_free_pages_exact(addr: *mut c_void, size: usize) {
+#[unsafe(no_mangle)]
+extern "C" fn kpd_mm_free_pages_exact(addr: *mut c_void, size: usize) {
     let pa = pa_of(addr);
     with_arena(|a, t| a.free_pages_exact(pa, size as u64, t));
 }
 
 /// As KVM does (after an RCU grace period there), hand the detached table
 /// back to the same side's `kvm_pgtable_stage2_free_unlinked`.
-extern "C" fn mm_free_unlinked_table(addr: *mut c_void, level: i8) {
+#[unsafe(no_mangle)]
+extern "C" fn kpd_mm_free_unlinked_table(addr: *mut c_void, level: i8) {
     let pa = pa_of(addr);
     let env = env();
     env.record(Event::FreeUnlinkedTable { pa, level });
-    // SAFETY: re-enters the same build with the same mm_ops; no borrow of
-    // the environment is live across the call.
-    unsafe { (env.ops.stage2_free_unlinked.unwrap())(env.mm_ops.get(), addr, level) }
+    // SAFETY: re-enters the same build with the same table state; no borrow
+    // of the environment is live across the call.
+    unsafe { (env.api.stage2_free_unlinked.unwrap())(env.state.get(), addr, level) }
 }
 
-extern "C" fn mm_get_page(addr: *mut c_void) {
+#[unsafe(no_mangle)]
+extern "C" fn kpd_mm_get_page(addr: *mut c_void) {
     let pa = pa_of(addr);
     with_arena(|a, t| a.get_page(pa, t));
 }
 
-extern "C" fn mm_put_page(addr: *mut c_void) {
+#[unsafe(no_mangle)]
+extern "C" fn kpd_mm_put_page(addr: *mut c_void) {
     let pa = pa_of(addr);
     with_arena(|a, t| a.put_page(pa, t));
 }
 
-extern "C" fn mm_page_count(addr: *mut c_void) -> c_int {
+#[unsafe(no_mangle)]
+extern "C" fn kpd_mm_page_count(addr: *mut c_void) -> c_int {
     let pa = pa_of(addr);
     with_arena(|a, t| a.page_count(pa, t))
 }
 
-extern "C" fn mm_phys_to_virt(pa: ffi::phys_addr_t) -> *mut c_void {
+#[unsafe(no_mangle)]
+extern "C" fn kpd_mm_phys_to_virt(pa: u64) -> *mut c_void {
     env().arena.borrow().phys_to_virt(pa).cast()
 }
 
-extern "C" fn mm_virt_to_phys(addr: *mut c_void) -> ffi::phys_addr_t {
+#[unsafe(no_mangle)]
+extern "C" fn kpd_mm_virt_to_phys(addr: *mut c_void) -> u64 {
     pa_of(addr)
 }
 
-extern "C" fn mm_dcache_clean_inval_poc(addr: *mut c_void, size: usize) {
+#[unsafe(no_mangle)]
+extern "C" fn kpd_mm_dcache_clean_inval_poc(addr: *mut c_void, size: usize) {
     let pa = pa_of(addr);
     env().record(Event::DcacheCleanInvalPoc {
         pa,
@@ -302,7 +302,8 @@ extern "C" fn mm_dcache_clean_inval_poc(addr: *mut c_void, size: usize) {
     });
 }
 
-extern "C" fn mm_icache_inval_pou(addr: *mut c_void, size: usize) {
+#[unsafe(no_mangle)]
+extern "C" fn kpd_mm_icache_inval_pou(addr: *mut c_void, size: usize) {
     let pa = pa_of(addr);
     env().record(Event::IcacheInvalPou {
         pa,
@@ -312,7 +313,8 @@ extern "C" fn mm_icache_inval_pou(addr: *mut c_void, size: usize) {
 
 // ---- force_pte_cb ----
 
-pub(super) extern "C" fn force_pte_cb(addr: u64, end: u64, prot: ffi::kvm_pgtable_prot) -> bool {
+#[unsafe(no_mangle)]
+extern "C" fn kpd_force_pte(addr: u64, end: u64, prot: u64) -> bool {
     let env = env();
     let mut trace = env.trace.borrow_mut();
     env.force_pte
@@ -322,50 +324,28 @@ pub(super) extern "C" fn force_pte_cb(addr: u64, end: u64, prot: ffi::kvm_pgtabl
 
 // ---- walker with a Rust visitor ----
 
-struct VisitorCtx<'a> {
-    visitor: &'a mut dyn FnMut(&Visit) -> i32,
+/// What `kvm_pgtable_walk`'s visitor argument points at.
+pub(super) struct VisitorCtx<'a> {
+    pub(super) visitor: &'a mut dyn FnMut(&Visit) -> i32,
 }
 
-extern "C" fn visitor_trampoline(
-    ctx: *const ffi::kvm_pgtable_visit_ctx,
-    visit: ffi::kvm_pgtable_walk_flags,
-) -> c_int {
-    // SAFETY: C passes a valid context for the duration of the callback.
-    let ctx = unsafe { &*ctx };
-    // SAFETY: arg is the VisitorCtx on walk()'s stack, live for the walk and
-    // reached only through this pointer while C runs.
-    let vc = unsafe { &mut *ctx.arg.cast::<VisitorCtx>() };
-    let v = Visit {
-        kind: visit,
-        ptep: env().arena.borrow().virt_to_phys(ctx.ptep),
-        old: ctx.old,
-        start: ctx.start,
-        addr: ctx.addr,
-        end: ctx.end,
-        level: ctx.level,
-        flags: ctx.flags,
+#[unsafe(no_mangle)]
+extern "C" fn kpd_visit(arg: *mut c_void, v: *const ffi::kpd_visit) -> c_int {
+    // SAFETY: glue.c passes the visit it built on its stack, valid for the
+    // duration of this callback.
+    let v = unsafe { &*v };
+    // SAFETY: arg is the VisitorCtx CSide::walk put on its stack, live for
+    // the walk and reached only through this pointer while C runs.
+    let vc = unsafe { &mut *arg.cast::<VisitorCtx>() };
+    let visit = Visit {
+        kind: v.kind,
+        ptep: pa_of(v.ptep),
+        old: v.old,
+        start: v.start,
+        addr: v.addr,
+        end: v.end,
+        level: v.level,
+        flags: v.flags,
     };
-    (vc.visitor)(&v)
-}
-
-/// `kvm_pgtable_walk` of `pgt` with a Rust visitor.
-///
-/// # Safety
-/// `pgt` must be this build's live, initialised (or zeroed) table.
-pub(super) unsafe fn walk(
-    ops: &ffi::kpd_ops,
-    pgt: *mut ffi::kvm_pgtable,
-    addr: u64,
-    size: u64,
-    flags: u32,
-    visitor: &mut dyn FnMut(&Visit) -> i32,
-) -> i32 {
-    let mut vc = VisitorCtx { visitor };
-    let mut walker = ffi::kvm_pgtable_walker {
-        cb: Some(visitor_trampoline),
-        arg: ptr::addr_of_mut!(vc).cast(),
-        flags: flags as _,
-    };
-    // SAFETY: walker and its arg live across the call; pgt per the contract.
-    unsafe { (ops.walk.unwrap())(pgt, addr, size, &mut walker) }
+    (vc.visitor)(&visit)
 }

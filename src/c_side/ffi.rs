@@ -11,5 +11,7 @@
 // bindgen's generated `Default` impls hold unsafe blocks we do not write.
 #![allow(clippy::undocumented_unsafe_blocks)]
 
+use super::SetInfo;
+
 include!(concat!(env!("OUT_DIR"), "/bindings.rs"));
 include!(concat!(env!("OUT_DIR"), "/builds.rs"));

@@ -36,35 +36,73 @@ mod callbacks;
 pub(crate) mod ffi;
 
 use core::ffi::c_void;
-use std::cell::{Cell, UnsafeCell};
-use std::ptr::{self, NonNull};
+use std::ptr;
 
 use crate::arena::{Arena, Memcache};
 use crate::events::{Trace, Visit};
 use crate::force_pte::ForcePte;
-use crate::opstream::{Config, Context, OpHandler, Prot, Stage, VisitScript};
+use crate::opstream::{Config, Context, KernelLine, OpHandler, Prot, Stage, Teardown, VisitScript};
 use crate::results::{Outcome, Value};
 use crate::side::{self, Root, Side};
-use callbacks::CEnv;
+use callbacks::{CEnv, VisitorCtx};
 
 /// The translation granule of a C build (the op-stream model's type).
 pub use crate::opstream::Granule;
 
+/// A kernel tree compiled into this binary (six builds).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetInfo {
+    /// "6.12", "7.3", or "<line>-base" for the baseline of a C-against-C run.
+    pub name: &'static str,
+    /// The kernel.lock line it stands for.
+    pub line: &'static str,
+    /// Its API generation (`KPD_GEN`: 612 or 701).
+    pub generation: u32,
+    /// Where it came from: the pinned Debian package or a `LINUX_SRC` tree.
+    pub source: &'static str,
+    pub pinned: bool,
+    pub pgtable_c_sha256: &'static str,
+}
+
+/// The kernel trees compiled into this binary.
+pub fn sets() -> &'static [SetInfo] {
+    ffi::SETS
+}
+
+/// The tree compiled for `set` (a line name, or "<line>-base").
+pub fn set(name: &str) -> Option<&'static SetInfo> {
+    ffi::SETS.iter().find(|s| s.name == name)
+}
+
+/// The C-against-C baseline compiled in, if this binary was built for one
+/// (`KPD_AGAINST`): the tree under test is the set of the same line.
+pub fn against() -> Option<&'static SetInfo> {
+    ffi::SETS.iter().find(|s| s.name.ends_with("-base"))
+}
+
 /// Which compiled copy of pgtable.c to run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Build {
+    /// The set (kernel tree) the build belongs to.
+    pub set: &'static str,
     /// nVHE hypervisor context (`__KVM_NVHE_HYPERVISOR__`) or the kernel context.
     pub nvhe: bool,
     pub granule: Granule,
 }
 
 impl Build {
+    /// The build of kernel line `line`.
+    pub fn of(line: KernelLine, nvhe: bool, granule: Granule) -> Build {
+        Build {
+            set: line.name(),
+            nvhe,
+            granule,
+        }
+    }
+
     /// The build a stream's configuration runs on.
     pub fn for_config(cfg: &Config) -> Build {
-        Build {
-            nvhe: cfg.context == Context::Nvhe,
-            granule: cfg.granule,
-        }
+        Build::of(cfg.kernel, cfg.context == Context::Nvhe, cfg.granule)
     }
 }
 
@@ -77,6 +115,8 @@ pub struct CpuFeatures {
     pub bti_kernel: bool,
     pub hvhe: bool,
     pub ampere_ac03: bool,
+    /// FEAT_XNX (7.x only).
+    pub xnx: bool,
 }
 
 impl CpuFeatures {
@@ -90,6 +130,7 @@ impl CpuFeatures {
             bti_kernel: f.bti,
             hvhe: f.hvhe,
             ampere_ac03: f.ampere_ac03,
+            xnx: f.xnx,
         }
     }
 }
@@ -101,46 +142,31 @@ pub struct Call<T> {
     pub trace: Trace,
 }
 
-/// The name of the C build's source, for reports.
-pub fn kernel_source() -> &'static str {
-    env!("KPD_KERNEL_SOURCE")
-}
-
-/// sha256 of the compiled pgtable.c.
-pub fn pgtable_c_sha256() -> &'static str {
-    env!("KPD_PGTABLE_C_SHA256")
-}
-
-fn ops_for(build: Build) -> &'static ffi::kpd_ops {
+fn api_for(build: Build) -> &'static ffi::kpd_api {
     ffi::builds()
         .into_iter()
-        .find(|(nvhe, shift, _)| *nvhe == build.nvhe && *shift == build.granule.page_shift())
-        .map(|(_, _, ops)| ops)
-        .expect("every (context, granule) pair is built")
+        .find(|(set, nvhe, shift, _)| {
+            *set == build.set && *nvhe == build.nvhe && *shift == build.granule.page_shift()
+        })
+        .map(|(_, _, _, api)| api)
+        .unwrap_or_else(|| panic!("no C build of set {} is linked in", build.set))
 }
 
-/// The structures C reads and writes, passed to it by pointer.
-#[derive(Default)]
-struct Ffi {
-    pgt: ffi::kvm_pgtable,
-    mmu: ffi::kvm_s2_mmu,
-    mm_ops: ffi::kvm_pgtable_mm_ops,
-    /// The memcache of the op being run (a NULL memcache is not this).
-    mc: ffi::kvm_mmu_memory_cache,
-}
-
-struct Inner {
-    ops: &'static ffi::kpd_ops,
-    features: Cell<CpuFeatures>,
-    env: CEnv,
-    ffi: UnsafeCell<Ffi>,
+/// What a memcache argument becomes at the ABI: negative is NULL.
+fn mc_arg(mc: Option<Memcache>) -> i64 {
+    mc.map_or(-1, |m| i64::from(m.nobjs))
 }
 
 /// One instance of the kernel's page-table code with its own arena.
+///
+/// The table's C structures live in a state glue.c allocates and only C
+/// dereferences; Rust holds the opaque pointer. The callbacks reach this
+/// side's [`CEnv`] through shared references only (see `callbacks`).
 pub struct CSide {
-    /// Made by `Box::into_raw` in [`CSide::new`], freed in `Drop`; only ever
-    /// dereferenced to a shared `&Inner` (see the module documentation).
-    inner: NonNull<Inner>,
+    api: &'static ffi::kpd_api,
+    state: *mut ffi::kpd_state,
+    env: CEnv,
+    features: CpuFeatures,
     /// The stream configuration this side runs ([`Side`] use only).
     cfg: Option<Config>,
     /// Tables made by create_unlinked and not freed yet: (pa, level).
@@ -151,184 +177,159 @@ pub struct CSide {
 
 impl Drop for CSide {
     fn drop(&mut self) {
-        // SAFETY: `inner` came from `Box::into_raw` and is freed only here;
+        // SAFETY: `state` came from this build's state_new and is freed once;
         // no C call is running (we hold `&mut self`).
-        drop(unsafe { Box::from_raw(self.inner.as_ptr()) });
+        unsafe { (self.api.state_free.unwrap())(self.state) }
     }
 }
 
 impl CSide {
-    /// A C side over `arena`. The table is created by `hyp_init` or `stage2_init`.
+    /// A C side over `arena` with every mm_ops hook installed. The table is
+    /// created by `hyp_init` or `stage2_init`.
     pub fn new(build: Build, features: CpuFeatures, arena: Arena, force_pte: ForcePte) -> CSide {
-        let ops = ops_for(build);
-        let inner = Box::new(Inner {
-            ops,
-            features: Cell::new(features),
-            env: CEnv::new(arena, force_pte, ops),
-            ffi: UnsafeCell::new(Ffi {
-                mm_ops: callbacks::mm_ops(),
-                ..Ffi::default()
-            }),
-        });
-        let inner = NonNull::from(Box::leak(inner));
-        let side = CSide {
-            inner,
+        CSide::with_hooks(build, features, arena, force_pte, ffi::KPD_HOOKS_ALL)
+    }
+
+    /// A C side whose table gets only the optional mm_ops hooks in `hooks`
+    /// (`KPD_HOOK_*`), as a real caller installs them.
+    pub fn with_hooks(
+        build: Build,
+        features: CpuFeatures,
+        arena: Arena,
+        force_pte: ForcePte,
+        hooks: u32,
+    ) -> CSide {
+        let api = api_for(build);
+        // SAFETY: state_new allocates a zeroed table state (it aborts rather
+        // than return NULL).
+        let state = unsafe { (api.state_new.unwrap())(hooks) };
+        let env = CEnv::new(arena, force_pte, api);
+        env.set_state(state);
+        CSide {
+            api,
+            state,
+            env,
+            features,
             cfg: None,
             unlinked: Vec::new(),
             pgd_pages: 1,
-        };
-        let f = side.ffi();
-        // SAFETY: `f` points at the boxed, live `Ffi`; no C call is running,
-        // so nothing else accesses it. The pointers stored stay valid for
-        // the side's lifetime because `Inner` never moves.
-        unsafe {
-            (*f).mmu.pgt = ptr::addr_of_mut!((*f).pgt);
-            side.inner().env.mm_ops.set(ptr::addr_of_mut!((*f).mm_ops));
         }
-        side
     }
 
-    /// Without cache-maintenance mm ops, like pKVM's host stage-2.
-    pub fn without_cmo_ops(self) -> CSide {
-        let f = self.ffi();
-        // SAFETY: as in `new`: no C call is running.
-        unsafe {
-            (*f).mm_ops.dcache_clean_inval_poc = None;
-            (*f).mm_ops.icache_inval_pou = None;
-        }
-        self
+    /// The generation of the API this build implements (`KPD_GEN`).
+    pub fn generation(&self) -> u32 {
+        self.api.generation as u32
     }
 
-    fn inner(&self) -> &Inner {
-        // SAFETY: `inner` is live until `Drop`, and only shared references
-        // to it are ever made.
-        unsafe { self.inner.as_ref() }
-    }
-
-    fn ffi(&self) -> *mut Ffi {
-        self.inner().ffi.get()
-    }
-
-    /// Reads a field of the C structures between calls.
-    fn peek<T>(&self, f: impl FnOnce(&Ffi) -> T) -> T {
-        // SAFETY: no C call is running while `&self` is borrowed (every call
-        // needs `&mut self`), so nothing writes the structures meanwhile.
-        f(unsafe { &*self.ffi() })
+    /// The kernel's own values of the constants the harness models.
+    pub fn kernel_consts(&self) -> ffi::kpd_kernel_consts {
+        // SAFETY: every build points `consts` at a static table.
+        unsafe { *self.api.consts }
     }
 
     pub fn build(&self) -> Build {
-        let ops = self.inner().ops;
-        let granule = match ops.page_shift {
+        let granule = match self.api.page_shift {
             12 => Granule::K4,
             14 => Granule::K16,
             _ => Granule::K64,
         };
+        // SAFETY: `name` is a static C string "<set>_<ctx>_<granule>".
+        let name = unsafe { std::ffi::CStr::from_ptr(self.api.name) }
+            .to_str()
+            .unwrap_or("?");
+        let set = ffi::SETS
+            .iter()
+            .map(|s| s.name)
+            .find(|s| name.starts_with(&format!("{s}_")))
+            .unwrap_or("?");
         Build {
-            nvhe: ops.nvhe,
+            set,
+            nvhe: self.api.nvhe,
             granule,
         }
     }
 
     pub fn arena(&self) -> &Arena {
-        self.inner().env.arena_ref()
+        self.env.arena_ref()
+    }
+
+    fn info(&self) -> ffi::kpd_info {
+        let mut info = ffi::kpd_info::default();
+        // SAFETY: reads the live state; no C call is running.
+        unsafe { (self.api.info.unwrap())(self.state, &mut info) };
+        info
     }
 
     /// The root table's PA (None before init / after destroy).
     pub fn pgd(&self) -> Option<u64> {
-        let pgd = self.peek(|f| f.pgt.pgd);
-        (!pgd.is_null()).then(|| self.arena().virt_to_phys(pgd))
+        let pgd = self.info().pgd;
+        (!pgd.is_null()).then(|| self.arena().virt_to_phys(pgd.cast()))
     }
 
     /// `ia_bits` and `start_level` of the table.
     pub fn geometry(&self) -> (u32, i8) {
-        self.peek(|f| (f.pgt.ia_bits, f.pgt.start_level))
+        let i = self.info();
+        (i.ia_bits, i.start_level)
     }
 
     /// The stage-2 VTCR the table was created with.
     pub fn vtcr(&self) -> u64 {
-        self.peek(|f| f.mmu.vtcr)
-    }
-
-    /// Runs `f` with this side's environment current and collects the
-    /// trace. `f` gets the C structures by raw pointer.
-    fn call<T>(&mut self, f: impl FnOnce(&'static ffi::kpd_ops, *mut Ffi) -> T) -> Call<T> {
-        let inner = self.inner();
-        let ret = callbacks::with_current(&inner.env, inner.features.get(), || {
-            f(inner.ops, inner.ffi.get())
-        });
-        Call {
-            ret,
-            trace: inner.env.take_trace(),
-        }
-    }
-
-    /// Points the op memcache at `mc` (None: NULL) and returns the argument for C.
-    ///
-    /// # Safety
-    /// `f` must point at this side's live `Ffi` and no C call may be running.
-    unsafe fn memcache_arg(f: *mut Ffi, mc: Option<Memcache>) -> *mut c_void {
-        match mc {
-            None => ptr::null_mut(),
-            Some(m) => {
-                // SAFETY: per the function's contract.
-                unsafe {
-                    (*f).mc.nobjs = m.nobjs as i32;
-                    ptr::addr_of_mut!((*f).mc).cast()
-                }
-            }
-        }
+        self.info().vtcr
     }
 
     /// Pages left in the op memcache after the last call that used one.
     pub fn memcache_left(&self) -> u32 {
-        self.peek(|f| f.mc.nobjs.max(0) as u32)
+        self.info().mc_nobjs.max(0) as u32
     }
 
     /// Pages left in `mmu->split_page_cache`.
     pub fn split_cache_left(&self) -> u32 {
-        self.peek(|f| f.mmu.split_page_cache.nobjs.max(0) as u32)
+        self.info().split_nobjs.max(0) as u32
     }
+
+    /// Runs `f` with this side's environment current and collects the
+    /// trace. `f` gets the build's entry points and the table state.
+    fn call<T>(
+        &mut self,
+        f: impl FnOnce(&'static ffi::kpd_api, *mut ffi::kpd_state) -> T,
+    ) -> Call<T> {
+        let (api, state) = (self.api, self.state);
+        let ret = callbacks::with_current(&self.env, self.features, || f(api, state));
+        Call {
+            ret,
+            trace: self.env.take_trace(),
+        }
+    }
+
+    // Every call below passes this side's live table state to the entry
+    // point of this side's build; glue.c checks nothing else is needed.
 
     // ---- hyp stage-1 ----
 
     pub fn hyp_init(&mut self, va_bits: u32) -> Call<i32> {
-        // SAFETY: pgt and mm_ops live in the boxed Inner for as long as the
-        // table; the same holds for every call below.
-        self.call(|o, f| unsafe {
-            (o.hyp_init.unwrap())(
-                ptr::addr_of_mut!((*f).pgt),
-                va_bits,
-                ptr::addr_of_mut!((*f).mm_ops),
-            )
-        })
+        // SAFETY: see above.
+        self.call(|a, s| unsafe { (a.hyp_init.unwrap())(s, va_bits) })
     }
 
     pub fn hyp_map(&mut self, addr: u64, size: u64, phys: u64, prot: u64) -> Call<i32> {
-        // SAFETY: the table was initialised by this side (C checks pgd itself).
-        self.call(|o, f| unsafe {
-            (o.hyp_map.unwrap())(ptr::addr_of_mut!((*f).pgt), addr, size, phys, prot as _)
-        })
+        // SAFETY: see above.
+        self.call(|a, s| unsafe { (a.hyp_map.unwrap())(s, addr, size, phys, prot) })
     }
 
     pub fn hyp_unmap(&mut self, addr: u64, size: u64) -> Call<u64> {
-        // SAFETY: as for hyp_map.
-        self.call(|o, f| unsafe { (o.hyp_unmap.unwrap())(ptr::addr_of_mut!((*f).pgt), addr, size) })
+        // SAFETY: see above.
+        self.call(|a, s| unsafe { (a.hyp_unmap.unwrap())(s, addr, size) })
     }
 
+    /// Destroys the table (nothing when there is none).
     pub fn hyp_destroy(&mut self) -> Call<()> {
-        self.call(|o, f| {
-            // SAFETY: destroys the table this side created; pgd is reset to NULL.
-            unsafe {
-                if !(*f).pgt.pgd.is_null() {
-                    (o.hyp_destroy.unwrap())(ptr::addr_of_mut!((*f).pgt))
-                }
-            }
-        })
+        // SAFETY: see above; glue.c skips a table without a root.
+        self.call(|a, s| unsafe { (a.hyp_destroy.unwrap())(s) })
     }
 
     pub fn hyp_pte_prot(&mut self, pte: u64) -> u64 {
         // SAFETY: a pure function of its argument (it reads CPU features).
-        self.call(|o, _| unsafe { (o.hyp_pte_prot.unwrap())(pte) })
+        self.call(|a, _| unsafe { (a.hyp_pte_prot.unwrap())(pte) })
             .ret
     }
 
@@ -336,46 +337,48 @@ impl CSide {
 
     pub fn get_vtcr(&mut self, mmfr0: u64, mmfr1: u64, phys_shift: u32) -> u64 {
         // SAFETY: pure.
-        self.call(|o, _| unsafe { (o.get_vtcr.unwrap())(mmfr0, mmfr1, phys_shift) })
+        self.call(|a, _| unsafe { (a.get_vtcr.unwrap())(mmfr0, mmfr1, phys_shift) })
             .ret
     }
 
     pub fn stage2_pgd_size(&mut self, vtcr: u64) -> u64 {
         // SAFETY: pure.
-        self.call(|o, _| unsafe { (o.stage2_pgd_size.unwrap())(vtcr) })
-            .ret as u64
+        self.call(|a, _| unsafe { (a.stage2_pgd_size.unwrap())(vtcr) })
+            .ret
     }
 
     /// `__kvm_pgtable_stage2_init` with `mmu->vtcr = vtcr`; the force_pte_cb
     /// is installed when this side's policy is not `ForcePte::None`.
     pub fn stage2_init(&mut self, vtcr: u64, flags: u32) -> Call<i32> {
-        let cb = if self.inner().env.force_pte_installed() {
-            Some(callbacks::force_pte_cb as _)
-        } else {
-            None
-        };
-        // SAFETY: pgt, mmu and mm_ops live in the boxed Inner.
-        self.call(|o, f| unsafe {
-            (*f).mmu.vtcr = vtcr;
-            (o.stage2_init.unwrap())(
-                ptr::addr_of_mut!((*f).pgt),
-                ptr::addr_of_mut!((*f).mmu),
-                ptr::addr_of_mut!((*f).mm_ops),
-                flags as _,
-                cb,
-            )
-        })
+        let cb = self.env.force_pte_installed();
+        // SAFETY: see above.
+        self.call(|a, s| unsafe { (a.stage2_init.unwrap())(s, vtcr, flags, cb) })
     }
 
+    /// Destroys the table (nothing when there is none).
     pub fn stage2_destroy(&mut self) -> Call<()> {
-        self.call(|o, f| {
-            // SAFETY: destroys the table this side created.
-            unsafe {
-                if !(*f).pgt.pgd.is_null() {
-                    (o.stage2_destroy.unwrap())(ptr::addr_of_mut!((*f).pgt))
-                }
-            }
-        })
+        // SAFETY: see above; glue.c skips a table without a root.
+        self.call(|a, s| unsafe { (a.stage2_destroy.unwrap())(s) })
+    }
+
+    /// 7.x: `kvm_pgtable_stage2_destroy_range`.
+    pub fn stage2_destroy_range(&mut self, addr: u64, size: u64) -> Call<()> {
+        let f = self
+            .api
+            .stage2_destroy_range
+            .expect("destroy_range is a 7.x entry point");
+        // SAFETY: see above.
+        self.call(|_, s| unsafe { f(s, addr, size) })
+    }
+
+    /// 7.x: `kvm_pgtable_stage2_destroy_pgd` (nothing when there is no root).
+    pub fn stage2_destroy_pgd(&mut self) -> Call<()> {
+        let f = self
+            .api
+            .stage2_destroy_pgd
+            .expect("destroy_pgd is a 7.x entry point");
+        // SAFETY: see above.
+        self.call(|_, s| unsafe { f(s) })
     }
 
     pub fn stage2_map(
@@ -387,21 +390,12 @@ impl CSide {
         mc: Option<Memcache>,
         flags: u32,
     ) -> Call<i32> {
-        // SAFETY: mc is NULL or points at the boxed op memcache.
-        self.call(|o, f| unsafe {
-            let mc = Self::memcache_arg(f, mc);
-            (o.stage2_map.unwrap())(
-                ptr::addr_of_mut!((*f).pgt),
-                addr,
-                size,
-                phys,
-                prot as _,
-                mc,
-                flags as _,
-            )
-        })
+        let mc = mc_arg(mc);
+        // SAFETY: see above.
+        self.call(|a, s| unsafe { (a.stage2_map.unwrap())(s, addr, size, phys, prot, mc, flags) })
     }
 
+    /// 6.12: `kvm_pgtable_stage2_set_owner`.
     pub fn stage2_set_owner(
         &mut self,
         addr: u64,
@@ -409,65 +403,72 @@ impl CSide {
         mc: Option<Memcache>,
         owner: u8,
     ) -> Call<i32> {
-        // SAFETY: as for stage2_map.
-        self.call(|o, f| unsafe {
-            let mc = Self::memcache_arg(f, mc);
-            (o.stage2_set_owner.unwrap())(ptr::addr_of_mut!((*f).pgt), addr, size, mc, owner)
-        })
+        let f = self
+            .api
+            .stage2_set_owner
+            .expect("set_owner is a 6.12 entry point");
+        let mc = mc_arg(mc);
+        // SAFETY: see above.
+        self.call(|_, s| unsafe { f(s, addr, size, mc, owner) })
+    }
+
+    /// 7.x: `kvm_pgtable_stage2_annotate`.
+    pub fn stage2_annotate(
+        &mut self,
+        addr: u64,
+        size: u64,
+        mc: Option<Memcache>,
+        kind: u32,
+        annotation: u64,
+    ) -> Call<i32> {
+        let f = self
+            .api
+            .stage2_annotate
+            .expect("annotate is a 7.x entry point");
+        let mc = mc_arg(mc);
+        // SAFETY: see above.
+        self.call(|_, s| unsafe { f(s, addr, size, mc, kind, annotation) })
     }
 
     pub fn stage2_unmap(&mut self, addr: u64, size: u64) -> Call<i32> {
-        // SAFETY: operates on this side's table.
-        self.call(|o, f| unsafe {
-            (o.stage2_unmap.unwrap())(ptr::addr_of_mut!((*f).pgt), addr, size)
-        })
+        // SAFETY: see above.
+        self.call(|a, s| unsafe { (a.stage2_unmap.unwrap())(s, addr, size) })
     }
 
     pub fn stage2_wrprotect(&mut self, addr: u64, size: u64) -> Call<i32> {
-        // SAFETY: operates on this side's table.
-        self.call(|o, f| unsafe {
-            (o.stage2_wrprotect.unwrap())(ptr::addr_of_mut!((*f).pgt), addr, size)
-        })
+        // SAFETY: see above.
+        self.call(|a, s| unsafe { (a.stage2_wrprotect.unwrap())(s, addr, size) })
     }
 
-    pub fn stage2_mkyoung(&mut self, addr: u64) -> Call<u64> {
-        // SAFETY: operates on this side's table.
-        self.call(|o, f| unsafe { (o.stage2_mkyoung.unwrap())(ptr::addr_of_mut!((*f).pgt), addr) })
+    /// `kvm_pgtable_stage2_mkyoung`: 6.12 returns the old descriptor and
+    /// ignores `flags` (it walks with HANDLE_FAULT | SHARED); 7.x walks with
+    /// `flags` and returns nothing (0 here).
+    pub fn stage2_mkyoung(&mut self, addr: u64, flags: u32) -> Call<u64> {
+        // SAFETY: see above.
+        self.call(|a, s| unsafe { (a.stage2_mkyoung.unwrap())(s, addr, flags) })
     }
 
     pub fn stage2_test_clear_young(&mut self, addr: u64, size: u64, mkold: bool) -> Call<bool> {
-        // SAFETY: operates on this side's table.
-        self.call(|o, f| unsafe {
-            (o.stage2_test_clear_young.unwrap())(ptr::addr_of_mut!((*f).pgt), addr, size, mkold)
-        })
+        // SAFETY: see above.
+        self.call(|a, s| unsafe { (a.stage2_test_clear_young.unwrap())(s, addr, size, mkold) })
     }
 
-    pub fn stage2_relax_perms(&mut self, addr: u64, prot: u64) -> Call<i32> {
-        // SAFETY: operates on this side's table.
-        self.call(|o, f| unsafe {
-            (o.stage2_relax_perms.unwrap())(ptr::addr_of_mut!((*f).pgt), addr, prot as _)
-        })
+    /// `kvm_pgtable_stage2_relax_perms`; `flags` is 7.x's walk flags
+    /// (6.12 ignores it).
+    pub fn stage2_relax_perms(&mut self, addr: u64, prot: u64, flags: u32) -> Call<i32> {
+        // SAFETY: see above.
+        self.call(|a, s| unsafe { (a.stage2_relax_perms.unwrap())(s, addr, prot, flags) })
     }
 
     pub fn stage2_flush(&mut self, addr: u64, size: u64) -> Call<i32> {
-        // SAFETY: operates on this side's table.
-        self.call(|o, f| unsafe {
-            (o.stage2_flush.unwrap())(ptr::addr_of_mut!((*f).pgt), addr, size)
-        })
+        // SAFETY: see above.
+        self.call(|a, s| unsafe { (a.stage2_flush.unwrap())(s, addr, size) })
     }
 
     /// `kvm_pgtable_stage2_split` with `mmu->split_page_cache.nobjs = nobjs`.
     pub fn stage2_split(&mut self, addr: u64, size: u64, nobjs: u32) -> Call<i32> {
-        // SAFETY: the split cache is embedded in the mmu, as KVM's container_of expects.
-        self.call(|o, f| unsafe {
-            (*f).mmu.split_page_cache.nobjs = nobjs as i32;
-            (o.stage2_split.unwrap())(
-                ptr::addr_of_mut!((*f).pgt),
-                addr,
-                size,
-                ptr::addr_of_mut!((*f).mmu.split_page_cache),
-            )
-        })
+        // SAFETY: see above.
+        self.call(|a, s| unsafe { (a.stage2_split.unwrap())(s, addr, size, nobjs) })
     }
 
     /// Returns the new table's PA, or the negative errno.
@@ -479,23 +480,16 @@ impl CSide {
         mc: Option<Memcache>,
         force_pte: bool,
     ) -> Call<Result<u64, i32>> {
-        // SAFETY: as for stage2_map.
-        let c = self.call(|o, f| unsafe {
-            let mc = Self::memcache_arg(f, mc);
-            (o.stage2_create_unlinked.unwrap())(
-                ptr::addr_of_mut!((*f).pgt),
-                phys,
-                level,
-                prot as _,
-                mc,
-                force_pte,
-            )
+        let mc = mc_arg(mc);
+        // SAFETY: see above.
+        let c = self.call(|a, s| unsafe {
+            (a.stage2_create_unlinked.unwrap())(s, phys, level, prot, mc, force_pte)
         });
         let v = c.ret as isize;
         let ret = if (-4095..0).contains(&v) {
             Err(v as i32)
         } else {
-            Ok(self.arena().virt_to_phys(c.ret))
+            Ok(self.arena().virt_to_phys(c.ret.cast()))
         };
         Call {
             ret,
@@ -505,24 +499,15 @@ impl CSide {
 
     /// `kvm_pgtable_stage2_free_unlinked` of a table made by create_unlinked.
     pub fn stage2_free_unlinked(&mut self, table: u64, level: i8) -> Call<()> {
-        let p = self.arena().phys_to_virt(table);
-        // SAFETY: table came from stage2_create_unlinked on this side.
-        self.call(|o, f| unsafe {
-            (o.stage2_free_unlinked.unwrap())(ptr::addr_of_mut!((*f).mm_ops), p.cast(), level)
-        })
+        let p: *mut c_void = self.arena().phys_to_virt(table).cast();
+        // SAFETY: see above; the table came from create_unlinked on this side.
+        self.call(|a, s| unsafe { (a.stage2_free_unlinked.unwrap())(s, p, level) })
     }
 
     pub fn stage2_pte_prot(&mut self, pte: u64) -> u64 {
         // SAFETY: pure.
-        self.call(|o, _| unsafe { (o.stage2_pte_prot.unwrap())(pte) })
+        self.call(|a, _| unsafe { (a.stage2_pte_prot.unwrap())(pte) })
             .ret
-    }
-
-    pub fn tlb_flush_vmid_range(&mut self, addr: u64, size: u64) -> Call<()> {
-        // SAFETY: only records TLB maintenance.
-        self.call(|o, f| unsafe {
-            (o.tlb_flush_vmid_range.unwrap())(ptr::addr_of_mut!((*f).mmu), addr, size as _)
-        })
     }
 
     // ---- walker ----
@@ -536,34 +521,43 @@ impl CSide {
         flags: u32,
         visitor: &mut dyn FnMut(&Visit) -> i32,
     ) -> Call<i32> {
-        // SAFETY: pgt lives in the boxed Inner.
-        self.call(|o, f| unsafe {
-            callbacks::walk(o, ptr::addr_of_mut!((*f).pgt), addr, size, flags, visitor)
-        })
+        let mut vc = VisitorCtx { visitor };
+        let arg: *mut c_void = ptr::addr_of_mut!(vc).cast();
+        // SAFETY: see above; `vc` outlives the walk and is reached only
+        // through `arg` while C runs.
+        self.call(|a, s| unsafe { (a.walk.unwrap())(s, addr, size, flags, arg) })
     }
 
     /// `kvm_pgtable_get_leaf`: (ret, pte, level).
     pub fn get_leaf(&mut self, addr: u64) -> Call<(i32, u64, i8)> {
-        self.call(|o, f| {
+        self.call(|a, s| {
             let (mut pte, mut level) = (0u64, 0i8);
-            // SAFETY: out-pointers are valid locals.
-            let r = unsafe {
-                (o.get_leaf.unwrap())(ptr::addr_of_mut!((*f).pgt), addr, &mut pte, &mut level)
-            };
+            // SAFETY: see above; out-pointers are valid locals.
+            let r = unsafe { (a.get_leaf.unwrap())(s, addr, &mut pte, &mut level) };
             (r, pte, level)
         })
     }
 
     // ---- as a Side ----
 
-    /// The C side of a stream: the build its configuration selects, the
-    /// stream's features, arena and force_pte policy.
+    /// The C side of a stream: the build its configuration selects (its
+    /// kernel line's set), the stream's features, arena and force_pte
+    /// policy.
     pub fn for_stream(cfg: &Config) -> CSide {
-        let arena = side::arena_for(cfg);
+        CSide::for_stream_in(cfg, cfg.kernel.name())
+    }
+
+    /// Like [`CSide::for_stream`], from the kernel tree compiled as `set`
+    /// (the baseline of a C-against-C run is "<line>-base").
+    pub fn for_stream_in(cfg: &Config, set: &'static str) -> CSide {
+        let build = Build {
+            set,
+            ..Build::for_config(cfg)
+        };
         let mut c = CSide::new(
-            Build::for_config(cfg),
+            build,
             CpuFeatures::for_config(cfg),
-            arena,
+            side::arena_for(cfg),
             side::force_pte_for(cfg),
         );
         c.cfg = Some(cfg.clone());
@@ -589,7 +583,7 @@ impl CSide {
 
 impl Side for CSide {
     fn label(&self) -> String {
-        "C".into()
+        format!("C {}", self.build().set)
     }
 
     fn init(&mut self) -> Outcome {
@@ -613,11 +607,17 @@ impl Side for CSide {
         for (pa, level) in std::mem::take(&mut self.unlinked) {
             trace.extend(self.stage2_free_unlinked(pa, level).trace);
         }
-        let c = match self.stream_cfg().stage {
-            Stage::Hyp => self.hyp_destroy(),
-            Stage::Stage2 => self.stage2_destroy(),
-        };
-        trace.extend(c.trace);
+        let cfg = self.stream_cfg().clone();
+        match cfg.stage {
+            Stage::Hyp => trace.extend(self.hyp_destroy().trace),
+            Stage::Stage2 if self.pgd().is_some() && cfg.teardown != Teardown::Destroy => {
+                for (addr, size) in side::teardown_chunks(&cfg, self.geometry().0) {
+                    trace.extend(self.stage2_destroy_range(addr, size).trace);
+                }
+                trace.extend(self.stage2_destroy_pgd().trace);
+            }
+            Stage::Stage2 => trace.extend(self.stage2_destroy().trace),
+        }
         Outcome::new(Value::Unit, trace)
     }
 
@@ -681,7 +681,7 @@ impl OpHandler for CSide {
     }
 
     fn stage2_mkyoung(&mut self, addr: u64) -> Outcome {
-        let c = CSide::stage2_mkyoung(self, addr);
+        let c = CSide::stage2_mkyoung(self, addr, 0);
         Outcome::new(Value::U64(c.ret), c.trace)
     }
 
@@ -691,7 +691,7 @@ impl OpHandler for CSide {
     }
 
     fn stage2_relax_perms(&mut self, addr: u64, prot: Prot) -> Outcome {
-        Self::int(CSide::stage2_relax_perms(self, addr, prot))
+        Self::int(CSide::stage2_relax_perms(self, addr, prot, 0))
     }
 
     fn stage2_flush(&mut self, addr: u64, size: u64) -> Outcome {
@@ -746,6 +746,34 @@ impl OpHandler for CSide {
         // The kernel leaves the outputs untouched on error.
         let (pte, level) = if ret == 0 { (pte, level) } else { (0, 0) };
         Outcome::new(Value::Leaf { ret, pte, level }, c.trace)
+    }
+
+    fn stage2_annotate(
+        &mut self,
+        addr: u64,
+        size: u64,
+        mc: Option<u32>,
+        kind: u8,
+        annotation: u64,
+    ) -> Outcome {
+        let c = CSide::stage2_annotate(
+            self,
+            addr,
+            size,
+            side::memcache(mc),
+            kind.into(),
+            annotation,
+        );
+        self.with_mc(c, mc)
+    }
+
+    fn stage2_mkyoung_flags(&mut self, addr: u64, flags: u8) -> Outcome {
+        let c = CSide::stage2_mkyoung(self, addr, flags.into());
+        Outcome::new(Value::Unit, c.trace)
+    }
+
+    fn stage2_relax_perms_flags(&mut self, addr: u64, prot: Prot, flags: u8) -> Outcome {
+        Self::int(CSide::stage2_relax_perms(self, addr, prot, flags.into()))
     }
 
     fn pte_prot(&mut self, pte: u64) -> Outcome {

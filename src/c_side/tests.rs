@@ -6,6 +6,7 @@
 use super::*;
 use crate::arena::{Geometry, NullMemcache};
 use crate::events::{AllocSource, Barrier, Event, StoreKind};
+use crate::opstream::KernelLine;
 
 const R: u64 = 1 << 2;
 const W: u64 = 1 << 1;
@@ -34,7 +35,12 @@ fn side(
     fp: ForcePte,
 ) -> CSide {
     let arena = Arena::new(Geometry::new(granule.page_size(), 256), null_mc, None);
-    CSide::new(Build { nvhe, granule }, features, arena, fp)
+    CSide::new(
+        Build::of(KernelLine::V6_12, nvhe, granule),
+        features,
+        arena,
+        fp,
+    )
 }
 
 /// A 4K stage-2 with a 40-bit IPA space: three levels from level 1, with two
@@ -449,10 +455,7 @@ fn enomem_paths() {
     // Exhausted arena: the hyp PGD takes the only page allowed.
     let arena = Arena::new(Geometry::new(K4, 16), NullMemcache::Pool, Some(1));
     let mut h = CSide::new(
-        Build {
-            nvhe: true,
-            granule: Granule::K4,
-        },
+        Build::of(KernelLine::V6_12, true, Granule::K4),
         CpuFeatures::default(),
         arena,
         ForcePte::None,
@@ -474,7 +477,7 @@ fn every_build_runs_and_destroys_cleanly() {
                 NullMemcache::Fail,
                 ForcePte::None,
             );
-            assert_eq!(c.build(), Build { nvhe, granule });
+            assert_eq!(c.build(), Build::of(KernelLine::V6_12, nvhe, granule));
             let vtcr = c.get_vtcr(mmfr0(2), 0, 40);
             assert_eq!(c.stage2_init(vtcr, 0).ret, 0);
             let page = granule.page_size();

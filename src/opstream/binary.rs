@@ -5,19 +5,22 @@
 //! (every read past the end of the input yields 0):
 //!
 //! ```text
-//! byte 0        format version (read as-is; any value decodes with the
-//!               latest rules; the encoder writes FORMAT_VERSION)
+//! byte 0        header: bits 0..=3 the format version (read as-is; any
+//!               value decodes with the latest rules; the encoder writes
+//!               FORMAT_VERSION), bits 4..=7 the kernel line (LINE_MENU)
 //! stage         b & 1            0 = hyp, 1 = stage-2      (profile may force)
 //! context       b & 1            0 = nvhe, 1 = kernel      (HostStage2 forces nvhe)
 //! granule       b % 8            menu; 0 = 4K, 1 = 16K, 2 = 64K (the encoder's bytes)
-//! features      bit set          lpa2, fwb, tlb_range, bti, hvhe, ampere_ac03
-//!                                (bits 0..=5; lpa2 dropped with 64K)
-//! s2 flags      bit set          bit 0 idmap, bit 1 nofwb  (HostStage2 forces idmap)
+//! features      bit set          lpa2, fwb, tlb_range, bti, hvhe, ampere_ac03, xnx
+//!                                (bits 0..=6; lpa2 dropped with 64K, xnx before 7.x)
+//! s2 flags      bit set          bit 0 idmap, bit 1 nofwb (6.12) or as_s1 (7.x)
+//!                                (HostStage2 forces idmap)
 //! ia_bits       mode [+ byte]    LIT or m % 4 == 3: lo + b % (hi - lo + 1);
 //!                                else a stage menu [(m >> 2) % 8]
 //! start_level   byte             0xC0..=0xFF: Some((b & 15) % 5 - 1), else None
 //! parange       b % 7
-//! vmid16        b & 1
+//! vmid16        b & 1; bits 1..=3: 7.x stage-2 teardown (0 destroy, k range
+//!               chunks of 2^(k-1) blocks)
 //! arena_pages   mode [+ u16]     LIT: 64 + v % 4033; else a menu
 //! fail_after    mode [+ ...]     LIT: Some(u32); < 0xC0: None; else Some(small)
 //! force_pte     choice           c % 4: 0,1 = none, 2 = host, 3 = arbitrary
@@ -45,10 +48,11 @@ pub const FORMAT_VERSION: u8 = 1;
 
 use OpKind as K;
 
-/// The 64-slot op tag table (`tag byte & 63`). Slots 0..=17 are the
-/// canonical tags ([`OpKind::tag`]); 18..=55 weight the random op mix;
-/// 56..=63 are unassigned and alias to `GetLeaf`. To add an op, give it
-/// one of the unassigned slots (only inputs that used that slot change).
+/// The 64-slot op tag table (`tag byte & 63`). Slots 0..=17 and 56..=58
+/// are canonical tags ([`OpKind::tag`]: `TAG_TABLE[k.tag()] == k`);
+/// 18..=55 weight the random op mix; 59..=63 are unassigned and alias to
+/// `GetLeaf`. To add an op, give it one of the unassigned slots as its tag
+/// (only inputs that used that slot change).
 /// Never reorder existing entries.
 pub const TAG_TABLE: [OpKind; 64] = [
     // 0..=17: canonical.
@@ -112,10 +116,12 @@ pub const TAG_TABLE: [OpKind; 64] = [
     K::S2Mkyoung,
     K::S2Flush,
     K::S2Flush,
-    // 56..=63: unassigned, alias to GetLeaf.
-    K::GetLeaf,
-    K::GetLeaf,
-    K::GetLeaf,
+    // 56..=58: canonical tags of the 7.x ops (on 6.12 they become their
+    // 6.12 counterparts, see OpKind::on_line).
+    K::S2Annotate,
+    K::S2MkyoungFlags,
+    K::S2RelaxPermsFlags,
+    // 59..=63: unassigned, alias to GetLeaf.
     K::GetLeaf,
     K::GetLeaf,
     K::GetLeaf,
@@ -143,7 +149,7 @@ fn unmap_kind(stage: Stage) -> OpKind {
 /// under Hyp become `[map, unmap, walk, get_leaf, map, pte_prot, unmap,
 /// walk][tag % 8]`; kinds a profile excludes become that profile's
 /// fallback `[..][tag % 8]`.
-pub fn kind_for_tag(tag: u8, stage: Stage, profile: Profile) -> OpKind {
+pub fn kind_for_tag(tag: u8, stage: Stage, line: KernelLine, profile: Profile) -> OpKind {
     let t = tag & 63;
     let (map, unmap) = (map_kind(stage), unmap_kind(stage));
     let stage_fix = |k: OpKind| {
@@ -171,7 +177,7 @@ pub fn kind_for_tag(tag: u8, stage: Stage, profile: Profile) -> OpKind {
     let k = match profile {
         Profile::Any | Profile::Hyp | Profile::Stage2 => k,
         Profile::HostStage2 => match k {
-            K::S2Map | K::S2SetOwner | K::S2Unmap | K::GetLeaf => k,
+            K::S2Map | K::S2SetOwner | K::S2Annotate | K::S2Unmap | K::GetLeaf => k,
             _ => [
                 map,
                 map,
@@ -218,7 +224,7 @@ pub fn kind_for_tag(tag: u8, stage: Stage, profile: Profile) -> OpKind {
     };
     // Profiles force their stage, so this only matters for direct callers
     // passing an unusual (stage, profile) pair.
-    stage_fix(k)
+    stage_fix(k.on_line(line))
 }
 
 /// Granules of random configs. Bytes 0, 1, 2 are 4K, 16K, 64K (what the
@@ -238,9 +244,22 @@ const GRANULE_MENU: [Granule; 8] = [
 const IA_MENU_HYP: [u8; 8] = [39, 48, 36, 47, 42, 52, 40, 44];
 const IA_MENU_S2: [u8; 8] = [40, 32, 36, 44, 48, 52, 39, 42];
 const ARENA_MENU: [u32; 8] = [64, 128, 256, 512, 1024, 2048, 4096, 96];
+/// Kernel lines by the header byte's high nibble: the encoder writes the
+/// first index of a line; random inputs run each line half the time. Index
+/// 0 is 6.12, so every input written before there were two lines keeps
+/// meaning 6.12.
+const LINE_MENU: [KernelLine; 16] = {
+    let mut m = [KernelLine::V6_12; 16];
+    let mut i = 1;
+    while i < 16 {
+        m[i] = KernelLine::V7_3;
+        i += 2;
+    }
+    m
+};
 
 fn decode_config(r: &mut Reader, profile: Profile) -> Config {
-    let _version = r.u8();
+    let kernel = LINE_MENU[usize::from(r.u8() >> 4)];
     let mut stage = if r.u8() & 1 == 0 {
         Stage::Hyp
     } else {
@@ -261,10 +280,14 @@ fn decode_config(r: &mut Reader, profile: Profile) -> Config {
     if granule == Granule::K64 {
         features.lpa2 = false;
     }
+    if !kernel.is_v7() {
+        features.xnx = false;
+    }
     let fb = r.u8();
     let mut s2_flags = S2Flags {
         idmap: fb & 1 != 0,
-        nofwb: fb & 2 != 0,
+        nofwb: fb & 2 != 0 && !kernel.is_v7(),
+        as_s1: fb & 2 != 0 && kernel.is_v7(),
     };
     let range = Config::ia_bits_range(stage);
     let (lo, hi) = (*range.start(), *range.end());
@@ -281,7 +304,14 @@ fn decode_config(r: &mut Reader, profile: Profile) -> Config {
     let b = r.u8();
     let start_level = (b >= 0xC0).then(|| ((b & 15) % 5) as i8 - 1);
     let mmfr0_parange = r.u8() % (PARANGE_MAX + 1);
-    let vmid16 = r.u8() & 1 != 0;
+    let b = r.u8();
+    let vmid16 = b & 1 != 0;
+    let teardown = match (b >> 1) & 7 {
+        k @ 1..=7 if kernel.is_v7() && stage == Stage::Stage2 => Teardown::RangeChunks {
+            blocks_log2: (k - 1).min(CHUNK_BLOCKS_LOG2_MAX),
+        },
+        _ => Teardown::Destroy,
+    };
     let m = r.u8();
     // At most ARENA_BYTES_MAX of simulated memory per side (see the model).
     let cap = (ARENA_BYTES_MAX / granule.page_size()).max(u64::from(ARENA_PAGES_MIN)) as u32;
@@ -297,6 +327,7 @@ fn decode_config(r: &mut Reader, profile: Profile) -> Config {
         _ => Some(r.u8() as u32 % 64),
     };
     let mut config = Config {
+        kernel,
         stage,
         context,
         granule,
@@ -309,6 +340,7 @@ fn decode_config(r: &mut Reader, profile: Profile) -> Config {
         force_pte: ForcePtePolicy::None,
         arena_pages,
         alloc_fail_after,
+        teardown,
     };
     let c = r.u8();
     let choice = if profile == Profile::HostStage2 {
@@ -361,14 +393,18 @@ pub fn decode(bytes: &[u8], profile: Profile) -> OpStream {
     let mut ops = Vec::new();
     let mut g = Gen::new(&config, profile);
     while ops.len() < MAX_OPS && !r.exhausted() {
-        let kind = kind_for_tag(r.u8(), config.stage, profile);
+        let kind = kind_for_tag(r.u8(), config.stage, config.kernel, profile);
         ops.push(decode_op(kind, &mut r, &mut g));
     }
     OpStream { config, ops }
 }
 
 fn encode_config(w: &mut Writer, c: &Config) {
-    w.byte(FORMAT_VERSION);
+    let line = LINE_MENU
+        .iter()
+        .position(|&l| l == c.kernel)
+        .expect("every line is in the menu") as u8;
+    w.byte(FORMAT_VERSION | line << 4);
     w.byte(match c.stage {
         Stage::Hyp => 0,
         Stage::Stage2 => 1,
@@ -383,7 +419,7 @@ fn encode_config(w: &mut Writer, c: &Config) {
         Granule::K64 => 2,
     });
     w.byte(c.features.to_bits());
-    w.byte(c.s2_flags.idmap as u8 | (c.s2_flags.nofwb as u8) << 1);
+    w.byte(c.s2_flags.idmap as u8 | ((c.s2_flags.nofwb || c.s2_flags.as_s1) as u8) << 1);
     let lo = *Config::ia_bits_range(c.stage).start();
     w.lit8(c.ia_bits.wrapping_sub(lo));
     w.byte(match c.start_level {
@@ -391,7 +427,11 @@ fn encode_config(w: &mut Writer, c: &Config) {
         Some(l) => 0xC0u8.wrapping_add(l.wrapping_add(1) as u8),
     });
     w.byte(c.mmfr0_parange);
-    w.byte(c.vmid16 as u8);
+    let teardown = match c.teardown {
+        Teardown::Destroy => 0,
+        Teardown::RangeChunks { blocks_log2 } => blocks_log2 + 1,
+    };
+    w.byte(c.vmid16 as u8 | teardown << 1);
     w.byte(LIT);
     w.0.extend_from_slice(&(c.arena_pages.wrapping_sub(ARENA_PAGES_MIN) as u16).to_le_bytes());
     match c.alloc_fail_after {

@@ -8,7 +8,10 @@
 //! [`super::generators`]), so that `decode(encode(s)) == s`.
 
 use super::generators::{LIT, LIT_NONE};
-use super::model::{Config, MEMCACHE_MAX, Memcache, Prot, VisitScript, errno, prot, walk_flags};
+use super::model::{
+    Config, KernelLine, MEMCACHE_MAX, Memcache, Prot, ProtLayout, VisitScript, errno, prot,
+    walk_flags,
+};
 
 /// Binary output of the encoder.
 pub struct Writer(pub(crate) Vec<u8>);
@@ -121,11 +124,11 @@ impl FieldCodec<Prot> for ProtBits {
     fn encode(v: Prot, w: &mut Writer) {
         w.lit64(v);
     }
-    fn print(v: Prot, _: &Config) -> String {
-        prot_to_string(v)
+    fn print(v: Prot, cfg: &Config) -> String {
+        prot_to_string(v, cfg.kernel.prot())
     }
-    fn parse(s: &str, _: &Config) -> Result<Prot, String> {
-        parse_prot(s)
+    fn parse(s: &str, cfg: &Config) -> Result<Prot, String> {
+        parse_prot(s, cfg.kernel.prot())
     }
 }
 
@@ -133,11 +136,11 @@ impl FieldCodec<u8> for WalkFlagBits {
     fn encode(v: u8, w: &mut Writer) {
         w.lit8(v);
     }
-    fn print(v: u8, _: &Config) -> String {
-        walk_flags_to_string(v)
+    fn print(v: u8, cfg: &Config) -> String {
+        walk_flags_to_string(v, cfg.kernel)
     }
-    fn parse(s: &str, _: &Config) -> Result<u8, String> {
-        parse_walk_flags(s)
+    fn parse(s: &str, cfg: &Config) -> Result<u8, String> {
+        parse_walk_flags(s, cfg.kernel)
     }
 }
 
@@ -254,46 +257,58 @@ pub(crate) fn yes_no(b: bool) -> &'static str {
     if b { "yes" } else { "no" }
 }
 
-/// Text form of a prot bit set (`none`, `RWX`, `RW|DEVICE|SW1`, ...).
-pub fn prot_to_string(p: Prot) -> String {
-    use prot::*;
+/// Text form of a prot bit set in a line's layout (`none`, `RWX`,
+/// `RW|DEVICE|SW1`, and on 7.x `R|PX` or `R|UX` when only one execute bit
+/// is set).
+pub fn prot_to_string(p: Prot, l: ProtLayout) -> String {
     if p == 0 {
         return "none".into();
     }
     let mut parts: Vec<String> = Vec::new();
-    let letters: String = [(R, 'R'), (W, 'W'), (X, 'X')]
+    let x = p & l.x() == l.x();
+    let letters: String = [(l.r, 'R', true), (l.w, 'W', true), (l.x(), 'X', x)]
         .iter()
-        .filter(|(b, _)| p & b != 0)
-        .map(|(_, c)| *c)
+        .filter(|(b, _, on)| *on && p & b != 0)
+        .map(|(_, c, _)| *c)
         .collect();
     if !letters.is_empty() {
         parts.push(letters);
     }
-    for (b, n) in [
-        (DEVICE, "DEVICE"),
-        (NORMAL_NC, "NC"),
-        (SW0, "SW0"),
-        (SW1, "SW1"),
-        (SW2, "SW2"),
-        (SW3, "SW3"),
-    ] {
-        if p & b != 0 {
+    let named = [
+        (l.device, "DEVICE"),
+        (l.normal_nc, "NC"),
+        (if x { 0 } else { l.px }, "PX"),
+        (if x { 0 } else { l.ux }, "UX"),
+        (prot::SW0, "SW0"),
+        (prot::SW1, "SW1"),
+        (prot::SW2, "SW2"),
+        (prot::SW3, "SW3"),
+    ];
+    for (b, n) in named {
+        if b != 0 && p & b != 0 {
             parts.push(n.into());
         }
     }
-    let rest = p & !KNOWN;
+    let rest = p & !l.known();
     if rest != 0 {
         parts.push(hex(rest));
     }
     parts.join("|")
 }
 
-/// Text form of walk flags (`0`, `LEAF|TABLE_POST`, ...).
-pub fn walk_flags_to_string(f: u8) -> String {
+fn walk_flag_names(line: KernelLine) -> [(u8, &'static str); 7] {
+    let mut names = walk_flags::NAMES;
+    names[4].1 = line.walk_bit4();
+    names
+}
+
+/// Text form of walk flags (`0`, `LEAF|TABLE_POST`, ...); bit 4 is
+/// HANDLE_FAULT on 6.12 and IGNORE_EAGAIN on 7.x.
+pub fn walk_flags_to_string(f: u8, line: KernelLine) -> String {
     if f == 0 {
         return "0".into();
     }
-    let mut parts: Vec<String> = walk_flags::NAMES
+    let mut parts: Vec<String> = walk_flag_names(line)
         .iter()
         .filter(|(b, _)| f & b != 0)
         .map(|(_, n)| n.to_string())
@@ -351,33 +366,35 @@ pub(crate) fn parse_bool(s: &str) -> Result<bool, String> {
     }
 }
 
-/// Parses a prot bit set (see [`prot_to_string`]).
-pub fn parse_prot(s: &str) -> Result<Prot, String> {
-    use prot::*;
+/// Parses a prot bit set in a line's layout (see [`prot_to_string`]).
+pub fn parse_prot(s: &str, l: ProtLayout) -> Result<Prot, String> {
     if s == "none" || s == "0" {
         return Ok(0);
     }
     let mut p = 0;
     for tok in s.split('|') {
         p |= match tok {
-            "DEVICE" => DEVICE,
-            "NC" | "NORMAL_NC" => NORMAL_NC,
-            "SW0" => SW0,
-            "SW1" => SW1,
-            "SW2" => SW2,
-            "SW3" => SW3,
+            "DEVICE" => l.device,
+            "NC" | "NORMAL_NC" => l.normal_nc,
+            "PX" if l.ux != 0 => l.px,
+            "UX" if l.ux != 0 => l.ux,
+            "SW0" => prot::SW0,
+            "SW1" => prot::SW1,
+            "SW2" => prot::SW2,
+            "SW3" => prot::SW3,
             t if !t.is_empty() && t.chars().all(|c| "RWX".contains(c)) => t
                 .chars()
                 .map(|c| match c {
-                    'R' => R,
-                    'W' => W,
-                    _ => X,
+                    'R' => l.r,
+                    'W' => l.w,
+                    _ => l.x(),
                 })
                 .fold(0, |a, b| a | b),
             t if t.starts_with(|c: char| c.is_ascii_digit()) => parse_num::<u64>(t, "prot")?,
             t => {
+                let px = if l.ux != 0 { ", PX, UX" } else { "" };
                 return Err(format!(
-                    "expected prot: none, or R/W/X letters, DEVICE, NC, SW0..SW3 or a number joined by '|', got `{t}`"
+                    "expected prot: none, or R/W/X letters, DEVICE, NC{px}, SW0..SW3 or a number joined by '|', got `{t}`"
                 ));
             }
         };
@@ -386,16 +403,19 @@ pub fn parse_prot(s: &str) -> Result<Prot, String> {
 }
 
 /// Parses walk flags (see [`walk_flags_to_string`]).
-pub fn parse_walk_flags(s: &str) -> Result<u8, String> {
+pub fn parse_walk_flags(s: &str, line: KernelLine) -> Result<u8, String> {
+    let names = walk_flag_names(line);
     let mut f = 0u8;
     for tok in s.split('|') {
-        if let Some((b, _)) = walk_flags::NAMES.iter().find(|(_, n)| *n == tok) {
+        if let Some((b, _)) = names.iter().find(|(_, n)| *n == tok) {
             f |= b;
         } else if tok.starts_with(|c: char| c.is_ascii_digit()) {
             f |= parse_num::<u8>(tok, "flags")?;
         } else {
+            let list: Vec<&str> = names.iter().map(|(_, n)| *n).collect();
             return Err(format!(
-                "expected walk flags: 0 or LEAF, TABLE_PRE, TABLE_POST, SHARED, HANDLE_FAULT, SKIP_BBM_TLBI, SKIP_CMO joined by '|', got `{tok}`"
+                "expected walk flags: 0 or {} joined by '|', got `{tok}`",
+                list.join(", ")
             ));
         }
     }

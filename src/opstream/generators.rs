@@ -390,9 +390,10 @@ impl<'c> Gen<'c> {
         }
     }
 
-    /// Protection for a mapping of `[addr, addr + size)`.
+    /// Protection for a mapping of `[addr, addr + size)`, in the bit layout
+    /// of the stream's kernel line.
     pub(crate) fn prot(&mut self, r: &mut Reader, addr: u64, size: u64) -> Prot {
-        use super::model::prot::*;
+        let l = self.cfg.kernel.prot();
         let m = r.u8();
         if m == LIT {
             return r.u64();
@@ -401,33 +402,37 @@ impl<'c> Gen<'c> {
             // Host-appropriate: RWX for memory, RW for MMIO.
             let regions = self.host_regions();
             let p = match regions.iter().find(|g| g.contains_range(addr, size)) {
-                Some(g) if g.kind == RegionKind::Mmio => RW,
-                Some(_) => RWX,
-                None if m % 2 == 0 => RWX,
-                None => RW,
+                Some(g) if g.kind == RegionKind::Mmio => l.rw(),
+                Some(_) => l.rwx(),
+                None if m % 2 == 0 => l.rwx(),
+                None => l.rw(),
             };
             return p;
         }
-        const MENU: [Prot; 16] = [
-            R,
-            RW,
-            RX,
-            RWX,
-            DEVICE | RW,
-            NORMAL_NC | RW,
-            RW,
-            RWX,
+        let (r_, w, x) = (l.r, l.w, l.x());
+        let menu: [Prot; 16] = [
+            r_,
+            r_ | w,
+            r_ | x,
+            r_ | w | x,
+            l.device | r_ | w,
+            l.normal_nc | r_ | w,
+            r_ | w,
+            r_ | w | x,
             0,
-            W,
-            X,
-            W | X,
-            DEVICE | R,
-            DEVICE | RWX,
-            NORMAL_NC | RWX,
-            DEVICE | NORMAL_NC | RW,
+            w,
+            x,
+            w | x,
+            l.device | r_,
+            l.device | r_ | w | x,
+            l.normal_nc | r_ | w | x,
+            l.device | l.normal_nc | r_ | w,
         ];
-        let mut p = MENU[(m % 16) as usize];
+        let mut p = menu[(m % 16) as usize];
         match m >> 4 {
+            // 7.x: only one of the two execute bits (FEAT_XNX territory).
+            10 if l.ux != 0 && p & x != 0 => p &= !l.ux,
+            11 if l.ux != 0 && p & x != 0 => p &= !l.px,
             // Software bits sometimes.
             12 | 13 => p |= ((r.u8() & 0xf) as u64) << 55,
             // Occasionally arbitrary (1 in 32).
@@ -518,7 +523,8 @@ impl<'c> Gen<'c> {
         m & walk_flags::ALL
     }
 
-    /// Flags of a stage-2 map: mostly 0 / SHARED.
+    /// Flags of a stage-2 map: what real callers pass (0 or SHARED; 7.x's
+    /// pKVM host passes IGNORE_EAGAIN), sometimes anything.
     pub(crate) fn map_flags(&mut self, r: &mut Reader) -> u8 {
         use super::model::walk_flags::*;
         let m = r.u8();
@@ -526,11 +532,68 @@ impl<'c> Gen<'c> {
             return r.u8();
         }
         match m % 8 {
-            0..=3 => 0,
+            0..=2 => 0,
+            3 if self.cfg.kernel.is_v7() => IGNORE_EAGAIN,
+            3 => 0,
             4 => SHARED,
             5 => SKIP_BBM_TLBI | SKIP_CMO,
             6 => SHARED | HANDLE_FAULT,
             _ => r.u8() & ALL,
+        }
+    }
+
+    /// Walk flags a 7.x caller gives mkyoung and relax_perms: SHARED (the
+    /// kernel's fault path), 0 (pKVM at EL2), sometimes anything.
+    pub(crate) fn fault_flags(&mut self, r: &mut Reader) -> u8 {
+        use super::model::walk_flags::*;
+        let m = r.u8();
+        if m == LIT {
+            return r.u8();
+        }
+        match m % 8 {
+            0..=2 => SHARED,
+            3 | 4 => 0,
+            5 => SHARED | IGNORE_EAGAIN,
+            6 => IGNORE_EAGAIN,
+            _ => r.u8() & ALL,
+        }
+    }
+
+    /// Invalid-PTE type for 7.x annotate: pKVM's host donation (2) and
+    /// guest poisoning (3), sometimes a type annotate refuses (0, LOCKED)
+    /// or one nobody defines yet.
+    pub(crate) fn annotation_type(&mut self, r: &mut Reader) -> u8 {
+        let m = r.u8();
+        if m == LIT {
+            return r.u8();
+        }
+        match m % 8 {
+            0..=3 => 2,
+            4 | 5 => 3,
+            6 => [0, 1][usize::from(r.u8() & 1)],
+            _ => r.u8() % 16,
+        }
+    }
+
+    /// Annotation for 7.x annotate of type `kind`: what pKVM stores (a host
+    /// donation packs the owner id in bits [3:1] and metadata in [59:4];
+    /// a poisoned guest page has none), sometimes bits annotate refuses
+    /// (bit 0, bits [63:60]).
+    pub(crate) fn annotation(&mut self, r: &mut Reader, kind: u8) -> u64 {
+        let m = r.u8();
+        if m == LIT {
+            return r.u64();
+        }
+        match (m % 8, kind) {
+            (0..=3, 2) => {
+                let owner = 1 + u64::from(r.u8() % 2);
+                let meta = if owner == 2 { u64::from(r.u32()) } else { 0 };
+                owner << 1 | (meta << 4) & 0x0fff_ffff_ffff_fff0
+            }
+            (0..=3, _) => 0,
+            (4 | 5, _) => (u64::from(r.u32()) << 1) & 0x0fff_ffff_ffff_fffe,
+            (6, _) => 1 << (r.u8() % 64),
+            _ => r.u64(),
         }
     }
 

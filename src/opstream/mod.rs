@@ -29,10 +29,12 @@
 //! Mitigations built into the format:
 //!
 //! * Op tags are explicit, stable numbers in a 64-slot table
-//!   ([`TAG_TABLE`], `tag byte & 63`). Slots 0..=17 are the canonical tags
-//!   ([`OpKind::tag`]), further slots weight the random op mix, and the
-//!   unassigned slots 56..=63 alias to `GetLeaf`. A new op takes an
-//!   unassigned slot, so only inputs that used that alias slot change.
+//!   ([`TAG_TABLE`], `tag byte & 63`). Slots 0..=17 and 56..=58 are the
+//!   canonical tags ([`OpKind::tag`]), further slots weight the random op
+//!   mix, and the unassigned slots 59..=63 alias to `GetLeaf`. A new op
+//!   takes an unassigned slot, so only inputs that used that alias slot
+//!   change. A kernel line whose API replaced an op maps the tags of the
+//!   one to the other ([`OpKind::on_line`]).
 //! * Every value is a mode byte plus payload; mode `0xFF` is always a
 //!   literal little-endian value and means the same in every profile. The
 //!   encoder only uses literals and canonical tags.

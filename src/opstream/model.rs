@@ -27,7 +27,8 @@ pub const MEMCACHE_MAX: u32 = i32::MAX as u32;
 /// `enum kvm_pgtable_prot` as a bit set.
 pub type Prot = u64;
 
-/// `KVM_PGTABLE_PROT_*` bits.
+/// `KVM_PGTABLE_PROT_*` bits of Linux 6.12 (7.x moved them, see
+/// [`ProtLayout`]); the software bits are the same in every line.
 pub mod prot {
     use super::Prot;
     pub const X: Prot = 1 << 0;
@@ -46,13 +47,68 @@ pub mod prot {
     pub const KNOWN: Prot = RWX | DEVICE | NORMAL_NC | SW0 | SW1 | SW2 | SW3;
 }
 
+/// Where the `KVM_PGTABLE_PROT_*` bits sit in one kernel line's
+/// `enum kvm_pgtable_prot`. 6.12 has one execute bit (X, bit 0); 7.x
+/// splits it into privileged and unprivileged execute (PX bit 0, UX bit 1;
+/// X = PX | UX) and moves the rest up by one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProtLayout {
+    /// Privileged execute (6.12: the only execute bit, X).
+    pub px: Prot,
+    /// Unprivileged execute (0 in 6.12, which has none).
+    pub ux: Prot,
+    pub w: Prot,
+    pub r: Prot,
+    pub device: Prot,
+    pub normal_nc: Prot,
+}
+
+impl ProtLayout {
+    pub const V6_12: ProtLayout = ProtLayout {
+        px: 1 << 0,
+        ux: 0,
+        w: 1 << 1,
+        r: 1 << 2,
+        device: 1 << 3,
+        normal_nc: 1 << 4,
+    };
+    pub const V7: ProtLayout = ProtLayout {
+        px: 1 << 0,
+        ux: 1 << 1,
+        w: 1 << 2,
+        r: 1 << 3,
+        device: 1 << 4,
+        normal_nc: 1 << 5,
+    };
+
+    /// `KVM_PGTABLE_PROT_X`.
+    pub fn x(&self) -> Prot {
+        self.px | self.ux
+    }
+    /// `KVM_PGTABLE_PROT_RW`, pKVM's host MMIO protection.
+    pub fn rw(&self) -> Prot {
+        self.r | self.w
+    }
+    /// `KVM_PGTABLE_PROT_RWX`, pKVM's host memory protection.
+    pub fn rwx(&self) -> Prot {
+        self.rw() | self.x()
+    }
+    /// Every named bit (software bits included).
+    pub fn known(&self) -> Prot {
+        self.rwx() | self.device | self.normal_nc | prot::SW0 | prot::SW1 | prot::SW2 | prot::SW3
+    }
+}
+
 /// `enum kvm_pgtable_walk_flags` bits (as a `u8`).
 pub mod walk_flags {
     pub const LEAF: u8 = 1 << 0;
     pub const TABLE_PRE: u8 = 1 << 1;
     pub const TABLE_POST: u8 = 1 << 2;
     pub const SHARED: u8 = 1 << 3;
+    /// 6.12 HANDLE_FAULT, 7.x IGNORE_EAGAIN (see [`super::KernelLine::walk_bit4`]).
     pub const HANDLE_FAULT: u8 = 1 << 4;
+    /// 7.x name of bit 4.
+    pub const IGNORE_EAGAIN: u8 = 1 << 4;
     pub const SKIP_BBM_TLBI: u8 = 1 << 5;
     pub const SKIP_CMO: u8 = 1 << 6;
     /// All defined flags (the 128 combinations the Walk profile covers).
@@ -109,6 +165,59 @@ pub enum Context {
     Nvhe,
     /// Kernel proper (VHE / host side).
     Kernel,
+}
+
+/// A pinned kernel line: which kernel's pgtable.c the C side runs and
+/// which API shape the stream speaks (see `kernel.lock`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum KernelLine {
+    /// Linux 6.12 (the API of 6.12: set_owner, HANDLE_FAULT, PROT_X, NOFWB).
+    #[default]
+    V6_12,
+    /// Linux 7.3, the API mainline has had since 7.1 (annotate,
+    /// IGNORE_EAGAIN, PROT_PX/UX, AS_S1, destroy_range/destroy_pgd).
+    V7_3,
+}
+
+impl KernelLine {
+    pub const ALL: [KernelLine; 2] = [KernelLine::V6_12, KernelLine::V7_3];
+
+    /// The line's name in `kernel.lock` and in the text format.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelLine::V6_12 => "6.12",
+            KernelLine::V7_3 => "7.3",
+        }
+    }
+
+    /// The line called `name`.
+    pub fn from_name(name: &str) -> Option<KernelLine> {
+        KernelLine::ALL.iter().copied().find(|l| l.name() == name)
+    }
+
+    /// Whether the line has the 7.1+ API shape.
+    pub fn is_v7(self) -> bool {
+        self >= KernelLine::V7_3
+    }
+
+    /// The line's `enum kvm_pgtable_prot` layout.
+    pub fn prot(self) -> ProtLayout {
+        if self.is_v7() {
+            ProtLayout::V7
+        } else {
+            ProtLayout::V6_12
+        }
+    }
+
+    /// The name of walk flag bit 4: 6.12's HANDLE_FAULT (stop on -EAGAIN)
+    /// became 7.x's IGNORE_EAGAIN (go on after -EAGAIN).
+    pub fn walk_bit4(self) -> &'static str {
+        if self.is_v7() {
+            "IGNORE_EAGAIN"
+        } else {
+            "HANDLE_FAULT"
+        }
+    }
 }
 
 /// Translation granule.
@@ -178,9 +287,39 @@ impl Granule {
 pub struct S2Flags {
     /// KVM_PGTABLE_S2_IDMAP.
     pub idmap: bool,
-    /// KVM_PGTABLE_S2_NOFWB.
+    /// KVM_PGTABLE_S2_NOFWB (6.12 only).
     pub nofwb: bool,
+    /// KVM_PGTABLE_S2_AS_S1 (7.x only): final attributes are stage 1's.
+    pub as_s1: bool,
 }
+
+impl S2Flags {
+    /// `enum kvm_pgtable_stage2_flags` of `line`: 6.12 NOFWB bit 0, IDMAP
+    /// bit 1; 7.x IDMAP bit 0, AS_S1 bit 1.
+    pub fn bits(self, line: KernelLine) -> u32 {
+        if line.is_v7() {
+            u32::from(self.idmap) | u32::from(self.as_s1) << 1
+        } else {
+            u32::from(self.nofwb) | u32::from(self.idmap) << 1
+        }
+    }
+}
+
+/// How a stage-2 table is torn down at the end of a stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Teardown {
+    /// `kvm_pgtable_stage2_destroy` (every line; pKVM and 6.12 KVM).
+    #[default]
+    Destroy,
+    /// 7.x KVM (`kvm_stage2_destroy`): `kvm_pgtable_stage2_destroy_range` over
+    /// consecutive chunks of `2^blocks_log2` blocks of the largest block
+    /// size (KVM_PGTABLE_MIN_BLOCK_LEVEL), then `_destroy_pgd`. KVM itself
+    /// uses one block per chunk; chunks never split a block.
+    RangeChunks { blocks_log2: u8 },
+}
+
+/// Largest `Teardown::RangeChunks::blocks_log2`.
+pub const CHUNK_BLOCKS_LOG2_MAX: u8 = 6;
 
 /// CPU features the simulated system advertises.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -196,11 +335,21 @@ pub struct Features {
     pub hvhe: bool,
     /// Ampere AC03 erratum workaround.
     pub ampere_ac03: bool,
+    /// FEAT_XNX: stage-2 XN distinguishes EL0 and EL1 (7.x only).
+    pub xnx: bool,
 }
 
 impl Features {
     /// (name, getter) table in canonical order (also the binary bit order).
-    pub const NAMES: [&'static str; 6] = ["lpa2", "fwb", "tlb_range", "bti", "hvhe", "ampere_ac03"];
+    pub const NAMES: [&'static str; 7] = [
+        "lpa2",
+        "fwb",
+        "tlb_range",
+        "bti",
+        "hvhe",
+        "ampere_ac03",
+        "xnx",
+    ];
 
     pub fn to_bits(self) -> u8 {
         (self.lpa2 as u8)
@@ -209,6 +358,7 @@ impl Features {
             | (self.bti as u8) << 3
             | (self.hvhe as u8) << 4
             | (self.ampere_ac03 as u8) << 5
+            | (self.xnx as u8) << 6
     }
 
     pub fn from_bits(b: u8) -> Features {
@@ -219,6 +369,7 @@ impl Features {
             bti: b & 8 != 0,
             hvhe: b & 16 != 0,
             ampere_ac03: b & 32 != 0,
+            xnx: b & 64 != 0,
         }
     }
 }
@@ -271,39 +422,11 @@ pub enum ForcePtePolicy {
     Arbitrary { pattern: u64 },
 }
 
-impl ForcePtePolicy {
-    /// Convenience for executors: the answer of the `force_pte_cb` for
-    /// callback call number `call_index` (0-based, counted over the whole
-    /// run) on `[addr, end)` with `prot`; `None` when no callback is
-    /// installed.
-    ///
-    /// `Host` follows pKVM's `host_stage2_force_pte_cb`: if the range lies
-    /// inside one Memory region (`range_is_memory(addr, end)`: `addr` and
-    /// `end - 1` in the same region) it forces pages unless
-    /// `prot == RWX`, otherwise (MMIO or unlisted) unless `prot == RW`.
-    /// `Arbitrary` answers bit `call_index % 64` of the pattern.
-    pub fn answer(&self, call_index: u64, addr: u64, end: u64, prot: Prot) -> Option<bool> {
-        match self {
-            ForcePtePolicy::None => None,
-            ForcePtePolicy::Host { regions } => {
-                let last = end.wrapping_sub(1);
-                let memory = regions
-                    .iter()
-                    .any(|g| g.kind == RegionKind::Memory && g.contains(addr) && g.contains(last));
-                Some(if memory {
-                    prot != prot::RWX
-                } else {
-                    prot != prot::RW
-                })
-            }
-            ForcePtePolicy::Arbitrary { pattern } => Some(pattern >> (call_index % 64) & 1 != 0),
-        }
-    }
-}
-
 /// Simulation configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Config {
+    /// The kernel line the stream runs on.
+    pub kernel: KernelLine,
     pub stage: Stage,
     pub context: Context,
     pub granule: Granule,
@@ -325,6 +448,8 @@ pub struct Config {
     /// Allocation-failure injection: allocation number `n` (0-based) and
     /// later fail; `None` = never.
     pub alloc_fail_after: Option<u32>,
+    /// How a stage-2 table is torn down (7.x may destroy it by ranges).
+    pub teardown: Teardown,
 }
 
 impl Config {
@@ -340,6 +465,7 @@ impl Config {
     /// 40-bit IPA, no features, 512 arena pages).
     pub fn new(stage: Stage) -> Config {
         Config {
+            kernel: KernelLine::V6_12,
             stage,
             context: Context::Nvhe,
             granule: Granule::K4,
@@ -355,6 +481,7 @@ impl Config {
             force_pte: ForcePtePolicy::None,
             arena_pages: 512,
             alloc_fail_after: None,
+            teardown: Teardown::Destroy,
         }
     }
 
@@ -381,6 +508,37 @@ impl Config {
         }
         if self.features.lpa2 && self.granule == Granule::K64 {
             return Err("lpa2 is not allowed with the 64k granule".into());
+        }
+        let line = self.kernel.name();
+        if self.kernel.is_v7() {
+            if self.s2_flags.nofwb {
+                return Err(format!(
+                    "flag nofwb does not exist in kernel {line} (7.x removed it)"
+                ));
+            }
+        } else {
+            if self.features.xnx {
+                return Err(format!(
+                    "feature xnx does not exist in kernel {line} (7.x only)"
+                ));
+            }
+            if self.s2_flags.as_s1 {
+                return Err(format!(
+                    "flag as_s1 does not exist in kernel {line} (7.x only)"
+                ));
+            }
+        }
+        if let Teardown::RangeChunks { blocks_log2 } = self.teardown {
+            if !self.kernel.is_v7() || self.stage != Stage::Stage2 {
+                return Err(format!(
+                    "teardown by ranges needs a 7.x stage-2 table (kernel {line} has no destroy_range)"
+                ));
+            }
+            if blocks_log2 > CHUNK_BLOCKS_LOG2_MAX {
+                return Err(format!(
+                    "teardown chunks of 2^{blocks_log2} blocks; at most 2^{CHUNK_BLOCKS_LOG2_MAX}"
+                ));
+            }
         }
         if self.mmfr0_parange > PARANGE_MAX {
             return Err(format!("parange {} out of range 0..=6", self.mmfr0_parange));
@@ -515,10 +673,24 @@ mod tests {
     }
 
     #[test]
-    fn tags_are_stable_and_dense() {
-        for (i, k) in OpKind::ALL.iter().enumerate() {
-            assert_eq!(k.tag() as usize, i);
-            assert_eq!(OpKind::from_name(k.name()), Some(*k));
+    fn tags_name_their_slot_and_names_their_kind() {
+        for &k in OpKind::ALL {
+            assert_eq!(super::super::TAG_TABLE[usize::from(k.tag())], k);
+            for line in KernelLine::ALL {
+                if k.valid_on(line) {
+                    assert_eq!(OpKind::from_name(k.name(), line), Some(k));
+                }
+            }
+        }
+        // Each replaced 6.12 op maps to its 7.x successor and back.
+        for (old, new) in [
+            (OpKind::S2SetOwner, OpKind::S2Annotate),
+            (OpKind::S2Mkyoung, OpKind::S2MkyoungFlags),
+            (OpKind::S2RelaxPerms, OpKind::S2RelaxPermsFlags),
+        ] {
+            assert_eq!(old.on_line(KernelLine::V7_3), new);
+            assert_eq!(new.on_line(KernelLine::V6_12), old);
+            assert!(!old.valid_on(KernelLine::V7_3) && !new.valid_on(KernelLine::V6_12));
         }
     }
 
@@ -563,39 +735,6 @@ mod tests {
         assert_eq!(Op::S2Mkyoung { addr: 5 }.range(), Some((5, 1)));
         assert_eq!(Op::HypUnmap { addr: 7, size: 9 }.range(), Some((7, 9)));
         assert_eq!(Op::PgdSize { vtcr: 0 }.range(), None);
-    }
-
-    #[test]
-    fn force_pte_answers() {
-        let host = ForcePtePolicy::Host {
-            regions: vec![
-                Region {
-                    start: 0x1000,
-                    size: 0x2000,
-                    kind: RegionKind::Memory,
-                },
-                Region {
-                    start: 0x3000,
-                    size: 0x1000,
-                    kind: RegionKind::Mmio,
-                },
-            ],
-        };
-        // Inside memory: force unless RWX.
-        assert_eq!(host.answer(0, 0x1000, 0x3000, prot::RWX), Some(false));
-        assert_eq!(host.answer(0, 0x1000, 0x3000, prot::RW), Some(true));
-        // Crossing into MMIO: not memory, so force unless RW.
-        assert_eq!(host.answer(0, 0x2000, 0x4000, prot::RW), Some(false));
-        assert_eq!(host.answer(0, 0x2000, 0x4000, prot::RWX), Some(true));
-        // Unlisted addresses behave like MMIO.
-        assert_eq!(host.answer(0, 0x9000, 0xa000, prot::RW), Some(false));
-        let arb = ForcePtePolicy::Arbitrary { pattern: 0b101 };
-        let got: Vec<_> = [0, 1, 2, 3, 64, 65, 66]
-            .iter()
-            .map(|&i| arb.answer(i, 0, 0, 0).unwrap())
-            .collect();
-        assert_eq!(got, [true, false, true, false, true, false, true]);
-        assert_eq!(ForcePtePolicy::None.answer(0, 0, 1, 0), None);
     }
 
     #[test]

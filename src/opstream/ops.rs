@@ -20,7 +20,7 @@
 
 use super::codec::*;
 use super::generators::{Gen, Reader};
-use super::model::{Config, Memcache, Prot, Stage, VisitScript};
+use super::model::{Config, KernelLine, Memcache, Prot, Stage, VisitScript};
 use crate::results::Outcome;
 
 /// Expands the op table; see the module documentation.
@@ -29,7 +29,8 @@ macro_rules! define_ops {
         names($g:ident, $r:ident, $cfg:ident);
         $(
             $(#[$meta:meta])*
-            op $variant:ident = $tag:literal, $name:literal, fn $method:ident, [$($stage:ident),+] {
+            op $variant:ident = $tag:literal, $name:literal, fn $method:ident, [$($stage:ident),+]
+            $(on [$($line:ident),+])? {
                 $( $field:ident $(($key:literal))? : $ty:ty as $codec:ty = $gen:expr ),* $(,)?
             }
             $(range($ra:expr, $rs:expr);)?
@@ -69,14 +70,26 @@ macro_rules! define_ops {
                 match self { $( OpKind::$variant => $name, )* }
             }
 
-            /// Kind with the given text name.
-            pub fn from_name(name: &str) -> Option<OpKind> {
-                OpKind::ALL.iter().copied().find(|k| k.name() == name)
+            /// The kind a stream on kernel `line` means by the text name
+            /// `name` (a name may stand for one kind per line).
+            pub fn from_name(name: &str, line: KernelLine) -> Option<OpKind> {
+                OpKind::ALL
+                    .iter()
+                    .copied()
+                    .find(|k| k.name() == name && k.valid_on(line))
             }
 
             /// Whether this kind may appear in a stream of `stage`.
             pub fn valid_for(self, stage: Stage) -> bool {
                 match self { $( OpKind::$variant => false $( || stage == Stage::$stage )+, )* }
+            }
+
+            /// Whether this kind exists in the API of kernel `line`.
+            #[allow(unused_variables)]
+            pub fn valid_on(self, line: KernelLine) -> bool {
+                match self {
+                    $( OpKind::$variant => define_ops!(@lines line $( $($line)+ )?), )*
+                }
             }
 
             /// The text keys of the op's fields, in order.
@@ -115,6 +128,9 @@ macro_rules! define_ops {
             pub fn precondition(&self, $cfg: &Config) -> Result<(), &'static str> {
                 if !self.kind().valid_for($cfg.stage) {
                     return Err("op does not apply to this stage");
+                }
+                if !self.kind().valid_on($cfg.kernel) {
+                    return Err("op does not exist in this kernel line's API");
                 }
                 match *self {
                     $( Op::$variant { $( $field ),* } => {
@@ -189,6 +205,8 @@ macro_rules! define_ops {
     };
     (@key $field:ident) => { stringify!($field) };
     (@key $field:ident $key:literal) => { $key };
+    (@lines $l:ident) => { true };
+    (@lines $l:ident $($line:ident)+) => { false $( || $l == KernelLine::$line )+ };
     (@range) => { None };
     (@range ($a:expr, $s:expr)) => { Some(($a, $s)) };
 }
@@ -227,8 +245,8 @@ define_ops! {
     }
     range(addr, size);
 
-    /// `kvm_pgtable_stage2_set_owner`.
-    op S2SetOwner = 3, "s2_set_owner", fn stage2_set_owner, [Stage2] {
+    /// `kvm_pgtable_stage2_set_owner` (6.12; 7.x annotates instead).
+    op S2SetOwner = 3, "s2_set_owner", fn stage2_set_owner, [Stage2] on [V6_12] {
         addr: u64 as Hex = g.addr(r),
         size: u64 as Hex = g.size(r, addr),
         mc: Memcache as Mc = g.memcache(r),
@@ -258,8 +276,9 @@ define_ops! {
     }
     range(addr, size);
 
-    /// `kvm_pgtable_stage2_mkyoung`.
-    op S2Mkyoung = 6, "s2_mkyoung", fn stage2_mkyoung, [Stage2] {
+    /// `kvm_pgtable_stage2_mkyoung` (6.12: fixed walk flags, returns the
+    /// old descriptor).
+    op S2Mkyoung = 6, "s2_mkyoung", fn stage2_mkyoung, [Stage2] on [V6_12] {
         addr: u64 as Hex = g.addr(r),
     }
     range(addr, 1);
@@ -272,8 +291,8 @@ define_ops! {
     }
     range(addr, size);
 
-    /// `kvm_pgtable_stage2_relax_perms`.
-    op S2RelaxPerms = 8, "s2_relax_perms", fn stage2_relax_perms, [Stage2] {
+    /// `kvm_pgtable_stage2_relax_perms` (6.12: fixed walk flags).
+    op S2RelaxPerms = 8, "s2_relax_perms", fn stage2_relax_perms, [Stage2] on [V6_12] {
         addr: u64 as Hex = g.addr(r),
         prot: Prot as ProtBits = g.prot(r, addr, 1),
     }
@@ -345,6 +364,59 @@ define_ops! {
     }
     // VTCR_EL2_IPA = 64 - T0SZ; T0SZ = 0 makes BIT(64).
     skip if vtcr & 0x3f == 0 => "pgd_size with T0SZ = 0 (a 64-bit IPA space)";
+
+    // 7.x ops take tags equal to their TAG_TABLE slot (56 and up).
+
+    /// `kvm_pgtable_stage2_annotate` (7.x): unmap the range and mark it
+    /// with an invalid-PTE `type` (bits [63:60]) and an annotation.
+    op S2Annotate = 56, "s2_annotate", fn stage2_annotate, [Stage2] on [V7_3] {
+        addr: u64 as Hex = g.addr(r),
+        size: u64 as Hex = g.size(r, addr),
+        mc: Memcache as Mc = g.memcache(r),
+        kind("type"): u8 as Dec8 = g.annotation_type(r),
+        annotation: u64 as Hex = g.annotation(r, kind),
+    }
+    range(addr, size);
+
+    /// `kvm_pgtable_stage2_mkyoung` (7.x): the caller's walk flags, no result.
+    op S2MkyoungFlags = 57, "s2_mkyoung", fn stage2_mkyoung_flags, [Stage2] on [V7_3] {
+        addr: u64 as Hex = g.addr(r),
+        flags: u8 as WalkFlagBits = g.fault_flags(r),
+    }
+    range(addr, 1);
+
+    /// `kvm_pgtable_stage2_relax_perms` (7.x): the caller's walk flags.
+    op S2RelaxPermsFlags = 58, "s2_relax_perms", fn stage2_relax_perms_flags, [Stage2] on [V7_3] {
+        addr: u64 as Hex = g.addr(r),
+        prot: Prot as ProtBits = g.prot(r, addr, 1),
+        flags: u8 as WalkFlagBits = g.fault_flags(r),
+    }
+    range(addr, 1);
+}
+
+impl OpKind {
+    /// Whether this kind may appear in a stream configured by `cfg`.
+    pub fn valid_in(self, cfg: &Config) -> bool {
+        self.valid_for(cfg.stage) && self.valid_on(cfg.kernel)
+    }
+
+    /// The kind a stream on `line` uses for what this kind does on another
+    /// line (the 6.12 op and its 7.x successor), or `self`.
+    pub fn on_line(self, line: KernelLine) -> OpKind {
+        use OpKind as K;
+        if self.valid_on(line) {
+            return self;
+        }
+        match self {
+            K::S2SetOwner => K::S2Annotate,
+            K::S2Annotate => K::S2SetOwner,
+            K::S2Mkyoung => K::S2MkyoungFlags,
+            K::S2MkyoungFlags => K::S2Mkyoung,
+            K::S2RelaxPerms => K::S2RelaxPermsFlags,
+            K::S2RelaxPermsFlags => K::S2RelaxPerms,
+            _ => K::GetLeaf,
+        }
+    }
 }
 
 impl Op {
@@ -356,6 +428,12 @@ impl Op {
     /// Whether the op may appear in a stream of the given stage.
     pub fn valid_for(&self, stage: Stage) -> bool {
         self.kind().valid_for(stage)
+    }
+
+    /// Whether the op may appear in a stream configured by `cfg` (its
+    /// stage and its kernel line's API).
+    pub fn valid_in(&self, cfg: &Config) -> bool {
+        self.kind().valid_in(cfg)
     }
 
     /// One canonical text line (no newline) for a stream configured by `cfg`.

@@ -40,6 +40,7 @@ fn sample_stage2() -> OpStream {
     config.s2_flags = S2Flags {
         idmap: true,
         nofwb: true,
+        as_s1: false,
     };
     config.features = Features {
         lpa2: true,
@@ -48,6 +49,7 @@ fn sample_stage2() -> OpStream {
         bti: false,
         hvhe: true,
         ampere_ac03: true,
+        xnx: false,
     };
     config.mmfr0_parange = 6;
     config.vmid16 = true;
@@ -213,9 +215,10 @@ fn sample_hyp() -> OpStream {
     OpStream { config, ops }
 }
 
-const ALLOWED_HOST: [OpKind; 4] = [
+const ALLOWED_HOST: [OpKind; 5] = [
     OpKind::S2Map,
     OpKind::S2SetOwner,
+    OpKind::S2Annotate,
     OpKind::S2Unmap,
     OpKind::GetLeaf,
 ];
@@ -397,7 +400,7 @@ fn profiles_constrain_random_input() {
             if let Op::S2Map { addr, phys, .. } = op {
                 assert_eq!(addr, phys);
             }
-            if let Op::S2SetOwner { .. } = op {
+            if let Op::S2SetOwner { .. } | Op::S2Annotate { .. } = op {
                 host_setowner = true;
             }
         }
@@ -491,35 +494,43 @@ fn profile_names() {
 
 #[test]
 fn kind_for_tag_rules() {
-    for p in Profile::ALL {
-        for stage in [Stage::Hyp, Stage::Stage2] {
-            for tag in 0..=255u8 {
-                let k = kind_for_tag(tag, stage, p);
-                assert!(k.valid_for(stage), "{tag} {stage:?} {p:?} -> {k:?}");
-                assert_eq!(k, kind_for_tag(tag & 63, stage, p));
+    for line in KernelLine::ALL {
+        for p in Profile::ALL {
+            for stage in [Stage::Hyp, Stage::Stage2] {
+                let mut cfg = Config::new(stage);
+                cfg.kernel = line;
+                for tag in 0..=255u8 {
+                    let k = kind_for_tag(tag, stage, line, p);
+                    assert!(k.valid_in(&cfg), "{tag} {stage:?} {line:?} {p:?} -> {k:?}");
+                    assert_eq!(k, kind_for_tag(tag & 63, stage, line, p));
+                }
+            }
+        }
+        // Canonical tags are the identity under Any for valid kinds.
+        for &k in OpKind::ALL {
+            for stage in [Stage::Hyp, Stage::Stage2] {
+                if k.valid_for(stage) && k.valid_on(line) {
+                    assert_eq!(kind_for_tag(k.tag(), stage, line, Profile::Any), k);
+                }
             }
         }
     }
-    // Canonical tags are the identity under Any for valid kinds.
-    for &k in OpKind::ALL {
-        for stage in [Stage::Hyp, Stage::Stage2] {
-            if k.valid_for(stage) {
-                assert_eq!(kind_for_tag(k.tag(), stage, Profile::Any), k);
-            }
-        }
-    }
+    let any = |tag, stage, line| kind_for_tag(tag, stage, line, Profile::Any);
+    use KernelLine::{V6_12, V7_3};
     // Stage swaps: tag 0 (hyp_map) under stage-2 is s2_map and tag 2 under
     // hyp is hyp_map; slot 60 is unassigned -> get_leaf.
-    assert_eq!(kind_for_tag(0, Stage::Stage2, Profile::Any), OpKind::S2Map);
-    assert_eq!(kind_for_tag(2, Stage::Hyp, Profile::Any), OpKind::HypMap);
-    assert_eq!(kind_for_tag(4, Stage::Hyp, Profile::Any), OpKind::HypUnmap);
-    assert_eq!(kind_for_tag(60, Stage::Hyp, Profile::Any), OpKind::GetLeaf);
-    assert_eq!(
-        kind_for_tag(60 + 64, Stage::Stage2, Profile::Any),
-        OpKind::GetLeaf
-    );
+    assert_eq!(any(0, Stage::Stage2, V6_12), OpKind::S2Map);
+    assert_eq!(any(2, Stage::Hyp, V6_12), OpKind::HypMap);
+    assert_eq!(any(4, Stage::Hyp, V6_12), OpKind::HypUnmap);
+    assert_eq!(any(60, Stage::Hyp, V6_12), OpKind::GetLeaf);
+    assert_eq!(any(60 + 64, Stage::Stage2, V6_12), OpKind::GetLeaf);
     // set_owner (tag 3) under hyp: fallback[3 % 8] = get_leaf.
-    assert_eq!(kind_for_tag(3, Stage::Hyp, Profile::Any), OpKind::GetLeaf);
+    assert_eq!(any(3, Stage::Hyp, V6_12), OpKind::GetLeaf);
+    // A replaced op's tag means its successor on 7.3 and back on 6.12.
+    assert_eq!(any(3, Stage::Stage2, V7_3), OpKind::S2Annotate);
+    assert_eq!(any(56, Stage::Stage2, V6_12), OpKind::S2SetOwner);
+    assert_eq!(any(6, Stage::Stage2, V7_3), OpKind::S2MkyoungFlags);
+    assert_eq!(any(58, Stage::Stage2, V6_12), OpKind::S2RelaxPerms);
 }
 
 // ------------------------------------------------------------------ bias
@@ -846,7 +857,8 @@ fn lpa2_never_with_64k() {
             tlb_range: true,
             bti: true,
             hvhe: true,
-            ampere_ac03: true
+            ampere_ac03: true,
+            xnx: false,
         }
     );
 }
@@ -916,7 +928,7 @@ fn parse_sample_by_hand() {
 fn print_by_hand() {
     let want = "\
 kvm-pgtable-diff-stream v1
-config stage=stage2 context=nvhe granule=4k ia_bits=40 start_level=auto flags=idmap features=fwb,tlb_range parange=5 vmid16=yes arena_pages=512 fail_after=none
+config kernel=6.12 stage=stage2 context=nvhe granule=4k ia_bits=40 start_level=auto flags=idmap features=fwb,tlb_range parange=5 vmid16=yes arena_pages=512 fail_after=none
 force_pte host memory:0x0+0x40000000 mmio:0x40000000+0x10000000
 s2_map addr=0x200000 size=0x200000 phys=0x200000 prot=RWX mc=8 flags=0
 s2_set_owner addr=0x400000 size=0x1000 mc=4 owner=1
@@ -942,7 +954,7 @@ fn print_odd_values_by_hand() {
     let lines: Vec<&str> = t.lines().collect();
     assert_eq!(
         lines[1],
-        "config stage=stage2 context=kernel granule=16k ia_bits=47 start_level=-1 flags=idmap,nofwb \
+        "config kernel=6.12 stage=stage2 context=kernel granule=16k ia_bits=47 start_level=-1 flags=idmap,nofwb \
          features=lpa2,tlb_range,hvhe,ampere_ac03 parange=6 vmid16=yes arena_pages=256 fail_after=4294967295"
     );
     assert_eq!(
@@ -1189,7 +1201,8 @@ fn canonical_tags_never_change() {
         (17, "pgd_size"),
     ];
     for (tag, name) in pinned {
-        let k = OpKind::from_name(name).unwrap_or_else(|| panic!("op {name} is gone"));
+        let k = OpKind::from_name(name, KernelLine::V6_12)
+            .unwrap_or_else(|| panic!("op {name} is gone"));
         assert_eq!(k.tag(), tag, "{name}");
         assert_eq!(
             TAG_TABLE[usize::from(tag)],

@@ -82,6 +82,9 @@ impl fmt::Display for Config {
         if c.s2_flags.nofwb {
             flags.push("nofwb");
         }
+        if c.s2_flags.as_s1 {
+            flags.push("as_s1");
+        }
         let fb = c.features.to_bits();
         let features: Vec<&str> = Features::NAMES
             .iter()
@@ -98,8 +101,9 @@ impl fmt::Display for Config {
         };
         write!(
             f,
-            "config stage={stage} context={context} granule={} ia_bits={} start_level={start_level} \
+            "config kernel={} stage={stage} context={context} granule={} ia_bits={} start_level={start_level} \
              flags={} features={} parange={} vmid16={} arena_pages={} fail_after={}",
+            c.kernel.name(),
             c.granule.name(),
             c.ia_bits,
             list(&flags),
@@ -112,6 +116,9 @@ impl fmt::Display for Config {
                 Some(n) => n.to_string(),
             },
         )?;
+        if let Teardown::RangeChunks { blocks_log2 } = c.teardown {
+            write!(f, " teardown=chunks:{}", 1u32 << blocks_log2)?;
+        }
         f.write_str("\nforce_pte ")?;
         match &c.force_pte {
             ForcePtePolicy::None => f.write_str("none"),
@@ -230,12 +237,24 @@ impl<'a> Fields<'a> {
 }
 
 fn parse_op(name: &str, toks: &[&str], cfg: &Config) -> PResult<Op> {
-    let kind = OpKind::from_name(name).ok_or_else(|| {
-        let names: Vec<&str> = OpKind::ALL.iter().map(|k| k.name()).collect();
-        format!(
-            "unknown op `{name}` (expected one of: {})",
-            names.join(", ")
-        )
+    let kind = OpKind::from_name(name, cfg.kernel).ok_or_else(|| {
+        let mut names: Vec<&str> = OpKind::ALL
+            .iter()
+            .filter(|k| k.valid_on(cfg.kernel))
+            .map(|k| k.name())
+            .collect();
+        names.dedup();
+        match OpKind::ALL.iter().find(|k| k.name() == name) {
+            Some(_) => format!(
+                "op `{name}` does not exist in kernel {}'s API (expected one of: {})",
+                cfg.kernel.name(),
+                names.join(", ")
+            ),
+            None => format!(
+                "unknown op `{name}` (expected one of: {})",
+                names.join(", ")
+            ),
+        }
     })?;
     let f = Fields::new(name, toks, kind.keys())?;
     let op = Op::from_text(kind, &|key| f.req(key), cfg)?;
@@ -244,7 +263,8 @@ fn parse_op(name: &str, toks: &[&str], cfg: &Config) -> PResult<Op> {
     Ok(op)
 }
 
-const CONFIG_KEYS: [&str; 11] = [
+const CONFIG_KEYS: [&str; 13] = [
+    "kernel",
     "stage",
     "context",
     "granule",
@@ -256,6 +276,7 @@ const CONFIG_KEYS: [&str; 11] = [
     "vmid16",
     "arena_pages",
     "fail_after",
+    "teardown",
 ];
 
 fn parse_config(toks: &[&str]) -> PResult<Config> {
@@ -266,6 +287,15 @@ fn parse_config(toks: &[&str]) -> PResult<Config> {
         _ => Err(format!("expected hyp or stage2, got `{v}`")),
     })?;
     let mut c = Config::new(stage);
+    // Scenarios written before there were two lines mean 6.12.
+    if f.opt("kernel").is_some() {
+        c.kernel = f.get("kernel", |v| {
+            KernelLine::from_name(v).ok_or_else(|| {
+                let names: Vec<&str> = KernelLine::ALL.iter().map(|l| l.name()).collect();
+                format!("expected one of {}, got `{v}`", names.join(", "))
+            })
+        })?;
+    }
     if f.opt("context").is_some() {
         c.context = f.get("context", |v| match v {
             "nvhe" => Ok(Context::Nvhe),
@@ -302,7 +332,12 @@ fn parse_config(toks: &[&str]) -> PResult<Config> {
                     match t {
                         "idmap" => fl.idmap = true,
                         "nofwb" => fl.nofwb = true,
-                        _ => return Err(format!("expected none or idmap,nofwb, got `{t}`")),
+                        "as_s1" => fl.as_s1 = true,
+                        _ => {
+                            return Err(format!(
+                                "expected none or a comma list of idmap, nofwb (6.12), as_s1 (7.x), got `{t}`"
+                            ));
+                        }
                     }
                 }
             }
@@ -337,6 +372,25 @@ fn parse_config(toks: &[&str]) -> PResult<Config> {
     }
     if f.opt("arena_pages").is_some() {
         c.arena_pages = f.get("arena_pages", |v| parse_num(v, "arena_pages"))?;
+    }
+    if f.opt("teardown").is_some() {
+        c.teardown = f.get("teardown", |v| {
+            if v == "destroy" {
+                return Ok(Teardown::Destroy);
+            }
+            let n: u32 = v
+                .strip_prefix("chunks:")
+                .ok_or_else(|| format!("expected destroy or chunks:N, got `{v}`"))
+                .and_then(|n| parse_num(n, "chunks"))?;
+            if !n.is_power_of_two() {
+                return Err(format!(
+                    "chunks:{n}: the block count must be a power of two"
+                ));
+            }
+            Ok(Teardown::RangeChunks {
+                blocks_log2: n.trailing_zeros() as u8,
+            })
+        })?;
     }
     if f.opt("fail_after").is_some() {
         c.alloc_fail_after = f.get("fail_after", |v| {
