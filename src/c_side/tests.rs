@@ -468,28 +468,250 @@ fn enomem_paths() {
 
 #[test]
 fn every_build_runs_and_destroys_cleanly() {
-    for nvhe in [true, false] {
-        for granule in [Granule::K4, Granule::K16, Granule::K64] {
-            let mut c = side(
-                nvhe,
-                granule,
-                CpuFeatures::default(),
-                NullMemcache::Fail,
-                ForcePte::None,
-            );
-            assert_eq!(c.build(), Build::of(KernelLine::V6_12, nvhe, granule));
-            let vtcr = c.get_vtcr(mmfr0(2), 0, 40);
-            assert_eq!(c.stage2_init(vtcr, 0).ret, 0);
-            let page = granule.page_size();
-            assert_eq!(
-                c.stage2_map(page, page, 0x8000_0000, R | W, mc(8), 0).ret,
-                0
-            );
-            let (r, pte, level) = c.get_leaf(page).ret;
-            assert_eq!((r, level), (0, 3));
-            assert_eq!(pte & !(page - 1) & 0x0000_ffff_ffff_ffff, 0x8000_0000);
-            c.stage2_destroy();
-            assert!(c.arena().is_empty(), "{nvhe} {granule:?}");
+    for line in KernelLine::ALL {
+        let rw = line.prot().rw();
+        for nvhe in [true, false] {
+            for granule in [Granule::K4, Granule::K16, Granule::K64] {
+                let mut c = side_of(line, nvhe, granule);
+                assert_eq!(c.build(), Build::of(line, nvhe, granule));
+                let vtcr = c.get_vtcr(mmfr0(2), 0, 40);
+                assert_eq!(c.stage2_init(vtcr, 0).ret, 0);
+                let page = granule.page_size();
+                assert_eq!(c.stage2_map(page, page, 0x8000_0000, rw, mc(8), 0).ret, 0);
+                let (r, pte, level) = c.get_leaf(page).ret;
+                assert_eq!((r, level), (0, 3));
+                assert_eq!(pte & !(page - 1) & 0x0000_ffff_ffff_ffff, 0x8000_0000);
+                c.stage2_destroy();
+                assert!(c.arena().is_empty(), "{line:?} {nvhe} {granule:?}");
+            }
         }
+    }
+}
+
+/// The constants the op model spells out for each line (prot layout, walk
+/// flags, stage-2 flags) are the kernel header's own values.
+#[test]
+fn model_constants_match_each_lines_header() {
+    use crate::opstream::{S2Flags, walk_flags};
+    for line in KernelLine::ALL {
+        let c = side_of(line, true, Granule::K4);
+        let k = c.kernel_consts();
+        let l = line.prot();
+        assert_eq!(
+            (
+                k.prot_x,
+                k.prot_w,
+                k.prot_r,
+                k.prot_device,
+                k.prot_normal_nc
+            ),
+            (l.x(), l.w, l.r, l.device, l.normal_nc),
+            "{line:?}"
+        );
+        if line.is_v7() {
+            assert_eq!((k.prot_px, k.prot_ux), (l.px, l.ux));
+        }
+        assert_eq!(
+            [
+                k.walk_leaf,
+                k.walk_table_pre,
+                k.walk_table_post,
+                k.walk_shared,
+                k.walk_bit4,
+                k.walk_skip_bbm_tlbi,
+                k.walk_skip_cmo
+            ],
+            walk_flags::NAMES.map(|(b, _)| u32::from(b))
+        );
+        let only = |f: S2Flags| f.bits(line);
+        let idmap = only(S2Flags {
+            idmap: true,
+            ..S2Flags::default()
+        });
+        assert_eq!(idmap, k.s2_idmap);
+        if line.is_v7() {
+            let as_s1 = S2Flags {
+                as_s1: true,
+                ..S2Flags::default()
+            };
+            assert_eq!(only(as_s1), k.s2_as_s1);
+        } else {
+            let nofwb = S2Flags {
+                nofwb: true,
+                ..S2Flags::default()
+            };
+            assert_eq!(only(nofwb), k.s2_nofwb);
+        }
+        assert_eq!(c.generation(), if line.is_v7() { 701 } else { 612 });
+    }
+}
+
+fn side_of(line: KernelLine, nvhe: bool, granule: Granule) -> CSide {
+    let arena = Arena::new(
+        Geometry::new(granule.page_size(), 256),
+        NullMemcache::Fail,
+        None,
+    );
+    CSide::new(
+        Build::of(line, nvhe, granule),
+        CpuFeatures::default(),
+        arena,
+        ForcePte::None,
+    )
+}
+
+/// 7.3 on the C side, with expectations from the architecture and the 7.x
+/// kvm_pgtable.h contract.
+mod v7_3 {
+    use super::*;
+
+    // 7.x prot layout: PX bit 0, UX bit 1, W bit 2, R bit 3, DEVICE bit 4.
+    const PX: u64 = 1 << 0;
+    const UX: u64 = 1 << 1;
+    const W7: u64 = 1 << 2;
+    const R7: u64 = 1 << 3;
+
+    fn stage2(features: CpuFeatures, flags: u32) -> CSide {
+        let arena = Arena::new(Geometry::new(K4, 256), NullMemcache::Fail, None);
+        let mut c = CSide::new(
+            Build::of(KernelLine::V7_3, true, Granule::K4),
+            features,
+            arena,
+            ForcePte::None,
+        );
+        let vtcr = c.get_vtcr(mmfr0(2), MMFR1_VMID16, 40);
+        assert_eq!(c.stage2_init(vtcr, flags).ret, 0);
+        c
+    }
+
+    fn leaf(c: &mut CSide, ipa: u64) -> (u64, i8) {
+        let (ret, pte, level) = c.get_leaf(ipa).ret;
+        assert_eq!(ret, 0);
+        (pte, level)
+    }
+
+    #[test]
+    fn stage2_xn_is_two_bits_with_xnx() {
+        let xnx = CpuFeatures {
+            xnx: true,
+            ..CpuFeatures::default()
+        };
+        // XN[54:53] per FEAT_XNX: 0b00 both may execute, 0b01 EL0 only
+        // (UX), 0b10 neither, 0b11 EL1 only (PX).
+        for (prot, xn) in [(PX | UX, 0b00u64), (UX, 0b01), (0, 0b10), (PX, 0b11)] {
+            let mut c = stage2(xnx, 0);
+            assert_eq!(c.stage2_map(0, K4, 0x8000_0000, R7 | prot, mc(4), 0).ret, 0);
+            let (pte, level) = leaf(&mut c, 0);
+            assert_eq!(level, 3);
+            assert_eq!((pte >> 53) & 3, xn, "prot {prot:#x}");
+            assert_eq!(c.stage2_pte_prot(pte) & (PX | UX), prot);
+            c.stage2_destroy();
+        }
+        // Without FEAT_XNX, PX and UX must agree.
+        let mut c = stage2(CpuFeatures::default(), 0);
+        assert_eq!(c.stage2_map(0, K4, 0x8000_0000, R7 | PX, mc(4), 0).ret, -22);
+        assert_eq!(
+            c.stage2_map(0, K4, 0x8000_0000, R7 | PX | UX, mc(4), 0).ret,
+            0
+        );
+        c.stage2_destroy();
+    }
+
+    #[test]
+    fn annotate_stores_the_type_in_bits_63_60_and_counts_it() {
+        let mut c = stage2(CpuFeatures::default(), 0);
+        // Host donation (type 2) to the hypervisor (owner 1 in bits [3:1]).
+        let annot = 1 << 1;
+        assert_eq!(c.stage2_annotate(0x1000, K4, mc(4), 2, annot).ret, 0);
+        let (pte, level) = leaf(&mut c, 0x1000);
+        assert_eq!((pte, level), (2 << 60 | annot, 3));
+        // The invalid annotated entry keeps its table page alive.
+        assert_refcounts_match_entries(&c);
+        // Type 0, LOCKED (1), bit 0 or bits [63:60] in the annotation: -EINVAL.
+        assert_eq!(c.stage2_annotate(0x2000, K4, mc(4), 0, 0).ret, -22);
+        assert_eq!(c.stage2_annotate(0x2000, K4, mc(4), 1, 0).ret, -22);
+        assert_eq!(c.stage2_annotate(0x2000, K4, mc(4), 3, 1).ret, -22);
+        assert_eq!(c.stage2_annotate(0x2000, K4, mc(4), 3, 1 << 60).ret, -22);
+        c.stage2_destroy();
+        assert!(c.arena().is_empty());
+    }
+
+    #[test]
+    fn break_before_make_locks_with_type_1() {
+        let mut c = stage2(CpuFeatures::default(), 0);
+        assert_eq!(c.stage2_map(0, K4, 0x8000_0000, R7, mc(4), 0).ret, 0);
+        let t = c.stage2_map(0, K4, 0x8000_0000, R7 | W7, mc(4), 0).trace;
+        // Only permissions differ: the map path leaves it (-EAGAIN swallowed).
+        assert!(!t.iter().any(|e| matches!(e, Event::Store { .. })), "{t:?}");
+        let t = c.stage2_map(0, K4, 0x8000_1000, R7, mc(4), 0).trace;
+        let locked = t.iter().find_map(|e| match e {
+            Event::Store {
+                val,
+                kind: StoreKind::WriteOnce,
+                ..
+            } => Some(*val),
+            _ => None,
+        });
+        assert_eq!(locked, Some(1 << 60));
+        c.stage2_destroy();
+    }
+
+    #[test]
+    fn vtcr_fields_are_masked() {
+        let mut c = side_of(KernelLine::V7_3, true, Granule::K4);
+        // 40-bit IPA as in 6.12 (see vtcr_values_from_the_architecture).
+        assert_eq!(c.get_vtcr(mmfr0(2), MMFR1_VMID16, 40), 0x802a_3558);
+        // A phys_shift above 64: 64 - 65 is masked into T0SZ[5:0] (0x3f),
+        // where 6.12 lets it spill into the fields above.
+        let v = c.get_vtcr(mmfr0(2), 0, 65);
+        assert_eq!(v & 0x3f, 0x3f);
+        let mut old = side_of(KernelLine::V6_12, true, Granule::K4);
+        assert_ne!(old.get_vtcr(mmfr0(2), 0, 65) & !0x3f, v & !0x3f);
+    }
+
+    #[test]
+    fn hyp_tlbi_operand_is_the_architectural_one() {
+        let arena = Arena::new(Geometry::new(K4, 64), NullMemcache::Pool, None);
+        let mut c = CSide::new(
+            Build::of(KernelLine::V7_3, true, Granule::K4),
+            CpuFeatures::default(),
+            arena,
+            ForcePte::None,
+        );
+        assert_eq!(c.hyp_init(48).ret, 0);
+        assert_eq!(c.hyp_map(0x20_3000, K4, 0x8000_0000, R7).ret, 0);
+        let t = c.hyp_unmap(0x20_3000, K4).trace;
+        // TLBI VALE2IS Xt: VA[55:12] in bits [43:0] (0x203), level hint 3.
+        assert!(
+            t.contains(&Event::TlbiHyp {
+                op: crate::events::TlbiHypOp::Vale2is,
+                operand: 0x203,
+                level: 3
+            }),
+            "{t:?}"
+        );
+        c.hyp_destroy();
+    }
+
+    #[test]
+    fn hvhe_hyp_mappings_set_pxn_and_uxn() {
+        let arena = Arena::new(Geometry::new(K4, 64), NullMemcache::Pool, None);
+        let hvhe = CpuFeatures {
+            hvhe: true,
+            ..CpuFeatures::default()
+        };
+        let mut c = CSide::new(
+            Build::of(KernelLine::V7_3, true, Granule::K4),
+            hvhe,
+            arena,
+            ForcePte::None,
+        );
+        assert_eq!(c.hyp_init(48).ret, 0);
+        // R|PX under hVHE: UXN (54) set, PXN (53) clear.
+        assert_eq!(c.hyp_map(0x1000, K4, 0x8000_0000, R7 | PX).ret, 0);
+        let (pte, _) = leaf(&mut c, 0x1000);
+        assert_eq!((pte >> 53) & 3, 0b10);
+        assert_eq!(c.hyp_pte_prot(pte) & (PX | UX), PX);
+        c.hyp_destroy();
     }
 }
