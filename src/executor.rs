@@ -48,6 +48,7 @@ pub fn format_of(stream: &OpStream) -> Format {
         stage: c.stage,
         granule: c.granule,
         lpa2: c.features.lpa2,
+        v7: c.kernel.is_v7(),
     }
 }
 
@@ -156,14 +157,47 @@ pub fn run_strict(stream: &OpStream, opts: RunOptions) -> Result<Summary, Box<Di
     run_pair(stream, opts, false)
 }
 
+/// Which two implementations a run compares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pairing {
+    /// The kernel's pgtable.c of the stream's line against rust-pgtable
+    /// (the product).
+    CAgainstRust,
+    /// The tree under test (`LINUX_SRC`) against the baseline tree of the
+    /// same line (`KPD_AGAINST`): what a kernel patch changed. Needs no Rust
+    /// model, so it also works for trees the port does not model yet.
+    CAgainstBaseline,
+}
+
+impl Pairing {
+    /// What this binary compares for `stream`: the C-against-C diff when it
+    /// was built with a baseline of the stream's line, else C against Rust.
+    pub fn for_stream(stream: &OpStream) -> Pairing {
+        match crate::c_side::against() {
+            Some(base) if base.line == stream.config.kernel.name() => Pairing::CAgainstBaseline,
+            _ => Pairing::CAgainstRust,
+        }
+    }
+}
+
 fn run_pair(
     stream: &OpStream,
     opts: RunOptions,
     allow_known: bool,
 ) -> Result<Summary, Box<Divergence>> {
-    let mut c = CSide::for_stream(&stream.config);
-    let mut r = RustSide::for_stream(&stream.config);
-    run_sides(stream, opts, allow_known, &mut c, &mut r)
+    let cfg = &stream.config;
+    let mut c = CSide::for_stream(cfg);
+    match Pairing::for_stream(stream) {
+        Pairing::CAgainstRust => {
+            let mut r = RustSide::for_stream(cfg);
+            run_sides(stream, opts, allow_known, &mut c, &mut r)
+        }
+        Pairing::CAgainstBaseline => {
+            let base = crate::c_side::against().expect("the pairing checked it");
+            let mut b = CSide::for_stream_in(cfg, base.name);
+            run_sides(stream, opts, allow_known, &mut c, &mut b)
+        }
+    }
 }
 
 /// Runs `stream` on any two sides set up for it and compares them after

@@ -6,7 +6,9 @@
 //! report, which is what libFuzzer prints and saves a reproducer for.
 
 use crate::executor::{self, RunOptions};
-use crate::opstream::{self, Profile};
+use std::sync::OnceLock;
+
+use crate::opstream::{self, KernelLine, Profile};
 
 /// Names of all fuzz targets, in the order `cargo xtask fuzz` runs them.
 pub const TARGETS: &[&str] = &["hyp", "stage2", "host_stage2", "walk", "unlinked"];
@@ -32,6 +34,23 @@ pub fn options(target: &str) -> RunOptions {
     }
 }
 
+/// The kernel line every input runs on, when this run is restricted to
+/// one: the line of the C-against-C baseline compiled in, or `KPD_LINE`
+/// (e.g. `KPD_LINE=7.3`, set by `cargo xtask fuzz --line`).
+pub fn line_filter() -> Option<KernelLine> {
+    static LINE: OnceLock<Option<KernelLine>> = OnceLock::new();
+    *LINE.get_or_init(|| {
+        if let Some(base) = crate::c_side::against() {
+            return KernelLine::from_name(base.line);
+        }
+        let v = std::env::var("KPD_LINE").ok()?;
+        match KernelLine::from_name(&v) {
+            Some(l) => Some(l),
+            None => panic!("KPD_LINE={v}: not a kernel line of this build"),
+        }
+    })
+}
+
 /// Runs one fuzz input for `target`. Panics with a divergence report on a finding.
 pub fn run(target: &str, data: &[u8]) {
     let Some(profile) = profile(target) else {
@@ -40,7 +59,7 @@ pub fn run(target: &str, data: &[u8]) {
             TARGETS.join(", ")
         );
     };
-    let stream = opstream::decode(data, profile);
+    let stream = opstream::decode_on(data, profile, line_filter());
     if let Err(d) = executor::run(&stream, options(target)) {
         panic!("\n{d}");
     }

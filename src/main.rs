@@ -230,7 +230,7 @@ fn print_log(stream: &OpStream, log: &[executor::Outcome]) {
         .chain(std::iter::once("destroy".to_string()));
     for (name, o) in names.zip(log) {
         println!(
-            "{name}\n  => {:x?} (memcache left {:?})",
+            "{name}\n  => {} (memcache left {:?})",
             o.value, o.memcache_left
         );
         for e in &o.trace {

@@ -177,7 +177,7 @@ impl fmt::Display for Divergence {
         let _ = writeln!(out, "--- difference at {} ---", self.step);
         match &self.what {
             What::Value { a: c, b: rust } => {
-                let _ = writeln!(out, "  {la:w$} {c:x?}\n  {lb:w$} {rust:x?}");
+                let _ = writeln!(out, "  {la:w$} {c}\n  {lb:w$} {rust}");
                 if let (
                     Value::Leaf {
                         pte: a, level: la, ..
@@ -198,7 +198,7 @@ impl fmt::Display for Divergence {
                         .unwrap_or(a.len().min(b.len()));
                     let _ = writeln!(
                         out,
-                        "  first differing visit #{i}:\n    C:    {:x?}\n    Rust: {:x?}",
+                        "  first differing visit #{i}:\n    {la:w$} {:x?}\n    {lb:w$} {:x?}",
                         a.get(i),
                         b.get(i)
                     );
@@ -254,10 +254,57 @@ impl fmt::Display for Divergence {
     }
 }
 
+/// The kernel's name of a (positive) errno value.
+pub fn errno_name(e: i64) -> Option<&'static str> {
+    Some(match e {
+        1 => "EPERM",
+        7 => "E2BIG",
+        11 => "EAGAIN",
+        12 => "ENOMEM",
+        14 => "EFAULT",
+        16 => "EBUSY",
+        17 => "EEXIST",
+        22 => "EINVAL",
+        34 => "ERANGE",
+        524 => "ENOTSUPP",
+        _ => return None,
+    })
+}
+
+fn ret(v: i64) -> String {
+    match errno_name(-v) {
+        Some(n) if v < 0 => format!("{v} (-{n})"),
+        _ => v.to_string(),
+    }
+}
+
+impl fmt::Display for Value {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Unit => f.write_str("(no result)"),
+            Value::Int(v) => f.write_str(&ret(*v)),
+            Value::U64(v) => write!(f, "{v:#x}"),
+            Value::Bool(b) => write!(f, "{b}"),
+            Value::Leaf { ret: r, pte, level } => {
+                write!(f, "ret {}, pte {pte:#x}, level {level}", ret((*r).into()))
+            }
+            Value::Table(Ok(pa)) => write!(f, "table at {pa:#x}"),
+            Value::Table(Err(e)) => f.write_str(&ret((*e).into())),
+            Value::Walk { ret: r, visits } => {
+                write!(f, "ret {}, {} visits", ret((*r).into()), visits.len())
+            }
+            Value::Stage2Init { vtcr, ret: r } => {
+                write!(f, "vtcr {vtcr:#x}, ret {}", ret((*r).into()))
+            }
+            Value::Skipped(why) => write!(f, "not run: {why}"),
+        }
+    }
+}
+
 /// A small helper for callers that want the outcome pair in a report.
 pub fn outcome_line(o: &Outcome) -> String {
     format!(
-        "{:x?} (memcache left {:?}, {} events)",
+        "{} (memcache left {:?}, {} events)",
         o.value,
         o.memcache_left,
         o.trace.len()

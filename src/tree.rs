@@ -9,12 +9,22 @@ use std::fmt::Write as _;
 use crate::arena::Arena;
 use crate::opstream::{Granule, Stage};
 
+/// The 7.x invalid-PTE types (bits [63:60]) by number.
+const INVALID_TYPES: [&str; 4] = [
+    "none",
+    "LOCKED (break-before-make in progress)",
+    "host donation",
+    "guest poisoned",
+];
+
 /// How to read descriptors of one table tree.
 #[derive(Clone, Copy, Debug)]
 pub struct Format {
     pub stage: Stage,
     pub granule: Granule,
     pub lpa2: bool,
+    /// 7.x: invalid-PTE types in bits [63:60], two stage-2 XN bits.
+    pub v7: bool,
 }
 
 impl Format {
@@ -159,6 +169,16 @@ pub fn describe(fmt: Format, pte: u64, level: Option<i8>) -> String {
         if pte == 0 {
             return "invalid (empty)".into();
         }
+        if fmt.stage == Stage::Stage2 && fmt.v7 {
+            let t = (pte >> 60) as usize;
+            let name = INVALID_TYPES.get(t).copied().unwrap_or("unknown");
+            let _ = write!(s, "invalid, type {t} ({name})");
+            let annot = pte & !(0xf << 60);
+            if annot != 0 {
+                let _ = write!(s, ", annotation {annot:#x}");
+            }
+            return s;
+        }
         if fmt.stage == Stage::Stage2 {
             let owner = (pte >> 2) & 0xff;
             let locked = pte & (1 << 10) != 0;
@@ -197,13 +217,23 @@ pub fn describe(fmt: Format, pte: u64, level: Option<i8>) -> String {
             let s2ap = (pte >> 6) & 3;
             let ap = ["none", "RO", "WO", "RW"][s2ap as usize];
             let memattr = (pte >> 2) & 0xf;
-            let _ = write!(s, "S2AP={s2ap:#04b}({ap}) MemAttr={memattr:#06b} XN={xn}");
+            let _ = write!(s, "S2AP={s2ap:#04b}({ap}) MemAttr={memattr:#06b} ");
+            if fmt.v7 {
+                // FEAT_XNX: XN[54:53].
+                let _ = write!(s, "XN={:#04b}", (pte >> 53) & 3);
+            } else {
+                let _ = write!(s, "XN={xn}");
+            }
         }
         Stage::Hyp => {
             let ap = (pte >> 6) & 3;
             let attr = (pte >> 2) & 7;
             let gp = (pte >> 50) & 1;
-            let _ = write!(s, "AP={ap:#04b} AttrIndx={attr} XN={xn} GP={gp}");
+            let pxn = (pte >> 53) & 1;
+            let _ = write!(
+                s,
+                "AP={ap:#04b} AttrIndx={attr} XN/UXN={xn} PXN={pxn} GP={gp}"
+            );
         }
     }
     if let Some(sh) = sh {
@@ -221,6 +251,7 @@ mod tests {
         stage: Stage::Stage2,
         granule: Granule::K4,
         lpa2: false,
+        v7: false,
     };
 
     #[test]
@@ -231,6 +262,18 @@ mod tests {
             d,
             "block -> 0x80000000; S2AP=0b11(RW) MemAttr=0b1111 XN=0 SH=0b11 AF=1 SW=0b0000"
         );
+    }
+
+    #[test]
+    fn describes_7x_invalid_types() {
+        let v7 = Format { v7: true, ..S2_4K };
+        assert_eq!(
+            describe(v7, 2 << 60 | 1 << 1, Some(3)),
+            "invalid, type 2 (host donation), annotation 0x2"
+        );
+        assert!(describe(v7, 1 << 60, Some(3)).contains("LOCKED"));
+        // XN[54:53] = 0b11: executable at EL1 only.
+        assert!(describe(v7, 0x8000_0000 | 3 << 53 | 0x7ff, Some(3)).contains("XN=0b11"));
     }
 
     #[test]

@@ -258,8 +258,9 @@ const LINE_MENU: [KernelLine; 16] = {
     m
 };
 
-fn decode_config(r: &mut Reader, profile: Profile) -> Config {
-    let kernel = LINE_MENU[usize::from(r.u8() >> 4)];
+fn decode_config(r: &mut Reader, profile: Profile, line: Option<KernelLine>) -> Config {
+    let header = LINE_MENU[usize::from(r.u8() >> 4)];
+    let kernel = line.unwrap_or(header);
     let mut stage = if r.u8() & 1 == 0 {
         Stage::Hyp
     } else {
@@ -388,8 +389,14 @@ fn decode_config(r: &mut Reader, profile: Profile) -> Config {
 /// the empty one) decodes to a valid stream ([`OpStream::validate`] holds);
 /// missing bytes read as zero, ops end with the input or at [`MAX_OPS`].
 pub fn decode(bytes: &[u8], profile: Profile) -> OpStream {
+    decode_on(bytes, profile, None)
+}
+
+/// Like [`decode`], with every input on kernel `line` when given (the
+/// header's line bits are then ignored).
+pub fn decode_on(bytes: &[u8], profile: Profile, line: Option<KernelLine>) -> OpStream {
     let mut r = Reader::new(bytes);
-    let config = decode_config(&mut r, profile);
+    let config = decode_config(&mut r, profile, line);
     let mut ops = Vec::new();
     let mut g = Gen::new(&config, profile);
     while ops.len() < MAX_OPS && !r.exhausted() {
