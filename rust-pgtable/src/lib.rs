@@ -9,8 +9,18 @@
 //! effect goes through the environment traits [`MmOps`] and [`Hw`], so a
 //! harness can record them and compare against the C code.
 //!
-//! Structure mirrors the kernel: one generic walker ([`walk`]), and each
-//! operation is a small visitor with its private state.
+//! Structure mirrors the kernel's `pgtable.c`, so the two read side by side:
+//! one generic walker ([`walk`]); one core ([`Pgtable`]: environment,
+//! configuration, root and input range) that [`HypPgtable`] and
+//! [`Stage2Pgtable`] both dereference to, as both are a `struct kvm_pgtable`
+//! in the kernel; and each operation is a small named visitor (`hyp_map_walker`,
+//! `stage2_unmap_walker`, `stage2_flush_walker`, ...) with its private data,
+//! walked by a method carrying the kernel function's name as a doc alias
+//! (`kvm_pgtable_stage2_map` finds [`Stage2Pgtable::map`]). Functions keep the
+//! kernel's names where Rust allows it.
+//!
+//! No unsafe code outside the memory module, which alone dereferences the
+//! pointers [`MmOps::phys_to_virt`] hands out.
 //!
 //! Build-time kernel options become run-time [`Config`] fields: the
 //! [`Granule`], the execution [`Context`] (nVHE hypervisor or host kernel)
@@ -87,10 +97,13 @@
 //! ```
 #![no_std]
 #![deny(missing_docs)]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks)]
 
 mod env;
 mod hyp;
 mod mem;
+mod pgtable;
+mod pkvm;
 mod stage2;
 mod types;
 mod vtcr;
@@ -98,9 +111,12 @@ pub mod walk;
 
 pub use env::{Barrier, Env, Hw, MAX_TLBI_RANGE_PAGES, MmOps, StoreKind, TLBI_TTL_UNKNOWN, TlbiOp};
 pub use hyp::{HypPgtable, hyp_pte_prot, hyp_set_prot_attr};
+pub use pgtable::Pgtable;
+pub use pkvm::{
+    ForcePteCb, MemRegion, NO_FORCE_PTE, NoForcePte, pkvm_host_force_pte, range_is_memory,
+};
 pub use stage2::{
-    ForcePteCb, MemRegion, NO_FORCE_PTE, NoForcePte, Stage2Pgtable, kvm_tlb_flush_vmid_range,
-    pkvm_host_force_pte, range_is_memory, stage2_free_unlinked, stage2_pte_prot,
+    Stage2Pgtable, kvm_tlb_flush_vmid_range, stage2_free_unlinked, stage2_pte_prot,
     stage2_set_prot_attr,
 };
 pub use types::{

@@ -10,91 +10,113 @@
 //! swapped for a "locked" invalid marker (so concurrent walkers back off),
 //! the TLBs are invalidated, and only then is the new entry published with
 //! a release store.
+//!
+//! The order of this file follows the stage-2 part of the kernel's
+//! `pgtable.c`: each operation's visitor comes right before the method
+//! that walks with it.
+
+use core::ops::{Deref, DerefMut};
 
 use crate::env::{Barrier, Env, MAX_TLBI_RANGE_PAGES, TLBI_TTL_UNKNOWN, warn_on, warn_on_once};
-use crate::hyp::block_mapping_supported;
+use crate::pgtable::{Pgtable, kvm_block_mapping_supported};
+use crate::pkvm::{ForcePteCb, NoForcePte};
 use crate::types::{
     Config, Error, Level, MAX_OWNER_ID, PHYS_INVALID, PhysAddr, Prot, Pte, Stage2Flags, WalkFlags,
     align_down, bit, is_aligned, pte_bits as pb,
 };
 use crate::vtcr::{pgd_pages, vtcr_ipa, vtcr_start_level};
-use crate::walk::{
-    Geometry, Visit, VisitCtx, WalkData, kvm_pgtable_get_leaf, kvm_pgtable_walk, walk_table,
-};
+use crate::walk::{Visit, VisitCtx, WalkData, walk_table};
 
-/// Decides whether a stage-2 map must use page mappings only. Consulted
-/// once per [`Stage2Pgtable::map`] call with `(addr, addr + size, prot)`,
-/// before anything else happens. It receives the environment so that a
-/// recording harness can log the call in order with everything else.
-pub trait ForcePteCb<E> {
-    /// `true` to forbid block mappings for this map request.
-    fn force_pte(&mut self, env: &mut E, addr: u64, end: u64, prot: Prot) -> bool;
+/// A stage-2 page table owning its environment and optional force-PTE
+/// callback. The environment, configuration and generic walks are those
+/// of the shared core, [`Pgtable`].
+pub struct Stage2Pgtable<E, F = NoForcePte> {
+    pgt: Pgtable<E>,
+    flags: Stage2Flags,
+    force_pte_cb: Option<F>,
 }
 
-impl<E, F> ForcePteCb<E> for F
-where
-    F: FnMut(&mut E, u64, u64, Prot) -> bool,
-{
-    fn force_pte(&mut self, env: &mut E, addr: u64, end: u64, prot: Prot) -> bool {
-        self(env, addr, end, prot)
+impl<E, F> Deref for Stage2Pgtable<E, F> {
+    type Target = Pgtable<E>;
+
+    fn deref(&self) -> &Pgtable<E> {
+        &self.pgt
     }
 }
 
-/// Placeholder callback type for tables without a force-PTE callback.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct NoForcePte;
-
-impl<E> ForcePteCb<E> for NoForcePte {
-    fn force_pte(&mut self, _env: &mut E, _addr: u64, _end: u64, _prot: Prot) -> bool {
-        false
+impl<E, F> DerefMut for Stage2Pgtable<E, F> {
+    fn deref_mut(&mut self) -> &mut Pgtable<E> {
+        &mut self.pgt
     }
 }
 
-/// "No force-PTE callback", with the callback type pinned down.
-pub const NO_FORCE_PTE: Option<NoForcePte> = None;
+impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
+    /// An uninitialised table (no root, empty input range).
+    pub fn new(env: E, cfg: Config) -> Self {
+        Stage2Pgtable {
+            pgt: Pgtable::new(env, cfg),
+            flags: Stage2Flags::empty(),
+            force_pte_cb: None,
+        }
+    }
 
-/// The pKVM host policy: blocks are only safe for the default mappings
-/// (RWX for memory, RW for MMIO), because a map into an existing block
-/// throws the rest of the block away and only default mappings can be
-/// rebuilt on the next fault. Anything else is mapped page by page.
-pub fn pkvm_host_force_pte(range_is_memory: bool, prot: Prot) -> bool {
-    if range_is_memory {
-        prot != Prot::PKVM_HOST_MEM_PROT
-    } else {
-        prot != Prot::PKVM_HOST_MMIO_PROT
+    /// Give the environment back.
+    pub fn into_env(self) -> E {
+        self.pgt.env
+    }
+
+    /// Stage-2 flags given at init.
+    pub fn flags(&self) -> Stage2Flags {
+        self.flags
+    }
+
+    /// The force-PTE callback, if any.
+    pub fn force_pte_cb_mut(&mut self) -> Option<&mut F> {
+        self.force_pte_cb.as_mut()
     }
 }
 
-/// A memory region `[base, base + size)`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MemRegion {
-    /// First byte.
-    pub base: u64,
-    /// Length in bytes.
-    pub size: u64,
-}
-
-/// Whether `[start, end)` lies inside a single region of `regions`: the
-/// region holding `start` must also hold `end - 1`. This is how the pKVM
-/// host decides between its memory and MMIO policies.
-pub fn range_is_memory(regions: &[MemRegion], start: u64, end: u64) -> bool {
-    let Some(r) = regions
-        .iter()
-        .find(|r| start >= r.base && start < r.base.wrapping_add(r.size))
-    else {
-        return false;
-    };
-    let last = end.wrapping_sub(1);
-    last >= r.base && last < r.base.wrapping_add(r.size)
+/// State of a stage-2 map (or ownership) walk.
+#[doc(alias = "stage2_map_data")]
+struct Stage2MapData<'m, M> {
+    /// Output address of the walk start, or [`PHYS_INVALID`] to annotate
+    /// ownership instead.
+    phys: u64,
+    attr: u64,
+    owner_id: u8,
+    memcache: Option<&'m mut M>,
+    /// Never install blocks.
+    force_pte: bool,
+    /// The table's flags (they decide what "cacheable" means).
+    s2flags: Stage2Flags,
 }
 
 /// Stage-2 forced write-back in effect for a table with `flags`.
-#[inline]
 fn stage2_has_fwb(cfg: &Config, flags: Stage2Flags) -> bool {
     if !cfg.features.stage2_fwb {
         return false;
     }
     !flags.contains(Stage2Flags::NOFWB)
+}
+
+/// Invalidate stage-2 TLB entries for `[addr, addr + size)`: range TLBIs in
+/// chunks of at most [`MAX_TLBI_RANGE_PAGES`] when the CPU has them, a
+/// full VMID flush otherwise.
+pub fn kvm_tlb_flush_vmid_range<E: Env>(env: &mut E, cfg: &Config, addr: u64, size: u64) {
+    if !cfg.features.tlb_range {
+        env.tlb_flush_vmid();
+        return;
+    }
+
+    let shift = cfg.granule.page_shift();
+    let mut addr = addr;
+    let mut pages = size >> shift;
+    while pages > 0 {
+        let inval_pages = pages.min(MAX_TLBI_RANGE_PAGES);
+        env.tlb_flush_vmid_range(addr, inval_pages);
+        addr = addr.wrapping_add(inval_pages << shift);
+        pages -= inval_pages;
+    }
 }
 
 /// Memory type classes for stage-2 MemAttr.
@@ -106,26 +128,28 @@ enum S2MemType {
 }
 
 /// MemAttr field (already shifted into bits 5:2) for a memory type.
-#[inline]
-fn s2_memattr(mt: S2MemType, fwb: bool) -> u64 {
+#[doc(alias = "PAGE_S2_MEMATTR")]
+fn page_s2_memattr(mt: S2MemType, fwb: bool) -> u64 {
     let v = match (mt, fwb) {
         (S2MemType::Normal, false) => pb::MT_S2_NORMAL,
         (S2MemType::NormalNc, false) => pb::MT_S2_NORMAL_NC,
         (S2MemType::DeviceNgnre, false) => pb::MT_S2_DEVICE_NGNRE,
-        #[cfg(not(kpd_mutant = "rs-fwb-normal-memattr"))]
         (S2MemType::Normal, true) => pb::MT_S2_FWB_NORMAL,
-        #[cfg(kpd_mutant = "rs-fwb-normal-memattr")]
-        (S2MemType::Normal, true) => pb::MT_S2_NORMAL,
         (S2MemType::NormalNc, true) => pb::MT_S2_FWB_NORMAL_NC,
         (S2MemType::DeviceNgnre, true) => pb::MT_S2_FWB_DEVICE_NGNRE,
     };
     v << 2
 }
 
+/// The MemAttr a table with `flags` uses for memory type `mt`.
+#[doc(alias = "KVM_S2_MEMATTR")]
+fn kvm_s2_memattr(cfg: &Config, flags: Stage2Flags, mt: S2MemType) -> u64 {
+    page_s2_memattr(mt, stage2_has_fwb(cfg, flags))
+}
+
 /// Translate permissions into stage-2 leaf attributes for a table with
 /// stage-2 `flags`.
 pub fn stage2_set_prot_attr(cfg: &Config, flags: Stage2Flags, prot: Prot) -> Result<u64, Error> {
-    let fwb = stage2_has_fwb(cfg, flags);
     let memtype = prot & (Prot::DEVICE | Prot::NORMAL_NC);
     let mut attr = if memtype == Prot::DEVICE | Prot::NORMAL_NC {
         return Err(Error::Inval);
@@ -133,14 +157,14 @@ pub fn stage2_set_prot_attr(cfg: &Config, flags: Stage2Flags, prot: Prot) -> Res
         if prot.contains(Prot::X) {
             return Err(Error::Inval);
         }
-        s2_memattr(S2MemType::DeviceNgnre, fwb)
+        kvm_s2_memattr(cfg, flags, S2MemType::DeviceNgnre)
     } else if memtype == Prot::NORMAL_NC {
         if prot.contains(Prot::X) {
             return Err(Error::Inval);
         }
-        s2_memattr(S2MemType::NormalNc, fwb)
+        kvm_s2_memattr(cfg, flags, S2MemType::NormalNc)
     } else {
-        s2_memattr(S2MemType::Normal, fwb)
+        kvm_s2_memattr(cfg, flags, S2MemType::Normal)
     };
 
     if !prot.contains(Prot::X) {
@@ -162,6 +186,7 @@ pub fn stage2_set_prot_attr(cfg: &Config, flags: Stage2Flags, prot: Prot) -> Res
 }
 
 /// Decode the permissions (and software bits) of a stage-2 descriptor.
+#[doc(alias = "kvm_pgtable_stage2_pte_prot")]
 pub fn stage2_pte_prot(pte: Pte) -> Prot {
     let mut prot = Prot::from_bits_retain(pte.0 & pb::LEAF_ATTR_HI_SW);
     if !pte.is_valid() {
@@ -177,26 +202,6 @@ pub fn stage2_pte_prot(pte: Pte) -> Prot {
         prot |= Prot::X;
     }
     prot
-}
-
-/// Invalidate stage-2 TLB entries for `[addr, addr + size)`: range TLBIs in
-/// chunks of at most [`MAX_TLBI_RANGE_PAGES`] when the CPU has them, a
-/// full VMID flush otherwise.
-pub fn kvm_tlb_flush_vmid_range<E: Env>(env: &mut E, cfg: &Config, addr: u64, size: u64) {
-    if !cfg.features.tlb_range {
-        env.tlb_flush_vmid();
-        return;
-    }
-
-    let shift = cfg.granule.page_shift();
-    let mut addr = addr;
-    let mut pages = size >> shift;
-    while pages > 0 {
-        let chunk = pages.min(MAX_TLBI_RANGE_PAGES);
-        env.tlb_flush_vmid_range(addr, chunk);
-        addr = addr.wrapping_add(chunk << shift);
-        pages -= chunk;
-    }
 }
 
 /// A mapping (or permission change) that only touches permission bits
@@ -240,10 +245,7 @@ fn stage2_try_break_pte<E: Env>(ctx: &mut VisitCtx<'_, E>) -> bool {
             let addr = align_down(ctx.addr, size);
             kvm_tlb_flush_vmid_range(ctx.env, ctx.cfg, addr, size);
         } else if ctx.old.is_valid() {
-            #[cfg(not(kpd_mutant = "rs-bbm-ttl"))]
             ctx.env.tlb_flush_vmid_ipa(ctx.addr, ctx.level.into());
-            #[cfg(kpd_mutant = "rs-bbm-ttl")]
-            ctx.env.tlb_flush_vmid_ipa(ctx.addr, TLBI_TTL_UNKNOWN);
         }
     }
 
@@ -258,11 +260,7 @@ fn stage2_make_pte<E: Env>(ctx: &mut VisitCtx<'_, E>, new: Pte) {
     let cur = ctx.read();
     warn_on(ctx.env, !cur.is_locked());
 
-    #[cfg(kpd_mutant = "rs-make-pte-refcount")]
-    let new_counted = new.is_valid();
-    #[cfg(not(kpd_mutant = "rs-make-pte-refcount"))]
-    let new_counted = new.is_counted();
-    if new_counted {
+    if new.is_counted() {
         ctx.env.get_page(ctx.ptep);
     }
     ctx.store_release(new);
@@ -275,29 +273,31 @@ fn stage2_unmap_defer_tlb_flush(cfg: &Config, flags: Stage2Flags) -> bool {
     cfg.features.tlb_range && stage2_has_fwb(cfg, flags)
 }
 
+/// Clear an entry the unmap walker removes. TLB invalidation of leaves may
+/// be batched until the walk is over; a table's is not.
+fn stage2_unmap_put_pte<E: Env>(ctx: &mut VisitCtx<'_, E>, flags: Stage2Flags) {
+    if ctx.old.is_valid() {
+        ctx.clear();
+
+        if ctx.old.is_table(ctx.level) {
+            ctx.env.tlb_flush_vmid_ipa(ctx.addr, TLBI_TTL_UNKNOWN);
+        } else if !stage2_unmap_defer_tlb_flush(ctx.cfg, flags) {
+            ctx.env.tlb_flush_vmid_ipa(ctx.addr, ctx.level.into());
+        }
+    }
+
+    ctx.env.put_page(ctx.ptep);
+}
+
 /// A valid leaf mapping normal cacheable memory.
-fn stage2_pte_cacheable(fwb: bool, pte: Pte) -> bool {
+fn stage2_pte_cacheable(cfg: &Config, flags: Stage2Flags, pte: Pte) -> bool {
     let memattr = pte.0 & pb::S2_MEMATTR;
-    pte.is_valid() && memattr == s2_memattr(S2MemType::Normal, fwb)
+    pte.is_valid() && memattr == kvm_s2_memattr(cfg, flags, S2MemType::Normal)
 }
 
 /// A valid leaf the guest may execute from.
 fn stage2_pte_executable(pte: Pte) -> bool {
     pte.is_valid() && pte.0 & pb::S2_XN == 0
-}
-
-/// State of a stage-2 map (or ownership) walk.
-struct Stage2MapData<'m, M> {
-    /// Output address of the walk start, or [`PHYS_INVALID`] to annotate
-    /// ownership instead.
-    phys: u64,
-    attr: u64,
-    owner_id: u8,
-    memcache: Option<&'m mut M>,
-    /// Never install blocks.
-    force_pte: bool,
-    /// FWB in effect for the table (decides what "cacheable" means).
-    fwb: bool,
 }
 
 /// Output address for the current walk position. An invalid address stays
@@ -312,10 +312,12 @@ fn stage2_map_walker_phys_addr<E, M>(ctx: &VisitCtx<'_, E>, data: &Stage2MapData
 
 fn stage2_leaf_mapping_allowed<E, M>(ctx: &VisitCtx<'_, E>, data: &Stage2MapData<'_, M>) -> bool {
     let phys = stage2_map_walker_phys_addr(ctx, data);
+
     if data.force_pte && ctx.level < Level::LAST {
         return false;
     }
-    block_mapping_supported(ctx.cfg, ctx.level, ctx.addr, ctx.end, phys)
+
+    kvm_block_mapping_supported(ctx, phys)
 }
 
 /// Install a leaf (or ownership annotation) at this level, or report
@@ -347,6 +349,7 @@ fn stage2_map_walker_try_leaf<E: Env>(
     // walkers only), just refcount fix-ups if countedness changes.
     if !ctx.shared() && (ctx.old.0 ^ new.0) & !pb::LEAF_ATTR_HI_SW == 0 {
         let old_is_counted = ctx.old.is_counted();
+
         if old_is_counted != new.is_counted() {
             if old_is_counted {
                 ctx.env.put_page(ctx.ptep);
@@ -366,7 +369,7 @@ fn stage2_map_walker_try_leaf<E: Env>(
     // Make the memory coherent before the guest can reach it.
     if !ctx.skip_cmo()
         && ctx.env.has_dcache_clean_inval_poc()
-        && stage2_pte_cacheable(data.fwb, new)
+        && stage2_pte_cacheable(ctx.cfg, data.s2flags, new)
     {
         let pa = ctx.follow(new);
         ctx.env.dcache_clean_inval_poc(pa, granule);
@@ -406,9 +409,9 @@ fn stage2_map_walk_leaf<E: Env>(
     ctx: &mut VisitCtx<'_, E>,
     data: &mut Stage2MapData<'_, E::Memcache>,
 ) -> Result<(), Error> {
-    match stage2_map_walker_try_leaf(ctx, data) {
-        Err(Error::TooBig) => {}
-        other => return other,
+    let ret = stage2_map_walker_try_leaf(ctx, data);
+    if ret != Err(Error::TooBig) {
+        return ret;
     }
 
     if warn_on(ctx.env, ctx.level == Level::LAST) {
@@ -433,6 +436,8 @@ fn stage2_map_walk_leaf<E: Env>(
     Ok(())
 }
 
+/// Tables are visited on the way down, in case the whole table's range can
+/// become one block; everything else happens at the leaves.
 fn stage2_map_walker<E: Env>(
     ctx: &mut VisitCtx<'_, E>,
     visit: Visit,
@@ -445,172 +450,145 @@ fn stage2_map_walker<E: Env>(
     }
 }
 
-/// Release everything a (sub)table holds: a reference on the table page
-/// per counted entry, and the child tables themselves.
-fn stage2_free_walker<E: Env>(ctx: &mut VisitCtx<'_, E>) -> Result<(), Error> {
-    if !ctx.old.is_counted() {
+impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
+    /// Map `[addr, addr + size)` to `phys` with `prot`. Table pages come
+    /// from `mc` (none given: `NoMem` whenever a table is needed). Extra
+    /// walk flags (e.g. `SHARED`, `HANDLE_FAULT`, `SKIP_CMO`) are honoured.
+    #[doc(alias = "kvm_pgtable_stage2_map")]
+    pub fn map(
+        &mut self,
+        addr: u64,
+        size: u64,
+        phys: u64,
+        prot: Prot,
+        mc: Option<&mut E::Memcache>,
+        flags: WalkFlags,
+    ) -> Result<(), Error> {
+        let pgt = &mut self.pgt;
+        let end = addr.wrapping_add(size);
+        let force_pte = match self.force_pte_cb.as_mut() {
+            Some(cb) => cb.force_pte(&mut pgt.env, addr, end, prot),
+            None => false,
+        };
+        let mut map_data = Stage2MapData {
+            phys: align_down(phys, pgt.cfg.granule.page_size()),
+            attr: 0,
+            owner_id: 0,
+            memcache: mc,
+            force_pte,
+            s2flags: self.flags,
+        };
+        let walk_flags = flags | WalkFlags::TABLE_PRE | WalkFlags::LEAF;
+
+        let idmap = self.flags.contains(Stage2Flags::IDMAP);
+        if warn_on(&mut pgt.env, idmap && addr != phys) {
+            return Err(Error::Inval);
+        }
+
+        map_data.attr = stage2_set_prot_attr(&pgt.cfg, self.flags, prot)?;
+
+        let ret = pgt.walk(addr, size, walk_flags, |ctx, visit| {
+            stage2_map_walker(ctx, visit, &mut map_data)
+        });
+        pgt.env.dsb(Barrier::IshSt);
+        ret
+    }
+
+    /// Mark `[addr, addr + size)` as owned by `owner_id` with invalid,
+    /// page-granular annotations (id 0 clears them).
+    #[doc(alias = "kvm_pgtable_stage2_set_owner")]
+    pub fn set_owner(
+        &mut self,
+        addr: u64,
+        size: u64,
+        mc: Option<&mut E::Memcache>,
+        owner_id: u8,
+    ) -> Result<(), Error> {
+        let mut map_data = Stage2MapData {
+            phys: PHYS_INVALID,
+            attr: 0,
+            owner_id,
+            memcache: mc,
+            force_pte: true,
+            s2flags: self.flags,
+        };
+        let walk_flags = WalkFlags::TABLE_PRE | WalkFlags::LEAF;
+
+        if owner_id > MAX_OWNER_ID {
+            return Err(Error::Inval);
+        }
+
+        self.walk(addr, size, walk_flags, |ctx, visit| {
+            stage2_map_walker(ctx, visit, &mut map_data)
+        })
+    }
+}
+
+/// Remove a leaf, an annotation or an emptied table; blocks overlapping the
+/// range go whole and are faulted back lazily, like map does.
+fn stage2_unmap_walker<E: Env>(
+    ctx: &mut VisitCtx<'_, E>,
+    _visit: Visit,
+    flags: Stage2Flags,
+) -> Result<(), Error> {
+    let mut childp = None;
+    let mut need_flush = false;
+
+    if !ctx.old.is_valid() {
+        // Drop ownership annotations too.
+        if ctx.old.is_counted() {
+            ctx.clear();
+            ctx.env.put_page(ctx.ptep);
+        }
         return Ok(());
     }
-    ctx.env.put_page(ctx.ptep);
+
     if ctx.old.is_table(ctx.level) {
         let child = ctx.follow(ctx.old);
+        if ctx.env.page_count(child) != 1 {
+            return Ok(());
+        }
+        childp = Some(child);
+    } else if stage2_pte_cacheable(ctx.cfg, flags, ctx.old) {
+        need_flush = !stage2_has_fwb(ctx.cfg, flags);
+    }
+
+    stage2_unmap_put_pte(ctx, flags);
+
+    if need_flush && ctx.env.has_dcache_clean_inval_poc() {
+        let pa = ctx.follow(ctx.old);
+        let size = ctx.granule_size();
+        ctx.env.dcache_clean_inval_poc(pa, size);
+    }
+
+    if let Some(child) = childp {
         ctx.env.put_page(child);
     }
     Ok(())
 }
 
-/// Tear down a table that is no longer linked into any tree. `level` is
-/// the level of the entry that used to point at it.
-///
-/// This is what [`MmOps::free_unlinked_table`](crate::MmOps::free_unlinked_table)
-/// is expected to call (KVM's implementation does).
-pub fn stage2_free_unlinked<E: Env>(env: &mut E, cfg: &Config, pgtable: PhysAddr, level: Level) {
-    // The IPA no longer matters: just cover the whole table.
-    let mut data = WalkData {
-        start: 0,
-        addr: 0,
-        end: cfg.granule.granule_size(level),
-        flags: WalkFlags::LEAF | WalkFlags::TABLE_POST,
-    };
-    let mut visitor = |ctx: &mut VisitCtx<'_, E>, _visit: Visit| stage2_free_walker(ctx);
-    let ret = walk_table(env, cfg, &mut data, &mut visitor, pgtable, level.next());
-    warn_on(env, ret.is_err());
+impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
+    /// Remove mappings and annotations in `[addr, addr + size)`. Blocks
+    /// overlapping the range are removed whole; tables are freed once
+    /// empty.
+    #[doc(alias = "kvm_pgtable_stage2_unmap")]
+    pub fn unmap(&mut self, addr: u64, size: u64) -> Result<(), Error> {
+        let s2flags = self.flags;
+        let walk_flags = WalkFlags::LEAF | WalkFlags::TABLE_POST;
 
-    let count = env.page_count(pgtable);
-    warn_on(env, count != 1);
-    #[cfg(not(kpd_mutant = "rs-free-unlinked-leak"))]
-    env.put_page(pgtable);
-}
-
-/// Build, off to the side, a table mapping the whole level-`level` region
-/// at `phys` (a replacement for a block). No TLB or cache maintenance is
-/// done since nothing can be using it yet.
-#[allow(clippy::too_many_arguments)]
-fn stage2_create_unlinked_inner<E: Env>(
-    env: &mut E,
-    cfg: &Config,
-    s2flags: Stage2Flags,
-    phys: u64,
-    level: Level,
-    prot: Prot,
-    mut mc: Option<&mut E::Memcache>,
-    force_pte: bool,
-) -> Result<PhysAddr, Error> {
-    let gsz = cfg.granule.granule_size(level);
-    if !is_aligned(phys, gsz) {
-        return Err(Error::Inval);
-    }
-
-    let attr = stage2_set_prot_attr(cfg, s2flags, prot)?;
-
-    let Some(pgtable) = env.zalloc_page(mc.as_deref_mut()) else {
-        return Err(Error::NoMem);
-    };
-
-    let mut map_data = Stage2MapData {
-        phys,
-        attr,
-        owner_id: 0,
-        memcache: mc,
-        force_pte,
-        fwb: stage2_has_fwb(cfg, s2flags),
-    };
-    // The input addresses are arbitrary for an unlinked table; all that
-    // matters is covering one level-`level` region.
-    let mut data = WalkData {
-        start: 0,
-        addr: 0,
-        end: gsz,
-        flags: WalkFlags::LEAF | WalkFlags::SKIP_BBM_TLBI | WalkFlags::SKIP_CMO,
-    };
-    let mut visitor =
-        |ctx: &mut VisitCtx<'_, E>, visit: Visit| stage2_map_walker(ctx, visit, &mut map_data);
-    let ret = walk_table(env, cfg, &mut data, &mut visitor, pgtable, level.next());
-    if let Err(e) = ret {
-        stage2_free_unlinked(env, cfg, pgtable, level);
-        return Err(e);
-    }
-    Ok(pgtable)
-}
-
-/// Number of table pages needed to rebuild a level-`level` block down to
-/// pages.
-fn stage2_block_get_nr_page_tables<E: Env>(
-    env: &mut E,
-    cfg: &Config,
-    level: Level,
-) -> Result<i64, Error> {
-    match level.0 {
-        1 => Ok(cfg.granule.ptrs_per_pte() as i64 + 1),
-        2 => Ok(1),
-        3 => Ok(0),
-        _ => {
-            let bad = level < cfg.granule.min_block_level() || level > Level::LAST;
-            warn_on_once(env, bad);
-            Err(Error::Inval)
+        let ret = self.walk(addr, size, walk_flags, |ctx, visit| {
+            stage2_unmap_walker(ctx, visit, s2flags)
+        });
+        if stage2_unmap_defer_tlb_flush(&self.cfg, s2flags) {
+            let pgt = &mut self.pgt;
+            kvm_tlb_flush_vmid_range(&mut pgt.env, &pgt.cfg, addr, size);
         }
+        ret
     }
-}
-
-fn stage2_split_walker<E: Env>(
-    ctx: &mut VisitCtx<'_, E>,
-    mc: &mut E::Memcache,
-    s2flags: Stage2Flags,
-) -> Result<(), Error> {
-    let pte = ctx.old;
-    let level = ctx.level;
-
-    // Pages cannot be split, and only valid blocks need splitting.
-    if level == Level::LAST || !pte.is_valid() {
-        return Ok(());
-    }
-
-    let mut nr_pages = stage2_block_get_nr_page_tables(ctx.env, ctx.cfg, level)?;
-
-    // With enough pages, go straight down to page mappings; otherwise
-    // split one level only (which may still recurse for a level-1 block).
-    #[cfg(not(kpd_mutant = "rs-split-boundary"))]
-    let enough = ctx.env.memcache_nobjs(mc) as i64 >= nr_pages;
-    #[cfg(kpd_mutant = "rs-split-boundary")]
-    let enough = ctx.env.memcache_nobjs(mc) as i64 > nr_pages;
-    let force_pte = if enough {
-        true
-    } else {
-        nr_pages = 1;
-        false
-    };
-
-    if (ctx.env.memcache_nobjs(mc) as i64) < nr_pages {
-        return Err(Error::NoMem);
-    }
-
-    let phys = pte.to_phys(ctx.cfg);
-    let prot = stage2_pte_prot(pte);
-
-    let childp = stage2_create_unlinked_inner(
-        ctx.env,
-        ctx.cfg,
-        s2flags,
-        phys,
-        level,
-        prot,
-        Some(mc),
-        force_pte,
-    )?;
-
-    if !stage2_try_break_pte(ctx) {
-        stage2_free_unlinked(ctx.env, ctx.cfg, childp, level);
-        return Err(Error::Again);
-    }
-
-    // The release store in make_pte orders the new table's contents
-    // before the descriptor pointing at it.
-    let new = Pte::new_table(childp, ctx.cfg);
-    stage2_make_pte(ctx, new);
-    Ok(())
 }
 
 /// State of an attribute-update walk.
+#[doc(alias = "stage2_attr_data")]
 struct Stage2AttrData {
     attr_set: u64,
     attr_clr: u64,
@@ -620,6 +598,7 @@ struct Stage2AttrData {
 
 fn stage2_attr_walker<E: Env>(
     ctx: &mut VisitCtx<'_, E>,
+    _visit: Visit,
     data: &mut Stage2AttrData,
 ) -> Result<(), Error> {
     if !ctx.old.is_valid() {
@@ -650,283 +629,11 @@ fn stage2_attr_walker<E: Env>(
     Ok(())
 }
 
-fn stage2_age_walker<E: Env>(
-    ctx: &mut VisitCtx<'_, E>,
-    mkold: bool,
-    young: &mut bool,
-) -> Result<(), Error> {
-    let new = Pte(ctx.old.0 & !pb::S2_AF);
-    if !ctx.old.is_valid() || new == ctx.old {
-        return Ok(());
-    }
-
-    *young = true;
-
-    // Callers hold the MMU lock for write, so this cannot fail today; the
-    // race check is kept for symmetry with the other walkers. TLB
-    // maintenance is the caller's business.
-    if mkold && !stage2_try_set_pte(ctx, new) {
-        return Err(Error::Again);
-    }
-    Ok(())
-}
-
-/// A stage-2 page table owning its environment and optional force-PTE
-/// callback.
-pub struct Stage2Pgtable<E, F = NoForcePte> {
-    env: E,
-    cfg: Config,
-    geom: Geometry,
-    flags: Stage2Flags,
-    force_pte_cb: Option<F>,
-}
-
 impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
-    /// An uninitialised table (no root, empty input range).
-    pub fn new(env: E, cfg: Config) -> Self {
-        Stage2Pgtable {
-            env,
-            cfg,
-            geom: Geometry::default(),
-            flags: Stage2Flags::empty(),
-            force_pte_cb: None,
-        }
-    }
-
-    /// The environment.
-    pub fn env(&self) -> &E {
-        &self.env
-    }
-
-    /// The environment, mutably.
-    pub fn env_mut(&mut self) -> &mut E {
-        &mut self.env
-    }
-
-    /// Give the environment back.
-    pub fn into_env(self) -> E {
-        self.env
-    }
-
-    /// The configuration.
-    pub fn cfg(&self) -> &Config {
-        &self.cfg
-    }
-
-    /// Root location and input range.
-    pub fn geometry(&self) -> Geometry {
-        self.geom
-    }
-
-    /// Stage-2 flags given at init.
-    pub fn flags(&self) -> Stage2Flags {
-        self.flags
-    }
-
-    /// Root table address, if initialised.
-    pub fn pgd(&self) -> Option<PhysAddr> {
-        self.geom.pgd
-    }
-
-    /// The force-PTE callback, if any.
-    pub fn force_pte_cb_mut(&mut self) -> Option<&mut F> {
-        self.force_pte_cb.as_mut()
-    }
-
-    /// Allocate the (concatenated) root for the geometry `vtcr` describes.
-    /// On failure the table is left untouched.
-    pub fn init(
-        &mut self,
-        vtcr: u64,
-        flags: Stage2Flags,
-        force_pte_cb: Option<F>,
-    ) -> Result<(), Error> {
-        let granule = self.cfg.granule;
-        let ia_bits = vtcr_ipa(vtcr);
-        let start_level = vtcr_start_level(granule, vtcr);
-
-        let pgd_sz = pgd_pages(granule, ia_bits, start_level) as u64 * granule.page_size();
-        let Some(pgd) = self.env.zalloc_pages_exact(pgd_sz) else {
-            return Err(Error::NoMem);
-        };
-
-        self.geom = Geometry {
-            ia_bits,
-            start_level,
-            pgd: Some(pgd),
-        };
-        self.flags = flags;
-        self.force_pte_cb = force_pte_cb;
-
-        // The zeroed root must be visible to the table walker before use.
-        self.env.dsb(Barrier::IshSt);
-        Ok(())
-    }
-
-    fn has_fwb(&self) -> bool {
-        stage2_has_fwb(&self.cfg, self.flags)
-    }
-
-    /// Map `[addr, addr + size)` to `phys` with `prot`. Table pages come
-    /// from `mc` (none given: `NoMem` whenever a table is needed). Extra
-    /// walk flags (e.g. `SHARED`, `HANDLE_FAULT`, `SKIP_CMO`) are honoured.
-    pub fn map(
-        &mut self,
-        addr: u64,
-        size: u64,
-        phys: u64,
-        prot: Prot,
-        mc: Option<&mut E::Memcache>,
-        flags: WalkFlags,
-    ) -> Result<(), Error> {
-        let end = addr.wrapping_add(size);
-        let force_pte = match self.force_pte_cb.as_mut() {
-            Some(cb) => cb.force_pte(&mut self.env, addr, end, prot),
-            None => false,
-        };
-        #[cfg(kpd_mutant = "rs-force-pte-device")]
-        let force_pte = force_pte && !prot.contains(Prot::DEVICE);
-        let mut map_data = Stage2MapData {
-            phys: align_down(phys, self.cfg.granule.page_size()),
-            attr: 0,
-            owner_id: 0,
-            memcache: mc,
-            force_pte,
-            fwb: self.has_fwb(),
-        };
-
-        let idmap = self.flags.contains(Stage2Flags::IDMAP);
-        if warn_on(&mut self.env, idmap && addr != phys) {
-            return Err(Error::Inval);
-        }
-
-        map_data.attr = stage2_set_prot_attr(&self.cfg, self.flags, prot)?;
-
-        let visitor =
-            |ctx: &mut VisitCtx<'_, E>, visit: Visit| stage2_map_walker(ctx, visit, &mut map_data);
-        let ret = kvm_pgtable_walk(
-            &mut self.env,
-            &self.cfg,
-            &self.geom,
-            addr,
-            size,
-            flags | WalkFlags::TABLE_PRE | WalkFlags::LEAF,
-            visitor,
-        );
-        self.env.dsb(Barrier::IshSt);
-        ret
-    }
-
-    /// Mark `[addr, addr + size)` as owned by `owner_id` with invalid,
-    /// page-granular annotations (id 0 clears them).
-    pub fn set_owner(
-        &mut self,
-        addr: u64,
-        size: u64,
-        mc: Option<&mut E::Memcache>,
-        owner_id: u8,
-    ) -> Result<(), Error> {
-        let mut map_data = Stage2MapData {
-            phys: PHYS_INVALID,
-            attr: 0,
-            owner_id,
-            memcache: mc,
-            #[cfg(not(kpd_mutant = "rs-set-owner-blocks"))]
-            force_pte: true,
-            #[cfg(kpd_mutant = "rs-set-owner-blocks")]
-            force_pte: false,
-            fwb: self.has_fwb(),
-        };
-
-        if owner_id > MAX_OWNER_ID {
-            return Err(Error::Inval);
-        }
-
-        let visitor =
-            |ctx: &mut VisitCtx<'_, E>, visit: Visit| stage2_map_walker(ctx, visit, &mut map_data);
-        kvm_pgtable_walk(
-            &mut self.env,
-            &self.cfg,
-            &self.geom,
-            addr,
-            size,
-            WalkFlags::TABLE_PRE | WalkFlags::LEAF,
-            visitor,
-        )
-    }
-
-    /// Remove mappings and annotations in `[addr, addr + size)`. Blocks
-    /// overlapping the range are removed whole; tables are freed once
-    /// empty.
-    pub fn unmap(&mut self, addr: u64, size: u64) -> Result<(), Error> {
-        let fwb = self.has_fwb();
-        let defer = stage2_unmap_defer_tlb_flush(&self.cfg, self.flags);
-        let visitor = |ctx: &mut VisitCtx<'_, E>, _visit: Visit| -> Result<(), Error> {
-            let mut childp = None;
-            let mut need_flush = false;
-
-            if !ctx.old.is_valid() {
-                // Drop ownership annotations too.
-                if ctx.old.is_counted() {
-                    ctx.clear();
-                    ctx.env.put_page(ctx.ptep);
-                }
-                return Ok(());
-            }
-
-            if ctx.old.is_table(ctx.level) {
-                let child = ctx.follow(ctx.old);
-                if ctx.env.page_count(child) != 1 {
-                    return Ok(());
-                }
-                childp = Some(child);
-            } else if stage2_pte_cacheable(fwb, ctx.old) {
-                need_flush = !fwb;
-            }
-
-            // Clear the entry; TLB invalidation of leaves may be batched
-            // until the walk is over.
-            if ctx.old.is_valid() {
-                ctx.clear();
-                if ctx.old.is_table(ctx.level) {
-                    ctx.env.tlb_flush_vmid_ipa(ctx.addr, TLBI_TTL_UNKNOWN);
-                } else if !defer {
-                    ctx.env.tlb_flush_vmid_ipa(ctx.addr, ctx.level.into());
-                }
-            }
-            ctx.env.put_page(ctx.ptep);
-
-            if need_flush && ctx.env.has_dcache_clean_inval_poc() {
-                let pa = ctx.follow(ctx.old);
-                let size = ctx.granule_size();
-                ctx.env.dcache_clean_inval_poc(pa, size);
-            }
-
-            if let Some(child) = childp {
-                ctx.env.put_page(child);
-            }
-            Ok(())
-        };
-
-        let ret = kvm_pgtable_walk(
-            &mut self.env,
-            &self.cfg,
-            &self.geom,
-            addr,
-            size,
-            WalkFlags::LEAF | WalkFlags::TABLE_POST,
-            visitor,
-        );
-        if defer {
-            kvm_tlb_flush_vmid_range(&mut self.env, &self.cfg, addr, size);
-        }
-        ret
-    }
-
     /// Apply `set`/`clr` (limited to the leaf attribute fields) to every
     /// valid leaf in the range; returns the last visited leaf's original
     /// value and level.
-    fn update_leaf_attrs(
+    fn stage2_update_leaf_attrs(
         &mut self,
         addr: u64,
         size: u64,
@@ -941,36 +648,27 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
             pte: Pte::EMPTY,
             level: Level(0),
         };
-        let visitor = |ctx: &mut VisitCtx<'_, E>, _visit: Visit| stage2_attr_walker(ctx, &mut data);
-        kvm_pgtable_walk(
-            &mut self.env,
-            &self.cfg,
-            &self.geom,
-            addr,
-            size,
-            flags | WalkFlags::LEAF,
-            visitor,
-        )?;
+
+        self.walk(addr, size, flags | WalkFlags::LEAF, |ctx, visit| {
+            stage2_attr_walker(ctx, visit, &mut data)
+        })?;
         Ok((data.pte, data.level))
     }
 
     /// Remove write permission from every valid leaf in the range (no TLB
     /// maintenance: the caller does it).
+    #[doc(alias = "kvm_pgtable_stage2_wrprotect")]
     pub fn wrprotect(&mut self, addr: u64, size: u64) -> Result<(), Error> {
-        self.update_leaf_attrs(addr, size, 0, pb::S2_S2AP_W, WalkFlags::empty())
+        self.stage2_update_leaf_attrs(addr, size, 0, pb::S2_S2AP_W, WalkFlags::empty())
             .map(|_| ())
     }
 
     /// Set the access flag of the leaf mapping `addr` (fault path, shared
     /// walk). Returns the descriptor as it was, or 0 on failure.
+    #[doc(alias = "kvm_pgtable_stage2_mkyoung")]
     pub fn mkyoung(&mut self, addr: u64) -> Pte {
-        let ret = self.update_leaf_attrs(
-            addr,
-            1,
-            pb::S2_AF,
-            0,
-            WalkFlags::HANDLE_FAULT | WalkFlags::SHARED,
-        );
+        let flags = WalkFlags::HANDLE_FAULT | WalkFlags::SHARED;
+        let ret = self.stage2_update_leaf_attrs(addr, 1, pb::S2_AF, 0, flags);
         match ret {
             Ok((pte, _)) => {
                 self.env.dsb(Barrier::IshSt);
@@ -979,28 +677,56 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
             Err(_) => Pte::EMPTY,
         }
     }
+}
 
+/// State of an access-flag walk.
+#[doc(alias = "stage2_age_data")]
+struct Stage2AgeData {
+    mkold: bool,
+    young: bool,
+}
+
+fn stage2_age_walker<E: Env>(
+    ctx: &mut VisitCtx<'_, E>,
+    _visit: Visit,
+    data: &mut Stage2AgeData,
+) -> Result<(), Error> {
+    let new = Pte(ctx.old.0 & !pb::S2_AF);
+    if !ctx.old.is_valid() || new == ctx.old {
+        return Ok(());
+    }
+
+    data.young = true;
+
+    // Callers hold the MMU lock for write, so this cannot fail today; the
+    // race check is kept for symmetry with the other walkers. TLB
+    // maintenance is the caller's business.
+    if data.mkold && !stage2_try_set_pte(ctx, new) {
+        return Err(Error::Again);
+    }
+    Ok(())
+}
+
+impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
     /// Whether any valid leaf in the range has its access flag set,
     /// clearing the flags when `mkold`.
+    #[doc(alias = "kvm_pgtable_stage2_test_clear_young")]
     pub fn test_clear_young(&mut self, addr: u64, size: u64, mkold: bool) -> bool {
-        let mut young = false;
-        let visitor =
-            |ctx: &mut VisitCtx<'_, E>, _visit: Visit| stage2_age_walker(ctx, mkold, &mut young);
-        let ret = kvm_pgtable_walk(
-            &mut self.env,
-            &self.cfg,
-            &self.geom,
-            addr,
-            size,
-            WalkFlags::LEAF,
-            visitor,
-        );
+        let mut data = Stage2AgeData {
+            mkold,
+            young: false,
+        };
+
+        let ret = self.walk(addr, size, WalkFlags::LEAF, |ctx, visit| {
+            stage2_age_walker(ctx, visit, &mut data)
+        });
         warn_on(&mut self.env, ret.is_err());
-        young
+        data.young
     }
 
     /// Add the permissions in `prot` to the leaf mapping `addr` (fault
     /// path), then invalidate the local TLB for it.
+    #[doc(alias = "kvm_pgtable_stage2_relax_perms")]
     pub fn relax_perms(&mut self, addr: u64, prot: Prot) -> Result<(), Error> {
         let mut set = 0;
         let mut clr = 0;
@@ -1018,13 +744,8 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
             clr |= pb::S2_XN;
         }
 
-        let ret = self.update_leaf_attrs(
-            addr,
-            1,
-            set,
-            clr,
-            WalkFlags::HANDLE_FAULT | WalkFlags::SHARED,
-        );
+        let flags = WalkFlags::HANDLE_FAULT | WalkFlags::SHARED;
+        let ret = self.stage2_update_leaf_attrs(addr, 1, set, clr, flags);
         match ret {
             Ok((_, level)) => self.env.tlb_flush_vmid_ipa_nsh(addr, level.into()),
             // Someone else changed the entry; its level is unknown.
@@ -1033,38 +754,102 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
         }
         ret.map(|_| ())
     }
+}
 
-    /// Clean cacheable mappings in the range to the PoC (nothing to do
-    /// with FWB).
-    pub fn flush(&mut self, addr: u64, size: u64) -> Result<(), Error> {
-        let fwb = self.has_fwb();
-        if fwb {
-            return Ok(());
-        }
-        let visitor = |ctx: &mut VisitCtx<'_, E>, _visit: Visit| -> Result<(), Error> {
-            if !stage2_pte_cacheable(fwb, ctx.old) {
-                return Ok(());
-            }
-            if ctx.env.has_dcache_clean_inval_poc() {
-                let pa = ctx.follow(ctx.old);
-                let size = ctx.granule_size();
-                ctx.env.dcache_clean_inval_poc(pa, size);
-            }
-            Ok(())
-        };
-        kvm_pgtable_walk(
-            &mut self.env,
-            &self.cfg,
-            &self.geom,
-            addr,
-            size,
-            WalkFlags::LEAF,
-            visitor,
-        )
+fn stage2_flush_walker<E: Env>(
+    ctx: &mut VisitCtx<'_, E>,
+    _visit: Visit,
+    flags: Stage2Flags,
+) -> Result<(), Error> {
+    if !stage2_pte_cacheable(ctx.cfg, flags, ctx.old) {
+        return Ok(());
     }
 
+    if ctx.env.has_dcache_clean_inval_poc() {
+        let pa = ctx.follow(ctx.old);
+        let size = ctx.granule_size();
+        ctx.env.dcache_clean_inval_poc(pa, size);
+    }
+    Ok(())
+}
+
+impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
+    /// Clean cacheable mappings in the range to the PoC (nothing to do
+    /// with FWB).
+    #[doc(alias = "kvm_pgtable_stage2_flush")]
+    pub fn flush(&mut self, addr: u64, size: u64) -> Result<(), Error> {
+        let s2flags = self.flags;
+
+        if stage2_has_fwb(&self.cfg, s2flags) {
+            return Ok(());
+        }
+
+        self.walk(addr, size, WalkFlags::LEAF, |ctx, visit| {
+            stage2_flush_walker(ctx, visit, s2flags)
+        })
+    }
+}
+
+/// Build, off to the side, a table mapping the whole level-`level` region
+/// at `phys` (a replacement for a block). No TLB or cache maintenance is
+/// done since nothing can be using it yet.
+///
+/// A free function rather than a method because the split walker calls it
+/// while the table it belongs to is being walked.
+#[doc(alias = "kvm_pgtable_stage2_create_unlinked")]
+#[allow(clippy::too_many_arguments)]
+fn stage2_create_unlinked<E: Env>(
+    env: &mut E,
+    cfg: &Config,
+    s2flags: Stage2Flags,
+    phys: u64,
+    level: Level,
+    prot: Prot,
+    mut mc: Option<&mut E::Memcache>,
+    force_pte: bool,
+) -> Result<PhysAddr, Error> {
+    let mut map_data = Stage2MapData {
+        phys,
+        attr: 0,
+        owner_id: 0,
+        memcache: None,
+        force_pte,
+        s2flags,
+    };
+    // The input addresses are arbitrary for an unlinked table; all that
+    // matters is covering one level-`level` region.
+    let mut data = WalkData {
+        start: 0,
+        addr: 0,
+        end: cfg.granule.granule_size(level),
+        flags: WalkFlags::LEAF | WalkFlags::SKIP_BBM_TLBI | WalkFlags::SKIP_CMO,
+    };
+
+    if !is_aligned(phys, cfg.granule.granule_size(level)) {
+        return Err(Error::Inval);
+    }
+
+    map_data.attr = stage2_set_prot_attr(cfg, s2flags, prot)?;
+
+    let Some(pgtable) = env.zalloc_page(mc.as_deref_mut()) else {
+        return Err(Error::NoMem);
+    };
+    map_data.memcache = mc;
+
+    let mut visitor =
+        |ctx: &mut VisitCtx<'_, E>, visit: Visit| stage2_map_walker(ctx, visit, &mut map_data);
+    let ret = walk_table(env, cfg, &mut data, &mut visitor, pgtable, level.next());
+    if let Err(e) = ret {
+        stage2_free_unlinked(env, cfg, pgtable, level);
+        return Err(e);
+    }
+    Ok(pgtable)
+}
+
+impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
     /// Build an unlinked table mapping the level-`level` block at `phys`
     /// with `prot` (pages only if `force_pte`).
+    #[doc(alias = "kvm_pgtable_stage2_create_unlinked")]
     pub fn create_unlinked(
         &mut self,
         phys: u64,
@@ -1073,9 +858,10 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
         mc: Option<&mut E::Memcache>,
         force_pte: bool,
     ) -> Result<PhysAddr, Error> {
-        stage2_create_unlinked_inner(
-            &mut self.env,
-            &self.cfg,
+        let pgt = &mut self.pgt;
+        stage2_create_unlinked(
+            &mut pgt.env,
+            &pgt.cfg,
             self.flags,
             phys,
             level,
@@ -1084,81 +870,206 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
             force_pte,
         )
     }
+}
 
-    /// Free an unlinked table (see [`stage2_free_unlinked`]).
-    pub fn free_unlinked(&mut self, pgtable: PhysAddr, level: Level) {
-        stage2_free_unlinked(&mut self.env, &self.cfg, pgtable, level);
+/// Number of table pages needed to rebuild a level-`level` block down to
+/// pages.
+fn stage2_block_get_nr_page_tables<E: Env>(
+    env: &mut E,
+    cfg: &Config,
+    level: Level,
+) -> Result<i64, Error> {
+    match level.0 {
+        1 => Ok(cfg.granule.ptrs_per_pte() as i64 + 1),
+        2 => Ok(1),
+        3 => Ok(0),
+        _ => {
+            let bad = level < cfg.granule.min_block_level() || level > Level::LAST;
+            warn_on_once(env, bad);
+            Err(Error::Inval)
+        }
+    }
+}
+
+fn stage2_split_walker<E: Env>(
+    ctx: &mut VisitCtx<'_, E>,
+    _visit: Visit,
+    mc: &mut E::Memcache,
+    s2flags: Stage2Flags,
+) -> Result<(), Error> {
+    let pte = ctx.old;
+    let level = ctx.level;
+
+    // Pages cannot be split, and only valid blocks need splitting.
+    if level == Level::LAST {
+        return Ok(());
+    }
+    if !pte.is_valid() {
+        return Ok(());
     }
 
+    let mut nr_pages = stage2_block_get_nr_page_tables(ctx.env, ctx.cfg, level)?;
+
+    // With enough pages, go straight down to page mappings; otherwise
+    // split one level only (which may still recurse for a level-1 block).
+    let force_pte = if ctx.env.memcache_nobjs(mc) as i64 >= nr_pages {
+        true
+    } else {
+        nr_pages = 1;
+        false
+    };
+
+    if (ctx.env.memcache_nobjs(mc) as i64) < nr_pages {
+        return Err(Error::NoMem);
+    }
+
+    let phys = pte.to_phys(ctx.cfg);
+    let prot = stage2_pte_prot(pte);
+
+    let childp = stage2_create_unlinked(
+        ctx.env,
+        ctx.cfg,
+        s2flags,
+        phys,
+        level,
+        prot,
+        Some(mc),
+        force_pte,
+    )?;
+
+    if !stage2_try_break_pte(ctx) {
+        stage2_free_unlinked(ctx.env, ctx.cfg, childp, level);
+        return Err(Error::Again);
+    }
+
+    // The release store in make_pte orders the new table's contents
+    // before the descriptor pointing at it.
+    let new = Pte::new_table(childp, ctx.cfg);
+    stage2_make_pte(ctx, new);
+    Ok(())
+}
+
+impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
     /// Split the valid blocks in the range into tables, using pages from
     /// `mc`.
+    #[doc(alias = "kvm_pgtable_stage2_split")]
     pub fn split(&mut self, addr: u64, size: u64, mc: &mut E::Memcache) -> Result<(), Error> {
         let s2flags = self.flags;
-        let visitor =
-            |ctx: &mut VisitCtx<'_, E>, _visit: Visit| stage2_split_walker(ctx, &mut *mc, s2flags);
-        let ret = kvm_pgtable_walk(
-            &mut self.env,
-            &self.cfg,
-            &self.geom,
-            addr,
-            size,
-            WalkFlags::LEAF,
-            visitor,
-        );
+
+        let ret = self.walk(addr, size, WalkFlags::LEAF, |ctx, visit| {
+            stage2_split_walker(ctx, visit, &mut *mc, s2flags)
+        });
         self.env.dsb(Barrier::IshSt);
         ret
     }
 
+    /// Allocate the (concatenated) root for the geometry `vtcr` describes.
+    /// On failure the table is left untouched.
+    #[doc(alias = "__kvm_pgtable_stage2_init")]
+    pub fn init(
+        &mut self,
+        vtcr: u64,
+        flags: Stage2Flags,
+        force_pte_cb: Option<F>,
+    ) -> Result<(), Error> {
+        let pgt = &mut self.pgt;
+        let granule = pgt.cfg.granule;
+        let ia_bits = vtcr_ipa(vtcr);
+        let start_level = vtcr_start_level(granule, vtcr);
+
+        let pgd_sz = pgd_pages(granule, ia_bits, start_level) as u64 * granule.page_size();
+        let Some(pgd) = pgt.env.zalloc_pages_exact(pgd_sz) else {
+            return Err(Error::NoMem);
+        };
+
+        pgt.geom.pgd = Some(pgd);
+        pgt.geom.ia_bits = ia_bits;
+        pgt.geom.start_level = start_level;
+        self.flags = flags;
+        self.force_pte_cb = force_pte_cb;
+
+        // The zeroed root must be visible to the table walker before use.
+        pgt.env.dsb(Barrier::IshSt);
+        Ok(())
+    }
+}
+
+/// Release everything a (sub)table holds: a reference on the table page
+/// per counted entry, and the child tables themselves.
+fn stage2_free_walker<E: Env>(ctx: &mut VisitCtx<'_, E>, _visit: Visit) -> Result<(), Error> {
+    if !ctx.old.is_counted() {
+        return Ok(());
+    }
+
+    ctx.env.put_page(ctx.ptep);
+
+    if ctx.old.is_table(ctx.level) {
+        let child = ctx.follow(ctx.old);
+        ctx.env.put_page(child);
+    }
+    Ok(())
+}
+
+impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
     /// Drop every reference the table holds and free the root.
+    #[doc(alias = "kvm_pgtable_stage2_destroy")]
     pub fn destroy(&mut self) {
-        let ret = kvm_pgtable_walk(
-            &mut self.env,
-            &self.cfg,
-            &self.geom,
-            0,
-            bit(self.geom.ia_bits as u64),
-            WalkFlags::LEAF | WalkFlags::TABLE_POST,
-            |ctx: &mut VisitCtx<'_, E>, _visit: Visit| stage2_free_walker(ctx),
-        );
-        warn_on(&mut self.env, ret.is_err());
-        let granule = self.cfg.granule;
-        let pgd_sz = pgd_pages(granule, self.geom.ia_bits, self.geom.start_level) as u64
-            * granule.page_size();
-        if let Some(pgd) = self.geom.pgd.take() {
-            self.env.free_pages_exact(pgd, pgd_sz);
+        let pgt = &mut self.pgt;
+        let flags = WalkFlags::LEAF | WalkFlags::TABLE_POST;
+        let ret = pgt.walk(0, bit(pgt.geom.ia_bits as u64), flags, stage2_free_walker);
+        warn_on(&mut pgt.env, ret.is_err());
+        let granule = pgt.cfg.granule;
+        let pgd_sz =
+            pgd_pages(granule, pgt.geom.ia_bits, pgt.geom.start_level) as u64 * granule.page_size();
+        if let Some(pgd) = pgt.geom.pgd.take() {
+            pgt.env.free_pages_exact(pgd, pgd_sz);
         }
+    }
+}
+
+/// Tear down a table that is no longer linked into any tree. `level` is
+/// the level of the entry that used to point at it.
+///
+/// This is what [`MmOps::free_unlinked_table`](crate::MmOps::free_unlinked_table)
+/// is expected to call (KVM's implementation does).
+#[doc(alias = "kvm_pgtable_stage2_free_unlinked")]
+pub fn stage2_free_unlinked<E: Env>(env: &mut E, cfg: &Config, pgtable: PhysAddr, level: Level) {
+    // The IPA no longer matters: just cover the whole table.
+    let mut data = WalkData {
+        start: 0,
+        addr: 0,
+        end: cfg.granule.granule_size(level),
+        flags: WalkFlags::LEAF | WalkFlags::TABLE_POST,
+    };
+
+    let ret = walk_table(
+        env,
+        cfg,
+        &mut data,
+        &mut stage2_free_walker,
+        pgtable,
+        level.next(),
+    );
+    warn_on(env, ret.is_err());
+
+    let count = env.page_count(pgtable);
+    warn_on(env, count != 1);
+    env.put_page(pgtable);
+}
+
+impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
+    /// Free an unlinked table (see [`stage2_free_unlinked`]).
+    #[doc(alias = "kvm_pgtable_stage2_free_unlinked")]
+    pub fn free_unlinked(&mut self, pgtable: PhysAddr, level: Level) {
+        let pgt = &mut self.pgt;
+        stage2_free_unlinked(&mut pgt.env, &pgt.cfg, pgtable, level);
     }
 
     /// Invalidate stage-2 TLBs for a range (see
     /// [`kvm_tlb_flush_vmid_range`]).
+    #[doc(alias = "kvm_tlb_flush_vmid_range")]
     pub fn tlb_flush_vmid_range(&mut self, addr: u64, size: u64) {
-        kvm_tlb_flush_vmid_range(&mut self.env, &self.cfg, addr, size);
-    }
-
-    /// Walk `[addr, addr + size)` with a custom visitor.
-    pub fn walk<V>(
-        &mut self,
-        addr: u64,
-        size: u64,
-        flags: WalkFlags,
-        visitor: V,
-    ) -> Result<(), Error>
-    where
-        V: FnMut(&mut VisitCtx<'_, E>, Visit) -> Result<(), Error>,
-    {
-        kvm_pgtable_walk(
-            &mut self.env,
-            &self.cfg,
-            &self.geom,
-            addr,
-            size,
-            flags,
-            visitor,
-        )
-    }
-
-    /// The leaf descriptor translating `addr`, and its level.
-    pub fn get_leaf(&mut self, addr: u64) -> Result<(Pte, Level), Error> {
-        kvm_pgtable_get_leaf(&mut self.env, &self.cfg, &self.geom, addr)
+        let pgt = &mut self.pgt;
+        kvm_tlb_flush_vmid_range(&mut pgt.env, &pgt.cfg, addr, size);
     }
 }

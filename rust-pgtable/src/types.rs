@@ -18,6 +18,7 @@ pub const MAX_OWNER_ID: u8 = 1;
 
 /// Return `x` rounded down to a multiple of the power of two `a`.
 #[inline]
+#[doc(alias = "ALIGN_DOWN")]
 pub(crate) const fn align_down(x: u64, a: u64) -> u64 {
     x & !a.wrapping_sub(1)
 }
@@ -25,12 +26,14 @@ pub(crate) const fn align_down(x: u64, a: u64) -> u64 {
 /// Return `x` rounded up to a multiple of the power of two `a` (wrapping at
 /// the top of the address space, as unsigned C arithmetic does).
 #[inline]
+#[doc(alias = "ALIGN")]
 pub(crate) const fn align_up(x: u64, a: u64) -> u64 {
     align_down(x.wrapping_add(a.wrapping_sub(1)), a)
 }
 
 /// `true` when `x` is a multiple of the power of two `a`.
 #[inline]
+#[doc(alias = "IS_ALIGNED")]
 pub(crate) const fn is_aligned(x: u64, a: u64) -> bool {
     x & a.wrapping_sub(1) == 0
 }
@@ -39,12 +42,14 @@ pub(crate) const fn is_aligned(x: u64, a: u64) -> bool {
 /// (register) instruction does. Only ill-formed geometries (for instance a
 /// VTCR with T0SZ = 0) ever reach a shift of 64 or more.
 #[inline]
+#[doc(alias = "BIT")]
 pub(crate) const fn bit(shift: u64) -> u64 {
     1u64.wrapping_shl(shift as u32)
 }
 
 /// Mask with bits `hi..=lo` set.
 #[inline]
+#[doc(alias = "GENMASK")]
 pub(crate) const fn genmask(hi: u32, lo: u32) -> u64 {
     (u64::MAX >> (63 - hi)) & (u64::MAX << lo)
 }
@@ -106,6 +111,7 @@ pub enum Granule {
 impl Granule {
     /// log2 of the page size.
     #[inline]
+    #[doc(alias = "PAGE_SHIFT")]
     pub const fn page_shift(self) -> u32 {
         match self {
             Granule::Size4K => 12,
@@ -116,18 +122,21 @@ impl Granule {
 
     /// Page size in bytes.
     #[inline]
+    #[doc(alias = "PAGE_SIZE")]
     pub const fn page_size(self) -> u64 {
         1 << self.page_shift()
     }
 
     /// Number of bits of address resolved by one table level.
     #[inline]
+    #[doc(alias = "PTDESC_TABLE_SHIFT")]
     pub const fn bits_per_level(self) -> u32 {
         self.page_shift() - 3
     }
 
     /// Descriptors per table page.
     #[inline]
+    #[doc(alias = "PTRS_PER_PTE")]
     pub const fn ptrs_per_pte(self) -> u64 {
         1 << self.bits_per_level()
     }
@@ -139,6 +148,7 @@ impl Granule {
     /// the C macro's `int` result is, so out-of-range levels give the same
     /// (nonsensical) values as in the kernel.
     #[inline]
+    #[doc(alias = "kvm_granule_shift")]
     pub const fn granule_shift(self, level: Level) -> u64 {
         let s = self.bits_per_level() as i64 * (4 - level.0 as i64) + 3;
         s as u64
@@ -146,6 +156,7 @@ impl Granule {
 
     /// Size in bytes of the region one entry at `level` covers.
     #[inline]
+    #[doc(alias = "kvm_granule_size")]
     pub const fn granule_size(self, level: Level) -> u64 {
         bit(self.granule_shift(level))
     }
@@ -154,12 +165,14 @@ impl Granule {
     /// address: `(va_bits - 4) / (page_shift - 3)`, in unsigned 32-bit
     /// arithmetic like the kernel macro applied to a `u32`.
     #[inline]
+    #[doc(alias = "ARM64_HW_PGTABLE_LEVELS")]
     pub const fn levels(self, va_bits: u32) -> u32 {
         va_bits.wrapping_sub(4) / self.bits_per_level()
     }
 
     /// Shallowest level at which a block mapping may be installed.
     #[inline]
+    #[doc(alias = "KVM_PGTABLE_MIN_BLOCK_LEVEL")]
     pub const fn min_block_level(self) -> Level {
         match self {
             Granule::Size4K => Level(1),
@@ -169,12 +182,14 @@ impl Granule {
 
     /// Whether `level` may hold a block (or page) descriptor.
     #[inline]
+    #[doc(alias = "kvm_level_supports_block_mapping")]
     pub const fn level_supports_block_mapping(self, level: Level) -> bool {
         level.0 >= self.min_block_level().0
     }
 
     /// Bitmap of all the leaf mapping sizes, truncated to 32 bits like the
     /// kernel's `u32` result.
+    #[doc(alias = "kvm_supported_block_sizes")]
     pub const fn supported_block_sizes(self) -> u32 {
         let mut level = self.min_block_level().0;
         let mut r = 0u32;
@@ -186,12 +201,14 @@ impl Granule {
     }
 
     /// Whether `size` is exactly one of the leaf mapping sizes.
+    #[doc(alias = "kvm_is_block_size_supported")]
     pub const fn is_block_size_supported(self, size: u64) -> bool {
         is_aligned(size, size) && (size & self.supported_block_sizes() as u64) != 0
     }
 
     /// The VTCR_EL2.TG0 encoding of this granule (already shifted).
     #[inline]
+    #[doc(alias = "VTCR_EL2_TGRAN")]
     pub const fn vtcr_tg0(self) -> u64 {
         let tg = match self {
             Granule::Size4K => 0,
@@ -203,6 +220,7 @@ impl Granule {
 
     /// The level that VTCR_EL2.SL0 = 0 denotes for this granule.
     #[inline]
+    #[doc(alias = "VTCR_EL2_TGRAN_SL0_BASE")]
     pub const fn vtcr_sl0_base(self) -> u64 {
         match self {
             Granule::Size4K => 2,
@@ -422,6 +440,7 @@ impl Config {
 
     /// The largest PARange encoding the code will use.
     #[inline]
+    #[doc(alias = "kvm_get_parange_max")]
     pub const fn parange_max(&self) -> u64 {
         if self.features.lpa2 || self.pa_bits_52() {
             PARANGE_52
@@ -431,6 +450,7 @@ impl Config {
     }
 
     /// Convert an ID_AA64MMFR0_EL1.PARange encoding to an address width.
+    #[doc(alias = "id_aa64mmfr0_parange_to_phys_shift")]
     pub const fn parange_to_phys_shift(&self, parange: u64) -> u32 {
         match parange {
             0 => 32,
@@ -451,6 +471,7 @@ impl Config {
     }
 
     /// Clamp the PARange field of `mmfr0` to what the code supports.
+    #[doc(alias = "kvm_get_parange")]
     pub const fn get_parange(&self, mmfr0: u64) -> u64 {
         let max = self.parange_max();
         let parange = mmfr0 & 0xf;
@@ -460,18 +481,21 @@ impl Config {
     /// Whether `phys` is a real output address (below the largest PA the
     /// configuration can use).
     #[inline]
+    #[doc(alias = "kvm_phys_is_valid")]
     pub const fn phys_is_valid(&self, phys: u64) -> bool {
         phys < bit(self.parange_to_phys_shift(self.parange_max()) as u64)
     }
 
     /// Stage-1 AP encoding for read-only hyp mappings.
     #[inline]
+    #[doc(alias = "KVM_PTE_LEAF_ATTR_LO_S1_AP_RO")]
     pub const fn s1_ap_ro(&self) -> u64 {
         if self.features.hvhe { 2 } else { 3 }
     }
 
     /// Stage-1 AP encoding for read-write hyp mappings.
     #[inline]
+    #[doc(alias = "KVM_PTE_LEAF_ATTR_LO_S1_AP_RW")]
     pub const fn s1_ap_rw(&self) -> u64 {
         if self.features.hvhe { 0 } else { 1 }
     }
@@ -581,12 +605,14 @@ impl Pte {
 
     /// Valid bit set.
     #[inline]
+    #[doc(alias = "kvm_pte_valid")]
     pub const fn is_valid(self) -> bool {
         self.0 & pte_bits::VALID != 0
     }
 
     /// A valid table descriptor at `level` (never at the last level).
     #[inline]
+    #[doc(alias = "kvm_pte_table")]
     pub const fn is_table(self, level: Level) -> bool {
         if level.0 == Level::LAST.0 {
             return false;
@@ -599,6 +625,7 @@ impl Pte {
 
     /// Output (or next-level table) address, decoded per the configured
     /// descriptor format.
+    #[doc(alias = "kvm_pte_to_phys")]
     pub const fn to_phys(self, cfg: &Config) -> PhysAddr {
         let ps = cfg.granule.page_shift();
         if cfg.features.lpa2 {
@@ -615,19 +642,13 @@ impl Pte {
     }
 
     /// Encode `pa` into the output-address bits (nothing else set).
+    #[doc(alias = "kvm_phys_to_pte")]
     pub const fn from_phys(pa: PhysAddr, cfg: &Config) -> Pte {
         let ps = cfg.granule.page_shift();
         if cfg.features.lpa2 {
             let mut pte = pa & pte_bits::addr_mask_lpa2(ps);
             let hi = pa & genmask(51, 50);
-            #[cfg(not(kpd_mutant = "rs-lpa2-oa-bits"))]
-            {
-                pte |= ((hi >> 50) << 8) & pte_bits::ADDR_51_50_LPA2;
-            }
-            #[cfg(kpd_mutant = "rs-lpa2-oa-bits")]
-            {
-                pte |= hi & !genmask(51, 50);
-            }
+            pte |= ((hi >> 50) << 8) & pte_bits::ADDR_51_50_LPA2;
             Pte(pte)
         } else {
             let mut pte = pa & pte_bits::addr_mask(ps);
@@ -641,6 +662,7 @@ impl Pte {
 
     /// Output page frame number.
     #[inline]
+    #[doc(alias = "kvm_pte_to_pfn")]
     pub const fn to_pfn(self, cfg: &Config) -> u64 {
         self.to_phys(cfg) >> cfg.granule.page_shift()
     }
@@ -655,23 +677,27 @@ impl Pte {
     /// A stage-2 descriptor that must be reference counted in its table
     /// page: anything non-zero (valid entries and owner annotations).
     #[inline]
+    #[doc(alias = "stage2_pte_is_counted")]
     pub const fn is_counted(self) -> bool {
         self.0 != 0
     }
 
     /// An invalid descriptor marked as being mid break-before-make.
     #[inline]
+    #[doc(alias = "stage2_pte_is_locked")]
     pub const fn is_locked(self) -> bool {
         !self.is_valid() && (self.0 & pte_bits::INVALID_LOCKED) != 0
     }
 
     /// Build a table descriptor pointing at `table`.
+    #[doc(alias = "kvm_init_table_pte")]
     pub const fn new_table(table: PhysAddr, cfg: &Config) -> Pte {
         Pte(Pte::from_phys(table, cfg).0 | pte_bits::TYPE | pte_bits::VALID)
     }
 
     /// Build a valid leaf at `level` for `pa` with leaf attributes `attr`
     /// (bits outside the two attribute fields are dropped).
+    #[doc(alias = "kvm_init_valid_leaf_pte")]
     pub const fn new_valid_leaf(pa: PhysAddr, attr: u64, level: Level, cfg: &Config) -> Pte {
         let mut pte = Pte::from_phys(pa, cfg).0;
         pte |= attr & (pte_bits::LEAF_ATTR_LO | pte_bits::LEAF_ATTR_HI);
@@ -684,6 +710,7 @@ impl Pte {
 
     /// Build an invalid descriptor recording `owner_id`.
     #[inline]
+    #[doc(alias = "kvm_init_invalid_leaf_owner")]
     pub const fn new_invalid_owner(owner_id: u8) -> Pte {
         Pte(((owner_id as u64) << 2) & pte_bits::INVALID_OWNER_MASK)
     }
