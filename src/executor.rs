@@ -228,6 +228,7 @@ impl Pair {
                 bti_kernel: features.bti_kernel,
                 hvhe: features.hvhe,
                 ampere_ac03_workaround: features.ampere_ac03,
+                xnx: false, // FEAT_XNX: only the Linux 7.3 code reads it
             },
         );
         let env = RustEnv::new(Arena::new(geo, null_mc, cfg.alloc_fail_after), rcfg);

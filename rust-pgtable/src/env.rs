@@ -138,9 +138,15 @@ pub trait Hw {
     /// reported.
     fn pte_store(&mut self, pa: PhysAddr, prev: u64, new: u64, kind: StoreKind);
 
-    /// Issue a stage-1 EL2 TLBI. `operand` is the VA operand
-    /// (`(va >> 12) & GENMASK(43, 0)`); `level` is the TTL hint or
-    /// [`TLBI_TTL_UNKNOWN`].
+    /// Issue a stage-1 EL2 TLBI. `operand` is the Xt operand of
+    /// `TLBI VAE2IS`/`VALE2IS` before any TTL hint, with ASID 0:
+    /// `(va >> 12) & GENMASK(43, 0)`; `level` is the level of the entry
+    /// (the TTL hint to apply when FEAT_TTL is present and `level` is 0 to
+    /// 3) or [`TLBI_TTL_UNKNOWN`]. The same on both kernel lines: Linux 6.12
+    /// passes `__TLBI_VADDR(va, 0)` to `__tlbi_level()`, 7.3 passes `va`
+    /// and `__tlbi_level()` computes `__TLBI_VADDR(va, 0)` itself; the
+    /// levels passed are never negative, so 7.3's `u32` level parameter
+    /// does not change which hints apply.
     #[doc(alias = "__tlbi_level")]
     fn tlbi_hyp(&mut self, op: TlbiOp, operand: u64, level: i32);
 

@@ -10,11 +10,15 @@ use core::ops::{Deref, DerefMut};
 use crate::env::{Barrier, Env, TLBI_TTL_UNKNOWN, TlbiOp, warn_on};
 use crate::pgtable::{Pgtable, kvm_block_mapping_supported};
 use crate::types::{
-    Config, Error, Level, Prot, Pte, WalkFlags, align_down, bit, genmask, pte_bits as pb,
+    Config, Error, KernelLine, Level, Prot, Pte, WalkFlags, align_down, bit, genmask,
+    pte_bits as pb,
 };
 use crate::walk::{Visit, VisitCtx};
 
-/// The VA operand of a stage-1 TLBI by address, with ASID 0.
+/// The VA operand of a stage-1 TLBI by address, with ASID 0. Linux 6.12
+/// builds it before calling `__tlbi_level()`; 7.3 passes the address and
+/// `__tlbi_level()` builds the same operand itself, so [`crate::Hw::tlbi_hyp`]
+/// receives the same value on both lines.
 #[doc(alias = "__TLBI_VADDR")]
 #[inline]
 pub(crate) const fn tlbi_vaddr(va: u64) -> u64 {
@@ -67,35 +71,65 @@ struct HypMapData {
     attr: u64,
 }
 
-/// Translate hyp permissions into stage-1 leaf attributes.
+/// Translate hyp permissions (in the encoding of `cfg.line`) into stage-1
+/// leaf attributes.
+///
+/// Linux 7.3 tells privileged from unprivileged execution: with hVHE the
+/// EL2&0 regime has both PXN and UXN, and PX/UX set them; without it, EL2
+/// has a single XN bit, UX is ignored and PX alone decides.
 pub fn hyp_set_prot_attr(cfg: &Config, prot: Prot) -> Result<u64, Error> {
-    let device = prot.contains(Prot::DEVICE);
+    let bits = cfg.line.prot_bits();
+    let mut prot = prot;
+    let device = prot.intersects(bits.device);
     let mtype = if device {
         pb::MT_DEVICE_NGNRE
     } else {
         pb::MT_NORMAL
     };
     let mut attr = (mtype << 2) & pb::S1_ATTRIDX;
-    let ap = if prot.contains(Prot::W) {
+    let ap = if prot.intersects(bits.w) {
         cfg.s1_ap_rw()
     } else {
         cfg.s1_ap_ro()
     };
 
-    if !prot.contains(Prot::R) {
+    if !prot.intersects(bits.r) {
         return Err(Error::Inval);
     }
 
-    if prot.contains(Prot::X) {
+    if cfg.line == KernelLine::V7_3 && !cfg.features.hvhe {
+        prot.remove(bits.ux);
+    }
+
+    if prot.intersects(bits.x()) {
         // W^X, and never execute from device memory.
-        if prot.contains(Prot::W) || device {
+        if prot.intersects(bits.w) || device {
             return Err(Error::Inval);
         }
         if cfg.features.bti_kernel {
             attr |= pb::S1_GP;
         }
-    } else {
-        attr |= pb::S1_XN;
+    }
+
+    match cfg.line {
+        KernelLine::V6_12 => {
+            if !prot.intersects(bits.x()) {
+                attr |= pb::S1_XN;
+            }
+        }
+        KernelLine::V7_3 if cfg.features.hvhe => {
+            if !prot.intersects(bits.px) {
+                attr |= pb::S1_PXN;
+            }
+            if !prot.intersects(bits.ux) {
+                attr |= pb::S1_UXN;
+            }
+        }
+        KernelLine::V7_3 => {
+            if !prot.intersects(bits.px) {
+                attr |= pb::S1_XN;
+            }
+        }
     }
 
     attr |= (ap << 6) & pb::S1_AP;
@@ -108,21 +142,42 @@ pub fn hyp_set_prot_attr(cfg: &Config, prot: Prot) -> Result<u64, Error> {
     Ok(attr)
 }
 
-/// Decode the permissions of a hyp stage-1 descriptor.
+/// Decode the permissions of a hyp stage-1 descriptor, in the encoding of
+/// `cfg.line`.
 #[doc(alias = "kvm_pgtable_hyp_pte_prot")]
 pub fn hyp_pte_prot(cfg: &Config, pte: Pte) -> Prot {
+    let bits = cfg.line.prot_bits();
     let mut prot = Prot::from_bits_retain(pte.0 & pb::LEAF_ATTR_HI_SW);
     if !pte.is_valid() {
         return prot;
     }
-    if pte.0 & pb::S1_XN == 0 {
-        prot |= Prot::X;
+
+    match cfg.line {
+        KernelLine::V6_12 => {
+            if pte.0 & pb::S1_XN == 0 {
+                prot |= Prot::X;
+            }
+        }
+        KernelLine::V7_3 if cfg.features.hvhe => {
+            if pte.0 & pb::S1_PXN == 0 {
+                prot |= bits.px;
+            }
+            if pte.0 & pb::S1_UXN == 0 {
+                prot |= bits.ux;
+            }
+        }
+        KernelLine::V7_3 => {
+            if pte.0 & pb::S1_XN == 0 {
+                prot |= bits.px;
+            }
+        }
     }
+
     let ap = (pte.0 & pb::S1_AP) >> 6;
     if ap == cfg.s1_ap_ro() {
-        prot |= Prot::R;
+        prot |= bits.r;
     } else if ap == cfg.s1_ap_rw() {
-        prot |= Prot::RW;
+        prot |= bits.rw();
     }
     prot
 }

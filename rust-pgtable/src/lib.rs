@@ -120,8 +120,9 @@ pub use stage2::{
     stage2_set_prot_attr,
 };
 pub use types::{
-    Config, Context, Error, Features, Granule, Level, MAX_OWNER_ID, PARANGE_48, PARANGE_52,
-    PHYS_INVALID, PhysAddr, Prot, Pte, Stage2Flags, WalkFlags, pte_bits,
+    Config, Context, Error, Features, Granule, InvalidPteType, KernelLine, Level, MAX_OWNER_ID,
+    PARANGE_48, PARANGE_52, PHYS_INVALID, PhysAddr, Prot, ProtBits, Pte, Stage2FlagBits,
+    Stage2Flags, WalkFlags, pte_bits,
 };
 pub use vtcr::{
     get_vmid_bits, get_vtcr, lvls_to_sl0, mmu_cache_min_pages, pgd_pages, stage2_pgd_size,
@@ -132,8 +133,8 @@ pub use walk::{Geometry, Visit, VisitCtx, kvm_pgtable_get_leaf, kvm_pgtable_walk
 /// VTCR_EL2 field constants.
 pub mod vtcr_bits {
     pub use crate::vtcr::{
-        VTCR_EL2_DS, VTCR_EL2_HA, VTCR_EL2_IRGN0_WBWA, VTCR_EL2_ORGN0_WBWA, VTCR_EL2_PS_SHIFT,
-        VTCR_EL2_RES1, VTCR_EL2_SH0_INNER, VTCR_EL2_SL0_MASK, VTCR_EL2_SL0_SHIFT,
-        VTCR_EL2_T0SZ_MASK, VTCR_EL2_TG0_SHIFT, VTCR_EL2_VS_16BIT,
+        VTCR_EL2_DS, VTCR_EL2_HA, VTCR_EL2_IRGN0_WBWA, VTCR_EL2_ORGN0_WBWA, VTCR_EL2_PS_MASK,
+        VTCR_EL2_PS_SHIFT, VTCR_EL2_RES1, VTCR_EL2_SH0_INNER, VTCR_EL2_SL0_MASK,
+        VTCR_EL2_SL0_SHIFT, VTCR_EL2_T0SZ_MASK, VTCR_EL2_TG0_SHIFT, VTCR_EL2_VS_16BIT,
     };
 }

@@ -5,7 +5,7 @@
 //! way both kinds of table are a `struct kvm_pgtable` in the kernel.
 
 use crate::env::Env;
-use crate::types::{Config, Error, Level, PhysAddr, Pte, WalkFlags, is_aligned};
+use crate::types::{Config, Error, KernelLine, Level, PhysAddr, Pte, WalkFlags, is_aligned};
 use crate::walk::{Geometry, Visit, VisitCtx, kvm_pgtable_get_leaf, kvm_pgtable_walk};
 
 /// The state shared by hypervisor stage-1 and guest stage-2 tables. It owns
@@ -89,8 +89,9 @@ impl<E: Env> Pgtable<E> {
 /// Whether a leaf covering the whole level-`ctx.level` region at `ctx.addr`
 /// may be used to map `phys`: the level must allow blocks, the region must
 /// fit in what is left of the walk, and both addresses must be aligned to
-/// it (an invalid `phys`, as used for ownership annotations, has no
-/// alignment).
+/// it. In Linux 6.12 an invalid `phys` (ownership annotations carry one)
+/// has no alignment to check; 7.3 annotates without a `phys` and checks
+/// every one.
 pub(crate) fn kvm_block_mapping_supported<E>(ctx: &VisitCtx<'_, E>, phys: u64) -> bool {
     let cfg = ctx.cfg;
     let granule = cfg.granule.granule_size(ctx.level);
@@ -100,7 +101,11 @@ pub(crate) fn kvm_block_mapping_supported<E>(ctx: &VisitCtx<'_, E>, phys: u64) -
     if granule > ctx.end.wrapping_sub(ctx.addr) {
         return false;
     }
-    if cfg.phys_is_valid(phys) && !is_aligned(phys, granule) {
+    let check_phys = match cfg.line {
+        KernelLine::V6_12 => cfg.phys_is_valid(phys),
+        KernelLine::V7_3 => true,
+    };
+    if check_phys && !is_aligned(phys, granule) {
         return false;
     }
     is_aligned(ctx.addr, granule)

@@ -9,11 +9,13 @@ use bitflags::bitflags;
 /// the environment is expressed as one of these.
 pub type PhysAddr = u64;
 
-/// The "no physical address" marker (all ones). `set_owner` walks carry it
-/// instead of a real output address.
+/// The "no physical address" marker (all ones). Linux 6.12's `set_owner`
+/// walks carry it instead of a real output address.
 pub const PHYS_INVALID: PhysAddr = u64::MAX;
 
-/// Largest owner id that may be stored in an invalid stage-2 descriptor.
+/// Largest owner id that may be stored in an invalid stage-2 descriptor
+/// (Linux 6.12; 7.3 has typed annotations instead, see [`InvalidPteType`]).
+#[doc(alias = "KVM_MAX_OWNER_ID")]
 pub const MAX_OWNER_ID: u8 = 1;
 
 /// Return `x` rounded down to a multiple of the power of two `a`.
@@ -230,7 +232,26 @@ impl Granule {
 }
 
 bitflags! {
-    /// Page-table permissions and attributes requested by callers.
+    /// Page-table permissions and attributes requested by callers: the raw
+    /// bits of the kernel's `enum kvm_pgtable_prot`, interpreted per the
+    /// table's [`KernelLine`]. Every bit is kept, unknown ones included,
+    /// and treated exactly as the kernel of that line treats it.
+    ///
+    /// The named flags below are the **Linux 6.12** encoding. Linux 7.3
+    /// moved them (execute split into PX and UX); its encoding is
+    /// [`ProtBits::V7_3`], and [`KernelLine::prot_bits`] gives the one of
+    /// any line:
+    ///
+    /// ```
+    /// use rust_pgtable::{KernelLine, Prot, ProtBits};
+    ///
+    /// let v7 = KernelLine::V7_3.prot_bits();
+    /// assert_eq!(v7.r | v7.w | v7.x(), Prot::from_bits_retain(0b1111));
+    /// assert_eq!(v7.pkvm_host_mem_prot(), v7.rwx());
+    /// // Linux 6.12's names are the flags themselves.
+    /// assert_eq!(ProtBits::V6_12.rwx(), Prot::RWX);
+    /// ```
+    #[doc(alias = "kvm_pgtable_prot")]
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub struct Prot: u64 {
         /// Execute.
@@ -271,7 +292,9 @@ bitflags! {
 }
 
 bitflags! {
-    /// Flags that select what a walk visits and how updates are made.
+    /// Flags that select what a walk visits and how updates are made: the
+    /// raw bits of the kernel's `enum kvm_pgtable_walk_flags`. The two lines
+    /// agree on every bit except the meaning of bit 4.
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
     pub struct WalkFlags: u32 {
         /// Visit leaf entries (including invalid ones).
@@ -282,7 +305,9 @@ bitflags! {
         const TABLE_POST = 1 << 2;
         /// Tables may be walked concurrently by other software walkers.
         const SHARED = 1 << 3;
-        /// The walk runs on behalf of a fault handler (EAGAIN aborts it).
+        /// Linux 6.12: the walk runs on behalf of a fault handler (EAGAIN
+        /// aborts it). Linux 7.3 gives bit 4 the opposite sense, see
+        /// [`WalkFlags::IGNORE_EAGAIN`].
         const HANDLE_FAULT = 1 << 4;
         /// Break-before-make without the TLB invalidation.
         const SKIP_BBM_TLBI = 1 << 5;
@@ -292,13 +317,225 @@ bitflags! {
 }
 
 bitflags! {
-    /// Stage-2 page-table flags.
+    /// Stage-2 page-table flags: the raw bits of the kernel's
+    /// `enum kvm_pgtable_stage2_flags`, interpreted per the table's
+    /// [`KernelLine`]; unknown bits are kept and ignored, as the kernel does.
+    ///
+    /// The named flags are the **Linux 6.12** encoding. Linux 7.3 dropped
+    /// NOFWB, moved IDMAP to bit 0 and added AS_S1 at bit 1; see
+    /// [`Stage2FlagBits`].
+    #[doc(alias = "kvm_pgtable_stage2_flags")]
     #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
     pub struct Stage2Flags: u32 {
         /// Don't use forced write-back even if the CPU supports it.
         const NOFWB = 1 << 0;
         /// Identity map only (input address must equal output address).
         const IDMAP = 1 << 1;
+    }
+}
+
+impl WalkFlags {
+    /// Linux 7.3's name and meaning of bit 4: a visitor's `-EAGAIN` does
+    /// not end the walk. Without it, every `-EAGAIN` ends a 7.3 walk.
+    #[doc(alias = "KVM_PGTABLE_WALK_IGNORE_EAGAIN")]
+    pub const IGNORE_EAGAIN: WalkFlags = WalkFlags::HANDLE_FAULT;
+}
+
+/// Where a kernel line puts each `enum kvm_pgtable_prot` permission and
+/// memory-type bit. The software bits (55 to 58) are the same in every line.
+///
+/// Linux 6.12 has a single execute bit: there, `px` and `ux` are both
+/// [`Prot::X`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ProtBits {
+    /// Privileged execute (`KVM_PGTABLE_PROT_PX`).
+    pub px: Prot,
+    /// Unprivileged execute (`KVM_PGTABLE_PROT_UX`).
+    pub ux: Prot,
+    /// Write (`KVM_PGTABLE_PROT_W`).
+    pub w: Prot,
+    /// Read (`KVM_PGTABLE_PROT_R`).
+    pub r: Prot,
+    /// Device-nGnRE memory (`KVM_PGTABLE_PROT_DEVICE`).
+    pub device: Prot,
+    /// Normal non-cacheable memory (`KVM_PGTABLE_PROT_NORMAL_NC`).
+    pub normal_nc: Prot,
+}
+
+impl ProtBits {
+    /// Linux 6.12: X, W, R, DEVICE, NORMAL_NC in bits 0 to 4.
+    pub const V6_12: ProtBits = ProtBits {
+        px: Prot::X,
+        ux: Prot::X,
+        w: Prot::W,
+        r: Prot::R,
+        device: Prot::DEVICE,
+        normal_nc: Prot::NORMAL_NC,
+    };
+
+    /// Linux 7.3: PX, UX, W, R, DEVICE, NORMAL_NC in bits 0 to 5.
+    pub const V7_3: ProtBits = ProtBits {
+        px: Prot::from_bits_retain(1 << 0),
+        ux: Prot::from_bits_retain(1 << 1),
+        w: Prot::from_bits_retain(1 << 2),
+        r: Prot::from_bits_retain(1 << 3),
+        device: Prot::from_bits_retain(1 << 4),
+        normal_nc: Prot::from_bits_retain(1 << 5),
+    };
+
+    /// Execute at every exception level (`KVM_PGTABLE_PROT_X`).
+    pub const fn x(&self) -> Prot {
+        Prot::from_bits_retain(self.px.bits() | self.ux.bits())
+    }
+
+    /// `KVM_PGTABLE_PROT_RW`.
+    pub const fn rw(&self) -> Prot {
+        Prot::from_bits_retain(self.r.bits() | self.w.bits())
+    }
+
+    /// `KVM_PGTABLE_PROT_RWX`.
+    pub const fn rwx(&self) -> Prot {
+        Prot::from_bits_retain(self.rw().bits() | self.x().bits())
+    }
+
+    /// pKVM host stage-2 permissions for memory (`PKVM_HOST_MEM_PROT`).
+    pub const fn pkvm_host_mem_prot(&self) -> Prot {
+        self.rwx()
+    }
+
+    /// pKVM host stage-2 permissions for MMIO (`PKVM_HOST_MMIO_PROT`).
+    pub const fn pkvm_host_mmio_prot(&self) -> Prot {
+        self.rw()
+    }
+
+    /// Hypervisor data (`PAGE_HYP`).
+    pub const fn page_hyp(&self) -> Prot {
+        self.rw()
+    }
+
+    /// Hypervisor text (`PAGE_HYP_EXEC`).
+    pub const fn page_hyp_exec(&self) -> Prot {
+        Prot::from_bits_retain(self.r.bits() | self.x().bits())
+    }
+
+    /// Hypervisor read-only data (`PAGE_HYP_RO`).
+    pub const fn page_hyp_ro(&self) -> Prot {
+        self.r
+    }
+
+    /// Hypervisor device mapping (`PAGE_HYP_DEVICE`).
+    pub const fn page_hyp_device(&self) -> Prot {
+        Prot::from_bits_retain(self.page_hyp().bits() | self.device.bits())
+    }
+}
+
+/// Where a kernel line puts each `enum kvm_pgtable_stage2_flags` bit. A
+/// flag the line does not have is empty.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Stage2FlagBits {
+    /// Only identity mappings (`KVM_PGTABLE_S2_IDMAP`).
+    pub idmap: Stage2Flags,
+    /// Linux 6.12 only: no forced write-back (`KVM_PGTABLE_S2_NOFWB`).
+    pub nofwb: Stage2Flags,
+    /// Linux 7.3 only: every leaf takes its memory attributes from stage 1
+    /// (`KVM_PGTABLE_S2_AS_S1`).
+    pub as_s1: Stage2Flags,
+}
+
+impl Stage2FlagBits {
+    /// Linux 6.12: NOFWB = bit 0, IDMAP = bit 1.
+    pub const V6_12: Stage2FlagBits = Stage2FlagBits {
+        idmap: Stage2Flags::IDMAP,
+        nofwb: Stage2Flags::NOFWB,
+        as_s1: Stage2Flags::empty(),
+    };
+
+    /// Linux 7.3: IDMAP = bit 0, AS_S1 = bit 1.
+    pub const V7_3: Stage2FlagBits = Stage2FlagBits {
+        idmap: Stage2Flags::from_bits_retain(1 << 0),
+        nofwb: Stage2Flags::empty(),
+        as_s1: Stage2Flags::from_bits_retain(1 << 1),
+    };
+}
+
+/// The type of an invalid stage-2 descriptor in Linux 7.3 (`enum
+/// kvm_invalid_pte_type`), kept in descriptor bits \[63:60\]. It holds the raw
+/// 32-bit value a caller passes, known or not, as the kernel's enum
+/// parameter does; only bits \[3:0\] reach the descriptor.
+#[doc(alias = "kvm_invalid_pte_type")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub struct InvalidPteType(pub u32);
+
+impl InvalidPteType {
+    /// A break-before-make of this entry is in progress
+    /// (`KVM_INVALID_PTE_TYPE_LOCKED`). Never a valid annotation.
+    #[doc(alias = "KVM_INVALID_PTE_TYPE_LOCKED")]
+    pub const LOCKED: InvalidPteType = InvalidPteType(1);
+    /// pKVM took the page from the host because it changed owner
+    /// (`KVM_HOST_INVALID_PTE_TYPE_DONATION`).
+    #[doc(alias = "KVM_HOST_INVALID_PTE_TYPE_DONATION")]
+    pub const HOST_DONATION: InvalidPteType = InvalidPteType(2);
+    /// The host forcefully reclaimed the page from the guest
+    /// (`KVM_GUEST_INVALID_PTE_TYPE_POISONED`).
+    #[doc(alias = "KVM_GUEST_INVALID_PTE_TYPE_POISONED")]
+    pub const GUEST_POISONED: InvalidPteType = InvalidPteType(3);
+
+    /// The descriptor bits this type contributes:
+    /// `FIELD_PREP(KVM_INVALID_PTE_TYPE_MASK, type)`, which keeps only the
+    /// low four bits.
+    pub const fn to_pte_bits(self) -> u64 {
+        ((self.0 as u64) << 60) & pte_bits::INVALID_PTE_TYPE_MASK
+    }
+}
+
+/// Which Linux kernel line the code behaves like. The page-table code's API
+/// changed after 6.12; one crate models both lines exactly, switched here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum KernelLine {
+    /// Linux 6.12 (pinned at 6.12.117).
+    #[default]
+    V6_12,
+    /// V7_3 = the API shape mainline has had since 7.1, pinned at 7.3.4
+    /// (7.2.x and 7.3.x have identical page-table code): typed invalid-PTE
+    /// annotations instead of owner ids, separate privileged and
+    /// unprivileged execute permissions, `IGNORE_EAGAIN` instead of
+    /// `HANDLE_FAULT`, the `AS_S1` stage-2 flag instead of `NOFWB`,
+    /// `destroy_range`/`destroy_pgd`, and caller walk flags for `mkyoung`
+    /// and `relax_perms`.
+    V7_3,
+}
+
+impl KernelLine {
+    /// This line's `enum kvm_pgtable_prot` encoding.
+    pub const fn prot_bits(self) -> ProtBits {
+        match self {
+            KernelLine::V6_12 => ProtBits::V6_12,
+            KernelLine::V7_3 => ProtBits::V7_3,
+        }
+    }
+
+    /// This line's `enum kvm_pgtable_stage2_flags` encoding.
+    pub const fn stage2_flag_bits(self) -> Stage2FlagBits {
+        match self {
+            KernelLine::V6_12 => Stage2FlagBits::V6_12,
+            KernelLine::V7_3 => Stage2FlagBits::V7_3,
+        }
+    }
+
+    /// The stage-2 execute-never field of a leaf
+    /// (`KVM_PTE_LEAF_ATTR_HI_S2_XN`): bit 54 in 6.12, bits \[54:53\]
+    /// (FEAT_XNX's XN\[1:0\]) in 7.3.
+    pub const fn s2_xn(self) -> u64 {
+        match self {
+            KernelLine::V6_12 => pte_bits::S2_XN,
+            KernelLine::V7_3 => pte_bits::S2_XN_XNX,
+        }
+    }
+
+    /// The stage-2 permission bits (`KVM_PTE_LEAF_ATTR_S2_PERMS`): S2AP
+    /// and the execute-never field.
+    pub const fn s2_perms(self) -> u64 {
+        pte_bits::S2_S2AP_R | pte_bits::S2_S2AP_W | self.s2_xn()
     }
 }
 
@@ -383,7 +620,7 @@ impl core::fmt::Display for Error {
 
 impl core::error::Error for Error {}
 
-/// Which kernel build the code behaves like.
+/// Which kind of kernel build the code behaves like.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Context {
     /// The nVHE hypervisor (and pKVM): no RCU, shared walks are refused
@@ -408,6 +645,10 @@ pub struct Features {
     pub hvhe: bool,
     /// Ampere AC03_CPU_38 erratum: never set VTCR_EL2.HA.
     pub ampere_ac03_workaround: bool,
+    /// Stage-2 execute-never can tell EL0 from EL1 execution (FEAT_XNX,
+    /// `ARM64_HAS_XNX`). Only Linux 7.3 uses it: without it, a stage-2
+    /// permission granting only one of PX and UX is refused.
+    pub xnx: bool,
 }
 
 /// Run-time configuration replacing the kernel's build-time options and
@@ -420,16 +661,33 @@ pub struct Config {
     pub context: Context,
     /// CPU features.
     pub features: Features,
+    /// The kernel line modelled: decides the raw encodings of [`Prot`],
+    /// [`WalkFlags`] and [`Stage2Flags`] and every behaviour that differs.
+    pub line: KernelLine,
 }
 
 impl Config {
-    /// Build a configuration.
+    /// Build a configuration for Linux 6.12 (see [`Config::with_line`]).
     pub const fn new(granule: Granule, context: Context, features: Features) -> Self {
         Config {
             granule,
             context,
             features,
+            line: KernelLine::V6_12,
         }
+    }
+
+    /// The same configuration for another kernel line.
+    ///
+    /// ```
+    /// use rust_pgtable::*;
+    ///
+    /// let cfg = Config::new(Granule::Size4K, Context::Kernel, Features::default())
+    ///     .with_line(KernelLine::V7_3);
+    /// assert_eq!(cfg.line, KernelLine::V7_3);
+    /// ```
+    pub const fn with_line(self, line: KernelLine) -> Self {
+        Config { line, ..self }
     }
 
     /// 52-bit PA support is modelled as built in exactly for 64K pages.
@@ -547,16 +805,33 @@ pub mod pte_bits {
     pub const LEAF_ATTR_HI_SW: u64 = genmask(58, 55);
     /// Stage-1 execute-never.
     pub const S1_XN: u64 = 1 << 54;
-    /// Stage-2 execute-never.
+    /// Stage-1 unprivileged execute-never, in a two-privilege regime such
+    /// as the one hVHE uses (the same bit as [`S1_XN`]).
+    pub const S1_UXN: u64 = 1 << 54;
+    /// Stage-1 privileged execute-never, in a two-privilege regime.
+    pub const S1_PXN: u64 = 1 << 53;
+    /// Stage-2 execute-never as Linux 6.12 uses it (XN\[1\] alone).
     pub const S2_XN: u64 = 1 << 54;
+    /// Stage-2 execute-never field XN\[1:0\] of FEAT_XNX, which Linux 7.3
+    /// always reads and writes whole: 0b00 execute at EL1 and EL0, 0b01
+    /// EL0 only, 0b10 neither, 0b11 EL1 only.
+    pub const S2_XN_XNX: u64 = genmask(54, 53);
     /// Stage-1 guarded page (BTI).
     pub const S1_GP: u64 = 1 << 50;
-    /// Stage-2 permission bits.
+    /// Stage-2 permission bits (Linux 6.12; see
+    /// [`KernelLine::s2_perms`](super::KernelLine::s2_perms)).
     pub const S2_PERMS: u64 = S2_S2AP_R | S2_S2AP_W | S2_XN;
-    /// Owner id field of an invalid stage-2 descriptor.
+    /// Owner id field of an invalid stage-2 descriptor (Linux 6.12).
     pub const INVALID_OWNER_MASK: u64 = genmask(9, 2);
-    /// Marks an invalid descriptor whose break-before-make is in progress.
+    /// Marks an invalid descriptor whose break-before-make is in progress
+    /// (Linux 6.12; 7.3 uses the type
+    /// [`InvalidPteType::LOCKED`](super::InvalidPteType::LOCKED)).
     pub const INVALID_LOCKED: u64 = 1 << 10;
+    /// The type field of an invalid stage-2 descriptor (Linux 7.3).
+    pub const INVALID_PTE_TYPE_MASK: u64 = genmask(63, 60);
+    /// What an annotation may set besides its type (Linux 7.3): everything
+    /// but the valid bit and the type field.
+    pub const INVALID_PTE_ANNOT_MASK: u64 = !(VALID | INVALID_PTE_TYPE_MASK);
 
     /// Stage-1 memory attribute indices (Linux MAIR layout).
     pub const MT_NORMAL: u64 = 0;
@@ -571,12 +846,17 @@ pub mod pte_bits {
     pub const MT_S2_NORMAL_NC: u64 = 0x5;
     /// Non-FWB device-nGnRE.
     pub const MT_S2_DEVICE_NGNRE: u64 = 0x1;
+    /// Non-FWB "as stage 1" (Linux 7.3): Normal write-back, which,
+    /// combined with stage 1, leaves stage 1's attributes in charge.
+    pub const MT_S2_AS_S1: u64 = MT_S2_NORMAL;
     /// Stage-2 MemAttr values with FWB.
     pub const MT_S2_FWB_NORMAL: u64 = 0x6;
     /// FWB normal non-cacheable.
     pub const MT_S2_FWB_NORMAL_NC: u64 = 0x5;
     /// FWB device-nGnRE.
     pub const MT_S2_FWB_DEVICE_NGNRE: u64 = 0x1;
+    /// FWB "use the stage-1 attributes" (MemAttr\[2:0\] = 0b111; Linux 7.3).
+    pub const MT_S2_FWB_AS_S1: u64 = 0x7;
 
     /// Output-address mask for the classic formats: bits 47..page_shift.
     pub const fn addr_mask(page_shift: u32) -> u64 {
@@ -682,11 +962,43 @@ impl Pte {
         self.0 != 0
     }
 
-    /// An invalid descriptor marked as being mid break-before-make.
+    /// An invalid descriptor marked as being mid break-before-make, in the
+    /// Linux 6.12 encoding (bit 10). See [`Pte::is_locked_in`].
     #[inline]
     #[doc(alias = "stage2_pte_is_locked")]
     pub const fn is_locked(self) -> bool {
         !self.is_valid() && (self.0 & pte_bits::INVALID_LOCKED) != 0
+    }
+
+    /// The type field (bits \[63:60\]) of an invalid stage-2 descriptor in
+    /// Linux 7.3 (meaningless for valid descriptors).
+    #[inline]
+    pub const fn invalid_pte_type(self) -> InvalidPteType {
+        InvalidPteType(((self.0 & pte_bits::INVALID_PTE_TYPE_MASK) >> 60) as u32)
+    }
+
+    /// An invalid descriptor marked as being mid break-before-make, in the
+    /// encoding of `line`.
+    #[doc(alias = "stage2_pte_is_locked")]
+    pub const fn is_locked_in(self, line: KernelLine) -> bool {
+        match line {
+            KernelLine::V6_12 => self.is_locked(),
+            KernelLine::V7_3 => {
+                if self.is_valid() {
+                    return false;
+                }
+                self.invalid_pte_type().0 == InvalidPteType::LOCKED.0
+            }
+        }
+    }
+
+    /// The marker break-before-make stores while it is in progress, in the
+    /// encoding of `line`.
+    pub const fn locked(line: KernelLine) -> Pte {
+        match line {
+            KernelLine::V6_12 => Pte(pte_bits::INVALID_LOCKED),
+            KernelLine::V7_3 => Pte(InvalidPteType::LOCKED.to_pte_bits()),
+        }
     }
 
     /// Build a table descriptor pointing at `table`.

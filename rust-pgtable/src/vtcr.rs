@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! VTCR_EL2 computation and decoding.
 
-use crate::types::{Config, Granule, Level};
+use crate::types::{Config, Granule, KernelLine, Level};
 use crate::walk::pgd_page_idx;
 
 /// T0SZ field mask.
@@ -20,6 +20,8 @@ pub const VTCR_EL2_SH0_INNER: u64 = 3 << 12;
 pub const VTCR_EL2_TG0_SHIFT: u32 = 14;
 /// PS field shift.
 pub const VTCR_EL2_PS_SHIFT: u32 = 16;
+/// PS field mask (bits \[18:16\]).
+pub const VTCR_EL2_PS_MASK: u64 = 7 << VTCR_EL2_PS_SHIFT;
 /// 16-bit VMIDs.
 pub const VTCR_EL2_VS_16BIT: u64 = 1 << 19;
 /// Hardware access flag management.
@@ -60,15 +62,23 @@ pub const fn get_vmid_bits(mmfr1: u64) -> u32 {
 }
 
 /// Compute VTCR_EL2 for a guest with a `phys_shift`-bit IPA space.
+///
+/// Linux 6.12 ORs the shifted PS, T0SZ and SL0 values in unmasked, so an
+/// out-of-range `phys_shift` spills into neighbouring fields exactly as the
+/// kernel's `unsigned long` arithmetic does; Linux 7.3 builds each field
+/// with `FIELD_PREP`, which masks it to its width.
 #[doc(alias = "kvm_get_vtcr")]
 pub fn get_vtcr(cfg: &Config, mmfr0: u64, mmfr1: u64, phys_shift: u32) -> u64 {
     let granule = cfg.granule;
+    let masked = cfg.line == KernelLine::V7_3;
+    let field = |v: u64, mask: u64| if masked { v & mask } else { v };
     let mut vtcr = vtcr_el2_flags(granule);
 
-    vtcr |= cfg.get_parange(mmfr0) << VTCR_EL2_PS_SHIFT;
-    // T0SZ is not masked: an out-of-range shift spills into other fields,
-    // exactly as the kernel's unsigned long arithmetic does.
-    vtcr |= 64u64.wrapping_sub(phys_shift as u64);
+    vtcr |= field(
+        cfg.get_parange(mmfr0) << VTCR_EL2_PS_SHIFT,
+        VTCR_EL2_PS_MASK,
+    );
+    vtcr |= field(64u64.wrapping_sub(phys_shift as u64), VTCR_EL2_T0SZ_MASK);
 
     // At least two levels, so host PMD-sized mappings need no splitting.
     let mut lvls = stage2_pgtable_levels(granule, phys_shift) as i8;
@@ -77,7 +87,7 @@ pub fn get_vtcr(cfg: &Config, mmfr0: u64, mmfr1: u64, phys_shift: u32) -> u64 {
     }
     // Concatenation at the entry level means the LPA2 level -1 (and SL2)
     // is never needed.
-    vtcr |= lvls_to_sl0(granule, lvls);
+    vtcr |= field(lvls_to_sl0(granule, lvls), VTCR_EL2_SL0_MASK);
 
     // Hardware AF management is always enabled, except on the Ampere parts
     // whose unadvertised HAFDBS support is broken.
@@ -89,6 +99,7 @@ pub fn get_vtcr(cfg: &Config, mmfr0: u64, mmfr1: u64, phys_shift: u32) -> u64 {
         vtcr |= VTCR_EL2_DS;
     }
 
+    // VS is one bit: 16-bit VMIDs or not.
     if get_vmid_bits(mmfr1) == 16 {
         vtcr |= VTCR_EL2_VS_16BIT;
     }

@@ -15,7 +15,8 @@
 use crate::env::{Env, warn_on_once};
 use crate::mem;
 use crate::types::{
-    Config, Context, Error, Granule, Level, PhysAddr, Pte, WalkFlags, align_down, align_up, bit,
+    Config, Context, Error, Granule, KernelLine, Level, PhysAddr, Pte, WalkFlags, align_down,
+    align_up, bit,
 };
 
 /// Which kind of visit a visitor invocation is.
@@ -226,11 +227,21 @@ where
     visitor(&mut ctx, visit)
 }
 
-/// Whether the walk goes on after a visitor returned `r`. `EAGAIN` means
-/// "lost a race"; only a fault handler cares, everyone else carries on.
-fn kvm_pgtable_walk_continue(flags: WalkFlags, r: Result<(), Error>) -> bool {
+/// Whether a visitor's `EAGAIN` ("lost a race, or nothing to do") lets the
+/// walk go on. Linux 6.12: yes, unless a fault handler walks (it retries
+/// the guest instead). Linux 7.3 turned the flag around: only walks asking
+/// for it go on.
+fn kvm_pgtable_walk_ignore_eagain(cfg: &Config, flags: WalkFlags) -> bool {
+    match cfg.line {
+        KernelLine::V6_12 => !flags.contains(WalkFlags::HANDLE_FAULT),
+        KernelLine::V7_3 => flags.contains(WalkFlags::IGNORE_EAGAIN),
+    }
+}
+
+/// Whether the walk goes on after a visitor returned `r`.
+fn kvm_pgtable_walk_continue(cfg: &Config, flags: WalkFlags, r: Result<(), Error>) -> bool {
     if r == Err(Error::Again) {
-        return !flags.contains(WalkFlags::HANDLE_FAULT);
+        return kvm_pgtable_walk_ignore_eagain(cfg, flags);
     }
     r.is_ok()
 }
@@ -285,7 +296,7 @@ where
     }
 
     'out: {
-        if !kvm_pgtable_walk_continue(flags, ret) {
+        if !kvm_pgtable_walk_continue(cfg, flags, ret) {
             break 'out;
         }
 
@@ -298,7 +309,7 @@ where
 
         let childp = old.to_phys(cfg);
         ret = walk_table(env, cfg, data, visitor, childp, level.next());
-        if !kvm_pgtable_walk_continue(flags, ret) {
+        if !kvm_pgtable_walk_continue(cfg, flags, ret) {
             break 'out;
         }
 
@@ -317,7 +328,7 @@ where
         }
     }
 
-    if kvm_pgtable_walk_continue(flags, ret) {
+    if kvm_pgtable_walk_continue(cfg, flags, ret) {
         Ok(())
     } else {
         ret
