@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0-only
-//! A `no_std`, allocation-free port of the arm64 KVM page-table code of
-//! Linux 6.12 (hypervisor stage-1 and guest stage-2 tables).
+//! A `no_std`, allocation-free port of the arm64 KVM page-table code
+//! (hypervisor stage-1 and guest stage-2 tables) of Linux 6.12 and 7.3: one
+//! crate models both kernel lines exactly, switched by [`Config::line`].
 //!
 //! The port aims at *observable* equivalence with the kernel: the same
 //! descriptor values written with the same kind of store in the same order,
@@ -23,8 +24,37 @@
 //! pointers [`MmOps::phys_to_virt`] hands out.
 //!
 //! Build-time kernel options become run-time [`Config`] fields: the
-//! [`Granule`], the execution [`Context`] (nVHE hypervisor or host kernel)
-//! and CPU [`Features`].
+//! [`Granule`], the execution [`Context`] (nVHE hypervisor or host kernel),
+//! CPU [`Features`] and the [`KernelLine`].
+//!
+//! # Two kernel lines
+//!
+//! [`KernelLine::V6_12`] (the default) is Linux 6.12; [`KernelLine::V7_3`]
+//! is the API shape mainline has had since 7.1, pinned at 7.3.4. The caller
+//! passes the kernel's raw `enum kvm_pgtable_prot`, walk-flag and
+//! stage-2-flag bits of the configured line ([`Prot`], [`WalkFlags`],
+//! [`Stage2Flags`] keep every bit); [`ProtBits`] and [`Stage2FlagBits`] say
+//! where each line puts them. What differs in 7.3:
+//!
+//! - [`Stage2Pgtable::annotate`] with an [`InvalidPteType`] in descriptor
+//!   bits \[63:60\] replaces [`Stage2Pgtable::set_owner`]; the
+//!   break-before-make marker becomes type [`InvalidPteType::LOCKED`];
+//! - execute is split into privileged and unprivileged (PX, UX): stage 2
+//!   writes the two-bit XN field of FEAT_XNX ([`Features::xnx`]), hyp
+//!   stage 1 writes PXN/UXN under hVHE and drops UX otherwise;
+//! - walk-flag bit 4 means `IGNORE_EAGAIN` ([`WalkFlags::IGNORE_EAGAIN`]):
+//!   a visitor's `EAGAIN` ends every walk that does not set it;
+//! - the stage-2 flag `NOFWB` is gone (FWB is the CPU's alone), `IDMAP` is
+//!   bit 0 and `AS_S1` (bit 1) gives every leaf the "as stage 1" MemAttr;
+//! - block mappings check the alignment of every output address;
+//! - [`Stage2Pgtable::destroy_range`] and [`Stage2Pgtable::destroy_pgd`]
+//!   split teardown, freeing only tables left empty;
+//!   [`Stage2Pgtable::mkyoung_with_flags`] and
+//!   [`Stage2Pgtable::relax_perms_with_flags`] take the caller's walk flags;
+//! - [`get_vtcr`] masks each field to its width.
+//!
+//! Operations that exist in one line only panic on a table configured for
+//! the other.
 //!
 //! # Example
 //!
@@ -113,11 +143,12 @@ pub use env::{Barrier, Env, Hw, MAX_TLBI_RANGE_PAGES, MmOps, StoreKind, TLBI_TTL
 pub use hyp::{HypPgtable, hyp_pte_prot, hyp_set_prot_attr};
 pub use pgtable::Pgtable;
 pub use pkvm::{
-    ForcePteCb, MemRegion, NO_FORCE_PTE, NoForcePte, pkvm_host_force_pte, range_is_memory,
+    ForcePteCb, MemRegion, NO_FORCE_PTE, NoForcePte, pkvm_host_force_pte, pkvm_host_force_pte_for,
+    range_is_memory,
 };
 pub use stage2::{
-    Stage2Pgtable, kvm_tlb_flush_vmid_range, stage2_free_unlinked, stage2_pte_prot,
-    stage2_set_prot_attr,
+    Stage2Pgtable, kvm_pgtable_stage2_pte_prot, kvm_tlb_flush_vmid_range, stage2_free_unlinked,
+    stage2_pte_prot, stage2_set_prot_attr,
 };
 pub use types::{
     Config, Context, Error, Features, Granule, InvalidPteType, KernelLine, Level, MAX_OWNER_ID,

@@ -3,7 +3,7 @@
 //! installs through it (`host_stage2_force_pte_cb()` in the kernel's
 //! `mem_protect.c`, which lives outside the page-table code proper).
 
-use crate::types::Prot;
+use crate::types::{KernelLine, Prot};
 
 /// Decides whether a stage-2 map must use page mappings only. Consulted
 /// once per [`crate::Stage2Pgtable::map`] call with `(addr, addr + size, prot)`,
@@ -41,12 +41,22 @@ pub const NO_FORCE_PTE: Option<NoForcePte> = None;
 /// (RWX for memory, RW for MMIO), because a map into an existing block
 /// throws the rest of the block away and only default mappings can be
 /// rebuilt on the next fault. Anything else is mapped page by page.
+/// `prot` is in the Linux 6.12 encoding; see [`pkvm_host_force_pte_for`].
 #[doc(alias = "host_stage2_force_pte_cb")]
 pub fn pkvm_host_force_pte(range_is_memory: bool, prot: Prot) -> bool {
+    pkvm_host_force_pte_for(KernelLine::V6_12, range_is_memory, prot)
+}
+
+/// [`pkvm_host_force_pte`] for `prot` in the encoding of `line` (the
+/// policy is the same in both lines; the default permissions' bits are
+/// not).
+#[doc(alias = "host_stage2_force_pte_cb")]
+pub fn pkvm_host_force_pte_for(line: KernelLine, range_is_memory: bool, prot: Prot) -> bool {
+    let bits = line.prot_bits();
     if range_is_memory {
-        prot != Prot::PKVM_HOST_MEM_PROT
+        prot != bits.pkvm_host_mem_prot()
     } else {
-        prot != Prot::PKVM_HOST_MMIO_PROT
+        prot != bits.pkvm_host_mmio_prot()
     }
 }
 

@@ -3,8 +3,8 @@
 //!
 //! Refcounting: a table page holds one reference for itself plus one per
 //! *counted* descriptor, i.e. any non-zero descriptor. That includes
-//! invalid descriptors carrying an owner id, so ownership annotations keep
-//! their table alive.
+//! invalid descriptors carrying an owner id (Linux 6.12) or a typed
+//! annotation (7.3), so annotations keep their table alive.
 //!
 //! Descriptors are replaced with break-before-make: the old entry is first
 //! swapped for a "locked" invalid marker (so concurrent walkers back off),
@@ -21,8 +21,8 @@ use crate::env::{Barrier, Env, MAX_TLBI_RANGE_PAGES, TLBI_TTL_UNKNOWN, warn_on, 
 use crate::pgtable::{Pgtable, kvm_block_mapping_supported};
 use crate::pkvm::{ForcePteCb, NoForcePte};
 use crate::types::{
-    Config, Error, Level, MAX_OWNER_ID, PHYS_INVALID, PhysAddr, Prot, Pte, Stage2Flags, WalkFlags,
-    align_down, bit, is_aligned, pte_bits as pb,
+    Config, Error, InvalidPteType, KernelLine, Level, MAX_OWNER_ID, PHYS_INVALID, PhysAddr, Prot,
+    Pte, Stage2Flags, WalkFlags, align_down, bit, is_aligned, pte_bits as pb,
 };
 use crate::vtcr::{pgd_pages, vtcr_ipa, vtcr_start_level};
 use crate::walk::{Visit, VisitCtx, WalkData, walk_table};
@@ -65,6 +65,17 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
         self.pgt.env
     }
 
+    /// Operations of only one kernel line refuse a table modelling the
+    /// other: there is no kernel behaviour to reproduce.
+    #[track_caller]
+    fn expect_line(&self, line: KernelLine, what: &str) {
+        let cur = self.pgt.cfg.line;
+        assert!(
+            cur == line,
+            "{what} is a Linux {line:?} operation, but this table models {cur:?}"
+        );
+    }
+
     /// Stage-2 flags given at init.
     pub fn flags(&self) -> Stage2Flags {
         self.flags
@@ -76,14 +87,19 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
     }
 }
 
-/// State of a stage-2 map (or ownership) walk.
+/// State of a stage-2 map (or annotation) walk.
 #[doc(alias = "stage2_map_data")]
 struct Stage2MapData<'m, M> {
-    /// Output address of the walk start, or [`PHYS_INVALID`] to annotate
-    /// ownership instead.
+    /// Output address of the walk start; in Linux 6.12, [`PHYS_INVALID`]
+    /// to annotate ownership instead.
     phys: u64,
     attr: u64,
+    /// Linux 6.12: the owner an ownership walk records.
     owner_id: u8,
+    /// Linux 7.3: the descriptor an annotation walk installs.
+    pte_annot: Pte,
+    /// Linux 7.3: this walk annotates instead of mapping.
+    annotation: bool,
     memcache: Option<&'m mut M>,
     /// Never install blocks.
     force_pte: bool,
@@ -91,12 +107,16 @@ struct Stage2MapData<'m, M> {
     s2flags: Stage2Flags,
 }
 
-/// Stage-2 forced write-back in effect for a table with `flags`.
+/// Stage-2 forced write-back in effect for a table with `flags`. Linux 7.3
+/// has no per-table opt-out: the CPU capability alone decides.
 fn stage2_has_fwb(cfg: &Config, flags: Stage2Flags) -> bool {
     if !cfg.features.stage2_fwb {
         return false;
     }
-    !flags.contains(Stage2Flags::NOFWB)
+    match cfg.line {
+        KernelLine::V6_12 => !flags.contains(Stage2Flags::NOFWB),
+        KernelLine::V7_3 => true,
+    }
 }
 
 /// Invalidate stage-2 TLB entries for `[addr, addr + size)`: range TLBIs in
@@ -125,6 +145,8 @@ enum S2MemType {
     Normal,
     NormalNc,
     DeviceNgnre,
+    /// Linux 7.3: whatever stage 1 says.
+    AsS1,
 }
 
 /// MemAttr field (already shifted into bits 5:2) for a memory type.
@@ -134,32 +156,66 @@ fn page_s2_memattr(mt: S2MemType, fwb: bool) -> u64 {
         (S2MemType::Normal, false) => pb::MT_S2_NORMAL,
         (S2MemType::NormalNc, false) => pb::MT_S2_NORMAL_NC,
         (S2MemType::DeviceNgnre, false) => pb::MT_S2_DEVICE_NGNRE,
+        (S2MemType::AsS1, false) => pb::MT_S2_AS_S1,
         (S2MemType::Normal, true) => pb::MT_S2_FWB_NORMAL,
         (S2MemType::NormalNc, true) => pb::MT_S2_FWB_NORMAL_NC,
         (S2MemType::DeviceNgnre, true) => pb::MT_S2_FWB_DEVICE_NGNRE,
+        (S2MemType::AsS1, true) => pb::MT_S2_FWB_AS_S1,
     };
     v << 2
 }
 
-/// The MemAttr a table with `flags` uses for memory type `mt`.
+/// The MemAttr a table with `flags` uses for memory type `mt`. A Linux 7.3
+/// table with `AS_S1` uses the "as stage 1" value for every type.
 #[doc(alias = "KVM_S2_MEMATTR")]
 fn kvm_s2_memattr(cfg: &Config, flags: Stage2Flags, mt: S2MemType) -> u64 {
+    let as_s1 = cfg.line.stage2_flag_bits().as_s1;
+    let mt = if flags.intersects(as_s1) {
+        S2MemType::AsS1
+    } else {
+        mt
+    };
     page_s2_memattr(mt, stage2_has_fwb(cfg, flags))
 }
 
-/// Translate permissions into stage-2 leaf attributes for a table with
-/// stage-2 `flags`.
-pub fn stage2_set_prot_attr(cfg: &Config, flags: Stage2Flags, prot: Prot) -> Result<u64, Error> {
-    let memtype = prot & (Prot::DEVICE | Prot::NORMAL_NC);
-    let mut attr = if memtype == Prot::DEVICE | Prot::NORMAL_NC {
+/// Linux 7.3: set the two-bit stage-2 XN field of `attr` from PX and UX.
+/// Without FEAT_XNX the hardware cannot tell them apart, so granting just
+/// one of them is refused.
+fn stage2_set_xn_attr(cfg: &Config, prot: Prot, attr: &mut u64) -> Result<(), Error> {
+    let bits = cfg.line.prot_bits();
+    let px = prot.intersects(bits.px);
+    let ux = prot.intersects(bits.ux);
+
+    if !cfg.features.xnx && px != ux {
         return Err(Error::Inval);
-    } else if memtype == Prot::DEVICE {
-        if prot.contains(Prot::X) {
+    }
+
+    let xn: u64 = match (px, ux) {
+        (true, true) => 0b00,
+        (false, true) => 0b01,
+        (false, false) => 0b10,
+        (true, false) => 0b11,
+    };
+
+    *attr &= !pb::S2_XN_XNX;
+    *attr |= (xn << 53) & pb::S2_XN_XNX;
+    Ok(())
+}
+
+/// Translate permissions (in the encoding of `cfg.line`) into stage-2 leaf
+/// attributes for a table with stage-2 `flags`.
+pub fn stage2_set_prot_attr(cfg: &Config, flags: Stage2Flags, prot: Prot) -> Result<u64, Error> {
+    let bits = cfg.line.prot_bits();
+    let memtype = prot & (bits.device | bits.normal_nc);
+    let mut attr = if memtype == bits.device | bits.normal_nc {
+        return Err(Error::Inval);
+    } else if memtype == bits.device {
+        if prot.intersects(bits.x()) {
             return Err(Error::Inval);
         }
         kvm_s2_memattr(cfg, flags, S2MemType::DeviceNgnre)
-    } else if memtype == Prot::NORMAL_NC {
-        if prot.contains(Prot::X) {
+    } else if memtype == bits.normal_nc {
+        if prot.intersects(bits.x()) {
             return Err(Error::Inval);
         }
         kvm_s2_memattr(cfg, flags, S2MemType::NormalNc)
@@ -167,13 +223,18 @@ pub fn stage2_set_prot_attr(cfg: &Config, flags: Stage2Flags, prot: Prot) -> Res
         kvm_s2_memattr(cfg, flags, S2MemType::Normal)
     };
 
-    if !prot.contains(Prot::X) {
-        attr |= pb::S2_XN;
+    match cfg.line {
+        KernelLine::V6_12 => {
+            if !prot.intersects(bits.x()) {
+                attr |= pb::S2_XN;
+            }
+        }
+        KernelLine::V7_3 => stage2_set_xn_attr(cfg, prot, &mut attr)?,
     }
-    if prot.contains(Prot::R) {
+    if prot.intersects(bits.r) {
         attr |= pb::S2_S2AP_R;
     }
-    if prot.contains(Prot::W) {
+    if prot.intersects(bits.w) {
         attr |= pb::S2_S2AP_W;
     }
     // LPA2 reuses bits 9:8 for the output address.
@@ -185,7 +246,9 @@ pub fn stage2_set_prot_attr(cfg: &Config, flags: Stage2Flags, prot: Prot) -> Res
     Ok(attr)
 }
 
-/// Decode the permissions (and software bits) of a stage-2 descriptor.
+/// Decode the permissions (and software bits) of a stage-2 descriptor, in
+/// the Linux 6.12 encoding. See [`kvm_pgtable_stage2_pte_prot`] for any
+/// line.
 #[doc(alias = "kvm_pgtable_stage2_pte_prot")]
 pub fn stage2_pte_prot(pte: Pte) -> Prot {
     let mut prot = Prot::from_bits_retain(pte.0 & pb::LEAF_ATTR_HI_SW);
@@ -204,13 +267,53 @@ pub fn stage2_pte_prot(pte: Pte) -> Prot {
     prot
 }
 
+/// Decode the permissions (and software bits) of a stage-2 descriptor, in
+/// the encoding of `cfg.line`. Linux 7.3 reads the whole XN\[1:0\] field,
+/// whether or not the CPU has FEAT_XNX.
+///
+/// ```
+/// use rust_pgtable::*;
+///
+/// let cfg = Config::new(Granule::Size4K, Context::Kernel, Features::default())
+///     .with_line(KernelLine::V7_3);
+/// let v7 = ProtBits::V7_3;
+/// // A valid, readable leaf with XN\[1:0\] = 0b01: EL0 may execute, EL1 not.
+/// let pte = Pte((0b01 << 53) | (1 << 6) | 1);
+/// assert_eq!(kvm_pgtable_stage2_pte_prot(&cfg, pte), v7.r | v7.ux);
+/// ```
+pub fn kvm_pgtable_stage2_pte_prot(cfg: &Config, pte: Pte) -> Prot {
+    if cfg.line == KernelLine::V6_12 {
+        return stage2_pte_prot(pte);
+    }
+
+    let bits = cfg.line.prot_bits();
+
+    let mut prot = Prot::from_bits_retain(pte.0 & pb::LEAF_ATTR_HI_SW);
+    if !pte.is_valid() {
+        return prot;
+    }
+    if pte.0 & pb::S2_S2AP_R != 0 {
+        prot |= bits.r;
+    }
+    if pte.0 & pb::S2_S2AP_W != 0 {
+        prot |= bits.w;
+    }
+    match (pte.0 & pb::S2_XN_XNX) >> 53 {
+        0b00 => prot |= bits.px | bits.ux,
+        0b01 => prot |= bits.ux,
+        0b11 => prot |= bits.px,
+        _ => {}
+    }
+    prot
+}
+
 /// A mapping (or permission change) that only touches permission bits
 /// does not need to be installed by the map path.
-fn stage2_pte_needs_update(old: Pte, new: Pte) -> bool {
+fn stage2_pte_needs_update(cfg: &Config, old: Pte, new: Pte) -> bool {
     if !old.is_valid() || !new.is_valid() {
         return true;
     }
-    (old.0 ^ new.0) & !pb::S2_PERMS != 0
+    (old.0 ^ new.0) & !cfg.line.s2_perms() != 0
 }
 
 /// Store `new` over `ctx.old`: a plain store when the walker has the table
@@ -227,14 +330,15 @@ fn stage2_try_set_pte<E: Env>(ctx: &mut VisitCtx<'_, E>, new: Pte) -> bool {
 /// it used to map, and drop the reference it held on its table page.
 /// Returns `false` if another walker got there first.
 fn stage2_try_break_pte<E: Env>(ctx: &mut VisitCtx<'_, E>) -> bool {
-    if ctx.old.is_locked() {
+    if ctx.old.is_locked_in(ctx.cfg.line) {
         // Only a concurrent walker can leave a locked entry behind.
         let shared = ctx.shared();
         warn_on(ctx.env, !shared);
         return false;
     }
 
-    if !stage2_try_set_pte(ctx, Pte(pb::INVALID_LOCKED)) {
+    let locked_pte = Pte::locked(ctx.cfg.line);
+    if !stage2_try_set_pte(ctx, locked_pte) {
         return false;
     }
 
@@ -258,7 +362,7 @@ fn stage2_try_break_pte<E: Env>(ctx: &mut VisitCtx<'_, E>) -> bool {
 /// Second half of break-before-make: publish `new` over the locked entry.
 fn stage2_make_pte<E: Env>(ctx: &mut VisitCtx<'_, E>, new: Pte) {
     let cur = ctx.read();
-    warn_on(ctx.env, !cur.is_locked());
+    warn_on(ctx.env, !cur.is_locked_in(ctx.cfg.line));
 
     if new.is_counted() {
         ctx.env.get_page(ctx.ptep);
@@ -295,16 +399,23 @@ fn stage2_pte_cacheable(cfg: &Config, flags: Stage2Flags, pte: Pte) -> bool {
     pte.is_valid() && memattr == kvm_s2_memattr(cfg, flags, S2MemType::Normal)
 }
 
-/// A valid leaf the guest may execute from.
-fn stage2_pte_executable(pte: Pte) -> bool {
-    pte.is_valid() && pte.0 & pb::S2_XN == 0
+/// A valid leaf the guest may execute from (at any exception level).
+fn stage2_pte_executable(cfg: &Config, pte: Pte) -> bool {
+    match cfg.line {
+        KernelLine::V6_12 => pte.is_valid() && pte.0 & pb::S2_XN == 0,
+        KernelLine::V7_3 => {
+            let prot = kvm_pgtable_stage2_pte_prot(cfg, pte);
+            prot.intersects(cfg.line.prot_bits().x())
+        }
+    }
 }
 
-/// Output address for the current walk position. An invalid address stays
-/// invalid (adding an offset could wrap it back into range).
+/// Output address for the current walk position. In Linux 6.12 an invalid
+/// address (an ownership walk) stays invalid: adding an offset could wrap
+/// it back into range.
 fn stage2_map_walker_phys_addr<E, M>(ctx: &VisitCtx<'_, E>, data: &Stage2MapData<'_, M>) -> u64 {
     let phys = data.phys;
-    if !ctx.cfg.phys_is_valid(phys) {
+    if ctx.cfg.line == KernelLine::V6_12 && !ctx.cfg.phys_is_valid(phys) {
         return phys;
     }
     phys.wrapping_add(ctx.addr.wrapping_sub(ctx.start))
@@ -315,6 +426,10 @@ fn stage2_leaf_mapping_allowed<E, M>(ctx: &VisitCtx<'_, E>, data: &Stage2MapData
 
     if data.force_pte && ctx.level < Level::LAST {
         return false;
+    }
+
+    if data.annotation {
+        return true;
     }
 
     kvm_block_mapping_supported(ctx, phys)
@@ -333,15 +448,23 @@ fn stage2_map_walker_try_leaf<E: Env>(
         return Err(Error::TooBig);
     }
 
-    let new = if ctx.cfg.phys_is_valid(phys) {
+    // Linux 6.12 recognises an ownership walk by its invalid address, 7.3
+    // by its flag.
+    let annotate = match ctx.cfg.line {
+        KernelLine::V6_12 => !ctx.cfg.phys_is_valid(phys),
+        KernelLine::V7_3 => data.annotation,
+    };
+    let new = if !annotate {
         Pte::new_valid_leaf(phys, data.attr, ctx.level, ctx.cfg)
-    } else {
+    } else if ctx.cfg.line == KernelLine::V6_12 {
         Pte::new_invalid_owner(data.owner_id)
+    } else {
+        data.pte_annot
     };
 
     // Re-creating the same mapping, or one differing only in permissions,
     // is left to the permission-relaxation path.
-    if !stage2_pte_needs_update(ctx.old, new) {
+    if !stage2_pte_needs_update(ctx.cfg, ctx.old, new) {
         return Err(Error::Again);
     }
 
@@ -375,7 +498,7 @@ fn stage2_map_walker_try_leaf<E: Env>(
         ctx.env.dcache_clean_inval_poc(pa, granule);
     }
 
-    if !ctx.skip_cmo() && ctx.env.has_icache_inval_pou() && stage2_pte_executable(new) {
+    if !ctx.skip_cmo() && ctx.env.has_icache_inval_pou() && stage2_pte_executable(ctx.cfg, new) {
         let pa = ctx.follow(new);
         ctx.env.icache_inval_pou(pa, granule);
     }
@@ -453,7 +576,8 @@ fn stage2_map_walker<E: Env>(
 impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
     /// Map `[addr, addr + size)` to `phys` with `prot`. Table pages come
     /// from `mc` (none given: `NoMem` whenever a table is needed). Extra
-    /// walk flags (e.g. `SHARED`, `HANDLE_FAULT`, `SKIP_CMO`) are honoured.
+    /// walk flags (e.g. `SHARED`, `HANDLE_FAULT` or `IGNORE_EAGAIN`,
+    /// `SKIP_CMO`) are honoured. Both kernel lines.
     #[doc(alias = "kvm_pgtable_stage2_map")]
     pub fn map(
         &mut self,
@@ -474,13 +598,15 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
             phys: align_down(phys, pgt.cfg.granule.page_size()),
             attr: 0,
             owner_id: 0,
+            pte_annot: Pte::EMPTY,
+            annotation: false,
             memcache: mc,
             force_pte,
             s2flags: self.flags,
         };
         let walk_flags = flags | WalkFlags::TABLE_PRE | WalkFlags::LEAF;
 
-        let idmap = self.flags.contains(Stage2Flags::IDMAP);
+        let idmap = self.flags.intersects(pgt.cfg.line.stage2_flag_bits().idmap);
         if warn_on(&mut pgt.env, idmap && addr != phys) {
             return Err(Error::Inval);
         }
@@ -495,7 +621,12 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
     }
 
     /// Mark `[addr, addr + size)` as owned by `owner_id` with invalid,
-    /// page-granular annotations (id 0 clears them).
+    /// page-granular annotations (id 0 clears them). Linux 6.12; 7.3
+    /// replaced it with [`Stage2Pgtable::annotate`].
+    ///
+    /// # Panics
+    ///
+    /// If the table models Linux 7.3.
     #[doc(alias = "kvm_pgtable_stage2_set_owner")]
     pub fn set_owner(
         &mut self,
@@ -504,10 +635,13 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
         mc: Option<&mut E::Memcache>,
         owner_id: u8,
     ) -> Result<(), Error> {
+        self.expect_line(KernelLine::V6_12, "set_owner");
         let mut map_data = Stage2MapData {
             phys: PHYS_INVALID,
             attr: 0,
             owner_id,
+            pte_annot: Pte::EMPTY,
+            annotation: false,
             memcache: mc,
             force_pte: true,
             s2flags: self.flags,
@@ -515,6 +649,122 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
         let walk_flags = WalkFlags::TABLE_PRE | WalkFlags::LEAF;
 
         if owner_id > MAX_OWNER_ID {
+            return Err(Error::Inval);
+        }
+
+        self.walk(addr, size, walk_flags, |ctx, visit| {
+            stage2_map_walker(ctx, visit, &mut map_data)
+        })
+    }
+
+    /// Unmap `[addr, addr + size)` and leave, page by page, an invalid
+    /// descriptor of type `ty` carrying `annotation` (Linux 7.3; it
+    /// replaced 6.12's [`Stage2Pgtable::set_owner`]). The annotation may use
+    /// bits \[59:1\]; bit 0 or any of \[63:60\] set is `EINVAL`, and so are the
+    /// types 0 and [`InvalidPteType::LOCKED`]. Only the low four bits of the
+    /// type are stored. Annotations hold a reference on their table page
+    /// like mappings do; [`Stage2Pgtable::unmap`] removes them.
+    ///
+    /// # Panics
+    ///
+    /// If the table models Linux 6.12.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// # use core::panic::Location;
+    /// # use rust_pgtable::*;
+    /// # struct Env { mem: Vec<u64>, next: usize, refs: Vec<i32> }
+    /// # const BASE: u64 = 0x4000_0000;
+    /// # const PAGE: u64 = 4096;
+    /// # unsafe impl MmOps for Env {
+    /// #     type Memcache = usize;
+    /// #     fn zalloc_page(&mut self, mc: Option<&mut usize>) -> Option<PhysAddr> {
+    /// #         *mc? -= 1;
+    /// #         self.next += 1;
+    /// #         self.refs[self.next - 1] = 1;
+    /// #         Some(BASE + (self.next - 1) as u64 * PAGE)
+    /// #     }
+    /// #     fn memcache_nobjs(&self, mc: &usize) -> usize { *mc }
+    /// #     fn zalloc_pages_exact(&mut self, size: u64) -> Option<PhysAddr> {
+    /// #         let pa = BASE + self.next as u64 * PAGE;
+    /// #         for _ in 0..size / PAGE { self.refs[self.next] = 1; self.next += 1; }
+    /// #         Some(pa)
+    /// #     }
+    /// #     fn free_pages_exact(&mut self, _pa: PhysAddr, _size: u64) {}
+    /// #     fn free_unlinked_table(&mut self, _pa: PhysAddr, _level: Level) {}
+    /// #     fn get_page(&mut self, pa: PhysAddr) { self.refs[((pa - BASE) / PAGE) as usize] += 1 }
+    /// #     fn put_page(&mut self, pa: PhysAddr) { self.refs[((pa - BASE) / PAGE) as usize] -= 1 }
+    /// #     fn page_count(&mut self, pa: PhysAddr) -> i32 { self.refs[((pa - BASE) / PAGE) as usize] }
+    /// #     fn phys_to_virt(&mut self, pa: PhysAddr) -> *mut u64 {
+    /// #         let idx = ((pa - BASE) / 8) as usize;
+    /// #         self.mem[idx..].as_mut_ptr()
+    /// #     }
+    /// #     fn dcache_clean_inval_poc(&mut self, _pa: PhysAddr, _size: u64) {}
+    /// #     fn icache_inval_pou(&mut self, _pa: PhysAddr, _size: u64) {}
+    /// # }
+    /// # impl Hw for Env {
+    /// #     fn pte_store(&mut self, _pa: PhysAddr, _prev: u64, _new: u64, _kind: StoreKind) {}
+    /// #     fn tlbi_hyp(&mut self, _op: TlbiOp, _operand: u64, _level: i32) {}
+    /// #     fn tlbi_sync_s1ish_hyp(&mut self) {}
+    /// #     fn tlb_flush_vmid(&mut self) {}
+    /// #     fn tlb_flush_vmid_ipa(&mut self, _ipa: u64, _level: i32) {}
+    /// #     fn tlb_flush_vmid_ipa_nsh(&mut self, _ipa: u64, _level: i32) {}
+    /// #     fn tlb_flush_vmid_range(&mut self, _start: u64, _pages: u64) {}
+    /// #     fn dsb(&mut self, _kind: Barrier) {}
+    /// #     fn isb(&mut self) {}
+    /// #     fn warn(&mut self, _once: bool, loc: &'static Location<'static>) { panic!("WARN at {loc}") }
+    /// #     fn rcu_read_lock(&mut self) {}
+    /// #     fn rcu_read_unlock(&mut self) {}
+    /// #     fn rcu_read_lock_held(&mut self) -> bool { false }
+    /// # }
+    /// let cfg = Config::new(Granule::Size4K, Context::NvheHyp, Features::default())
+    ///     .with_line(KernelLine::V7_3);
+    /// let env = Env { mem: vec![0; 8 * 512], next: 0, refs: vec![0; 8] };
+    /// let mut pgt = Stage2Pgtable::<_, NoForcePte>::new(env, cfg);
+    /// pgt.init(get_vtcr(&cfg, 5, 0, 40), Stage2Flags::empty(), NO_FORCE_PTE).unwrap();
+    ///
+    /// // Annotate the page at IPA 0x1000 as donated by the host, with
+    /// // payload 0x42 << 1 (bit 0 must stay clear).
+    /// let mut mc = 3;
+    /// let ty = InvalidPteType::HOST_DONATION;
+    /// pgt.annotate(0x1000, 0x1000, Some(&mut mc), ty, 0x42 << 1).unwrap();
+    /// let (pte, level) = pgt.get_leaf(0x1000).unwrap();
+    /// assert_eq!((pte, level), (Pte((2 << 60) | (0x42 << 1)), Level(3)));
+    /// assert_eq!(pte.invalid_pte_type(), ty);
+    ///
+    /// // Bit 0 would make the descriptor valid; LOCKED is reserved.
+    /// assert_eq!(pgt.annotate(0x1000, 0x1000, Some(&mut mc), ty, 1), Err(Error::Inval));
+    /// let locked = InvalidPteType::LOCKED;
+    /// assert_eq!(pgt.annotate(0x1000, 0x1000, Some(&mut mc), locked, 0), Err(Error::Inval));
+    /// ```
+    #[doc(alias = "kvm_pgtable_stage2_annotate")]
+    pub fn annotate(
+        &mut self,
+        addr: u64,
+        size: u64,
+        mc: Option<&mut E::Memcache>,
+        ty: InvalidPteType,
+        annotation: u64,
+    ) -> Result<(), Error> {
+        self.expect_line(KernelLine::V7_3, "annotate");
+        let mut map_data = Stage2MapData {
+            phys: 0,
+            attr: 0,
+            owner_id: 0,
+            pte_annot: Pte(annotation | ty.to_pte_bits()),
+            annotation: true,
+            memcache: mc,
+            force_pte: true,
+            s2flags: self.flags,
+        };
+        let walk_flags = WalkFlags::TABLE_PRE | WalkFlags::LEAF;
+
+        if annotation & !pb::INVALID_PTE_ANNOT_MASK != 0 {
+            return Err(Error::Inval);
+        }
+
+        if ty.0 == 0 || ty == InvalidPteType::LOCKED {
             return Err(Error::Inval);
         }
 
@@ -614,8 +864,8 @@ fn stage2_attr_walker<E: Env>(
     if data.pte != pte {
         // Becoming executable: the I-cache must not hold stale lines.
         if ctx.env.has_icache_inval_pou()
-            && stage2_pte_executable(pte)
-            && !stage2_pte_executable(ctx.old)
+            && stage2_pte_executable(ctx.cfg, pte)
+            && !stage2_pte_executable(ctx.cfg, ctx.old)
         {
             let pa = ctx.follow(pte);
             let size = ctx.granule_size();
@@ -656,17 +906,28 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
     }
 
     /// Remove write permission from every valid leaf in the range (no TLB
-    /// maintenance: the caller does it).
+    /// maintenance: the caller does it). Holes do not stop it (in Linux 7.3
+    /// because it walks with `IGNORE_EAGAIN`). Both kernel lines.
     #[doc(alias = "kvm_pgtable_stage2_wrprotect")]
     pub fn wrprotect(&mut self, addr: u64, size: u64) -> Result<(), Error> {
-        self.stage2_update_leaf_attrs(addr, size, 0, pb::S2_S2AP_W, WalkFlags::empty())
+        let flags = match self.cfg.line {
+            KernelLine::V6_12 => WalkFlags::empty(),
+            KernelLine::V7_3 => WalkFlags::IGNORE_EAGAIN,
+        };
+        self.stage2_update_leaf_attrs(addr, size, 0, pb::S2_S2AP_W, flags)
             .map(|_| ())
     }
 
     /// Set the access flag of the leaf mapping `addr` (fault path, shared
-    /// walk). Returns the descriptor as it was, or 0 on failure.
+    /// walk). Returns the descriptor as it was, or 0 on failure. Linux
+    /// 6.12; see [`Stage2Pgtable::mkyoung_with_flags`] for 7.3.
+    ///
+    /// # Panics
+    ///
+    /// If the table models Linux 7.3.
     #[doc(alias = "kvm_pgtable_stage2_mkyoung")]
     pub fn mkyoung(&mut self, addr: u64) -> Pte {
+        self.expect_line(KernelLine::V6_12, "mkyoung(addr)");
         let flags = WalkFlags::HANDLE_FAULT | WalkFlags::SHARED;
         let ret = self.stage2_update_leaf_attrs(addr, 1, pb::S2_AF, 0, flags);
         match ret {
@@ -675,6 +936,23 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
                 pte
             }
             Err(_) => Pte::EMPTY,
+        }
+    }
+
+    /// Set the access flag of the leaf mapping `addr`, walking with the
+    /// caller's `flags` (e.g. `SHARED` on the fault path), and return
+    /// nothing: Linux 7.3's `kvm_pgtable_stage2_mkyoung(pgt, addr, flags)`.
+    /// A `dsb(ishst)` follows only a successful walk.
+    ///
+    /// # Panics
+    ///
+    /// If the table models Linux 6.12 (use [`Stage2Pgtable::mkyoung`]).
+    #[doc(alias = "kvm_pgtable_stage2_mkyoung")]
+    pub fn mkyoung_with_flags(&mut self, addr: u64, flags: WalkFlags) {
+        self.expect_line(KernelLine::V7_3, "mkyoung_with_flags");
+        let ret = self.stage2_update_leaf_attrs(addr, 1, pb::S2_AF, 0, flags);
+        if ret.is_ok() {
+            self.env.dsb(Barrier::IshSt);
         }
     }
 }
@@ -725,26 +1003,68 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
     }
 
     /// Add the permissions in `prot` to the leaf mapping `addr` (fault
-    /// path), then invalidate the local TLB for it.
+    /// path: a shared walk that stops at `EAGAIN`), then invalidate the
+    /// local TLB for it. Linux 6.12; see
+    /// [`Stage2Pgtable::relax_perms_with_flags`] for 7.3.
+    ///
+    /// # Panics
+    ///
+    /// If the table models Linux 7.3.
     #[doc(alias = "kvm_pgtable_stage2_relax_perms")]
     pub fn relax_perms(&mut self, addr: u64, prot: Prot) -> Result<(), Error> {
+        self.expect_line(KernelLine::V6_12, "relax_perms(addr, prot)");
+        let flags = WalkFlags::HANDLE_FAULT | WalkFlags::SHARED;
+        self.stage2_relax_perms(addr, prot, flags)
+    }
+
+    /// Add the permissions in `prot` (Linux 7.3 encoding) to the leaf
+    /// mapping `addr`, walking with the caller's `flags`, then invalidate
+    /// the local TLB for it: Linux 7.3's
+    /// `kvm_pgtable_stage2_relax_perms(pgt, addr, prot, flags)`. With any
+    /// execute bit in `prot`, the XN field becomes exactly what PX and UX
+    /// ask for (`EINVAL` if they differ on a CPU without FEAT_XNX).
+    ///
+    /// # Panics
+    ///
+    /// If the table models Linux 6.12 (use [`Stage2Pgtable::relax_perms`]).
+    #[doc(alias = "kvm_pgtable_stage2_relax_perms")]
+    pub fn relax_perms_with_flags(
+        &mut self,
+        addr: u64,
+        prot: Prot,
+        flags: WalkFlags,
+    ) -> Result<(), Error> {
+        self.expect_line(KernelLine::V7_3, "relax_perms_with_flags");
+        self.stage2_relax_perms(addr, prot, flags)
+    }
+
+    /// The body of `kvm_pgtable_stage2_relax_perms()` in both lines.
+    fn stage2_relax_perms(&mut self, addr: u64, prot: Prot, flags: WalkFlags) -> Result<(), Error> {
+        let bits = self.cfg.line.prot_bits();
         let mut set = 0;
         let mut clr = 0;
 
         if prot.bits() & pb::LEAF_ATTR_HI_SW != 0 {
             return Err(Error::Inval);
         }
-        if prot.contains(Prot::R) {
+        if prot.intersects(bits.r) {
             set |= pb::S2_S2AP_R;
         }
-        if prot.contains(Prot::W) {
+        if prot.intersects(bits.w) {
             set |= pb::S2_S2AP_W;
         }
-        if prot.contains(Prot::X) {
-            clr |= pb::S2_XN;
+        if prot.intersects(bits.x()) {
+            match self.cfg.line {
+                KernelLine::V6_12 => clr |= pb::S2_XN,
+                KernelLine::V7_3 => {
+                    let mut xn = 0;
+                    stage2_set_xn_attr(&self.cfg, prot, &mut xn)?;
+                    set |= xn & pb::S2_XN_XNX;
+                    clr |= !xn & pb::S2_XN_XNX;
+                }
+            }
         }
 
-        let flags = WalkFlags::HANDLE_FAULT | WalkFlags::SHARED;
         let ret = self.stage2_update_leaf_attrs(addr, 1, set, clr, flags);
         match ret {
             Ok((_, level)) => self.env.tlb_flush_vmid_ipa_nsh(addr, level.into()),
@@ -812,6 +1132,8 @@ fn stage2_create_unlinked<E: Env>(
         phys,
         attr: 0,
         owner_id: 0,
+        pte_annot: Pte::EMPTY,
+        annotation: false,
         memcache: None,
         force_pte,
         s2flags,
@@ -924,7 +1246,7 @@ fn stage2_split_walker<E: Env>(
     }
 
     let phys = pte.to_phys(ctx.cfg);
-    let prot = stage2_pte_prot(pte);
+    let prot = kvm_pgtable_stage2_pte_prot(ctx.cfg, pte);
 
     let childp = stage2_create_unlinked(
         ctx.env,
@@ -994,11 +1316,42 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
     }
 }
 
+/// Linux 7.3: a leaf only gives back its reference on the table page.
+fn stage2_free_leaf<E: Env>(ctx: &mut VisitCtx<'_, E>) -> Result<(), Error> {
+    ctx.env.put_page(ctx.ptep);
+    Ok(())
+}
+
+/// Linux 7.3: a table, after its children, is freed only if nothing is
+/// left in it (a partial range may have kept some entries), and its entry
+/// is cleared so the freed table is never walked again.
+fn stage2_free_table_post<E: Env>(ctx: &mut VisitCtx<'_, E>) -> Result<(), Error> {
+    let childp = ctx.follow(ctx.old);
+
+    if ctx.env.page_count(childp) != 1 {
+        return Ok(());
+    }
+
+    ctx.env.put_page(ctx.ptep);
+    ctx.env.put_page(childp);
+    ctx.clear();
+    Ok(())
+}
+
 /// Release everything a (sub)table holds: a reference on the table page
-/// per counted entry, and the child tables themselves.
-fn stage2_free_walker<E: Env>(ctx: &mut VisitCtx<'_, E>, _visit: Visit) -> Result<(), Error> {
+/// per counted entry, and the child tables themselves. Linux 6.12 frees
+/// every table it meets; 7.3 only emptied ones.
+fn stage2_free_walker<E: Env>(ctx: &mut VisitCtx<'_, E>, visit: Visit) -> Result<(), Error> {
     if !ctx.old.is_counted() {
         return Ok(());
+    }
+
+    if ctx.cfg.line == KernelLine::V7_3 {
+        return match visit {
+            Visit::Leaf => stage2_free_leaf(ctx),
+            Visit::TablePost => stage2_free_table_post(ctx),
+            Visit::TablePre => Err(Error::Inval),
+        };
     }
 
     ctx.env.put_page(ctx.ptep);
@@ -1011,16 +1364,53 @@ fn stage2_free_walker<E: Env>(ctx: &mut VisitCtx<'_, E>, _visit: Visit) -> Resul
 }
 
 impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
-    /// Drop every reference the table holds and free the root.
+    /// Drop every reference the tables covering `[addr, addr + size)` hold
+    /// and free the tables left empty, without TLB maintenance: nothing
+    /// may be using the table any more. Linux 7.3.
+    ///
+    /// # Panics
+    ///
+    /// If the table models Linux 6.12.
+    #[doc(alias = "kvm_pgtable_stage2_destroy_range")]
+    pub fn destroy_range(&mut self, addr: u64, size: u64) {
+        self.expect_line(KernelLine::V7_3, "destroy_range");
+        self.stage2_destroy_range(addr, size);
+    }
+
+    /// Free the root table(s); the rest must already be gone (see
+    /// [`Stage2Pgtable::destroy_range`]). Linux 7.3.
+    ///
+    /// # Panics
+    ///
+    /// If the table models Linux 6.12.
+    #[doc(alias = "kvm_pgtable_stage2_destroy_pgd")]
+    pub fn destroy_pgd(&mut self) {
+        self.expect_line(KernelLine::V7_3, "destroy_pgd");
+        self.stage2_destroy_pgd();
+    }
+
+    /// Drop every reference the table holds and free the root: in Linux
+    /// 7.3, `destroy_range` over the whole input range, then `destroy_pgd`.
+    /// Linux 6.12 does the same in one function. Both kernel lines.
     #[doc(alias = "kvm_pgtable_stage2_destroy")]
     pub fn destroy(&mut self) {
-        let pgt = &mut self.pgt;
+        let size = bit(self.geom.ia_bits as u64);
+        self.stage2_destroy_range(0, size);
+        self.stage2_destroy_pgd();
+    }
+
+    fn stage2_destroy_range(&mut self, addr: u64, size: u64) {
         let flags = WalkFlags::LEAF | WalkFlags::TABLE_POST;
-        let ret = pgt.walk(0, bit(pgt.geom.ia_bits as u64), flags, stage2_free_walker);
-        warn_on(&mut pgt.env, ret.is_err());
+        let ret = self.walk(addr, size, flags, stage2_free_walker);
+        warn_on(&mut self.env, ret.is_err());
+    }
+
+    fn stage2_destroy_pgd(&mut self) {
+        let pgt = &mut self.pgt;
         let granule = pgt.cfg.granule;
         let pgd_sz =
             pgd_pages(granule, pgt.geom.ia_bits, pgt.geom.start_level) as u64 * granule.page_size();
+        // Without a root there is nothing to release.
         if let Some(pgd) = pgt.geom.pgd.take() {
             pgt.env.free_pages_exact(pgd, pgd_sz);
         }
