@@ -7,13 +7,7 @@
 
 use crate::events::{Event, Trace};
 
-/// Bits of `enum kvm_pgtable_prot`.
-pub const PROT_X: u64 = 1 << 0;
-pub const PROT_W: u64 = 1 << 1;
-pub const PROT_R: u64 = 1 << 2;
-/// pKVM's host memory mappings are RWX, its MMIO mappings RW.
-pub const PKVM_HOST_MEM_PROT: u64 = PROT_R | PROT_W | PROT_X;
-pub const PKVM_HOST_MMIO_PROT: u64 = PROT_R | PROT_W;
+use crate::opstream::ProtLayout;
 
 /// A memory region of the pKVM host's physical memory map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -28,8 +22,13 @@ pub enum ForcePte {
     /// No callback (NULL).
     None,
     /// pKVM host style: a range inside one memory region is forced to pages
-    /// unless prot is RWX; any other range (MMIO) unless prot is RW.
-    Host { memory: Vec<MemRegion> },
+    /// unless prot is `PKVM_HOST_MEM_PROT` (RWX); any other range (MMIO)
+    /// unless prot is `PKVM_HOST_MMIO_PROT` (RW), both in the kernel line's
+    /// prot layout.
+    Host {
+        memory: Vec<MemRegion>,
+        prot: ProtLayout,
+    },
     /// Answer bit `n % 64` of `pattern` on the n-th call.
     Arbitrary { pattern: u64, calls: u32 },
 }
@@ -44,7 +43,7 @@ impl ForcePte {
     pub fn decide(&mut self, addr: u64, end: u64, prot: u64, trace: &mut Trace) -> bool {
         let answer = match self {
             ForcePte::None => false,
-            ForcePte::Host { memory } => {
+            ForcePte::Host { memory, prot: l } => {
                 // Like pKVM's range_is_memory(): the region holding `addr`
                 // must also hold the whole range.
                 let is_memory = memory.iter().any(|r| {
@@ -53,9 +52,9 @@ impl ForcePte {
                         && end <= r.start.saturating_add(r.size)
                 });
                 if is_memory {
-                    prot != PKVM_HOST_MEM_PROT
+                    prot != l.rwx()
                 } else {
-                    prot != PKVM_HOST_MMIO_PROT
+                    prot != l.rw()
                 }
             }
             ForcePte::Arbitrary { pattern, calls } => {
@@ -80,22 +79,29 @@ mod tests {
 
     #[test]
     fn host_policy_follows_pkvm() {
-        let mut p = ForcePte::Host {
-            memory: vec![MemRegion {
-                start: 0x8000_0000,
-                size: 0x4000_0000,
-            }],
-        };
-        let mut t = Trace::new();
-        // Memory: only RWX may use blocks.
-        assert!(!p.decide(0x8000_0000, 0x8020_0000, PKVM_HOST_MEM_PROT, &mut t));
-        assert!(p.decide(0x8000_0000, 0x8020_0000, PKVM_HOST_MMIO_PROT, &mut t));
-        // Straddling the end of memory counts as MMIO.
-        assert!(!p.decide(0xbfe0_0000, 0xc020_0000, PKVM_HOST_MMIO_PROT, &mut t));
-        // MMIO: only RW may use blocks.
-        assert!(!p.decide(0x1000_0000, 0x1020_0000, PKVM_HOST_MMIO_PROT, &mut t));
-        assert!(p.decide(0x1000_0000, 0x1020_0000, PROT_R, &mut t));
-        assert_eq!(t.len(), 5);
+        // 6.12: R bit 2, W bit 1, X bit 0; 7.x: R bit 3, W bit 2, X bits 1:0.
+        for (l, rwx, rw, r) in [
+            (ProtLayout::V6_12, 0b111, 0b110, 0b100),
+            (ProtLayout::V7, 0b1111, 0b1100, 0b1000),
+        ] {
+            let mut p = ForcePte::Host {
+                memory: vec![MemRegion {
+                    start: 0x8000_0000,
+                    size: 0x4000_0000,
+                }],
+                prot: l,
+            };
+            let mut t = Trace::new();
+            // Memory: only RWX may use blocks.
+            assert!(!p.decide(0x8000_0000, 0x8020_0000, rwx, &mut t));
+            assert!(p.decide(0x8000_0000, 0x8020_0000, rw, &mut t));
+            // Straddling the end of memory counts as MMIO.
+            assert!(!p.decide(0xbfe0_0000, 0xc020_0000, rw, &mut t));
+            // MMIO: only RW may use blocks.
+            assert!(!p.decide(0x1000_0000, 0x1020_0000, rw, &mut t));
+            assert!(p.decide(0x1000_0000, 0x1020_0000, r, &mut t));
+            assert_eq!(t.len(), 5);
+        }
     }
 
     #[test]
@@ -105,9 +111,7 @@ mod tests {
             calls: 0,
         };
         let mut t = Trace::new();
-        let answers: Vec<bool> = (0..3)
-            .map(|_| p.decide(0, 0x1000, PROT_R, &mut t))
-            .collect();
+        let answers: Vec<bool> = (0..3).map(|_| p.decide(0, 0x1000, 0b100, &mut t)).collect();
         assert_eq!(answers, [true, false, true]);
     }
 }

@@ -10,7 +10,7 @@ use rust_pgtable as rp;
 use crate::arena::{Arena, Memcache};
 use crate::events::{Barrier, Event, Misuse, StoreKind, TlbiHypOp, Trace, Visit, WarnLoc};
 use crate::force_pte::ForcePte;
-use crate::opstream::{Config, Context, OpHandler, Prot, Stage, VisitScript};
+use crate::opstream::{Config, Context, KernelLine, OpHandler, Prot, Stage, Teardown, VisitScript};
 use crate::results::{Outcome, Value};
 use crate::side::{self, Root, Side};
 
@@ -237,6 +237,14 @@ impl rp::ForcePteCb<RustEnv> for ForcePteAdapter {
     }
 }
 
+/// rust-pgtable's kernel line for the model's.
+pub fn rp_line(line: KernelLine) -> rp::KernelLine {
+    match line {
+        KernelLine::V6_12 => rp::KernelLine::V6_12,
+        KernelLine::V7_3 => rp::KernelLine::V7_3,
+    }
+}
+
 /// rust-pgtable's configuration for a stream.
 pub fn rp_config(cfg: &Config) -> rp::Config {
     let f = cfg.features;
@@ -253,8 +261,10 @@ pub fn rp_config(cfg: &Config) -> rp::Config {
             bti_kernel: f.bti,
             hvhe: f.hvhe,
             ampere_ac03_workaround: f.ampere_ac03,
+            xnx: f.xnx,
         },
     )
+    .with_line(rp_line(cfg.kernel))
 }
 
 enum Table {
@@ -377,8 +387,15 @@ impl Side for RustSide {
         for (pa, level) in std::mem::take(&mut self.unlinked) {
             self.s2().free_unlinked(pa, rp::Level(level));
         }
+        let cfg = self.cfg.clone();
         match &mut self.table {
             Table::Hyp(t) if t.pgd().is_some() => t.destroy(),
+            Table::Stage2(t) if t.pgd().is_some() && cfg.teardown != Teardown::Destroy => {
+                for (addr, size) in side::teardown_chunks(&cfg, t.geometry().ia_bits) {
+                    t.destroy_range(addr, size);
+                }
+                t.destroy_pgd();
+            }
             Table::Stage2(t) if t.pgd().is_some() => t.destroy(),
             _ => {}
         }
@@ -566,36 +583,37 @@ impl OpHandler for RustSide {
 
     fn stage2_annotate(
         &mut self,
-        _addr: u64,
-        _size: u64,
-        _mc: Option<u32>,
-        _kind: u8,
-        _annotation: u64,
+        addr: u64,
+        size: u64,
+        mc: Option<u32>,
+        kind: u8,
+        annotation: u64,
     ) -> Outcome {
-        Outcome::new(
-            Value::Skipped("rust-pgtable does not model 7.x yet"),
-            self.trace(),
-        )
+        let ty = rp::InvalidPteType(kind.into());
+        self.with_mc(mc, |t, m| {
+            Value::Int(errno(t.annotate(addr, size, m, ty, annotation)))
+        })
     }
 
-    fn stage2_mkyoung_flags(&mut self, _addr: u64, _flags: u8) -> Outcome {
-        Outcome::new(
-            Value::Skipped("rust-pgtable does not model 7.x yet"),
-            self.trace(),
-        )
+    fn stage2_mkyoung_flags(&mut self, addr: u64, flags: u8) -> Outcome {
+        self.s2()
+            .mkyoung_with_flags(addr, rp::WalkFlags::from_bits_retain(flags.into()));
+        Outcome::new(Value::Unit, self.trace())
     }
 
-    fn stage2_relax_perms_flags(&mut self, _addr: u64, _prot: Prot, _flags: u8) -> Outcome {
-        Outcome::new(
-            Value::Skipped("rust-pgtable does not model 7.x yet"),
-            self.trace(),
-        )
+    fn stage2_relax_perms_flags(&mut self, addr: u64, prot: Prot, flags: u8) -> Outcome {
+        let v = errno(self.s2().relax_perms_with_flags(
+            addr,
+            rp::Prot::from_bits_retain(prot),
+            rp::WalkFlags::from_bits_retain(flags.into()),
+        ));
+        int(v, self.trace())
     }
 
     fn pte_prot(&mut self, pte: u64) -> Outcome {
         let v = match &self.table {
             Table::Hyp(t) => rp::hyp_pte_prot(t.cfg(), rp::Pte(pte)).bits(),
-            Table::Stage2(_) => rp::stage2_pte_prot(rp::Pte(pte)).bits(),
+            Table::Stage2(t) => rp::kvm_pgtable_stage2_pte_prot(t.cfg(), rp::Pte(pte)).bits(),
         };
         Outcome::new(Value::U64(v), self.trace())
     }

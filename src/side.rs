@@ -84,6 +84,7 @@ pub fn force_pte_for(cfg: &Config) -> ForcePte {
                     size: r.size,
                 })
                 .collect(),
+            prot: cfg.kernel.prot(),
         },
         ForcePtePolicy::Arbitrary { pattern } => ForcePte::Arbitrary {
             pattern: *pattern,

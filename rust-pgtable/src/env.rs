@@ -29,6 +29,7 @@ pub const MAX_TLBI_RANGE_PAGES: u64 = (31 + 1) << (5 * 3 + 1);
 /// [`MmOps::zalloc_page`] / [`MmOps::zalloc_pages_exact`] (and that has not
 /// been freed since), and no Rust reference to that memory may be live while
 /// the page-table code runs. The crate dereferences those pointers.
+#[doc(alias = "kvm_pgtable_mm_ops")]
 pub unsafe trait MmOps {
     /// The memory cache type passed down by stage-2 map/split operations.
     type Memcache;
@@ -38,6 +39,7 @@ pub unsafe trait MmOps {
     fn zalloc_page(&mut self, mc: Option<&mut Self::Memcache>) -> Option<PhysAddr>;
 
     /// Number of objects left in `mc` (the kernel reads `mc->nobjs`).
+    #[doc(alias = "nobjs")]
     fn memcache_nobjs(&self, mc: &Self::Memcache) -> usize;
 
     /// Allocate `size` bytes (rounded up to pages) of zeroed, physically
@@ -136,25 +138,37 @@ pub trait Hw {
     /// reported.
     fn pte_store(&mut self, pa: PhysAddr, prev: u64, new: u64, kind: StoreKind);
 
-    /// Issue a stage-1 EL2 TLBI. `operand` is the VA operand
-    /// (`(va >> 12) & GENMASK(43, 0)`); `level` is the TTL hint or
-    /// [`TLBI_TTL_UNKNOWN`].
+    /// Issue a stage-1 EL2 TLBI. `operand` is the Xt operand of
+    /// `TLBI VAE2IS`/`VALE2IS` before any TTL hint, with ASID 0:
+    /// `(va >> 12) & GENMASK(43, 0)`; `level` is the level of the entry
+    /// (the TTL hint to apply when FEAT_TTL is present and `level` is 0 to
+    /// 3) or [`TLBI_TTL_UNKNOWN`]. The same on both kernel lines: Linux 6.12
+    /// passes `__TLBI_VADDR(va, 0)` to `__tlbi_level()`, 7.3 passes `va`
+    /// and `__tlbi_level()` computes `__TLBI_VADDR(va, 0)` itself; the
+    /// levels passed are never negative, so 7.3's `u32` level parameter
+    /// does not change which hints apply.
+    #[doc(alias = "__tlbi_level")]
     fn tlbi_hyp(&mut self, op: TlbiOp, operand: u64, level: i32);
 
     /// Wait for completion of EL2 stage-1 TLB maintenance.
+    #[doc(alias = "__tlbi_sync_s1ish_hyp")]
     fn tlbi_sync_s1ish_hyp(&mut self);
 
     /// Invalidate all stage-2 TLB entries of the VMID.
+    #[doc(alias = "__kvm_tlb_flush_vmid")]
     fn tlb_flush_vmid(&mut self);
 
     /// Invalidate the stage-2 TLB entries for `ipa` (inner shareable).
+    #[doc(alias = "__kvm_tlb_flush_vmid_ipa")]
     fn tlb_flush_vmid_ipa(&mut self, ipa: u64, level: i32);
 
     /// Invalidate the stage-2 TLB entries for `ipa` (local CPU only).
+    #[doc(alias = "__kvm_tlb_flush_vmid_ipa_nsh")]
     fn tlb_flush_vmid_ipa_nsh(&mut self, ipa: u64, level: i32);
 
     /// Invalidate `pages` pages of stage-2 TLB entries starting at `start`
     /// (range TLBI).
+    #[doc(alias = "__kvm_tlb_flush_vmid_range")]
     fn tlb_flush_vmid_range(&mut self, start: u64, pages: u64);
 
     /// Data synchronisation barrier.
@@ -165,6 +179,7 @@ pub trait Hw {
 
     /// A `WARN_ON` (`once == false`) or `WARN_ON_ONCE` (`once == true`)
     /// fired at `loc`. Reported on every firing.
+    #[doc(alias = "WARN_ON")]
     fn warn(&mut self, once: bool, loc: &'static Location<'static>);
 
     /// Enter an RCU read-side critical section.
@@ -185,6 +200,7 @@ impl<T: MmOps + Hw + ?Sized> Env for T {}
 /// Report a `WARN_ON` if `cond` holds, and return `cond`.
 #[track_caller]
 #[inline]
+#[doc(alias = "WARN_ON")]
 pub(crate) fn warn_on<E: Hw + ?Sized>(env: &mut E, cond: bool) -> bool {
     if cond {
         env.warn(false, Location::caller());
@@ -196,6 +212,7 @@ pub(crate) fn warn_on<E: Hw + ?Sized>(env: &mut E, cond: bool) -> bool {
 /// "already warned" state: every firing is reported.
 #[track_caller]
 #[inline]
+#[doc(alias = "WARN_ON_ONCE")]
 pub(crate) fn warn_on_once<E: Hw + ?Sized>(env: &mut E, cond: bool) -> bool {
     if cond {
         env.warn(true, Location::caller());

@@ -21,6 +21,7 @@ fn ptr<E: MmOps + ?Sized>(env: &mut E, pa: PhysAddr) -> *mut u64 {
 
 /// Single-copy-atomic read of a descriptor (`READ_ONCE`). Also used for the
 /// kernel's plain `*ptep` reads, which are not observable either way.
+#[doc(alias = "READ_ONCE")]
 pub(crate) fn read_once<E: MmOps + ?Sized>(env: &mut E, pa: PhysAddr) -> u64 {
     let p = ptr(env, pa);
     // SAFETY: the `MmOps` safety contract guarantees `p` points at a live,
@@ -30,6 +31,7 @@ pub(crate) fn read_once<E: MmOps + ?Sized>(env: &mut E, pa: PhysAddr) -> u64 {
 }
 
 /// Plain single-copy-atomic store (`WRITE_ONCE`).
+#[doc(alias = "WRITE_ONCE")]
 pub(crate) fn write_once<E: MmOps + Hw + ?Sized>(env: &mut E, pa: PhysAddr, new: u64) {
     let p = ptr(env, pa);
     // SAFETY: as in `read_once`; the pointer is valid for reads and writes.
@@ -41,6 +43,7 @@ pub(crate) fn write_once<E: MmOps + Hw + ?Sized>(env: &mut E, pa: PhysAddr, new:
 
 /// Store with release semantics (`smp_store_release`), so that a table's
 /// contents are visible before the descriptor pointing at it.
+#[doc(alias = "smp_store_release")]
 pub(crate) fn store_release<E: MmOps + Hw + ?Sized>(env: &mut E, pa: PhysAddr, new: u64) {
     let p = ptr(env, pa);
     // SAFETY: `p` is non-null, 8-byte aligned and valid for atomic access

@@ -7,11 +7,16 @@
 //! their children. After a leaf or pre-order visit the descriptor is read
 //! again, so a visitor that replaced a leaf with a table gets the new table
 //! walked straight away.
+//!
+//! A visitor is any `FnMut(&mut VisitCtx<E>, Visit) -> Result<(), Error>`:
+//! the kernel's `kvm_pgtable_walker` is its callback plus `arg`, which a
+//! Rust closure captures.
 
 use crate::env::{Env, warn_on_once};
 use crate::mem;
 use crate::types::{
-    Config, Context, Error, Level, PhysAddr, Pte, WalkFlags, align_down, align_up, bit,
+    Config, Context, Error, Granule, KernelLine, Level, PhysAddr, Pte, WalkFlags, align_down,
+    align_up, bit,
 };
 
 /// Which kind of visit a visitor invocation is.
@@ -40,6 +45,7 @@ impl Visit {
 /// to the environment so it can allocate, refcount and store descriptors.
 ///
 /// The fields are a snapshot: changing them does not affect the walk.
+#[doc(alias = "kvm_pgtable_visit_ctx")]
 pub struct VisitCtx<'a, E> {
     /// The environment.
     pub env: &'a mut E,
@@ -64,30 +70,35 @@ pub struct VisitCtx<'a, E> {
 
 impl<E: Env> VisitCtx<'_, E> {
     /// The walk may race with other walkers.
+    #[doc(alias = "kvm_pgtable_walk_shared")]
     #[inline]
     pub fn shared(&self) -> bool {
         self.flags.contains(WalkFlags::SHARED)
     }
 
     /// Break-before-make should not invalidate TLBs.
+    #[doc(alias = "kvm_pgtable_walk_skip_bbm_tlbi")]
     #[inline]
     pub fn skip_bbm_tlbi(&self) -> bool {
         self.flags.contains(WalkFlags::SKIP_BBM_TLBI)
     }
 
     /// Leaf installation should not do cache maintenance.
+    #[doc(alias = "kvm_pgtable_walk_skip_cmo")]
     #[inline]
     pub fn skip_cmo(&self) -> bool {
         self.flags.contains(WalkFlags::SKIP_CMO)
     }
 
     /// Size of the region an entry at this level covers.
+    #[doc(alias = "kvm_granule_size")]
     #[inline]
     pub fn granule_size(&self) -> u64 {
         self.cfg.granule.granule_size(self.level)
     }
 
     /// Address a descriptor points at.
+    #[doc(alias = "kvm_pte_follow")]
     #[inline]
     pub fn follow(&self, pte: Pte) -> PhysAddr {
         pte.to_phys(self.cfg)
@@ -118,6 +129,7 @@ impl<E: Env> VisitCtx<'_, E> {
     }
 
     /// Zero the descriptor with a plain store.
+    #[doc(alias = "kvm_clear_pte")]
     #[inline]
     pub(crate) fn clear(&mut self) {
         self.write_once(Pte::EMPTY);
@@ -140,21 +152,31 @@ impl Geometry {
     /// Index of the top-level page covering `addr`. The level above the
     /// start level may not exist; its shift is only used to pick among
     /// concatenated top-level pages.
+    #[doc(alias = "kvm_pgd_page_idx")]
     pub fn pgd_page_idx(&self, cfg: &Config, addr: u64) -> u32 {
-        let shift = cfg
-            .granule
-            .granule_shift(Level(self.start_level.0.wrapping_sub(1)));
-        let mask = bit(self.ia_bits as u64).wrapping_sub(1);
-        (addr & mask).wrapping_shr(shift as u32) as u32
+        pgd_page_idx(cfg.granule, self.ia_bits, self.start_level, addr)
     }
 
     /// Number of (concatenated) top-level pages.
+    #[doc(alias = "kvm_pgd_pages")]
     pub fn pgd_pages(&self, cfg: &Config) -> u32 {
-        self.pgd_page_idx(cfg, u64::MAX).wrapping_add(1)
+        crate::vtcr::pgd_pages(cfg.granule, self.ia_bits, self.start_level)
     }
 }
 
+/// [`Geometry::pgd_page_idx`] for a table described by its input width and
+/// start level.
+#[doc(alias = "kvm_pgd_page_idx")]
+pub(crate) fn pgd_page_idx(granule: Granule, ia_bits: u32, start_level: Level, addr: u64) -> u32 {
+    // The level above the start level may underflow to -2; only its shift
+    // matters.
+    let shift = granule.granule_shift(Level(start_level.0.wrapping_sub(1)));
+    let mask = bit(ia_bits as u64).wrapping_sub(1);
+    (addr & mask).wrapping_shr(shift as u32) as u32
+}
+
 /// Mutable walk state shared by all levels of one walk.
+#[doc(alias = "kvm_pgtable_walk_data")]
 pub(crate) struct WalkData {
     pub(crate) start: u64,
     pub(crate) addr: u64,
@@ -162,32 +184,8 @@ pub(crate) struct WalkData {
     pub(crate) flags: WalkFlags,
 }
 
-/// Whether the walk goes on after a visitor returned `r`. `EAGAIN` means
-/// "lost a race"; only a fault handler cares, everyone else carries on.
-#[inline]
-fn walk_continue(flags: WalkFlags, r: &Result<(), Error>) -> bool {
-    #[cfg(any(
-        kpd_mutant = "rs-eagain-fault-continues",
-        kpd_mutant = "rs-eagain-nonfault-stops"
-    ))]
-    let _ = flags;
-    match r {
-        Ok(()) => true,
-        #[cfg(not(any(
-            kpd_mutant = "rs-eagain-fault-continues",
-            kpd_mutant = "rs-eagain-nonfault-stops"
-        )))]
-        Err(Error::Again) => !flags.contains(WalkFlags::HANDLE_FAULT),
-        #[cfg(kpd_mutant = "rs-eagain-fault-continues")]
-        Err(Error::Again) => true,
-        #[cfg(kpd_mutant = "rs-eagain-nonfault-stops")]
-        Err(Error::Again) => false,
-        Err(_) => false,
-    }
-}
-
 /// Whether the synchronisation a shared walk needs is in place.
-fn walk_lock_held<E: Env>(env: &mut E, cfg: &Config) -> bool {
+fn kvm_pgtable_walk_lock_held<E: Env>(env: &mut E, cfg: &Config) -> bool {
     match cfg.context {
         // The hypervisor serialises walkers with its own locks.
         Context::NvheHyp => true,
@@ -197,14 +195,14 @@ fn walk_lock_held<E: Env>(env: &mut E, cfg: &Config) -> bool {
 
 /// Invoke the visitor, first checking that a shared walk is protected.
 #[allow(clippy::too_many_arguments)]
-fn visitor_cb<E, V>(
+fn kvm_pgtable_visitor_cb<E, V>(
     env: &mut E,
     cfg: &Config,
     data: &WalkData,
     visitor: &mut V,
     ptep: PhysAddr,
     old: Pte,
-    start_addr: u64,
+    addr: u64,
     level: Level,
     visit: Visit,
 ) -> Result<(), Error>
@@ -213,7 +211,7 @@ where
     V: FnMut(&mut VisitCtx<'_, E>, Visit) -> Result<(), Error>,
 {
     let shared = data.flags.contains(WalkFlags::SHARED);
-    let unprotected = shared && !walk_lock_held(env, cfg);
+    let unprotected = shared && !kvm_pgtable_walk_lock_held(env, cfg);
     warn_on_once(env, unprotected);
     let mut ctx = VisitCtx {
         env,
@@ -221,7 +219,7 @@ where
         ptep,
         old,
         start: data.start,
-        addr: start_addr,
+        addr,
         end: data.end,
         level,
         flags: data.flags,
@@ -229,8 +227,28 @@ where
     visitor(&mut ctx, visit)
 }
 
+/// Whether a visitor's `EAGAIN` ("lost a race, or nothing to do") lets the
+/// walk go on. Linux 6.12: yes, unless a fault handler walks (it retries
+/// the guest instead). Linux 7.3 turned the flag around: only walks asking
+/// for it go on.
+fn kvm_pgtable_walk_ignore_eagain(cfg: &Config, flags: WalkFlags) -> bool {
+    match cfg.line {
+        KernelLine::V6_12 => !flags.contains(WalkFlags::HANDLE_FAULT),
+        KernelLine::V7_3 => flags.contains(WalkFlags::IGNORE_EAGAIN),
+    }
+}
+
+/// Whether the walk goes on after a visitor returned `r`.
+fn kvm_pgtable_walk_continue(cfg: &Config, flags: WalkFlags, r: Result<(), Error>) -> bool {
+    if r == Err(Error::Again) {
+        return kvm_pgtable_walk_ignore_eagain(cfg, flags);
+    }
+    r.is_ok()
+}
+
 /// Visit one descriptor and, if it is (or became) a table, its subtree.
-fn visit_one<E, V>(
+#[doc(alias = "__kvm_pgtable_visit")]
+fn visit<E, V>(
     env: &mut E,
     cfg: &Config,
     data: &mut WalkData,
@@ -245,28 +263,28 @@ where
     let flags = data.flags;
     // The context's address is fixed when the descriptor is reached; the
     // walk position moves on as children are visited.
-    let here = data.addr;
+    let addr = data.addr;
     let mut old = Pte(mem::read_once(env, ptep));
     let mut table = old.is_table(level);
     let mut ret = Ok(());
     let mut reload = false;
 
     if table && flags.contains(WalkFlags::TABLE_PRE) {
-        ret = visitor_cb(
+        ret = kvm_pgtable_visitor_cb(
             env,
             cfg,
             data,
             visitor,
             ptep,
             old,
-            here,
+            addr,
             level,
             Visit::TablePre,
         );
         reload = true;
     }
     if !table && flags.contains(WalkFlags::LEAF) {
-        ret = visitor_cb(env, cfg, data, visitor, ptep, old, here, level, Visit::Leaf);
+        ret = kvm_pgtable_visitor_cb(env, cfg, data, visitor, ptep, old, addr, level, Visit::Leaf);
         reload = true;
     }
 
@@ -278,59 +296,60 @@ where
     }
 
     'out: {
-        if !walk_continue(flags, &ret) {
+        if !kvm_pgtable_walk_continue(cfg, flags, ret) {
             break 'out;
         }
 
         if !table {
-            let gsz = cfg.granule.granule_size(level);
-            #[cfg(not(kpd_mutant = "rs-walk-unaligned"))]
-            {
-                data.addr = align_down(data.addr, gsz).wrapping_add(gsz);
-            }
-            #[cfg(kpd_mutant = "rs-walk-unaligned")]
-            {
-                data.addr = data.addr.wrapping_add(gsz);
-            }
+            let granule = cfg.granule.granule_size(level);
+            data.addr = align_down(data.addr, granule);
+            data.addr = data.addr.wrapping_add(granule);
             break 'out;
         }
 
-        let child = old.to_phys(cfg);
-        ret = walk_table(env, cfg, data, visitor, child, level.next());
-        if !walk_continue(flags, &ret) {
+        let childp = old.to_phys(cfg);
+        ret = walk_table(env, cfg, data, visitor, childp, level.next());
+        if !kvm_pgtable_walk_continue(cfg, flags, ret) {
             break 'out;
         }
 
         if flags.contains(WalkFlags::TABLE_POST) {
-            ret = visitor_cb(
+            ret = kvm_pgtable_visitor_cb(
                 env,
                 cfg,
                 data,
                 visitor,
                 ptep,
                 old,
-                here,
+                addr,
                 level,
                 Visit::TablePost,
             );
         }
     }
 
-    if walk_continue(flags, &ret) {
+    if kvm_pgtable_walk_continue(cfg, flags, ret) {
         Ok(())
     } else {
         ret
     }
 }
 
-/// Walk the entries of the table page at `table` (a level-`level` table)
+/// Index in a level-`level` table of the entry covering the walk position.
+fn kvm_pgtable_idx(cfg: &Config, data: &WalkData, level: Level) -> u64 {
+    let shift = cfg.granule.granule_shift(level);
+    data.addr.wrapping_shr(shift as u32) & (cfg.granule.ptrs_per_pte() - 1)
+}
+
+/// Walk the entries of the table page at `pgtable` (a level-`level` table)
 /// from the current walk position to the end of the page or of the walk.
+#[doc(alias = "__kvm_pgtable_walk")]
 pub(crate) fn walk_table<E, V>(
     env: &mut E,
     cfg: &Config,
     data: &mut WalkData,
     visitor: &mut V,
-    table: PhysAddr,
+    pgtable: PhysAddr,
     level: Level,
 ) -> Result<(), Error>
 where
@@ -341,21 +360,20 @@ where
         return Err(Error::Inval);
     }
 
-    let ptrs = cfg.granule.ptrs_per_pte();
-    let shift = cfg.granule.granule_shift(level);
-    let mut idx = data.addr.wrapping_shr(shift as u32) & (ptrs - 1);
-    while idx < ptrs {
+    let mut idx = kvm_pgtable_idx(cfg, data, level);
+    while idx < cfg.granule.ptrs_per_pte() {
         if data.addr >= data.end {
             break;
         }
-        visit_one(env, cfg, data, visitor, table + idx * 8, level)?;
+        visit(env, cfg, data, visitor, pgtable + idx * 8, level)?;
         idx += 1;
     }
     Ok(())
 }
 
 /// Walk a whole (rooted) table over the pages of its top level.
-fn walk_root<E, V>(
+#[doc(alias = "_kvm_pgtable_walk")]
+fn walk_pgd<E, V>(
     env: &mut E,
     cfg: &Config,
     geom: &Geometry,
@@ -377,8 +395,8 @@ where
     let mut idx = geom.pgd_page_idx(cfg, data.addr);
     let page_bytes = cfg.granule.ptrs_per_pte() * 8;
     while data.addr < data.end {
-        let page = pgd.wrapping_add((idx as u64).wrapping_mul(page_bytes));
-        walk_table(env, cfg, data, visitor, page, geom.start_level)?;
+        let pgtable = pgd.wrapping_add((idx as u64).wrapping_mul(page_bytes));
+        walk_table(env, cfg, data, visitor, pgtable, geom.start_level)?;
         idx = idx.wrapping_add(1);
     }
     Ok(())
@@ -386,7 +404,11 @@ where
 
 /// Enter the walk: shared walks need RCU in the kernel and are refused in
 /// the hypervisor, which has none.
-fn walk_begin<E: Env>(env: &mut E, cfg: &Config, flags: WalkFlags) -> Result<(), Error> {
+fn kvm_pgtable_walk_begin<E: Env>(
+    env: &mut E,
+    cfg: &Config,
+    flags: WalkFlags,
+) -> Result<(), Error> {
     if flags.contains(WalkFlags::SHARED) {
         match cfg.context {
             Context::NvheHyp => return Err(Error::Perm),
@@ -396,7 +418,7 @@ fn walk_begin<E: Env>(env: &mut E, cfg: &Config, flags: WalkFlags) -> Result<(),
     Ok(())
 }
 
-fn walk_end<E: Env>(env: &mut E, cfg: &Config, flags: WalkFlags) {
+fn kvm_pgtable_walk_end<E: Env>(env: &mut E, cfg: &Config, flags: WalkFlags) {
     if flags.contains(WalkFlags::SHARED) && cfg.context == Context::Kernel {
         env.rcu_read_unlock();
     }
@@ -420,17 +442,30 @@ where
 {
     let page = cfg.granule.page_size();
     let start = align_down(addr, page);
-    let mut data = WalkData {
+    let mut walk_data = WalkData {
         start,
         addr: start,
         end: align_up(start.wrapping_add(size), page),
         flags,
     };
 
-    walk_begin(env, cfg, flags)?;
-    let r = walk_root(env, cfg, geom, &mut data, &mut visitor);
-    walk_end(env, cfg, flags);
+    kvm_pgtable_walk_begin(env, cfg, flags)?;
+    let r = walk_pgd(env, cfg, geom, &mut walk_data, &mut visitor);
+    kvm_pgtable_walk_end(env, cfg, flags);
     r
+}
+
+/// What [`leaf_walker`] found.
+#[doc(alias = "leaf_walk_data")]
+struct LeafWalkData {
+    pte: Pte,
+    level: Level,
+}
+
+fn leaf_walker<E: Env>(ctx: &mut VisitCtx<'_, E>, data: &mut LeafWalkData) -> Result<(), Error> {
+    data.pte = ctx.old;
+    data.level = ctx.level;
+    Ok(())
 }
 
 /// Find the leaf descriptor (possibly invalid) translating `addr`, and its
@@ -441,10 +476,9 @@ pub fn kvm_pgtable_get_leaf<E: Env>(
     geom: &Geometry,
     addr: u64,
 ) -> Result<(Pte, Level), Error> {
-    let mut found = (Pte::EMPTY, Level(0));
-    let leaf_visitor = |ctx: &mut VisitCtx<'_, E>, _visit: Visit| {
-        found = (ctx.old, ctx.level);
-        Ok(())
+    let mut data = LeafWalkData {
+        pte: Pte::EMPTY,
+        level: Level(0),
     };
     let page = cfg.granule.page_size();
     kvm_pgtable_walk(
@@ -454,7 +488,7 @@ pub fn kvm_pgtable_get_leaf<E: Env>(
         align_down(addr, page),
         page,
         WalkFlags::LEAF,
-        leaf_visitor,
+        |ctx: &mut VisitCtx<'_, E>, _: Visit| leaf_walker(ctx, &mut data),
     )?;
-    Ok(found)
+    Ok((data.pte, data.level))
 }

@@ -21,9 +21,10 @@
 //! use kvm_pgtable_diff::arena::{Arena, Geometry, NullMemcache};
 //! use kvm_pgtable_diff::c_side::{Build, CSide, CpuFeatures, Granule};
 //! use kvm_pgtable_diff::force_pte::ForcePte;
+//! use kvm_pgtable_diff::opstream::KernelLine;
 //!
 //! let arena = Arena::new(Geometry::new(4096, 64), NullMemcache::Pool, None);
-//! let build = Build { nvhe: true, granule: Granule::K4 };
+//! let build = Build::of(KernelLine::V6_12, true, Granule::K4);
 //! let mut c = CSide::new(build, CpuFeatures::default(), arena, ForcePte::None);
 //! assert_eq!(c.hyp_init(48).ret, 0);
 //! let map = c.hyp_map(0x1000, 0x1000, 0x8000_1000, 0b110 /* RW */);

@@ -4,8 +4,8 @@
 //! Specs live in `mutants/` (see mutants/README.md):
 //! - `c.spec`: rules over identifiers/operators, applied to a COPY of the kernel files
 //!   (`fuzz/target/mutants/ksrc/`), which is then built with `LINUX_SRC=<copy>`;
-//! - `rust.spec`: `#[cfg(kpd_mutant = "NAME")]` alternatives inside rust-pgtable, built with
-//!   `RUSTFLAGS='--cfg kpd_mutant="NAME"'` (cargo fuzz appends RUSTFLAGS to its own flags).
+//! - `rust.spec`: the same kind of rules over rust-pgtable's source, applied to a COPY of the
+//!   workspace (`fuzz/target/mutants/rsrc/`), which is then built in place of the workspace.
 //!
 //! Per mutant: build the fuzz targets (and, when there are text scenarios, the CLI), replay
 //! the committed corpus and scenarios, then fuzz every target (expected target first) until
@@ -39,10 +39,10 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 (fuzz/corpus/<target>/) and text scenarios (tests/regressions/*.txt, fuzz/scenarios/**/*.txt) are \
 replayed against it, then every target is fuzzed (expected target first) until the first finding \
 or the budget is spent. The last line is `mutants: detected D/N, median Ms, max Xs`.\n\
-Work files: fuzz/target/mutants/ (mutated kernel copy, builds, logs).\n\
+Work files: fuzz/target/mutants/ (mutated kernel copy, mutated workspace copy, builds, logs).\n\
 Environment: LINUX_SRC=<kernel tree> mutates a copy of that tree instead of the locked cache.\n\
-Exit codes: 0 every mutant detected, 1 some survived, 2 usage/setup error (including a C rule \
-that no longer matches the kernel source, or a mutant that does not build)."
+Exit codes: 0 every mutant detected, 1 some survived, 2 usage/setup error (including a rule \
+that no longer matches the kernel or rust-pgtable source, or a mutant that does not build)."
 )]
 pub struct Args {
     /// Run only this mutant (repeatable). Default: all.
@@ -60,7 +60,7 @@ pub struct Args {
     /// Sanitizer of the mutant builds (`none` is fastest; the planted bugs are logic bugs).
     #[arg(long, value_enum, default_value_t = crate::fuzz::Sanitizer::None)]
     pub sanitizer: crate::fuzz::Sanitizer,
-    /// Print what each selected C mutant changes in the source (to the terminal) and exit.
+    /// Print what each selected mutant changes in the source (to the terminal) and exit.
     #[arg(long)]
     pub diff: bool,
     /// Skip the corpus and scenario replay and fuzz from an empty corpus: measures what the
@@ -81,6 +81,8 @@ pub enum Action {
     Replace(String),
 }
 
+/// A rule that plants one bug. C rules edit a kernel file; Rust rules (a `file` ending in
+/// `.rs`) edit a rust-pgtable source file, with a Rust-aware lexer and function locator.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CRule {
     pub file: String,
@@ -94,8 +96,8 @@ pub struct CRule {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
     C(CRule),
-    /// The rust-pgtable file holding the cfg blocks.
-    Rust(String),
+    /// A rule over a rust-pgtable file (`file` is relative to the workspace root).
+    Rust(CRule),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,13 +152,9 @@ pub fn parse_spec(text: &str, origin: &str, c: bool) -> Result<Vec<Mutant>, Stri
     let mut out = vec![];
     for (name, kv) in sections(text, origin)? {
         let err = |m: String| format!("{origin}: [{name}]: {m}");
-        let allowed: &[&str] = if c {
-            &[
-                "desc", "expect", "file", "function", "find", "count", "nth", "action", "with",
-            ]
-        } else {
-            &["desc", "expect", "file"]
-        };
+        let allowed: &[&str] = &[
+            "desc", "expect", "file", "function", "find", "count", "nth", "action", "with",
+        ];
         let mut seen = BTreeSet::new();
         for (k, _) in &kv {
             if !allowed.contains(&k.as_str()) {
@@ -195,7 +193,7 @@ pub fn parse_spec(text: &str, origin: &str, c: bool) -> Result<Vec<Mutant>, Stri
                 TARGETS.join(", ")
             )));
         }
-        let kind = if c {
+        let kind = {
             let count = num("count", 1)?;
             let nth = num("nth", 1)?;
             if nth > count {
@@ -219,16 +217,26 @@ pub fn parse_spec(text: &str, origin: &str, c: bool) -> Result<Vec<Mutant>, Stri
             if tokens(&find).is_empty() {
                 return Err(err("`find` is empty".into()));
             }
-            Kind::C(CRule {
-                file: get("file").unwrap_or_else(|| PGTABLE_C.to_string()),
+            let file = if c {
+                get("file").unwrap_or_else(|| PGTABLE_C.to_string())
+            } else {
+                let f = need("file")?;
+                if !f.starts_with("rust-pgtable/") || !f.ends_with(".rs") {
+                    return Err(err(format!(
+                        "file = `{f}`: a Rust rule edits a rust-pgtable/**/*.rs file"
+                    )));
+                }
+                f
+            };
+            let rule = CRule {
+                file,
                 function: need("function")?,
                 find,
                 count,
                 nth,
                 action,
-            })
-        } else {
-            Kind::Rust(need("file")?)
+            };
+            if c { Kind::C(rule) } else { Kind::Rust(rule) }
         };
         out.push(Mutant {
             desc: need("desc")?,
@@ -265,27 +273,23 @@ pub fn load_all() -> Res<Vec<Mutant>> {
     Ok(all)
 }
 
-/// Checks the Rust mutants exist in the source and in rust-pgtable's check-cfg list.
+/// Applies every Rust rule to the workspace's rust-pgtable in memory; fails loudly on the
+/// first that does not fit.
 pub fn check_rust(all: &[Mutant]) -> Res {
-    let manifest = fs::read_to_string(root().join("rust-pgtable/Cargo.toml"))
-        .map_err(|e| setup_err(format!("cannot read rust-pgtable/Cargo.toml: {e}")))?;
     for m in all {
-        let Kind::Rust(file) = &m.kind else { continue };
-        let src = fs::read_to_string(root().join(file))
-            .map_err(|e| setup_err(format!("mutant {}: cannot read {file}: {e}", m.name)))?;
-        let needle = format!("kpd_mutant = \"{}\"", m.name);
-        if !src.contains(&needle) {
-            return Err(setup_err(format!(
-                "mutant {}: {file} has no #[cfg({needle})] block; add it or fix mutants/rust.spec",
+        let Kind::Rust(rule) = &m.kind else { continue };
+        let src = fs::read_to_string(root().join(&rule.file)).map_err(|e| {
+            setup_err(format!(
+                "mutant {}: cannot read {}: {e}; fix `file` in mutants/rust.spec",
+                m.name, rule.file
+            ))
+        })?;
+        apply_rule(&src, rule).map_err(|e| {
+            setup_err(format!(
+                "mutant {}: {e}. rust-pgtable changed: update mutants/rust.spec",
                 m.name
-            )));
-        }
-        if !manifest.contains(&format!("\"{}\"", m.name)) {
-            return Err(setup_err(format!(
-                "mutant {}: add \"{}\" to the kpd_mutant check-cfg values in rust-pgtable/Cargo.toml",
-                m.name, m.name
-            )));
-        }
+            ))
+        })?;
     }
     Ok(())
 }
@@ -421,8 +425,16 @@ pub fn find_function(code: &str, name: &str) -> Result<(usize, usize), String> {
 
 /// Applies a rule to `src`; the result always differs from `src`.
 pub fn apply_rule(src: &str, rule: &CRule) -> Result<String, String> {
-    let code = blank_comments(src);
-    let (bs, be) = find_function(&code, &rule.function)?;
+    let rust = rule.file.ends_with(".rs");
+    let (code, (bs, be)) = if rust {
+        let code = blank_comments_rust(src);
+        let body = find_rust_fn(&code, &rule.function)?;
+        (code, body)
+    } else {
+        let code = blank_comments(src);
+        let body = find_function(&code, &rule.function)?;
+        (code, body)
+    };
     let toks: Vec<(usize, usize)> = tokens(&code[bs..be])
         .into_iter()
         .map(|(s, e)| (s + bs, e + bs))
@@ -501,6 +513,187 @@ pub fn changed_lines(a: &str, b: &str) -> String {
     out
 }
 
+// ---------------------------------------------------------------------------------------------
+// Rust rule engine (the token matching and actions are the C ones)
+
+/// `src` with Rust comments (block comments nest) and the contents of string, raw-string,
+/// byte-string and char literals replaced by spaces (newlines kept), so offsets are unchanged
+/// and nothing inside them can match. Lifetimes and loop labels (`'a`) are code.
+pub fn blank_comments_rust(src: &str) -> String {
+    let b = src.as_bytes();
+    let mut out = b.to_vec();
+    let blank = |out: &mut Vec<u8>, from: usize, to: usize| {
+        for x in &mut out[from..to.min(b.len())] {
+            if *x != b'\n' {
+                *x = b' ';
+            }
+        }
+    };
+    let at = |i: usize| b.get(i).copied().unwrap_or(0);
+    let mut i = 0;
+    while i < b.len() {
+        let starts_word = i == 0 || !is_ident(b[i - 1]);
+        match b[i] {
+            b'/' if at(i + 1) == b'/' => {
+                let end = src[i..].find('\n').map_or(b.len(), |n| i + n);
+                blank(&mut out, i, end);
+                i = end;
+            }
+            b'/' if at(i + 1) == b'*' => {
+                let (mut j, mut depth) = (i + 2, 1);
+                while j < b.len() && depth > 0 {
+                    if b[j] == b'/' && at(j + 1) == b'*' {
+                        depth += 1;
+                        j += 2;
+                    } else if b[j] == b'*' && at(j + 1) == b'/' {
+                        depth -= 1;
+                        j += 2;
+                    } else {
+                        j += 1;
+                    }
+                }
+                blank(&mut out, i, j);
+                i = j;
+            }
+            // r"..", r#".."#, br".." (but not the raw identifier r#name).
+            b'r' | b'b' if starts_word && raw_string_hashes(b, i).is_some() => {
+                let (open, hashes) = raw_string_hashes(b, i).unwrap_or_default();
+                let close: Vec<u8> = std::iter::once(b'"')
+                    .chain(std::iter::repeat_n(b'#', hashes))
+                    .collect();
+                let body = open + 1;
+                let end = b[body..]
+                    .windows(close.len())
+                    .position(|w| w == close.as_slice())
+                    .map_or(b.len(), |p| body + p);
+                blank(&mut out, body, end);
+                i = end + close.len();
+            }
+            b'"' => {
+                let mut j = i + 1;
+                while j < b.len() && b[j] != b'"' {
+                    j += if b[j] == b'\\' { 2 } else { 1 };
+                }
+                blank(&mut out, i + 1, j);
+                i = j + 1;
+            }
+            b'\'' => {
+                // A char literal is '\..' or exactly one character between quotes;
+                // anything else is a lifetime or a label.
+                let len = src[i + 1..].chars().next().map_or(1, char::len_utf8);
+                if at(i + 1) == b'\\' {
+                    let mut j = i + 3;
+                    while j < b.len() && b[j] != b'\'' && b[j] != b'\n' {
+                        j += 1;
+                    }
+                    blank(&mut out, i + 1, j);
+                    i = j + 1;
+                } else if at(i + 1 + len) == b'\'' && at(i + 1) != b'\n' {
+                    blank(&mut out, i + 1, i + 1 + len);
+                    i += 2 + len;
+                } else {
+                    i += 1;
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    // Blanked ranges start and end next to ASCII delimiters, so whole characters became
+    // ASCII spaces: still valid UTF-8.
+    String::from_utf8(out).expect("blanking keeps UTF-8")
+}
+
+/// If a raw string literal starts at `i` (`r`, `br`, then `#`s and `"`), the offset of its
+/// opening `"` and its number of `#`s.
+fn raw_string_hashes(b: &[u8], i: usize) -> Option<(usize, usize)> {
+    let mut j = i;
+    if b.get(j) == Some(&b'b') {
+        j += 1;
+    }
+    if b.get(j) != Some(&b'r') {
+        return None;
+    }
+    j += 1;
+    let h = b[j..].iter().take_while(|&&c| c == b'#').count();
+    (b.get(j + h) == Some(&b'"')).then_some((j + h, h))
+}
+
+/// The body `{ ... }` (byte range including the braces) of the one Rust function `NAME` in
+/// `code` (comments blanked), at any indentation: `fn NAME` followed by its signature and a
+/// `{` before any `;` (trait method declarations without a body are skipped). `Type::NAME`
+/// restricts the search to `impl` blocks whose header names `Type`.
+pub fn find_rust_fn(code: &str, spec: &str) -> Result<(usize, usize), String> {
+    let (ty, name) = match spec.rsplit_once("::") {
+        Some((t, n)) => (Some(t.trim()), n.trim()),
+        None => (None, spec.trim()),
+    };
+    let toks = tokens(code);
+    let text = |k: usize| &code[toks[k].0..toks[k].1];
+    // Token index of the `}` matching the `{` at token `open`.
+    let close_of = |open: usize| -> Option<usize> {
+        let mut depth = 0usize;
+        for k in open..toks.len() {
+            match text(k) {
+                "{" => depth += 1,
+                "}" => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return Some(k);
+                    }
+                }
+                _ => {}
+            }
+        }
+        None
+    };
+    let mut scopes: Vec<(usize, usize)> = vec![];
+    if let Some(ty) = ty {
+        for k in 0..toks.len() {
+            let item_start = k == 0 || matches!(text(k - 1), "}" | ";" | "]" | "unsafe");
+            if text(k) != "impl" || !item_start {
+                continue;
+            }
+            let Some(open) = (k + 1..toks.len()).find(|&j| matches!(text(j), "{" | ";")) else {
+                continue;
+            };
+            if text(open) == "{" && (k + 1..open).any(|j| text(j) == ty) {
+                let close =
+                    close_of(open).ok_or_else(|| format!("impl {ty}: unbalanced braces"))?;
+                scopes.push((open, close));
+            }
+        }
+        if scopes.is_empty() {
+            return Err(format!("no `impl` block of `{ty}` found"));
+        }
+    }
+    let mut found = vec![];
+    for k in 0..toks.len().saturating_sub(1) {
+        if text(k) != "fn" || text(k + 1) != name {
+            continue;
+        }
+        if ty.is_some() && !scopes.iter().any(|&(o, c)| o < k && k < c) {
+            continue;
+        }
+        let Some(open) = (k + 2..toks.len()).find(|&j| matches!(text(j), "{" | ";")) else {
+            continue;
+        };
+        if text(open) == ";" {
+            continue;
+        }
+        let close = close_of(open).ok_or_else(|| format!("fn {spec}: unbalanced braces"))?;
+        found.push((toks[open].0, toks[close].1));
+    }
+    match found.len() {
+        1 => Ok(found[0]),
+        0 => Err(format!(
+            "function `{spec}` not found (no `fn {name}` with a body)"
+        )),
+        n => Err(format!(
+            "function `{spec}` is defined {n} times; qualify it as `Type::{name}`"
+        )),
+    }
+}
+
 /// The kernel tree the C mutants are applied to: LINUX_SRC, else the locked cache.
 fn source_tree() -> Res<PathBuf> {
     if let Some(s) = std::env::var_os("LINUX_SRC").filter(|s| !s.is_empty()) {
@@ -558,20 +751,125 @@ fn work_dir() -> PathBuf {
     root().join("fuzz").join("target").join("mutants")
 }
 
+/// The copy of the workspace that Rust mutants are built from.
+fn rust_tree_dir() -> PathBuf {
+    work_dir().join("rsrc")
+}
+
+/// The workspace's source files, relative to the root: tracked ones and new ones git does not
+/// ignore, as they are in the working tree now.
+fn workspace_files() -> Res<Vec<String>> {
+    let out = Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(root())
+        .output()
+        .map_err(|e| setup_err(format!("cannot run `git ls-files`: {e}")))?;
+    if !out.status.success() {
+        return Err(setup_err(format!(
+            "`git ls-files` failed: {}; Rust mutants need the workspace to be a git checkout",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    let mut files: Vec<String> = out
+        .stdout
+        .split(|&c| c == 0)
+        .filter(|f| !f.is_empty())
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+/// Writes a copy of the workspace into `dst`, with `rule` (if any) applied to its
+/// rust-pgtable file. The workspace itself is never modified. Only files whose content
+/// changed are rewritten and files gone from the workspace are deleted, so a build with a
+/// persistent target directory recompiles only the mutated crate and what depends on it.
+/// The kernel source cache (`.cache`, git-ignored) is linked, not copied.
+fn write_rust_tree(dst: &Path, rule: Option<&CRule>) -> Res {
+    let mut keep = BTreeSet::new();
+    let mut mutated = false;
+    for f in workspace_files()? {
+        let from = root().join(&f);
+        // Deleted in the working tree but still in the index, or not a regular file.
+        if !from.is_file() {
+            continue;
+        }
+        let mut data =
+            fs::read(&from).map_err(|e| setup_err(format!("cannot read {}: {e}", rel(&from))))?;
+        if let Some(r) = rule.filter(|r| r.file == f) {
+            let text =
+                String::from_utf8(data).map_err(|_| setup_err(format!("{f} is not UTF-8 text")))?;
+            data = apply_rule(&text, r).map_err(setup_err)?.into_bytes();
+            mutated = true;
+        }
+        let to = dst.join(&f);
+        keep.insert(to.clone());
+        if fs::read(&to).ok().as_deref() == Some(&data[..]) {
+            continue;
+        }
+        fs::create_dir_all(to.parent().unwrap())
+            .and_then(|_| fs::write(&to, &data))
+            .map_err(|e| setup_err(format!("cannot write {}: {e}", to.display())))?;
+    }
+    if let Some(r) = rule.filter(|_| !mutated) {
+        return Err(setup_err(format!(
+            "{} is not a file of the workspace (git ls-files); fix `file` in mutants/rust.spec",
+            r.file
+        )));
+    }
+    let cache = dst.join(".cache");
+    remove_stale(dst, &keep, &cache)?;
+    let real_cache = root().join(".cache");
+    if real_cache.exists() && fs::symlink_metadata(&cache).is_err() {
+        std::os::unix::fs::symlink(&real_cache, &cache)
+            .map_err(|e| setup_err(format!("cannot link {}: {e}", cache.display())))?;
+    }
+    Ok(())
+}
+
+/// Deletes the files under `dir` that are not in `keep` (leaving the `skip` link alone).
+fn remove_stale(dir: &Path, keep: &BTreeSet<PathBuf>, skip: &Path) -> Res {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p == skip {
+            continue;
+        }
+        let Ok(ft) = e.file_type() else { continue };
+        if ft.is_dir() {
+            remove_stale(&p, keep, skip)?;
+        } else if !keep.contains(&p) {
+            fs::remove_file(&p)
+                .map_err(|e| setup_err(format!("cannot remove {}: {e}", p.display())))?;
+        }
+    }
+    Ok(())
+}
+
 /// How a build differs from a normal one.
 #[derive(Clone, Debug)]
 enum Variant {
     /// Build the C side from this (possibly mutated) copy of the kernel files.
     CTree(PathBuf),
-    /// Build rust-pgtable with this `kpd_mutant` cfg.
-    RustCfg(String),
+    /// Build from this copy of the workspace (with a mutated rust-pgtable) instead of the
+    /// workspace itself.
+    RustTree(PathBuf),
 }
 
 impl Variant {
     fn kind(&self) -> &'static str {
         match self {
             Variant::CTree(_) => "c",
-            Variant::RustCfg(_) => "rust",
+            Variant::RustTree(_) => "rust",
         }
     }
 
@@ -580,14 +878,8 @@ impl Variant {
             Variant::CTree(t) => {
                 cmd.env("LINUX_SRC", t);
             }
-            Variant::RustCfg(name) => {
-                let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
-                if !flags.is_empty() {
-                    flags.push(' ');
-                }
-                flags.push_str(&format!("--cfg kpd_mutant=\"{name}\""));
-                cmd.env("RUSTFLAGS", flags)
-                    .env_remove("CARGO_ENCODED_RUSTFLAGS");
+            Variant::RustTree(t) => {
+                cmd.current_dir(t);
             }
         }
     }
@@ -657,8 +949,11 @@ fn run_build(mut cmd: Command, log: &Path, what: &str) -> Res {
         .map_err(|e| setup_err(format!("{}: {e}", log.display())))?;
     use std::io::Write as _;
     let _ = writeln!(&f, "$ {}", cmd_line(&cmd));
+    // Rust mutants build in their copy of the workspace (see Variant::apply).
+    if cmd.get_current_dir().is_none() {
+        cmd.current_dir(root());
+    }
     let st = cmd
-        .current_dir(root())
         .stdin(Stdio::null())
         .stdout(f)
         .stderr(f2)
@@ -1137,6 +1432,7 @@ pub fn run(args: Args) -> Res<u8> {
         .collect();
     if args.list {
         print_list(&all);
+        say!(TAG, "every Rust rule applies to rust-pgtable/");
         let tree = source_tree()?;
         if tree.join(PGTABLE_C).is_file() {
             check_c(&all, &tree)?;
@@ -1146,10 +1442,15 @@ pub fn run(args: Args) -> Res<u8> {
     }
     if args.diff {
         let tree = source_tree()?;
-        check_c(&all, &tree)?;
+        if selected.iter().any(|m| matches!(m.kind, Kind::C(_))) {
+            check_c(&all, &tree)?;
+        }
         for m in &selected {
-            let Kind::C(rule) = &m.kind else { continue };
-            let src = fs::read_to_string(tree.join(&rule.file))
+            let (dir, rule) = match &m.kind {
+                Kind::C(rule) => (tree.clone(), rule),
+                Kind::Rust(rule) => (root(), rule),
+            };
+            let src = fs::read_to_string(dir.join(&rule.file))
                 .map_err(|e| setup_err(format!("cannot read {}: {e}", rule.file)))?;
             let out = apply_rule(&src, rule).map_err(setup_err)?;
             println!("== {} ({}, {}())", m.name, rule.file, rule.function);
@@ -1170,6 +1471,7 @@ pub fn run(args: Args) -> Res<u8> {
 
     let files = scenarios();
     let ksrc = work_dir().join("ksrc");
+    let rsrc = rust_tree_dir();
     let ncorpus: usize = TARGETS.iter().map(|t| count_files(&corpus_dir(t))).sum();
     say!(
         TAG,
@@ -1224,7 +1526,10 @@ pub fn run(args: Args) -> Res<u8> {
                 write_tree(&tree, &ksrc, Some(rule))?;
                 Variant::CTree(ksrc.clone())
             }
-            Kind::Rust(_) => Variant::RustCfg(m.name.clone()),
+            Kind::Rust(rule) => {
+                write_rust_tree(&rsrc, Some(rule))?;
+                Variant::RustTree(rsrc.clone())
+            }
         };
         let t = Instant::now();
         let r = build(&variant, label, sanitizer, &triple).and_then(|mut bins| {
@@ -1268,8 +1573,11 @@ pub fn run(args: Args) -> Res<u8> {
         }
         outcomes.push(o);
     }
-    // Leave the C build pointing at the unmutated source.
+    // Leave the C build pointing at the unmutated source, and the Rust copy unmutated.
     let _ = write_tree(&tree, &ksrc, None);
+    if rsrc.is_dir() {
+        let _ = write_rust_tree(&rsrc, None);
+    }
 
     let line = print_results(&outcomes, n);
     let errors = outcomes.iter().filter(|o| o.error.is_some()).count();
@@ -1403,8 +1711,99 @@ int not_helper(int a)\n\
         ] {
             assert!(parse_spec(bad, "t", true).is_err(), "{bad}");
         }
-        let rs = parse_spec("[r]\ndesc = d\nexpect = walk\nfile = a.rs\n", "t", false).unwrap();
-        assert_eq!(rs[0].kind, Kind::Rust("a.rs".into()));
+        let rust = "[r]\ndesc = d\nexpect = walk\nfile = rust-pgtable/src/a.rs\nfunction = T::f\n\
+                    find = x\naction = delete-statement\n";
+        let rs = parse_spec(rust, "t", false).unwrap();
+        let mut want = rule("T::f", "x", 1, 1, Action::DeleteStatement);
+        want.file = "rust-pgtable/src/a.rs".into();
+        assert_eq!(rs[0].kind, Kind::Rust(want));
+        // A Rust rule names its file, and only a rust-pgtable source file.
+        for bad in [
+            "[r]\ndesc = d\nexpect = walk\nfunction = f\nfind = x\naction = delete-statement\n",
+            "[r]\ndesc = d\nexpect = walk\nfile = src/lib.rs\nfunction = f\nfind = x\n\
+             action = delete-statement\n",
+        ] {
+            assert!(parse_spec(bad, "t", false).is_err(), "{bad}");
+        }
+    }
+
+    // A made-up Rust file (not rust-pgtable code) exercising the Rust lexer and locator.
+    const RS: &str = r##"/// fn helper() in a doc comment { }
+struct S<'a> { r: &'a u64 }
+
+impl<'a> S<'a> {
+    fn helper(&self) -> u64 {
+        let q = '{'; /* nested /* { */ } */
+        let t = "fn helper() { \" }";
+        let raw = r#"} " {"#;
+        'outer: loop { break 'outer; }
+        *self.r >> 2
+    }
+}
+
+trait Tr {
+    fn helper(&self) -> u64;
+}
+
+impl Tr for u64 {
+    fn helper(&self) -> u64 {
+        let b = b'}';
+        bar(*self, b as u64 >> 2);
+        *self >> 2
+    }
+}
+"##;
+
+    #[test]
+    fn rust_blanking_keeps_code_and_lifetimes() {
+        let b = blank_comments_rust(RS);
+        assert_eq!(b.len(), RS.len());
+        for gone in ["doc comment", "nested", "fn helper() {", "} \" {"] {
+            assert!(!b.contains(gone), "{gone} survived:\n{b}");
+        }
+        for kept in [
+            "S<'a>",
+            "&'a u64",
+            "'outer: loop",
+            "break 'outer;",
+            "let q = ' ';",
+        ] {
+            assert!(b.contains(kept), "{kept} was blanked:\n{b}");
+        }
+        assert!(b.contains("let raw = r#\"     \"#;"), "{b}");
+        assert!(b.contains("let b = b' ';"), "{b}");
+    }
+
+    #[test]
+    fn rust_locates_fn_by_impl() {
+        let code = blank_comments_rust(RS);
+        // Two bodies (the trait declaration has none): plain `helper` is ambiguous.
+        let e = find_rust_fn(&code, "helper").unwrap_err();
+        assert!(e.contains("2 times") && e.contains("Type::helper"), "{e}");
+        let (s, e) = find_rust_fn(&code, "S::helper").unwrap();
+        assert!(code[s..e].starts_with("{\n        let q") && code[s..e].ends_with(">> 2\n    }"));
+        let (s, _) = find_rust_fn(&code, "Tr::helper").unwrap();
+        assert!(code[s..].starts_with("{\n        let b"));
+        assert!(find_rust_fn(&code, "Nope::helper").is_err());
+        assert!(find_rust_fn(&code, "missing").is_err());
+    }
+
+    #[test]
+    fn rust_rules_apply_to_rust_files() {
+        let r = |function: &str, find: &str, action| CRule {
+            file: "rust-pgtable/src/x.rs".into(),
+            ..rule(function, find, 1, 1, action)
+        };
+        let out = apply_rule(RS, &r("S::helper", "> > 2", Action::Replace(">> 3".into()))).unwrap();
+        assert_eq!(
+            changed_lines(RS, &out),
+            "-        *self.r >> 2\n+        *self.r >> 3\n"
+        );
+        let out = apply_rule(RS, &r("Tr::helper", "bar", Action::DeleteStatement)).unwrap();
+        assert!(out.contains("let b = b'}'; ;\n        *self >> 2"), "{out}");
+        // Inside strings, comments and char literals nothing matches.
+        let e = apply_rule(RS, &r("S::helper", "fn", Action::DeleteStatement)).unwrap_err();
+        assert!(e.contains("matches 0"), "{e}");
     }
 
     #[test]
