@@ -1005,16 +1005,9 @@ fn build(v: &Variant, label: &str, sanitizer: &str, triple: &str) -> Res<Bins> {
 
 /// Text scenarios to replay: tests/regressions/*.txt and fuzz/scenarios/**/*.txt.
 fn scenarios() -> Vec<PathBuf> {
-    let mut out = files(
-        &root().join("tests").join("regressions"),
-        false,
-        Some("txt"),
-    );
-    out.extend(files(
-        &root().join("fuzz").join("scenarios"),
-        true,
-        Some("txt"),
-    ));
+    let r = root();
+    let mut out = files(&r.join("tests/regressions"), false, Some("txt"));
+    out.extend(files(&r.join("fuzz/scenarios"), true, Some("txt")));
     out
 }
 

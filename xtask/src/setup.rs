@@ -2,6 +2,7 @@
 //!
 //! - Debian packages (clang/LLVM 22 for the C side and bindgen, xz for the kernel tarball);
 //! - every kernel line pinned in kernel.lock (see `kernel.rs`), unless `LINUX_SRC` points at a tree;
+//! - rustup's rustfmt and clippy (the style steps of `cargo xtask test`);
 //! - with `--fuzz`: the nightly toolchain check and `cargo-fuzz`.
 
 use std::path::Path;
@@ -33,10 +34,27 @@ pub struct Opts {
 pub fn setup(opts: Opts) -> Res {
     apt_packages()?;
     kernel_source()?;
+    style_tools()?;
     if opts.fuzz {
         fuzz_tools()?;
     }
     say!("setup", "ok");
+    Ok(())
+}
+
+/// rustfmt and clippy, which `cargo xtask test` runs (in rustup's default profile, not the
+/// minimal one).
+pub fn style_tools() -> Res {
+    let missing =
+        ["fmt", "clippy"].map(|t| !capture(Command::new("cargo").args([t, "--version"])).0);
+    if missing.contains(&true) {
+        say!(
+            "setup",
+            "rustfmt/clippy missing; rustup component add rustfmt clippy ..."
+        );
+        run_ok(Command::new("rustup").args(["component", "add", "rustfmt", "clippy"]))
+            .map_err(|_| setup_err("cargo xtask test needs rustfmt and clippy; run: rustup component add rustfmt clippy"))?;
+    }
     Ok(())
 }
 
