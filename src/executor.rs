@@ -22,13 +22,13 @@
 //! is the only place that decides this.
 
 use crate::c_side::CSide;
-use crate::events::Event;
 use crate::known;
 use crate::opstream::OpStream;
+use crate::oracle::{contract, diff};
 pub use crate::results::{Divergence, Outcome, Step, Summary, Value, What};
 use crate::rust_side::RustSide;
 use crate::side::Side;
-use crate::tree::{Format, TreeIndex};
+use crate::tree::Format;
 
 /// Knobs of a run.
 #[derive(Clone, Copy, Debug, Default)]
@@ -52,60 +52,7 @@ pub fn format_of(stream: &OpStream) -> Format {
     }
 }
 
-/// Index of a side's current tree.
-pub fn tree_of(side: &dyn Side, fmt: Format) -> TreeIndex {
-    match side.root() {
-        Some(root) => TreeIndex::build(side.arena(), fmt, root.pgd, root.pages, root.start_level),
-        None => TreeIndex::default(),
-    }
-}
-
-fn compare(a: &Outcome, b: &Outcome) -> Option<What> {
-    if a.value != b.value {
-        return Some(What::Value {
-            a: a.value.clone(),
-            b: b.value.clone(),
-        });
-    }
-    if a.memcache_left != b.memcache_left {
-        return Some(What::MemcacheLeft {
-            a: a.memcache_left,
-            b: b.memcache_left,
-        });
-    }
-    if a.trace != b.trace {
-        return Some(What::Trace {
-            a: a.trace.clone(),
-            b: b.trace.clone(),
-        });
-    }
-    // Both agree, but the code broke the mm_ops contract.
-    a.trace.iter().find_map(|e| match e {
-        Event::Misuse(m) => Some(What::Misuse { event: *m }),
-        _ => None,
-    })
-}
-
-fn compare_memory(a: &dyn Side, b: &dyn Side) -> Option<What> {
-    let (a, b) = (a.arena(), b.arena());
-    let al: Vec<(u64, u32)> = a.live().collect();
-    let bl: Vec<(u64, u32)> = b.live().collect();
-    if al != bl {
-        return Some(What::LivePages { a: al, b: bl });
-    }
-    for &(pa, _) in &al {
-        let (x, y) = (a.page_words(pa), b.page_words(pa));
-        if x != y {
-            let i = x.iter().zip(y).position(|(p, q)| p != q).unwrap_or(0);
-            return Some(What::Memory {
-                pa: pa + 8 * i as u64,
-                a: x[i],
-                b: y[i],
-            });
-        }
-    }
-    None
-}
+pub use crate::oracle::contract::tree_of;
 
 /// Settles one step: compares the two sides' outcomes and, when they agree,
 /// books the first outcome into the summary (event count, known
@@ -118,7 +65,7 @@ fn settle(
     a: Outcome,
     b: Outcome,
 ) -> Result<bool, Box<(What, Option<Outcome>)>> {
-    if let Some(what) = compare(&a, &b) {
+    if let Some(what) = diff::compare(&a, &b).or_else(|| contract::misuse(&a.trace)) {
         return Err(Box::new((what, opts.keep_log.then_some(a))));
     }
     summary.events += a.trace.len();
@@ -126,13 +73,7 @@ fn settle(
     if !summary.known.contains(&known::KD1.id) && known::shows_kd1(&a.trace) {
         summary.known.push(known::KD1.id);
     }
-    // Owner annotations can only go away through a store or a freed table.
-    let changed = a.trace.iter().any(|e| {
-        matches!(
-            e,
-            Event::Store { .. } | Event::PutPage { .. } | Event::FreeUnlinkedTable { .. }
-        )
-    });
+    let changed = contract::may_change_memory(&a.trace);
     if opts.keep_log {
         summary.log.push(a);
     } else {
@@ -235,11 +176,7 @@ pub fn run_sides(
         let (what, first) = *e;
         return Err(fail(a, b, Step::Init, what, &mut summary.log, first));
     }
-    let mut annotations = if opts.owner_invariant {
-        tree_of(a, fmt).annotations(a.arena(), fmt)
-    } else {
-        Vec::new()
-    };
+    let mut owners = opts.owner_invariant.then(|| contract::Owners::new(a, fmt));
     // No caller uses a table whose init failed (create_unlinked would call
     // through its NULL mm_ops): the ops are not run on either side.
     let initialised = a.root().is_some();
@@ -267,33 +204,17 @@ pub fn run_sides(
             }
         };
         if opts.full_memory_each_op {
-            if let Some(what) = compare_memory(a, b) {
+            if let Some(what) = diff::compare_memory(a, b) {
                 return Err(fail(a, b, Step::Op(i), what, &mut summary.log, None));
             }
         }
-        if opts.owner_invariant && memory_changed {
-            let now = tree_of(a, fmt).annotations(a.arena(), fmt);
-            let range = op.range();
-            for &(ia, level, pte) in &annotations {
-                let size = fmt.entry_size(level);
-                let inside = range.is_some_and(|(start, s)| {
-                    let end = start.saturating_add(s);
-                    ia < end && ia.saturating_add(size) > start
-                });
-                if !inside && now.binary_search(&(ia, level, pte)).is_err() {
-                    let what = What::OwnerLost {
-                        ia,
-                        level,
-                        pte,
-                        range,
-                    };
-                    return Err(fail(a, b, Step::Op(i), what, &mut summary.log, None));
-                }
+        if let Some(owners) = owners.as_mut().filter(|_| memory_changed) {
+            if let Some(what) = owners.check(a, op) {
+                return Err(fail(a, b, Step::Op(i), what, &mut summary.log, None));
             }
-            annotations = now;
         }
     }
-    if let Some(what) = compare_memory(a, b) {
+    if let Some(what) = diff::compare_memory(a, b) {
         return Err(fail(a, b, Step::End, what, &mut summary.log, None));
     }
     let (oa, ob) = (a.destroy(), b.destroy());
@@ -301,13 +222,12 @@ pub fn run_sides(
         let (what, first) = *e;
         return Err(fail(a, b, Step::Destroy, what, &mut summary.log, first));
     }
-    if !a.arena().is_empty() || !b.arena().is_empty() {
-        let (la, lb): (Vec<_>, Vec<_>) = (a.arena().live().collect(), b.arena().live().collect());
+    if let Some(what) = contract::leftovers(a, b) {
         // KD-1 leaks table references; when both sides leak the same pages
         // with the same counts, that is the known kernel behaviour.
-        let explained = allow_known && la == lb && summary.known.contains(&known::KD1.id);
+        let same = matches!(&what, What::NotEmpty { a, b } if a == b);
+        let explained = allow_known && same && summary.known.contains(&known::KD1.id);
         if !explained {
-            let what = What::NotEmpty { a: la, b: lb };
             return Err(fail(a, b, Step::Destroy, what, &mut summary.log, None));
         }
     }

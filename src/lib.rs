@@ -11,6 +11,7 @@ pub mod force_pte;
 pub mod fuzz;
 pub mod known;
 pub mod opstream;
+pub mod oracle;
 pub mod report;
 pub mod results;
 pub mod rust_side;

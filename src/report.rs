@@ -155,6 +155,7 @@ impl fmt::Display for Divergence {
         let (la, lb) = (format!("{na}:"), format!("{nb}:"));
         let _ = writeln!(out, "=== kvm-pgtable-diff: {} ===", self.headline());
         let _ = writeln!(out, "sides: {na} against {nb}");
+        let _ = writeln!(out, "oracle: {}", self.what.oracle().name());
         let line = self.stream.config.kernel.name();
         for set in crate::c_side::sets()
             .iter()

@@ -117,6 +117,23 @@ pub enum What {
     Misuse { event: Misuse },
 }
 
+impl What {
+    /// The oracle that reports this finding.
+    pub fn oracle(&self) -> crate::oracle::Oracle {
+        use crate::oracle::Oracle;
+        match self {
+            What::Value { .. }
+            | What::MemcacheLeft { .. }
+            | What::Trace { .. }
+            | What::LivePages { .. }
+            | What::Memory { .. } => Oracle::Diff,
+            What::NotEmpty { .. } | What::OwnerLost { .. } | What::Misuse { .. } => {
+                Oracle::Contract
+            }
+        }
+    }
+}
+
 /// A finding, with everything needed to print its report.
 #[derive(Clone, Debug)]
 pub struct Divergence {

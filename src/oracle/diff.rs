@@ -1,0 +1,54 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The differential oracle: two implementations run on the same stream
+//! must produce the same outputs, the same events in the same order, and
+//! the same memory and refcounts. Nothing is normalised here except what
+//! [`crate::events::WarnLoc`]'s equality does (WARN source locations).
+
+use crate::results::{Outcome, What};
+use crate::side::Side;
+
+/// What differs between two outcomes of the same step, if anything.
+pub fn compare(a: &Outcome, b: &Outcome) -> Option<What> {
+    if a.value != b.value {
+        return Some(What::Value {
+            a: a.value.clone(),
+            b: b.value.clone(),
+        });
+    }
+    if a.memcache_left != b.memcache_left {
+        return Some(What::MemcacheLeft {
+            a: a.memcache_left,
+            b: b.memcache_left,
+        });
+    }
+    if a.trace != b.trace {
+        return Some(What::Trace {
+            a: a.trace.clone(),
+            b: b.trace.clone(),
+        });
+    }
+    None
+}
+
+/// The first difference between the two sides' live pages: which pages
+/// and refcounts, then their bytes.
+pub fn compare_memory(a: &dyn Side, b: &dyn Side) -> Option<What> {
+    let (a, b) = (a.arena(), b.arena());
+    let al: Vec<(u64, u32)> = a.live().collect();
+    let bl: Vec<(u64, u32)> = b.live().collect();
+    if al != bl {
+        return Some(What::LivePages { a: al, b: bl });
+    }
+    for &(pa, _) in &al {
+        let (x, y) = (a.page_words(pa), b.page_words(pa));
+        if x != y {
+            let i = x.iter().zip(y).position(|(p, q)| p != q).unwrap_or(0);
+            return Some(What::Memory {
+                pa: pa + 8 * i as u64,
+                a: x[i],
+                b: y[i],
+            });
+        }
+    }
+    None
+}
