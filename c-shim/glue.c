@@ -36,8 +36,15 @@ static struct kpd_state *kpd_state_new(u32 hooks)
 	s->mm_ops.put_page = kpd_mm_put_page;
 	s->mm_ops.phys_to_virt = kpd_mm_phys_to_virt;
 	s->mm_ops.virt_to_phys = kpd_mm_virt_to_phys;
+	/*
+	 * pgtable.c calls free_unlinked_table without testing it, so a caller
+	 * without one (a pKVM guest) would branch to NULL: the stub reports
+	 * that call instead of crashing the harness.
+	 */
 	if (hooks & KPD_HOOK_FREE_UNLINKED_TABLE)
 		s->mm_ops.free_unlinked_table = kpd_mm_free_unlinked_table;
+	else
+		s->mm_ops.free_unlinked_table = kpd_mm_null_free_unlinked_table;
 	if (hooks & KPD_HOOK_PAGE_COUNT)
 		s->mm_ops.page_count = kpd_mm_page_count;
 	if (hooks & KPD_HOOK_DCACHE_CLEAN_INVAL_POC)

@@ -14,7 +14,7 @@
 
 use std::ptr::NonNull;
 
-use crate::events::{AllocSource, Event, Misuse, Trace};
+use crate::events::{AllocSource, CallerBug, CallerWarn, Event, Misuse, Trace};
 
 /// The size and placement of an arena.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,13 +61,27 @@ enum PageState {
     },
 }
 
-/// What `zalloc_page(NULL)` means for this arena's user.
+/// What `zalloc_page(mc)` does: the memory source of the caller whose
+/// mm_ops the arena stands in for (see `crate::caller`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum NullMemcache {
-    /// Allocate from the global pool (the hyp allocator ignores its argument).
+pub enum PageSource {
+    /// An allocator that ignores the argument and fails when it runs dry:
+    /// the hypervisor's `hpool` (nvhe/setup.c `hyp_zalloc_hyp_page`), the
+    /// kernel's `get_zeroed_page` (mmu.c `kvm_hyp_zalloc_page`), and pKVM's
+    /// `host_s2_pool`, which the host passes *as* the memcache argument
+    /// (mem_protect.c `host_s2_zalloc_page`): its page count means nothing.
     Pool,
-    /// NULL means "no cache": the allocation fails (the -ENOMEM path).
-    Fail,
+    /// A pKVM guest: first `vm->pool` (pages the guest's table freed), then
+    /// a page popped from the vCPU's memcache, NULL when both are empty
+    /// (nvhe/mem_protect.c `guest_s2_zalloc_page`).
+    GuestPool,
+    /// Kernel context: `kvm_mmu_memory_cache_alloc` pops a page the cache
+    /// already holds (it cannot fail); an empty cache WARNs and allocates
+    /// with `GFP_ATOMIC`, and `BUG_ON`s if that fails (virt/kvm/kvm_main.c).
+    KernelMemcache,
+    /// No real caller: a memcache is a budget of pages and NULL has none
+    /// (what the harness did before caller profiles; unit tests use it).
+    Budget,
 }
 
 /// A memcache: a budget of pages that `zalloc_page(mc)` may take.
@@ -200,7 +214,11 @@ pub struct Arena {
     base: *mut u64,
     state: Vec<PageState>,
     refcount: Vec<u32>,
-    null_mc: NullMemcache,
+    source: PageSource,
+    /// Free pages in a pKVM guest's `vm->pool` (pages its table released).
+    vm_pool: u32,
+    /// Pages of unlinked tables waiting for their RCU grace period.
+    rcu_pending: Vec<bool>,
     /// Successful allocations still allowed before every allocation fails.
     budget: Option<u32>,
     live: u32,
@@ -218,7 +236,7 @@ impl Drop for Arena {
 }
 
 impl Arena {
-    pub fn new(geo: Geometry, null_mc: NullMemcache, fail_after: Option<u32>) -> Arena {
+    pub fn new(geo: Geometry, source: PageSource, fail_after: Option<u32>) -> Arena {
         assert!(geo.page_size.is_power_of_two() && geo.page_size >= 4096);
         assert_eq!(
             geo.base_pa % geo.page_size,
@@ -233,7 +251,9 @@ impl Arena {
             base,
             state: vec![PageState::Free; geo.pages as usize],
             refcount: vec![0; geo.pages as usize],
-            null_mc,
+            source,
+            vm_pool: 0,
+            rcu_pending: vec![false; geo.pages as usize],
             budget: fail_after,
             live: 0,
             high_water: 0,
@@ -327,27 +347,113 @@ impl Arena {
         self.mem().fill(start..start + len as usize * w, 0);
     }
 
-    /// `zalloc_page(mc)`: a zeroed page with refcount 1.
+    /// `zalloc_page(mc)`: a zeroed page with refcount 1, taken the way the
+    /// arena's [`PageSource`] takes it. Pages are always the lowest free
+    /// ones: where they come from only decides whether there is one, and
+    /// what is counted (the two sides just need to agree).
+    ///
+    /// The allocation-failure budget (`fail_after`) models an allocator
+    /// running dry, so it does not apply to pages a cache already holds: a
+    /// kernel memcache's (topped up before the walk), or a pKVM guest's
+    /// `vm->pool`. It does apply to a pKVM guest's memcache, which the host
+    /// fills page by page at each hypercall (hyp-main.c `refill_memcache`).
     pub fn zalloc_page(&mut self, mc: Option<&mut Memcache>, trace: &mut Trace) -> Option<u64> {
-        let source = match (&mc, self.null_mc) {
-            (Some(_), _) => AllocSource::Memcache,
-            (None, NullMemcache::Pool) => AllocSource::Pool,
-            (None, NullMemcache::Fail) => AllocSource::NoCache,
-        };
-        let pa = match (source, mc) {
-            (AllocSource::NoCache, _) => None,
-            (AllocSource::Memcache, Some(mc)) if mc.nobjs == 0 => None,
-            (AllocSource::Memcache, Some(mc)) => {
-                let pa = self.alloc_run(1, false);
+        let (source, pa) = match (self.source, mc) {
+            (PageSource::Pool, _) => (AllocSource::Pool, self.alloc_run(1, false)),
+            (PageSource::Budget, None) => (AllocSource::NoCache, None),
+            (PageSource::Budget, Some(mc)) => (AllocSource::Memcache, self.pop(mc, true)),
+            (PageSource::GuestPool, _) if self.vm_pool > 0 => {
+                let pa = self.alloc_page_unbudgeted();
                 if pa.is_some() {
-                    mc.nobjs -= 1;
+                    self.vm_pool -= 1;
                 }
-                pa
+                (AllocSource::VmPool, pa)
             }
-            _ => self.alloc_run(1, false),
+            // pop_hyp_memcache(NULL) would dereference NULL; the op
+            // preconditions keep NULL away from every path that allocates.
+            (PageSource::GuestPool, None) => (AllocSource::NoCache, None),
+            (PageSource::GuestPool, Some(mc)) => (AllocSource::Memcache, self.pop(mc, true)),
+            (PageSource::KernelMemcache, None) => (AllocSource::NoCache, None),
+            (PageSource::KernelMemcache, Some(mc)) if mc.nobjs > 0 => {
+                (AllocSource::Memcache, self.pop(mc, false))
+            }
+            (PageSource::KernelMemcache, Some(_)) => {
+                trace.push(Event::CallerWarn(CallerWarn::EmptyMemcache));
+                let pa = self.alloc_run(1, false);
+                trace.push(Event::ZallocPage {
+                    source: AllocSource::Atomic,
+                    pa,
+                });
+                if pa.is_none() {
+                    trace.push(Event::CallerBug(CallerBug::MemcacheAllocFailed));
+                }
+                return pa;
+            }
         };
         trace.push(Event::ZallocPage { source, pa });
         pa
+    }
+
+    /// Takes one of `mc`'s pages (none when it is empty). `budgeted`: the
+    /// page counts against `fail_after`. A memcache cannot hold more pages
+    /// than the arena has free: beyond that it runs dry like a pool.
+    fn pop(&mut self, mc: &mut Memcache, budgeted: bool) -> Option<u64> {
+        if mc.nobjs == 0 {
+            return None;
+        }
+        let pa = if budgeted {
+            self.alloc_run(1, false)
+        } else {
+            self.alloc_page_unbudgeted()
+        };
+        if pa.is_some() {
+            mc.nobjs -= 1;
+        }
+        pa
+    }
+
+    fn alloc_page_unbudgeted(&mut self) -> Option<u64> {
+        let budget = self.budget.take();
+        let pa = self.alloc_run(1, false);
+        self.budget = budget;
+        pa
+    }
+
+    /// Marks `pages` as belonging to an unlinked table whose free waits
+    /// for an RCU grace period: any use of them is a [`Misuse`] until
+    /// [`Arena::end_grace_period`].
+    pub fn defer_free(&mut self, pages: &[u64]) {
+        for &pa in pages {
+            if let Some(i) = self.page_index(pa) {
+                self.rcu_pending[i as usize] = true;
+            }
+        }
+    }
+
+    /// The grace period of `pages` has ended: the RCU callback may free them.
+    pub fn end_grace_period(&mut self, pages: &[u64]) {
+        for &pa in pages {
+            if let Some(i) = self.page_index(pa) {
+                self.rcu_pending[i as usize] = false;
+            }
+        }
+    }
+
+    /// Whether the page holding `pa` waits for an RCU grace period.
+    pub fn rcu_pending(&self, pa: u64) -> bool {
+        self.page_index(pa)
+            .is_some_and(|i| self.rcu_pending[i as usize])
+    }
+
+    /// Checks a descriptor store at `pa` (either side reports every store):
+    /// it must hit a live table page that is not waiting to be freed.
+    pub fn check_store(&mut self, pa: u64) -> Option<Misuse> {
+        if !self.is_table_slot(pa) {
+            self.taint();
+            return Some(Misuse::StoreOutsideTables { pa });
+        }
+        self.rcu_pending(pa)
+            .then_some(Misuse::UnlinkedTableUsed { op: "store", pa })
     }
 
     /// `zalloc_pages_exact(size)`: a zeroed, contiguous run, each page with refcount 1.
@@ -430,7 +536,12 @@ impl Arena {
             .fill(idx as usize * w..(idx as usize + 1) * w, POISON);
         self.state[idx as usize] = PageState::Free;
         self.refcount[idx as usize] = 0;
+        self.rcu_pending[idx as usize] = false;
         self.live -= 1;
+        if self.source == PageSource::GuestPool {
+            // hyp_put_page / guest_s2_free_pages_exact return it to vm->pool.
+            self.vm_pool += 1;
+        }
     }
 
     fn live_index(&self, op: &'static str, pa: u64, trace: &mut Trace) -> Option<u32> {
@@ -443,7 +554,12 @@ impl Arena {
                 trace.push(Event::Misuse(Misuse::FreePage { op, pa }));
                 None
             }
-            Some(i) => Some(i),
+            Some(i) => {
+                if self.rcu_pending[i as usize] {
+                    trace.push(Event::Misuse(Misuse::UnlinkedTableUsed { op, pa }));
+                }
+                Some(i)
+            }
         }
     }
 
@@ -515,7 +631,7 @@ mod tests {
     use super::*;
 
     fn arena(pages: u32) -> Arena {
-        Arena::new(Geometry::new(4096, pages), NullMemcache::Pool, None)
+        Arena::new(Geometry::new(4096, pages), PageSource::Pool, None)
     }
 
     #[test]
@@ -606,7 +722,7 @@ mod tests {
 
     #[test]
     fn memcache_and_null_policies() {
-        let mut a = Arena::new(Geometry::new(4096, 8), NullMemcache::Fail, None);
+        let mut a = Arena::new(Geometry::new(4096, 8), PageSource::Budget, None);
         let mut t = Trace::new();
         assert_eq!(a.zalloc_page(None, &mut t), None);
         let mut mc = Memcache { nobjs: 1 };
@@ -617,7 +733,7 @@ mod tests {
 
     #[test]
     fn allocation_failure_injection() {
-        let mut a = Arena::new(Geometry::new(4096, 8), NullMemcache::Pool, Some(2));
+        let mut a = Arena::new(Geometry::new(4096, 8), PageSource::Pool, Some(2));
         let mut t = Trace::new();
         assert!(a.zalloc_page(None, &mut t).is_some());
         assert!(a.zalloc_page(None, &mut t).is_some());

@@ -63,8 +63,53 @@ pub enum AllocSource {
     Memcache,
     /// `zalloc_page(NULL)` served from the global pool (hyp stage-1).
     Pool,
-    /// `zalloc_page(NULL)` where NULL means "no cache" (stage-2): always fails.
+    /// `zalloc_page(NULL)` where NULL means "no cache": always fails.
     NoCache,
+    /// A pKVM guest's `vm->pool`: a table page the guest's table freed
+    /// earlier, taken before the memcache (nvhe/mem_protect.c
+    /// `guest_s2_zalloc_page`).
+    VmPool,
+    /// Kernel context, empty memcache: `kvm_mmu_memory_cache_alloc` falls
+    /// back to a `GFP_ATOMIC` allocation (after its WARN, see
+    /// [`CallerWarn::EmptyMemcache`]).
+    Atomic,
+}
+
+/// A WARN in the caller's code around pgtable.c (not in pgtable.c itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CallerWarn {
+    /// virt/kvm/kvm_main.c `kvm_mmu_memory_cache_alloc`: `WARN_ON(!mc->nobjs)`
+    /// (an empty cache), after which it allocates anyway.
+    EmptyMemcache,
+}
+
+/// A `BUG_ON` in the caller's code: the kernel stops there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CallerBug {
+    /// `kvm_mmu_memory_cache_alloc`: `BUG_ON(!p)` after the `GFP_ATOMIC`
+    /// fallback failed too.
+    MemcacheAllocFailed,
+}
+
+/// A `kvm_pgtable_mm_ops` hook a caller may leave NULL.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Hook {
+    PageCount,
+    DcacheCleanInvalPoc,
+    IcacheInvalPou,
+    FreeUnlinkedTable,
+}
+
+impl Hook {
+    /// The member's name in `struct kvm_pgtable_mm_ops`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::PageCount => "page_count",
+            Hook::DcacheCleanInvalPoc => "dcache_clean_inval_poc",
+            Hook::IcacheInvalPou => "icache_inval_pou",
+            Hook::FreeUnlinkedTable => "free_unlinked_table",
+        }
+    }
 }
 
 /// Source location of a WARN. C reports file:line of pgtable.c, Rust reports
@@ -105,6 +150,11 @@ pub enum Misuse {
     FreeWithReferences { pa: u64, count: u32 },
     /// A descriptor store outside table memory.
     StoreOutsideTables { pa: u64 },
+    /// A page of an unlinked table waiting for its RCU grace period was
+    /// used (a store into it, or a page operation on it) before the RCU
+    /// callback freed it: nothing but a walker that was already inside it
+    /// may touch it (kernel-context `free_unlinked_table`, mmu.c).
+    UnlinkedTableUsed { op: &'static str, pa: u64 },
 }
 
 /// One observable side effect.
@@ -197,6 +247,19 @@ pub enum Event {
     },
     /// The arena detected a contract breach.
     Misuse(Misuse),
+    /// A WARN in the caller's code (e.g. an empty kernel memcache).
+    CallerWarn(CallerWarn),
+    /// A `BUG_ON` in the caller's code: the machine stops here.
+    CallerBug(CallerBug),
+    /// A call through an mm_ops hook the caller leaves NULL: at EL2 a
+    /// hypervisor panic, in the kernel an oops. The machine stops here.
+    AbsentHook(Hook),
+    /// The RCU callback of a deferred `free_unlinked_table` runs (a grace
+    /// period has ended); the table's teardown follows.
+    RcuCallback {
+        pa: u64,
+        level: i8,
+    },
 }
 
 /// The ordered events of one side for one operation.

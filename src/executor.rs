@@ -22,6 +22,7 @@
 //! is the only place that decides this.
 
 use crate::c_side::CSide;
+use crate::caller::{CallerProfile, Panic};
 use crate::known;
 use crate::opstream::OpStream;
 use crate::oracle::{contract, diff};
@@ -59,14 +60,41 @@ pub use crate::oracle::contract::tree_of;
 /// divergences, the log with `keep_log`) and recycles the traces. Returns
 /// whether the step changed table memory (a store or a freed page/table),
 /// or what differs together with the first outcome for the log.
+///
+/// A step that ends the machine under the stream's caller (an EL2 WARN, a
+/// NULL hook, a caller's BUG: [`CallerProfile::is_fatal`]) is compared up
+/// to and including that event only: what the harness lets the code do
+/// after it no hardware shows. Its return value and memcache are never
+/// reached, so they are not compared either; a fatal event on one side
+/// only is a trace divergence. When both sides stop, `summary.panic` says
+/// where and the run ends there.
 fn settle(
     summary: &mut Summary,
     opts: RunOptions,
-    a: Outcome,
-    b: Outcome,
+    profile: &CallerProfile,
+    step: Step,
+    mut a: Outcome,
+    mut b: Outcome,
 ) -> Result<bool, Box<(What, Option<Outcome>)>> {
+    let (fa, fb) = (profile.fatal_at(&a.trace), profile.fatal_at(&b.trace));
+    if fa.is_some() || fb.is_some() {
+        for (o, at) in [(&mut a, fa), (&mut b, fb)] {
+            if let Some(i) = at {
+                o.trace.truncate(i + 1);
+            }
+            o.value = Value::Unit;
+            o.memcache_left = None;
+        }
+    }
     if let Some(what) = diff::compare(&a, &b).or_else(|| contract::misuse(&a.trace)) {
         return Err(Box::new((what, opts.keep_log.then_some(a))));
+    }
+    if let Some(i) = fa {
+        summary.panic = Some(Panic {
+            step,
+            event: a.trace[i],
+            at_el2: profile.caller.at_el2(),
+        });
     }
     summary.events += a.trace.len();
     // Only the hyp map path can show it: stage-2 always locks an entry first.
@@ -171,10 +199,15 @@ pub fn run_sides(
             log,
         })
     };
+    let profile = CallerProfile::of(&stream.config);
     let (oa, ob) = (a.init(), b.init());
-    if let Err(e) = settle(&mut summary, opts, oa, ob) {
+    if let Err(e) = settle(&mut summary, opts, &profile, Step::Init, oa, ob) {
         let (what, first) = *e;
         return Err(fail(a, b, Step::Init, what, &mut summary.log, first));
+    }
+    if summary.panic.is_some() {
+        summary.ops_skipped = stream.ops.len();
+        return Ok(summary);
     }
     let mut owners = opts.owner_invariant.then(|| contract::Owners::new(a, fmt));
     // No caller uses a table whose init failed (create_unlinked would call
@@ -196,13 +229,19 @@ pub fn run_sides(
                 (o.clone(), o)
             }
         };
-        let memory_changed = match settle(&mut summary, opts, oa, ob) {
+        let memory_changed = match settle(&mut summary, opts, &profile, Step::Op(i), oa, ob) {
             Ok(changed) => changed,
             Err(e) => {
                 let (what, first) = *e;
                 return Err(fail(a, b, Step::Op(i), what, &mut summary.log, first));
             }
         };
+        if summary.panic.is_some() {
+            // The machine stopped: no later op, no memory comparison, no
+            // teardown (none of it would happen).
+            summary.ops_skipped += stream.ops.len() - i - 1;
+            return Ok(summary);
+        }
         if opts.full_memory_each_op {
             if let Some(what) = diff::compare_memory(a, b) {
                 return Err(fail(a, b, Step::Op(i), what, &mut summary.log, None));
@@ -218,9 +257,12 @@ pub fn run_sides(
         return Err(fail(a, b, Step::End, what, &mut summary.log, None));
     }
     let (oa, ob) = (a.destroy(), b.destroy());
-    if let Err(e) = settle(&mut summary, opts, oa, ob) {
+    if let Err(e) = settle(&mut summary, opts, &profile, Step::Destroy, oa, ob) {
         let (what, first) = *e;
         return Err(fail(a, b, Step::Destroy, what, &mut summary.log, first));
+    }
+    if summary.panic.is_some() {
+        return Ok(summary);
     }
     if let Some(what) = contract::leftovers(a, b) {
         // KD-1 leaks table references; when both sides leak the same pages

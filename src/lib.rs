@@ -5,6 +5,7 @@
 
 pub mod arena;
 pub mod c_side;
+pub mod caller;
 pub mod events;
 pub mod executor;
 pub mod force_pte;

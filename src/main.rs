@@ -203,6 +203,9 @@ fn show(
             } else {
                 print!("{}", l.stream.annotated(None));
             }
+            if let Some(p) = &summary.panic {
+                println!("{p}: both sides agree up to it; nothing after it is compared");
+            }
             println!(
                 "no divergence: {} ops run, {} skipped, {} events compared",
                 summary.ops_run, summary.ops_skipped, summary.events
@@ -248,21 +251,29 @@ fn run_many(
     if files.is_empty() {
         return Err("no input files".into());
     }
-    let (mut ok, mut findings) = (0, 0);
+    let (mut ok, mut panics, mut findings) = (0, 0, 0);
     for f in &files {
         let l = load(f, target)?;
         if let Err(e) = executor::validate(&l.stream) {
             return Err(format!("{}: {e}", f.display()));
         }
         match executor::run(&l.stream, options(l.target.as_deref(), full_memory)) {
-            Ok(_) => ok += 1,
+            Ok(s) => {
+                ok += 1;
+                if s.panic.is_some() {
+                    panics += 1;
+                }
+            }
             Err(d) => {
                 findings += 1;
                 println!("{}: {}", f.display(), d.headline());
             }
         }
     }
-    println!("{} inputs: {ok} agree, {findings} findings", files.len());
+    println!(
+        "{} inputs: {ok} agree ({panics} ended in a hypervisor panic or kernel BUG), {findings} findings",
+        files.len()
+    );
     Ok(if findings == 0 {
         ExitCode::SUCCESS
     } else {

@@ -68,6 +68,10 @@ pub struct Summary {
     pub log: Vec<Outcome>,
     /// Known kernel divergences observed (ids from [`crate::known`]).
     pub known: Vec<&'static str>,
+    /// Where the run stopped because the real machine would have (an EL2
+    /// WARN, a call through a NULL hook, a caller's BUG): both sides agreed
+    /// up to and including that event, and nothing after it was compared.
+    pub panic: Option<crate::caller::Panic>,
 }
 
 /// Where in the run a divergence showed up.

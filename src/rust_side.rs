@@ -8,11 +8,13 @@ use core::panic::Location;
 use rust_pgtable as rp;
 
 use crate::arena::{Arena, Memcache};
-use crate::events::{Barrier, Event, Misuse, StoreKind, TlbiHypOp, Trace, Visit, WarnLoc};
+use crate::caller::{CallerProfile, Hooks, UnlinkedFree};
+use crate::events::{Barrier, Event, Hook, Misuse, StoreKind, TlbiHypOp, Trace, Visit, WarnLoc};
 use crate::force_pte::ForcePte;
 use crate::opstream::{Config, Context, KernelLine, OpHandler, Prot, Stage, Teardown, VisitScript};
 use crate::results::{Outcome, Value};
 use crate::side::{self, Root, Side};
+use crate::tree::Format;
 
 /// Arena + trace, as seen by rust-pgtable.
 pub struct RustEnv {
@@ -20,13 +22,22 @@ pub struct RustEnv {
     pub trace: Trace,
     cfg: rp::Config,
     rcu_depth: i32,
-    cmo_ops: bool,
+    /// The optional mm_ops hooks the caller installs.
+    hooks: Hooks,
+    /// What the caller's free_unlinked_table does, and how to read the
+    /// tables it is given.
+    unlinked: UnlinkedFree,
+    fmt: Option<Format>,
+    /// Unlinked tables waiting for their RCU grace period: (pa, level, the
+    /// pages of the subtree).
+    rcu: Vec<(u64, i8, Vec<u64>)>,
     /// Backing for a table pointer that is not in the arena: rust-pgtable's
     /// accesses stay memory-safe and the breach is reported.
     scratch: Box<[u64]>,
 }
 
 impl RustEnv {
+    /// An environment with every hook, freeing unlinked tables at once.
     pub fn new(arena: Arena, cfg: rp::Config) -> RustEnv {
         let words = (arena.geometry().page_size / 8) as usize;
         RustEnv {
@@ -34,19 +45,47 @@ impl RustEnv {
             trace: Trace::new(),
             cfg,
             rcu_depth: 0,
-            cmo_ops: true,
+            hooks: Hooks::ALL,
+            unlinked: UnlinkedFree::Immediate,
+            fmt: None,
+            rcu: Vec::new(),
             scratch: vec![0; words].into(),
         }
     }
 
-    /// Without cache-maintenance mm ops, like pKVM's host stage-2.
-    pub fn without_cmo_ops(mut self) -> RustEnv {
-        self.cmo_ops = false;
+    /// The environment `profile`'s caller gives pgtable.c: its hooks and
+    /// its way of freeing unlinked tables (`fmt` reads them).
+    pub fn for_caller(mut self, profile: &CallerProfile, fmt: Format) -> RustEnv {
+        self.hooks = profile.hooks;
+        self.unlinked = profile.unlinked;
+        self.fmt = Some(fmt);
         self
     }
 
     pub fn take_trace(&mut self) -> Trace {
         std::mem::replace(&mut self.trace, crate::events::fresh_trace())
+    }
+
+    /// Reports a call through a hook the caller leaves NULL; whether it was
+    /// installed.
+    fn hook(&mut self, hook: Hook) -> bool {
+        let has = self.hooks.has(hook);
+        if !has {
+            self.trace.push(Event::AbsentHook(hook));
+        }
+        has
+    }
+
+    /// Ends the RCU grace period: the deferred frees whose RCU callback now
+    /// runs, their pages no longer protected from use.
+    fn end_grace_period(&mut self) -> Vec<(u64, i8)> {
+        std::mem::take(&mut self.rcu)
+            .into_iter()
+            .map(|(pa, level, pages)| {
+                self.arena.end_grace_period(&pages);
+                (pa, level)
+            })
+            .collect()
     }
 }
 
@@ -73,13 +112,26 @@ unsafe impl rp::MmOps for RustEnv {
     }
 
     fn free_unlinked_table(&mut self, pa: u64, level: rp::Level) {
-        // As KVM does: the mm op hands the table back to the page-table code.
+        if !self.hook(Hook::FreeUnlinkedTable) {
+            return;
+        }
         self.trace.push(Event::FreeUnlinkedTable {
             pa,
             level: level.get(),
         });
-        let cfg = self.cfg;
-        rp::stage2_free_unlinked(self, &cfg, pa, level);
+        match (self.unlinked, self.fmt) {
+            // The kernel: call_rcu; the side ends the grace period.
+            (UnlinkedFree::Rcu, Some(fmt)) => {
+                let pages = crate::caller::unlinked_pages(&self.arena, fmt, pa, level.get());
+                self.arena.defer_free(&pages);
+                self.rcu.push((pa, level.get(), pages));
+            }
+            // The pKVM host: straight back to the page-table code.
+            _ => {
+                let cfg = self.cfg;
+                rp::stage2_free_unlinked(self, &cfg, pa, level);
+            }
+        }
     }
 
     fn get_page(&mut self, pa: u64) {
@@ -91,6 +143,9 @@ unsafe impl rp::MmOps for RustEnv {
     }
 
     fn page_count(&mut self, pa: u64) -> i32 {
+        if !self.hook(Hook::PageCount) {
+            return 0;
+        }
         self.arena.page_count(pa, &mut self.trace)
     }
 
@@ -107,28 +162,34 @@ unsafe impl rp::MmOps for RustEnv {
     }
 
     fn dcache_clean_inval_poc(&mut self, pa: u64, size: u64) {
-        self.trace.push(Event::DcacheCleanInvalPoc { pa, size });
+        if self.hook(Hook::DcacheCleanInvalPoc) {
+            self.trace.push(Event::DcacheCleanInvalPoc { pa, size });
+        }
     }
 
     fn icache_inval_pou(&mut self, pa: u64, size: u64) {
-        self.trace.push(Event::IcacheInvalPou { pa, size });
+        if self.hook(Hook::IcacheInvalPou) {
+            self.trace.push(Event::IcacheInvalPou { pa, size });
+        }
+    }
+
+    fn has_page_count(&self) -> bool {
+        self.hooks.page_count
     }
 
     fn has_dcache_clean_inval_poc(&self) -> bool {
-        self.cmo_ops
+        self.hooks.dcache_clean_inval_poc
     }
 
     fn has_icache_inval_pou(&self) -> bool {
-        self.cmo_ops
+        self.hooks.icache_inval_pou
     }
 }
 
 impl rp::Hw for RustEnv {
     fn pte_store(&mut self, pa: u64, prev: u64, new: u64, kind: rp::StoreKind) {
-        if !self.arena.is_table_slot(pa) {
-            self.arena.taint();
-            self.trace
-                .push(Event::Misuse(Misuse::StoreOutsideTables { pa }));
+        if let Some(m) = self.arena.check_store(pa) {
+            self.trace.push(Event::Misuse(m));
         }
         let kind = match kind {
             rp::StoreKind::WriteOnce => StoreKind::WriteOnce,
@@ -295,7 +356,8 @@ impl RustSide {
     /// rust-pgtable set up for `cfg`, over a fresh arena.
     pub fn for_stream(cfg: &Config) -> RustSide {
         let rcfg = rp_config(cfg);
-        let env = RustEnv::new(side::arena_for(cfg), rcfg);
+        let env = RustEnv::new(side::arena_for(cfg), rcfg)
+            .for_caller(&CallerProfile::of(cfg), side::format_of(cfg));
         let table = match cfg.stage {
             Stage::Hyp => Table::Hyp(rp::HypPgtable::new(env, rcfg)),
             Stage::Stage2 => Table::Stage2(rp::Stage2Pgtable::new(env, rcfg)),
@@ -323,6 +385,23 @@ impl RustSide {
 
     fn trace(&mut self) -> Trace {
         self.env().take_trace()
+    }
+
+    /// Ends the RCU grace period: the callbacks of the deferred
+    /// free_unlinked_table calls run (as mmu.c's
+    /// `stage2_free_unlinked_table_rcu_cb`). Returns their trace.
+    fn grace_period(&mut self) -> Trace {
+        let done = self.env().end_grace_period();
+        if done.is_empty() {
+            return Trace::new();
+        }
+        let mut trace = self.trace();
+        for (pa, level) in done {
+            self.env().trace.push(Event::RcuCallback { pa, level });
+            self.s2().free_unlinked(pa, rp::Level(level));
+            trace.extend(self.trace());
+        }
+        trace
     }
 
     fn s2(&mut self) -> &mut rp::Stage2Pgtable<RustEnv, ForcePteAdapter> {
@@ -362,6 +441,12 @@ impl Side for RustSide {
         "Rust".into()
     }
 
+    fn apply(&mut self, op: &crate::opstream::Op) -> Outcome {
+        let mut o = op.dispatch(self);
+        o.trace.extend(self.grace_period());
+        o
+    }
+
     fn init(&mut self) -> Outcome {
         let cfg = self.cfg.clone();
         let ia_bits = u32::from(cfg.ia_bits);
@@ -384,6 +469,7 @@ impl Side for RustSide {
     }
 
     fn destroy(&mut self) -> Outcome {
+        let mut trace = self.grace_period();
         for (pa, level) in std::mem::take(&mut self.unlinked) {
             self.s2().free_unlinked(pa, rp::Level(level));
         }
@@ -399,7 +485,8 @@ impl Side for RustSide {
             Table::Stage2(t) if t.pgd().is_some() => t.destroy(),
             _ => {}
         }
-        Outcome::new(Value::Unit, self.trace())
+        trace.extend(self.trace());
+        Outcome::new(Value::Unit, trace)
     }
 
     fn arena(&self) -> &Arena {

@@ -15,12 +15,14 @@
 
 use rust_pgtable as rp;
 
-use crate::arena::{Arena, Geometry, Memcache, NullMemcache};
+use crate::arena::{Arena, Geometry, Memcache};
+use crate::caller::CallerProfile;
 use crate::force_pte::{ForcePte, MemRegion};
 use crate::opstream::{
-    self, Config, ForcePtePolicy, Op, OpHandler, RegionKind, Stage, Teardown, VisitScript,
+    self, Config, ForcePtePolicy, Op, OpHandler, RegionKind, Teardown, VisitScript,
 };
 use crate::results::Outcome;
+use crate::tree::Format;
 
 /// Where a side's table lives, for reading it straight from its arena.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,19 +58,25 @@ pub trait Side: OpHandler {
     fn root(&self) -> Option<Root>;
 }
 
-/// A stream's arena: the granule's page size, `arena_pages` pages, and what
-/// a NULL memcache means for the stage (the hyp allocator ignores its
-/// argument; for stage-2 NULL means "no cache").
+/// A stream's arena: the granule's page size, `arena_pages` pages, and the
+/// memory source of the stream's caller ([`CallerProfile::pages`]).
 pub fn arena_for(cfg: &Config) -> Arena {
-    let null_mc = match cfg.stage {
-        Stage::Hyp => NullMemcache::Pool,
-        Stage::Stage2 => NullMemcache::Fail,
-    };
     Arena::new(
         Geometry::new(cfg.granule.page_size(), cfg.arena_pages),
-        null_mc,
+        CallerProfile::of(cfg).pages,
         cfg.alloc_fail_after,
     )
+}
+
+/// How a stream's descriptors are read (by the harness, e.g. to find the
+/// pages of an unlinked table).
+pub fn format_of(cfg: &Config) -> Format {
+    Format {
+        stage: cfg.stage,
+        granule: cfg.granule,
+        lpa2: cfg.features.lpa2,
+        v7: cfg.kernel.is_v7(),
+    }
 }
 
 /// The force_pte_cb policy of a stream.

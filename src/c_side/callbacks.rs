@@ -18,8 +18,10 @@ use std::ptr;
 
 use super::{CpuFeatures, ffi};
 use crate::arena::{Arena, Memcache};
-use crate::events::{Barrier, Event, Misuse, StoreKind, TlbiHypOp, Trace, Visit, WarnLoc};
+use crate::caller::UnlinkedFree;
+use crate::events::{Barrier, Event, Hook, StoreKind, TlbiHypOp, Trace, Visit, WarnLoc};
 use crate::force_pte::ForcePte;
+use crate::tree::Format;
 
 pub(super) struct CEnv {
     arena: RefCell<Arena>,
@@ -28,6 +30,12 @@ pub(super) struct CEnv {
     /// The build and table being run (for free_unlinked_table's re-entry).
     api: &'static ffi::kpd_api,
     state: Cell<*mut ffi::kpd_state>,
+    /// What the caller's free_unlinked_table does, and how to read the
+    /// tables it is given (to find the pages a deferred free holds).
+    unlinked: Cell<(UnlinkedFree, Option<Format>)>,
+    /// Unlinked tables waiting for their RCU grace period: (pa, level,
+    /// the pages of the subtree).
+    rcu: RefCell<Vec<(u64, i8, Vec<u64>)>>,
 }
 
 impl CEnv {
@@ -38,7 +46,29 @@ impl CEnv {
             force_pte: RefCell::new(force_pte),
             api,
             state: Cell::new(ptr::null_mut()),
+            unlinked: Cell::new((UnlinkedFree::Immediate, None)),
+            rcu: RefCell::new(Vec::new()),
         }
+    }
+
+    /// Sets what free_unlinked_table does (immediate free by default);
+    /// `fmt` reads the tables a deferred free holds back.
+    pub(super) fn set_unlinked(&self, how: UnlinkedFree, fmt: Format) {
+        self.unlinked.set((how, Some(fmt)));
+    }
+
+    /// The deferred frees whose grace period ends now, their pages no
+    /// longer protected from use (the RCU callback is about to free them).
+    pub(super) fn end_grace_period(&self) -> Vec<(u64, i8)> {
+        let pending = std::mem::take(&mut *self.rcu.borrow_mut());
+        let mut arena = self.arena.borrow_mut();
+        pending
+            .into_iter()
+            .map(|(pa, level, pages)| {
+                arena.end_grace_period(&pages);
+                (pa, level)
+            })
+            .collect()
     }
 
     pub(super) fn set_state(&self, state: *mut ffi::kpd_state) {
@@ -123,9 +153,8 @@ extern "C" fn kpd_ev_store(
     let pa = {
         let mut arena = env.arena.borrow_mut();
         let pa = arena.virt_to_phys(ptep.cast());
-        if !arena.is_table_slot(pa) {
-            arena.taint();
-            env.record(Event::Misuse(Misuse::StoreOutsideTables { pa }));
+        if let Some(m) = arena.check_store(pa) {
+            env.record(Event::Misuse(m));
         }
         pa
     };
@@ -253,16 +282,35 @@ extern "C" fn kpd_mm_free_pages_exact(addr: *mut c_void, size: usize) {
     with_arena(|a, t| a.free_pages_exact(pa, size as u64, t));
 }
 
-/// As KVM does (after an RCU grace period there), hand the detached table
-/// back to the same side's `kvm_pgtable_stage2_free_unlinked`.
+/// The caller's free_unlinked_table: the pKVM host hands the detached
+/// table straight back to `kvm_pgtable_stage2_free_unlinked`; the kernel
+/// does so from an RCU callback (`call_rcu`, mmu.c), so the table is kept,
+/// its pages protected from use, until the side ends the grace period.
 #[unsafe(no_mangle)]
 extern "C" fn kpd_mm_free_unlinked_table(addr: *mut c_void, level: i8) {
     let pa = pa_of(addr);
     let env = env();
     env.record(Event::FreeUnlinkedTable { pa, level });
-    // SAFETY: re-enters the same build with the same table state; no borrow
-    // of the environment is live across the call.
-    unsafe { (env.api.stage2_free_unlinked.unwrap())(env.state.get(), addr, level) }
+    match env.unlinked.get() {
+        (UnlinkedFree::Rcu, Some(fmt)) => {
+            let mut arena = env.arena.borrow_mut();
+            let pages = crate::caller::unlinked_pages(&arena, fmt, pa, level);
+            arena.defer_free(&pages);
+            env.rcu.borrow_mut().push((pa, level, pages));
+        }
+        _ => {
+            // SAFETY: re-enters the same build with the same table state;
+            // no borrow of the environment is live across the call.
+            unsafe { (env.api.stage2_free_unlinked.unwrap())(env.state.get(), addr, level) }
+        }
+    }
+}
+
+/// What a caller without free_unlinked_table (a pKVM guest) would call:
+/// NULL, a hypervisor panic. Only reported; the machine has stopped.
+#[unsafe(no_mangle)]
+extern "C" fn kpd_mm_null_free_unlinked_table(_addr: *mut c_void, _level: i8) {
+    env().record(Event::AbsentHook(Hook::FreeUnlinkedTable));
 }
 
 #[unsafe(no_mangle)]

@@ -18,12 +18,12 @@
 //!
 //! # Example
 //! ```
-//! use kvm_pgtable_diff::arena::{Arena, Geometry, NullMemcache};
+//! use kvm_pgtable_diff::arena::{Arena, Geometry, PageSource};
 //! use kvm_pgtable_diff::c_side::{Build, CSide, CpuFeatures, Granule};
 //! use kvm_pgtable_diff::force_pte::ForcePte;
 //! use kvm_pgtable_diff::opstream::KernelLine;
 //!
-//! let arena = Arena::new(Geometry::new(4096, 64), NullMemcache::Pool, None);
+//! let arena = Arena::new(Geometry::new(4096, 64), PageSource::Pool, None);
 //! let build = Build::of(KernelLine::V6_12, true, Granule::K4);
 //! let mut c = CSide::new(build, CpuFeatures::default(), arena, ForcePte::None);
 //! assert_eq!(c.hyp_init(48).ret, 0);
@@ -36,10 +36,22 @@
 mod callbacks;
 pub(crate) mod ffi;
 
+/// The `KPD_HOOK_*` bits of [`CSide::with_hooks`]: which optional mm_ops
+/// hooks the table's caller installs.
+pub mod hooks {
+    use super::ffi;
+    pub const DCACHE_CLEAN_INVAL_POC: u32 = ffi::KPD_HOOK_DCACHE_CLEAN_INVAL_POC;
+    pub const ICACHE_INVAL_POU: u32 = ffi::KPD_HOOK_ICACHE_INVAL_POU;
+    pub const PAGE_COUNT: u32 = ffi::KPD_HOOK_PAGE_COUNT;
+    pub const FREE_UNLINKED_TABLE: u32 = ffi::KPD_HOOK_FREE_UNLINKED_TABLE;
+    pub const ALL: u32 = ffi::KPD_HOOKS_ALL;
+}
+
 use core::ffi::c_void;
 use std::ptr;
 
 use crate::arena::{Arena, Memcache};
+use crate::caller::CallerProfile;
 use crate::events::{Trace, Visit};
 use crate::force_pte::ForcePte;
 use crate::opstream::{Config, Context, KernelLine, OpHandler, Prot, Stage, Teardown, VisitScript};
@@ -188,7 +200,7 @@ impl CSide {
     /// A C side over `arena` with every mm_ops hook installed. The table is
     /// created by `hyp_init` or `stage2_init`.
     pub fn new(build: Build, features: CpuFeatures, arena: Arena, force_pte: ForcePte) -> CSide {
-        CSide::with_hooks(build, features, arena, force_pte, ffi::KPD_HOOKS_ALL)
+        CSide::with_hooks(build, features, arena, force_pte, hooks::ALL)
     }
 
     /// A C side whose table gets only the optional mm_ops hooks in `hooks`
@@ -555,14 +567,29 @@ impl CSide {
             set,
             ..Build::for_config(cfg)
         };
-        let mut c = CSide::new(
+        let profile = CallerProfile::of(cfg);
+        let mut c = CSide::with_hooks(
             build,
             CpuFeatures::for_config(cfg),
             side::arena_for(cfg),
             side::force_pte_for(cfg),
+            profile.c_hooks(),
         );
+        c.env.set_unlinked(profile.unlinked, side::format_of(cfg));
         c.cfg = Some(cfg.clone());
         c
+    }
+
+    /// Ends the RCU grace period: the callbacks of the deferred
+    /// free_unlinked_table calls run (`kvm_pgtable_stage2_free_unlinked`,
+    /// as mmu.c's `stage2_free_unlinked_table_rcu_cb`).
+    fn grace_period(&mut self) -> Trace {
+        let mut trace = Trace::new();
+        for (pa, level) in self.env.end_grace_period() {
+            trace.push(crate::events::Event::RcuCallback { pa, level });
+            trace.extend(CSide::stage2_free_unlinked(self, pa, level).trace);
+        }
+        trace
     }
 
     fn stream_cfg(&self) -> &Config {
@@ -587,6 +614,12 @@ impl Side for CSide {
         format!("C {}", self.build().set)
     }
 
+    fn apply(&mut self, op: &crate::opstream::Op) -> Outcome {
+        let mut o = op.dispatch(self);
+        o.trace.extend(self.grace_period());
+        o
+    }
+
     fn init(&mut self) -> Outcome {
         let cfg = self.stream_cfg().clone();
         let ia_bits = u32::from(cfg.ia_bits);
@@ -604,7 +637,7 @@ impl Side for CSide {
     }
 
     fn destroy(&mut self) -> Outcome {
-        let mut trace = Trace::new();
+        let mut trace = self.grace_period();
         for (pa, level) in std::mem::take(&mut self.unlinked) {
             trace.extend(self.stage2_free_unlinked(pa, level).trace);
         }

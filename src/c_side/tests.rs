@@ -4,7 +4,7 @@
 //! formats, VTCR_EL2), not captured from runs.
 
 use super::*;
-use crate::arena::{Geometry, NullMemcache};
+use crate::arena::{Geometry, PageSource};
 use crate::events::{AllocSource, Barrier, Event, StoreKind};
 use crate::opstream::KernelLine;
 
@@ -31,7 +31,7 @@ fn side(
     nvhe: bool,
     granule: Granule,
     features: CpuFeatures,
-    null_mc: NullMemcache,
+    null_mc: PageSource,
     fp: ForcePte,
 ) -> CSide {
     let arena = Arena::new(Geometry::new(granule.page_size(), 256), null_mc, None);
@@ -46,7 +46,7 @@ fn side(
 /// A 4K stage-2 with a 40-bit IPA space: three levels from level 1, with two
 /// concatenated level-1 tables as the PGD.
 fn stage2_40bit(features: CpuFeatures, fp: ForcePte) -> CSide {
-    let mut c = side(true, Granule::K4, features, NullMemcache::Fail, fp);
+    let mut c = side(true, Granule::K4, features, PageSource::Budget, fp);
     let vtcr = c.get_vtcr(mmfr0(2), MMFR1_VMID16, 40);
     assert_eq!(c.stage2_init(vtcr, 0).ret, 0);
     assert_eq!(c.geometry(), (40, 1));
@@ -73,7 +73,7 @@ fn vtcr_values_from_the_architecture() {
         true,
         Granule::K4,
         CpuFeatures::default(),
-        NullMemcache::Fail,
+        PageSource::Budget,
         ForcePte::None,
     );
     // Common bits: SH0=inner (3<<12), ORGN0=IRGN0=WBWA (1<<10, 1<<8), RES1 bit 31 = 0x8000_3500.
@@ -92,7 +92,7 @@ fn vtcr_values_from_the_architecture() {
             ampere_ac03: true,
             ..Default::default()
         },
-        NullMemcache::Fail,
+        PageSource::Budget,
         ForcePte::None,
     );
     assert_eq!(ac03.get_vtcr(mmfr0(5), 0, 48), 0x8005_3590);
@@ -104,7 +104,7 @@ fn vtcr_values_from_the_architecture() {
             lpa2: true,
             ..Default::default()
         },
-        NullMemcache::Fail,
+        PageSource::Budget,
         ForcePte::None,
     );
     assert_eq!(lpa2.get_vtcr(mmfr0(6), 0, 48), 0x1_8026_3590);
@@ -114,7 +114,7 @@ fn vtcr_values_from_the_architecture() {
         true,
         Granule::K64,
         CpuFeatures::default(),
-        NullMemcache::Fail,
+        PageSource::Budget,
         ForcePte::None,
     );
     assert_eq!(k64.get_vtcr(mmfr0(6), MMFR1_VMID16, 52), 0x802e_758c);
@@ -126,7 +126,7 @@ fn pgd_size_follows_concatenation() {
         true,
         Granule::K4,
         CpuFeatures::default(),
-        NullMemcache::Fail,
+        PageSource::Budget,
         ForcePte::None,
     );
     // 40-bit IPA from level 1: each level-1 table covers 2^39, so 2 pages.
@@ -310,7 +310,7 @@ fn hyp_map_attributes() {
         true,
         Granule::K4,
         CpuFeatures::default(),
-        NullMemcache::Pool,
+        PageSource::Pool,
         ForcePte::None,
     );
     assert_eq!(c.hyp_init(48).ret, 0);
@@ -350,7 +350,7 @@ fn hyp_map_hvhe_and_bti() {
         bti_kernel: true,
         ..Default::default()
     };
-    let mut c = side(true, Granule::K4, f, NullMemcache::Pool, ForcePte::None);
+    let mut c = side(true, Granule::K4, f, PageSource::Pool, ForcePte::None);
     assert_eq!(c.hyp_init(48).ret, 0);
     assert_eq!(c.hyp_map(0x1000, K4, 0x8000_1000, R | W).ret, 0);
     // HVHE uses the EL1&0-style AP: RW = 0b00.
@@ -373,7 +373,7 @@ fn shared_walk_refused_in_hyp_context_allowed_in_kernel() {
             nvhe,
             Granule::K4,
             CpuFeatures::default(),
-            NullMemcache::Fail,
+            PageSource::Budget,
             ForcePte::None,
         );
         let vtcr = c.get_vtcr(mmfr0(2), 0, 40);
@@ -426,7 +426,7 @@ fn warn_is_recorded_and_execution_goes_on() {
         true,
         Granule::K4,
         CpuFeatures::default(),
-        NullMemcache::Pool,
+        PageSource::Pool,
         ForcePte::None,
     );
     assert_eq!(c.hyp_init(48).ret, 0);
@@ -453,7 +453,7 @@ fn enomem_paths() {
     // Empty memcache.
     assert_eq!(c.stage2_map(0x1000, K4, 0x8000_1000, R, mc(0), 0).ret, -12);
     // Exhausted arena: the hyp PGD takes the only page allowed.
-    let arena = Arena::new(Geometry::new(K4, 16), NullMemcache::Pool, Some(1));
+    let arena = Arena::new(Geometry::new(K4, 16), PageSource::Pool, Some(1));
     let mut h = CSide::new(
         Build::of(KernelLine::V6_12, true, Granule::K4),
         CpuFeatures::default(),
@@ -549,7 +549,7 @@ fn model_constants_match_each_lines_header() {
 fn side_of(line: KernelLine, nvhe: bool, granule: Granule) -> CSide {
     let arena = Arena::new(
         Geometry::new(granule.page_size(), 256),
-        NullMemcache::Fail,
+        PageSource::Budget,
         None,
     );
     CSide::new(
@@ -572,7 +572,7 @@ mod v7_3 {
     const R7: u64 = 1 << 3;
 
     fn stage2(features: CpuFeatures, flags: u32) -> CSide {
-        let arena = Arena::new(Geometry::new(K4, 256), NullMemcache::Fail, None);
+        let arena = Arena::new(Geometry::new(K4, 256), PageSource::Budget, None);
         let mut c = CSide::new(
             Build::of(KernelLine::V7_3, true, Granule::K4),
             features,
@@ -671,7 +671,7 @@ mod v7_3 {
 
     #[test]
     fn hyp_tlbi_operand_is_the_architectural_one() {
-        let arena = Arena::new(Geometry::new(K4, 64), NullMemcache::Pool, None);
+        let arena = Arena::new(Geometry::new(K4, 64), PageSource::Pool, None);
         let mut c = CSide::new(
             Build::of(KernelLine::V7_3, true, Granule::K4),
             CpuFeatures::default(),
@@ -695,7 +695,7 @@ mod v7_3 {
 
     #[test]
     fn hvhe_hyp_mappings_set_pxn_and_uxn() {
-        let arena = Arena::new(Geometry::new(K4, 64), NullMemcache::Pool, None);
+        let arena = Arena::new(Geometry::new(K4, 64), PageSource::Pool, None);
         let hvhe = CpuFeatures {
             hvhe: true,
             ..CpuFeatures::default()

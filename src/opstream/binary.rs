@@ -9,7 +9,8 @@
 //!               value decodes with the latest rules; the encoder writes
 //!               FORMAT_VERSION), bits 4..=7 the kernel line (LINE_MENU)
 //! stage         b & 1            0 = hyp, 1 = stage-2      (profile may force)
-//! context       b & 1            0 = nvhe, 1 = kernel      (HostStage2 forces nvhe)
+//! context       b & 1            0 = nvhe, 1 = kernel      (HostStage2 forces nvhe;
+//!                                Hyp: kernel only for b % 4 == 1)
 //! granule       b % 8            menu; 0 = 4K, 1 = 16K, 2 = 64K (the encoder's bytes)
 //! features      bit set          lpa2, fwb, tlb_range, bti, hvhe, ampere_ac03, xnx
 //!                                (bits 0..=6; lpa2 dropped with 64K, xnx before 7.x)
@@ -271,10 +272,18 @@ fn decode_config(r: &mut Reader, profile: Profile, line: Option<KernelLine>) -> 
         Profile::Stage2 | Profile::HostStage2 | Profile::Unlinked => stage = Stage::Stage2,
         Profile::Walk | Profile::Any => {}
     }
-    let mut context = if r.u8() & 1 == 0 {
-        Context::Nvhe
-    } else {
+    let b = r.u8();
+    // The hyp target is mostly the hypervisor's own stage-1 at EL2: the
+    // kernel's copy (nVHE without pKVM) only ever maps. Bytes 0 and 1 (what
+    // the encoder writes) keep their meaning in every profile.
+    let kernel_context = match profile {
+        Profile::Hyp => b % 4 == 1,
+        _ => b & 1 == 1,
+    };
+    let mut context = if kernel_context {
         Context::Kernel
+    } else {
+        Context::Nvhe
     };
     let granule = GRANULE_MENU[(r.u8() % 8) as usize];
     let mut features = Features::from_bits(r.u8());

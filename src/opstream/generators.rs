@@ -458,7 +458,11 @@ impl<'c> Gen<'c> {
             3 => Some(ptrs + 1),
             4 => Some(ptrs.wrapping_add_signed(delta(r.u8(), 2) as i32)),
             5 if unlinked => Some(ptrs - 1),
-            5 => None,
+            // Only a pKVM guest's caller passes NULL (7.x annotate of a
+            // poisoned page); the kernel's and the host's never do, so
+            // they get an empty cache instead (the kernel WARNs on it).
+            5 if self.cfg.caller() == Caller::PkvmGuest => None,
+            5 => Some(0),
             6 => Some(16 + r.u8() as u32 % 48),
             _ => Some(2 * ptrs + r.u8() as u32 % 4),
         }
@@ -523,36 +527,50 @@ impl<'c> Gen<'c> {
         m & walk_flags::ALL
     }
 
-    /// Flags of a stage-2 map: what real callers pass (0 or SHARED; 7.x's
-    /// pKVM host passes IGNORE_EAGAIN), sometimes anything.
+    /// Flags of a stage-2 map: half the time what the stream's caller
+    /// passes (the kernel: its fault path's SHARED, with HANDLE_FAULT in
+    /// 6.12, or 0 for ioremap; 7.x's pKVM host IGNORE_EAGAIN, 6.12's 0;
+    /// a pKVM guest 0), else other callers' flags or anything.
     pub(crate) fn map_flags(&mut self, r: &mut Reader) -> u8 {
         use super::model::walk_flags::*;
         let m = r.u8();
         if m == LIT {
             return r.u8();
         }
+        let v7 = self.cfg.kernel.is_v7();
+        let own = match (self.cfg.caller(), v7) {
+            (Caller::KvmGuest, false) => [SHARED | HANDLE_FAULT, 0],
+            (Caller::KvmGuest, true) => [SHARED, 0],
+            (Caller::PkvmHost, true) => [IGNORE_EAGAIN, IGNORE_EAGAIN],
+            _ => [0, 0],
+        };
         match m % 8 {
-            0..=2 => 0,
-            3 if self.cfg.kernel.is_v7() => IGNORE_EAGAIN,
-            3 => 0,
+            k @ 0..=3 => own[usize::from(k & 1)],
             4 => SHARED,
             5 => SKIP_BBM_TLBI | SKIP_CMO,
+            6 if v7 => IGNORE_EAGAIN,
             6 => SHARED | HANDLE_FAULT,
             _ => r.u8() & ALL,
         }
     }
 
-    /// Walk flags a 7.x caller gives mkyoung and relax_perms: SHARED (the
-    /// kernel's fault path), 0 (pKVM at EL2), sometimes anything.
+    /// Walk flags a 7.x caller gives mkyoung and relax_perms: mostly the
+    /// stream's caller's (SHARED on the kernel's fault path, 0 at EL2),
+    /// sometimes the other or anything.
     pub(crate) fn fault_flags(&mut self, r: &mut Reader) -> u8 {
         use super::model::walk_flags::*;
         let m = r.u8();
         if m == LIT {
             return r.u8();
         }
+        let (own, other) = if self.cfg.caller() == Caller::KvmGuest {
+            (SHARED, 0)
+        } else {
+            (0, SHARED)
+        };
         match m % 8 {
-            0..=2 => SHARED,
-            3 | 4 => 0,
+            0..=2 => own,
+            3 | 4 => other,
             5 => SHARED | IGNORE_EAGAIN,
             6 => IGNORE_EAGAIN,
             _ => r.u8() & ALL,

@@ -422,6 +422,60 @@ pub enum ForcePtePolicy {
     Arbitrary { pattern: u64 },
 }
 
+/// The real caller of pgtable.c a stream stands for. Each calls it with its
+/// own `kvm_pgtable_mm_ops`, memory source and WARN semantics (the profile
+/// of each is `kvm_pgtable_diff::caller::CallerProfile`).
+///
+/// It is never written down: [`Config::caller`] derives it from what a
+/// configuration already says, so every stream written before there were
+/// profiles keeps its meaning. The stage and the execution context pick
+/// the caller; an nVHE stage-2 table with `KVM_PGTABLE_S2_IDMAP` is pKVM's
+/// host stage-2 (the only identity-mapped stage-2, mem_protect.c
+/// `KVM_HOST_S2_FLAGS`), any other nVHE stage-2 table a pKVM guest's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Caller {
+    /// pKVM's host stage-2 at EL2 (`host_mmu`, mem_protect.c).
+    PkvmHost,
+    /// A pKVM guest's stage-2 at EL2 (`kvm_guest_prepare_stage2`).
+    PkvmGuest,
+    /// A KVM guest's stage-2 built by the kernel (`kvm_s2_mm_ops`, mmu.c);
+    /// also the table a pKVM guest runs on in 6.12.
+    KvmGuest,
+    /// The hypervisor's stage-1 at EL2 after pKVM's setup (`pkvm_pgtable`,
+    /// nvhe/setup.c `pkvm_pgtable_mm_ops`).
+    HypEl2,
+    /// The hypervisor's stage-1 built by the kernel for nVHE
+    /// (`hyp_pgtable`, mmu.c `kvm_hyp_mm_ops`).
+    HypKernel,
+}
+
+impl Caller {
+    pub const ALL: [Caller; 5] = [
+        Caller::PkvmHost,
+        Caller::PkvmGuest,
+        Caller::KvmGuest,
+        Caller::HypEl2,
+        Caller::HypKernel,
+    ];
+
+    /// Short name, for reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Caller::PkvmHost => "pKVM host stage-2",
+            Caller::PkvmGuest => "pKVM guest stage-2",
+            Caller::KvmGuest => "KVM guest stage-2 (kernel)",
+            Caller::HypEl2 => "hyp stage-1 at EL2",
+            Caller::HypKernel => "hyp stage-1 (kernel)",
+        }
+    }
+
+    /// Whether the caller runs pgtable.c at EL2 (nVHE hypervisor), where
+    /// every WARN is a hypervisor panic.
+    pub fn at_el2(self) -> bool {
+        matches!(self, Caller::PkvmHost | Caller::PkvmGuest | Caller::HypEl2)
+    }
+}
+
 /// Simulation configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Config {
@@ -482,6 +536,17 @@ impl Config {
             arena_pages: 512,
             alloc_fail_after: None,
             teardown: Teardown::Destroy,
+        }
+    }
+
+    /// The real caller this configuration stands for (see [`Caller`]).
+    pub fn caller(&self) -> Caller {
+        match (self.stage, self.context) {
+            (Stage::Hyp, Context::Nvhe) => Caller::HypEl2,
+            (Stage::Hyp, Context::Kernel) => Caller::HypKernel,
+            (Stage::Stage2, Context::Kernel) => Caller::KvmGuest,
+            (Stage::Stage2, Context::Nvhe) if self.s2_flags.idmap => Caller::PkvmHost,
+            (Stage::Stage2, Context::Nvhe) => Caller::PkvmGuest,
         }
     }
 

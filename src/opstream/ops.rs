@@ -20,7 +20,7 @@
 
 use super::codec::*;
 use super::generators::{Gen, Reader};
-use super::model::{Config, KernelLine, Memcache, Prot, Stage, VisitScript};
+use super::model::{Caller, Config, KernelLine, Memcache, Prot, Stage, VisitScript};
 use crate::results::Outcome;
 
 /// Expands the op table; see the module documentation.
@@ -34,7 +34,7 @@ macro_rules! define_ops {
                 $( $field:ident $(($key:literal))? : $ty:ty as $codec:ty = $gen:expr ),* $(,)?
             }
             $(range($ra:expr, $rs:expr);)?
-            $(skip if $skip:expr => $why:literal;)?
+            $(skip if $skip:expr => $why:literal;)*
         )*
     ) => {
         /// One kvm_pgtable API call with its arguments.
@@ -121,9 +121,10 @@ macro_rules! define_ops {
             }
 
             /// `Err(reason)` when the op must not run on any side under
-            /// `cfg`: it does not apply to the configured stage, or its
-            /// inputs make the C code undefined (the kernel's callers never
-            /// pass them).
+            /// `cfg`: it does not apply to the configured stage, its inputs
+            /// make the C code undefined, or the stream's real caller
+            /// ([`Config::caller`]) never passes them (the kernel's callers
+            /// guarantee all three).
             #[allow(unused_variables)]
             pub fn precondition(&self, $cfg: &Config) -> Result<(), &'static str> {
                 if !self.kind().valid_for($cfg.stage) {
@@ -134,7 +135,7 @@ macro_rules! define_ops {
                 }
                 match *self {
                     $( Op::$variant { $( $field ),* } => {
-                        $( if $skip { return Err($why); } )?
+                        $( if $skip { return Err($why); } )*
                     } )*
                 }
                 Ok(())
@@ -244,6 +245,15 @@ define_ops! {
         flags: u8 as WalkFlagBits = g.map_flags(r),
     }
     range(addr, size);
+    skip if mc.is_none() && cfg.caller() == Caller::KvmGuest
+        => "KVM always passes a memcache to map (mmu.c: user_mem_abort the vCPU's \
+            mmu_page_cache, kvm_phys_addr_ioremap an on-stack one)";
+    skip if mc.is_none() && cfg.caller() == Caller::PkvmHost
+        => "the pKVM host passes its page pool as the memcache, never NULL \
+            (mem_protect.c __host_stage2_idmap: &host_s2_pool)";
+    skip if addr != phys && cfg.caller() == Caller::PkvmHost
+        => "the pKVM host only maps its memory one to one (mem_protect.c \
+            __host_stage2_idmap passes the address as phys)";
 
     /// `kvm_pgtable_stage2_set_owner` (6.12; 7.x annotates instead).
     op S2SetOwner = 3, "s2_set_owner", fn stage2_set_owner, [Stage2] on [V6_12] {
@@ -253,6 +263,9 @@ define_ops! {
         owner_id("owner"): u8 as Dec8 = g.owner(r),
     }
     range(addr, size);
+    skip if mc.is_none() && cfg.caller() == Caller::PkvmHost
+        => "the pKVM host passes its page pool as the memcache, never NULL \
+            (mem_protect.c host_stage2_set_owner_locked: &host_s2_pool)";
 
     /// `kvm_pgtable_stage2_unmap`.
     op S2Unmap = 4, "s2_unmap", fn stage2_unmap, [Stage2] {
@@ -312,6 +325,9 @@ define_ops! {
         nobjs: u32 as McPages = g.nobjs(r),
     }
     range(addr, size);
+    skip if cfg.caller() == Caller::PkvmHost
+        => "the pKVM host never splits (its zalloc_page would take the split cache \
+            for its page pool, mem_protect.c host_s2_zalloc_page)";
 
     /// `kvm_pgtable_stage2_create_unlinked`; the side keeps the table for a
     /// later [`Op::S2FreeUnlinked`] (or frees it at destroy).
@@ -324,6 +340,13 @@ define_ops! {
     }
     // kvm_granule_size(level) shifts by (PAGE_SHIFT-3)*(4-level)+3.
     skip if !(-1..=3).contains(&level) => "create_unlinked level outside -1..=3";
+    skip if mc.is_none()
+        => "every stage-2 caller's zalloc_page dereferences its memcache \
+            (kvm_mmu_memory_cache_alloc, pop_hyp_memcache, the host's pool); KVM \
+            creates unlinked tables only from split, with mmu->split_page_cache";
+    skip if cfg.caller() == Caller::PkvmHost
+        => "the pKVM host never builds unlinked tables (its zalloc_page would take \
+            the memcache for its page pool, mem_protect.c host_s2_zalloc_page)";
 
     /// `kvm_pgtable_stage2_free_unlinked` of the side's unlinked table
     /// number `index % count` (nothing when there is none).
@@ -377,6 +400,9 @@ define_ops! {
         annotation: u64 as Hex = g.annotation(r, kind),
     }
     range(addr, size);
+    skip if mc.is_none() && cfg.caller() == Caller::PkvmHost
+        => "the pKVM host passes its page pool as the memcache, never NULL \
+            (mem_protect.c host_stage2_set_owner_metadata_locked: &host_s2_pool)";
 
     /// `kvm_pgtable_stage2_mkyoung` (7.x): the caller's walk flags, no result.
     op S2MkyoungFlags = 57, "s2_mkyoung", fn stage2_mkyoung_flags, [Stage2] on [V7_3] {

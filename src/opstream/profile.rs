@@ -7,9 +7,12 @@
 /// `decode(&encode(s), Profile::Any) == s` for every valid `s`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Profile {
-    /// Forces stage = Hyp.
+    /// Forces stage = Hyp; mostly the hypervisor's stage-1 at EL2 (nVHE
+    /// context three times in four), else the kernel's.
     Hyp,
-    /// Forces stage = Stage2.
+    /// Forces stage = Stage2: pKVM guests (nVHE) and KVM guests (kernel)
+    /// alike, the pKVM host when the IDMAP flag is set (see
+    /// [`super::Caller`]).
     Stage2,
     /// pKVM host: stage-2, nvhe, IDMAP, force_pte = Host with a decoded
     /// memory map; ops limited to identity S2Map (phys = addr) with host

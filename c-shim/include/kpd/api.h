@@ -23,7 +23,12 @@
 #define KPD_GEN_6_12 612 /* set_owner, HANDLE_FAULT, PROT_X, NOFWB */
 #define KPD_GEN_7_1 701  /* annotate, IGNORE_EAGAIN, PROT_PX/UX, AS_S1, destroy_range */
 
-/* Which optional kvm_pgtable_mm_ops hooks a table's caller installs. */
+/*
+ * Which optional kvm_pgtable_mm_ops hooks a table's caller installs (the
+ * harness's caller profiles, src/caller.rs).  pgtable.c tests the first
+ * three for NULL; a missing free_unlinked_table is a stub that reports the
+ * call a real caller would make through NULL.
+ */
 #define KPD_HOOK_DCACHE_CLEAN_INVAL_POC (1u << 0)
 #define KPD_HOOK_ICACHE_INVAL_POU (1u << 1)
 #define KPD_HOOK_PAGE_COUNT (1u << 2)

@@ -79,6 +79,8 @@ void *kpd_mm_zalloc_page(void *mc);
 void *kpd_mm_zalloc_pages_exact(size_t size);
 void kpd_mm_free_pages_exact(void *addr, size_t size);
 void kpd_mm_free_unlinked_table(void *addr, s8 level);
+/* Stands in for a NULL free_unlinked_table: reports the call. */
+void kpd_mm_null_free_unlinked_table(void *addr, s8 level);
 void kpd_mm_get_page(void *addr);
 void kpd_mm_put_page(void *addr);
 int kpd_mm_page_count(void *addr);

@@ -1,0 +1,326 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! Caller profiles: the environment each real caller of pgtable.c gives it.
+//!
+//! pgtable.c never runs alone: a caller hands it a `kvm_pgtable_mm_ops`
+//! (some hooks left NULL, which pgtable.c tests), a memory source behind
+//! `zalloc_page(mc)`, a way to free unlinked tables, and an execution
+//! context that decides what a WARN does. Both sides run a stream under the
+//! same [`CallerProfile`], chosen by the stream's configuration
+//! ([`Config::caller`], derived from the stage, the context and the IDMAP
+//! flag, so existing streams keep their meaning).
+//!
+//! | line | caller | optional hooks | `zalloc_page(mc)` | unlinked tables | WARN |
+//! |---|---|---|---|---|---|
+//! | 6.12, 7.3 | pKVM host stage-2 (EL2) | page_count, free_unlinked_table; **no CMO hooks**, no free_pages_exact | `mc` *is* `host_s2_pool`: NULL only when the pool is dry | freed at once (`host_s2_free_unlinked_table`) | hypervisor panic |
+//! | 6.12, 7.3 | pKVM guest stage-2 (EL2) | page_count, dcache, icache, free_pages_exact; **no free_unlinked_table** | `vm->pool` first, then the vCPU memcache, NULL when both are empty | the hook is NULL: calling it is a hypervisor panic | hypervisor panic |
+//! | 6.12, 7.3 | KVM guest stage-2 (kernel) | all | the memcache; an empty one WARNs and allocates `GFP_ATOMIC` (BUG if that fails): never NULL | after an RCU grace period (`call_rcu`), here at the end of the op | continues |
+//! | 6.12, 7.3 | hyp stage-1 at EL2 | page_count | `hpool`, NULL when dry | none (never replaces a table) | hypervisor panic |
+//! | 6.12, 7.3 | hyp stage-1 (kernel) | **no page_count**: `kvm_pgtable_hyp_unmap` returns 0 untouched | `get_zeroed_page`, NULL on failure | none | continues |
+//!
+//! Sources (Linux 6.12 / 7.3): pKVM host `prepare_s2_pool`
+//! (nvhe/mem_protect.c), guest `kvm_guest_prepare_stage2` (same file),
+//! kernel `kvm_s2_mm_ops` and `stage2_free_unlinked_table` (mmu.c),
+//! `kvm_mmu_memory_cache_alloc` (virt/kvm/kvm_main.c), hyp EL2
+//! `pkvm_pgtable_mm_ops` (nvhe/setup.c), hyp kernel `kvm_hyp_mm_ops`
+//! (mmu.c); EL2 WARNs are BRKs that `nvhe_hyp_panic_handler`
+//! (handle_exit.c) turns into `panic()`: "all hyp bugs, including
+//! warnings, are treated as fatal".
+//!
+//! The two lines differ in how these callers *use* pgtable.c (flags,
+//! force_pte_cb, annotate; in 6.12 the pKVM guest's EL2 table is created
+//! and destroyed but never mapped into, its guest runs on the kernel's
+//! table), not in the environment above; what the ops may pass is decided
+//! by the op preconditions (`skip if` in `opstream::ops`) and the
+//! generators.
+//!
+//! Harness choices, each the same on both sides:
+//! - The pKVM host never destroys its table and has no `free_pages_exact`;
+//!   the harness's end-of-stream teardown supplies one, because destroying
+//!   is how it checks every reference was dropped.
+//! - The EL2 boot phase of the hyp stage-1 (`hyp_early_alloc_mm_ops`: no
+//!   page_count, no-op get/put) is not modelled; hyp-at-EL2 streams are
+//!   the table after `__pkvm_init_finalise`.
+//! - The kernel's RCU grace period ends at the end of the op that unlinked
+//!   the table: the earliest moment a real kernel guarantees for a shared
+//!   walker (its own `rcu_read_unlock`), and what lets a use of the
+//!   unlinked table within the op be seen.
+
+use std::fmt;
+
+use crate::events::{CallerBug, Event, Hook, Trace};
+use crate::opstream::{Caller, Config, KernelLine};
+use crate::results::Step;
+
+/// The optional `kvm_pgtable_mm_ops` hooks a caller installs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hooks {
+    pub page_count: bool,
+    pub dcache_clean_inval_poc: bool,
+    pub icache_inval_pou: bool,
+    pub free_unlinked_table: bool,
+}
+
+impl Hooks {
+    pub const ALL: Hooks = Hooks {
+        page_count: true,
+        dcache_clean_inval_poc: true,
+        icache_inval_pou: true,
+        free_unlinked_table: true,
+    };
+
+    /// Whether `hook` is installed.
+    pub fn has(self, hook: Hook) -> bool {
+        match hook {
+            Hook::PageCount => self.page_count,
+            Hook::DcacheCleanInvalPoc => self.dcache_clean_inval_poc,
+            Hook::IcacheInvalPou => self.icache_inval_pou,
+            Hook::FreeUnlinkedTable => self.free_unlinked_table,
+        }
+    }
+}
+
+/// How the caller's `free_unlinked_table` frees a table a map replaced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnlinkedFree {
+    /// At once, inside the walk (pKVM host: `host_s2_free_unlinked_table`).
+    Immediate,
+    /// After an RCU grace period (kernel: `call_rcu`); here at the end of
+    /// the op, and no walk may use the table's pages before.
+    Rcu,
+    /// The hook is NULL (pKVM guest, both hyp tables): a call panics.
+    Absent,
+}
+
+/// Everything a caller decides about pgtable.c's environment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallerProfile {
+    pub caller: Caller,
+    pub line: KernelLine,
+    pub hooks: Hooks,
+    pub pages: crate::arena::PageSource,
+    pub unlinked: UnlinkedFree,
+    /// A WARN is a hypervisor panic (EL2) rather than a logged warning.
+    pub warn_fatal: bool,
+}
+
+impl CallerProfile {
+    /// The profile of the caller `cfg` stands for.
+    pub fn of(cfg: &Config) -> CallerProfile {
+        CallerProfile::new(cfg.caller(), cfg.kernel)
+    }
+
+    /// The profile of `caller` on kernel `line` (the table in the module
+    /// documentation).
+    pub fn new(caller: Caller, line: KernelLine) -> CallerProfile {
+        use crate::arena::PageSource;
+        let (hooks, pages, unlinked) = match caller {
+            Caller::PkvmHost => (
+                Hooks {
+                    dcache_clean_inval_poc: false,
+                    icache_inval_pou: false,
+                    ..Hooks::ALL
+                },
+                PageSource::Pool,
+                UnlinkedFree::Immediate,
+            ),
+            Caller::PkvmGuest => (
+                Hooks {
+                    free_unlinked_table: false,
+                    ..Hooks::ALL
+                },
+                PageSource::GuestPool,
+                UnlinkedFree::Absent,
+            ),
+            Caller::KvmGuest => (Hooks::ALL, PageSource::KernelMemcache, UnlinkedFree::Rcu),
+            Caller::HypEl2 => (
+                Hooks {
+                    page_count: true,
+                    dcache_clean_inval_poc: false,
+                    icache_inval_pou: false,
+                    free_unlinked_table: false,
+                },
+                PageSource::Pool,
+                UnlinkedFree::Absent,
+            ),
+            Caller::HypKernel => (
+                Hooks {
+                    page_count: false,
+                    dcache_clean_inval_poc: false,
+                    icache_inval_pou: false,
+                    free_unlinked_table: false,
+                },
+                PageSource::Pool,
+                UnlinkedFree::Absent,
+            ),
+        };
+        CallerProfile {
+            caller,
+            line,
+            hooks,
+            pages,
+            unlinked,
+            warn_fatal: caller.at_el2(),
+        }
+    }
+
+    /// The `KPD_HOOK_*` bits of the C side's `state_new`.
+    pub fn c_hooks(&self) -> u32 {
+        use crate::c_side::hooks as h;
+        let mut bits = 0;
+        let hk = self.hooks;
+        for (on, bit) in [
+            (hk.dcache_clean_inval_poc, h::DCACHE_CLEAN_INVAL_POC),
+            (hk.icache_inval_pou, h::ICACHE_INVAL_POU),
+            (hk.page_count, h::PAGE_COUNT),
+            (hk.free_unlinked_table, h::FREE_UNLINKED_TABLE),
+        ] {
+            if on {
+                bits |= bit;
+            }
+        }
+        bits
+    }
+
+    /// Whether `e` ends the machine under this profile.
+    pub fn is_fatal(&self, e: &Event) -> bool {
+        match e {
+            Event::Warn { .. } => self.warn_fatal,
+            Event::CallerBug(_) | Event::AbsentHook(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Index of the first event of `trace` that ends the machine.
+    pub fn fatal_at(&self, trace: &Trace) -> Option<usize> {
+        trace.iter().position(|e| self.is_fatal(e))
+    }
+}
+
+/// A stream that stopped where the real machine would: the first fatal
+/// event both sides agree on. Not a finding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Panic {
+    pub step: Step,
+    /// The first side's fatal event (its WARN location is the C side's in
+    /// a C-against-Rust run).
+    pub event: Event,
+    /// Whether the machine is the hypervisor (EL2) or the kernel.
+    pub at_el2: bool,
+}
+
+impl fmt::Display for Panic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let who = if self.at_el2 {
+            "hypervisor panic"
+        } else {
+            "kernel oops"
+        };
+        match self.event {
+            Event::Warn { loc, once } => {
+                let w = if once { "WARN_ON_ONCE" } else { "WARN" };
+                // The C side's __FILE__ is the build's copy of the tree.
+                let file = loc.file.rfind("arch/").map_or(loc.file, |i| &loc.file[i..]);
+                write!(f, "{who}: {w} at {file}:{}", loc.line)?;
+            }
+            Event::AbsentHook(h) => {
+                write!(f, "{who}: call through the NULL mm_ops->{}", h.name())?;
+            }
+            Event::CallerBug(CallerBug::MemcacheAllocFailed) => write!(
+                f,
+                "kernel BUG: kvm_mmu_memory_cache_alloc found the memcache empty and could not allocate"
+            )?,
+            ref e => write!(f, "{who}: {e:?}")?,
+        }
+        match self.step {
+            Step::Init => write!(f, " (init)"),
+            Step::Op(i) => write!(f, " (op #{i})"),
+            Step::End => write!(f, " (end of stream)"),
+            Step::Destroy => write!(f, " (teardown)"),
+        }
+    }
+}
+
+/// The pages of the unlinked table at `pa` (a `level` table) and of every
+/// table below it, as the RCU callback will free them.
+pub fn unlinked_pages(
+    arena: &crate::arena::Arena,
+    fmt: crate::tree::Format,
+    pa: u64,
+    level: i8,
+) -> Vec<u64> {
+    let idx = crate::tree::TreeIndex::build(arena, fmt, pa, 1, level);
+    let mut pages: Vec<u64> = idx.tables.keys().copied().collect();
+    if !pages.contains(&pa) {
+        pages.push(pa);
+    }
+    pages.sort_unstable();
+    pages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::arena::PageSource;
+    use crate::opstream::{Context, Stage};
+
+    #[test]
+    fn each_configuration_stands_for_its_caller() {
+        let mut c = Config::new(Stage::Hyp);
+        c.context = Context::Nvhe;
+        assert_eq!(c.caller(), Caller::HypEl2);
+        c.context = Context::Kernel;
+        assert_eq!(c.caller(), Caller::HypKernel);
+        let mut c = Config::new(Stage::Stage2);
+        c.context = Context::Kernel;
+        assert_eq!(c.caller(), Caller::KvmGuest);
+        c.s2_flags.idmap = true;
+        assert_eq!(c.caller(), Caller::KvmGuest, "no kernel caller is IDMAP");
+        c.context = Context::Nvhe;
+        assert_eq!(c.caller(), Caller::PkvmHost);
+        c.s2_flags.idmap = false;
+        assert_eq!(c.caller(), Caller::PkvmGuest);
+    }
+
+    #[test]
+    fn profiles_follow_the_callers_mm_ops() {
+        for line in KernelLine::ALL {
+            let host = CallerProfile::new(Caller::PkvmHost, line);
+            // mem_protect.c prepare_s2_pool: no CMO hooks, immediate frees.
+            assert!(!host.hooks.dcache_clean_inval_poc && !host.hooks.icache_inval_pou);
+            assert!(host.hooks.page_count && host.hooks.free_unlinked_table);
+            assert_eq!(host.unlinked, UnlinkedFree::Immediate);
+            assert_eq!(host.pages, PageSource::Pool);
+            assert!(host.warn_fatal);
+            let guest = CallerProfile::new(Caller::PkvmGuest, line);
+            assert!(!guest.hooks.free_unlinked_table);
+            assert!(guest.hooks.dcache_clean_inval_poc && guest.hooks.icache_inval_pou);
+            assert_eq!(guest.pages, PageSource::GuestPool);
+            assert!(guest.warn_fatal);
+            let kvm = CallerProfile::new(Caller::KvmGuest, line);
+            assert_eq!(kvm.hooks, Hooks::ALL);
+            assert_eq!(kvm.unlinked, UnlinkedFree::Rcu);
+            assert_eq!(kvm.pages, PageSource::KernelMemcache);
+            assert!(!kvm.warn_fatal);
+            let hyp = CallerProfile::new(Caller::HypEl2, line);
+            assert!(hyp.hooks.page_count && hyp.warn_fatal);
+            let khyp = CallerProfile::new(Caller::HypKernel, line);
+            // mmu.c kvm_hyp_mm_ops has no page_count.
+            assert!(!khyp.hooks.page_count && !khyp.warn_fatal);
+        }
+    }
+
+    #[test]
+    fn only_el2_warns_are_fatal() {
+        let loc = crate::events::WarnLoc { file: "x", line: 1 };
+        let warn = Event::Warn { once: false, loc };
+        let el2 = CallerProfile::new(Caller::PkvmGuest, KernelLine::V6_12);
+        let kernel = CallerProfile::new(Caller::KvmGuest, KernelLine::V6_12);
+        let trace = vec![Event::Isb, warn, Event::Isb];
+        assert_eq!(el2.fatal_at(&trace), Some(1));
+        assert_eq!(kernel.fatal_at(&trace), None);
+        let bug = vec![Event::CallerBug(CallerBug::MemcacheAllocFailed)];
+        assert_eq!(kernel.fatal_at(&bug), Some(0));
+        let null = vec![Event::AbsentHook(Hook::FreeUnlinkedTable)];
+        assert_eq!(el2.fatal_at(&null), Some(0));
+    }
+}
