@@ -732,6 +732,96 @@ mod tests {
     }
 
     #[test]
+    fn kernel_memcache_never_returns_null_for_an_empty_cache() {
+        let mut a = Arena::new(Geometry::new(4096, 8), PageSource::KernelMemcache, Some(1));
+        let mut t = Trace::new();
+        // A page the cache holds: no WARN, and the failure budget does not
+        // apply (it was allocated when the cache was topped up).
+        let mut mc = Memcache { nobjs: 2 };
+        assert_eq!(a.zalloc_page(Some(&mut mc), &mut t), Some(0x4000_0000));
+        assert_eq!(a.zalloc_page(Some(&mut mc), &mut t), Some(0x4000_1000));
+        assert_eq!(mc.nobjs, 0);
+        // Empty: WARN, then a GFP_ATOMIC allocation (budget #0 succeeds).
+        t.clear();
+        assert_eq!(a.zalloc_page(Some(&mut mc), &mut t), Some(0x4000_2000));
+        assert_eq!(
+            t,
+            vec![
+                Event::CallerWarn(CallerWarn::EmptyMemcache),
+                Event::ZallocPage {
+                    source: AllocSource::Atomic,
+                    pa: Some(0x4000_2000)
+                }
+            ]
+        );
+        // The atomic allocation fails: BUG.
+        t.clear();
+        assert_eq!(a.zalloc_page(Some(&mut mc), &mut t), None);
+        assert_eq!(
+            t[2],
+            Event::CallerBug(CallerBug::MemcacheAllocFailed),
+            "{t:?}"
+        );
+    }
+
+    #[test]
+    fn guest_pool_reuses_freed_pages_before_the_memcache() {
+        let mut a = Arena::new(Geometry::new(4096, 8), PageSource::GuestPool, None);
+        let mut t = Trace::new();
+        let mut mc = Memcache { nobjs: 1 };
+        let p = a.zalloc_page(Some(&mut mc), &mut t).unwrap();
+        assert_eq!(mc.nobjs, 0);
+        assert_eq!(a.zalloc_page(Some(&mut mc), &mut t), None);
+        a.put_page(p, &mut t);
+        t.clear();
+        // Back in vm->pool: taken first, the (empty) memcache untouched.
+        assert_eq!(a.zalloc_page(Some(&mut mc), &mut t), Some(p));
+        assert_eq!(
+            t,
+            vec![Event::ZallocPage {
+                source: AllocSource::VmPool,
+                pa: Some(p)
+            }]
+        );
+        assert_eq!(a.zalloc_page(None, &mut t), None);
+    }
+
+    #[test]
+    fn pages_waiting_for_a_grace_period_must_not_be_used() {
+        let mut a = arena(4);
+        let mut t = Trace::new();
+        let p = a.zalloc_page(None, &mut t).unwrap();
+        a.defer_free(&[p]);
+        t.clear();
+        a.get_page(p + 8, &mut t);
+        assert_eq!(
+            t[0],
+            Event::Misuse(Misuse::UnlinkedTableUsed {
+                op: "get_page",
+                pa: p + 8
+            })
+        );
+        assert_eq!(
+            a.check_store(p + 16),
+            Some(Misuse::UnlinkedTableUsed {
+                op: "store",
+                pa: p + 16
+            })
+        );
+        // Once the grace period has ended the RCU callback may free it.
+        a.end_grace_period(&[p]);
+        t.clear();
+        a.put_page(p, &mut t);
+        a.put_page(p, &mut t);
+        assert_eq!(t, vec![put(p, 1), put(p, 0)]);
+        assert_eq!(a.check_store(p), Some(Misuse::StoreOutsideTables { pa: p }));
+    }
+
+    fn put(page: u64, count: u32) -> Event {
+        Event::PutPage { page, count }
+    }
+
+    #[test]
     fn allocation_failure_injection() {
         let mut a = Arena::new(Geometry::new(4096, 8), PageSource::Pool, Some(2));
         let mut t = Trace::new();

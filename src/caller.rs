@@ -49,7 +49,7 @@ use std::fmt;
 
 use crate::events::{CallerBug, Event, Hook, Trace};
 use crate::opstream::{Caller, Config, KernelLine};
-use crate::results::Step;
+use crate::results::{Outcome, Step, Value};
 
 /// The optional `kvm_pgtable_mm_ops` hooks a caller installs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,6 +194,35 @@ impl CallerProfile {
     pub fn fatal_at(&self, trace: &Trace) -> Option<usize> {
         trace.iter().position(|e| self.is_fatal(e))
     }
+
+    /// Cuts the two sides' outcomes of one step to what a real machine
+    /// shows when either side stopped it: each trace up to and including
+    /// its first fatal event, and no return value or memcache count (the
+    /// call never returned). A fatal event on one side only then shows as
+    /// a trace difference. Returns the first side's fatal event.
+    pub fn cut_at_fatal(&self, a: &mut Outcome, b: &mut Outcome) -> Option<Event> {
+        let (fa, fb) = (self.fatal_at(&a.trace), self.fatal_at(&b.trace));
+        if fa.is_none() && fb.is_none() {
+            return None;
+        }
+        for (o, at) in [(&mut *a, fa), (&mut *b, fb)] {
+            if let Some(i) = at {
+                o.trace.truncate(i + 1);
+            }
+            o.value = Value::Unit;
+            o.memcache_left = None;
+        }
+        fa.map(|i| a.trace[i])
+    }
+
+    /// The stop at `step` by `event`, for the summary.
+    pub fn panic(&self, step: Step, event: Event) -> Panic {
+        Panic {
+            step,
+            event,
+            at_el2: self.caller.at_el2(),
+        }
+    }
 }
 
 /// A stream that stopped where the real machine would: the first fatal
@@ -310,6 +339,56 @@ mod tests {
     }
 
     #[test]
+    fn inputs_the_caller_never_passes_are_not_run() {
+        use crate::opstream::Op;
+        let map = |mc, phys| Op::S2Map {
+            addr: 0x4000_0000,
+            size: 0x1000,
+            phys,
+            prot: 0b111,
+            mc,
+            flags: 0,
+        };
+        let cfg = |ctx, idmap| {
+            let mut c = Config::new(Stage::Stage2);
+            c.context = ctx;
+            c.s2_flags.idmap = idmap;
+            c
+        };
+        let (kvm, host, guest) = (
+            cfg(Context::Kernel, false),
+            cfg(Context::Nvhe, true),
+            cfg(Context::Nvhe, false),
+        );
+        // NULL memcache: the kernel's and the host's maps never pass one.
+        assert!(map(None, 0x4000_0000).precondition(&kvm).is_err());
+        assert!(map(None, 0x4000_0000).precondition(&host).is_err());
+        assert!(map(None, 0x4000_0000).precondition(&guest).is_ok());
+        assert!(map(Some(0), 0x4000_0000).precondition(&kvm).is_ok());
+        // The host maps one to one.
+        assert!(map(Some(4), 0x8000_0000).precondition(&host).is_err());
+        assert!(map(Some(4), 0x8000_0000).precondition(&guest).is_ok());
+        let split = Op::S2Split {
+            addr: 0,
+            size: 0x20_0000,
+            nobjs: 1,
+        };
+        assert!(split.precondition(&host).is_err());
+        assert!(split.precondition(&kvm).is_ok());
+        let unlinked = |mc| Op::S2CreateUnlinked {
+            level: 2,
+            phys: 0,
+            prot: 0b110,
+            mc,
+            force_pte: false,
+        };
+        for c in [&kvm, &guest] {
+            assert!(unlinked(None).precondition(c).is_err());
+            assert!(unlinked(Some(1)).precondition(c).is_ok());
+        }
+    }
+
+    #[test]
     fn only_el2_warns_are_fatal() {
         let loc = crate::events::WarnLoc { file: "x", line: 1 };
         let warn = Event::Warn { once: false, loc };
@@ -322,5 +401,45 @@ mod tests {
         assert_eq!(kernel.fatal_at(&bug), Some(0));
         let null = vec![Event::AbsentHook(Hook::FreeUnlinkedTable)];
         assert_eq!(el2.fatal_at(&null), Some(0));
+    }
+
+    #[test]
+    fn a_fatal_event_cuts_the_step_and_one_sided_it_is_a_divergence() {
+        use crate::oracle::diff;
+        use crate::results::What;
+        let loc = crate::events::WarnLoc { file: "x", line: 1 };
+        let warn = Event::Warn { once: false, loc };
+        let el2 = CallerProfile::new(Caller::HypEl2, KernelLine::V6_12);
+        let outcome = |trace: Vec<Event>, v: i64| Outcome::new(Value::Int(v), trace);
+        // Both WARN, then disagree on what follows and on the result:
+        // nothing after the WARN counts.
+        let (mut a, mut b) = (
+            outcome(vec![Event::Isb, warn, Event::Isb], 0),
+            outcome(
+                vec![Event::Isb, warn, Event::Dsb(crate::events::Barrier::Sy)],
+                -22,
+            ),
+        );
+        assert_eq!(el2.cut_at_fatal(&mut a, &mut b), Some(warn));
+        assert_eq!(a.trace, vec![Event::Isb, warn]);
+        assert_eq!(diff::compare(&a, &b), None);
+        // A WARN on one side only is still a finding (the traces differ).
+        let (mut a, mut b) = (
+            outcome(vec![Event::Isb, warn, Event::Isb], 0),
+            outcome(vec![Event::Isb, Event::Isb], 0),
+        );
+        assert_eq!(el2.cut_at_fatal(&mut a, &mut b), Some(warn));
+        assert!(matches!(diff::compare(&a, &b), Some(What::Trace { .. })));
+        let (mut a, mut b) = (
+            outcome(vec![Event::Isb, Event::Isb], 0),
+            outcome(vec![Event::Isb, warn], 0),
+        );
+        assert_eq!(el2.cut_at_fatal(&mut a, &mut b), None);
+        assert!(matches!(diff::compare(&a, &b), Some(What::Trace { .. })));
+        // In the kernel a WARN is not fatal: everything is compared.
+        let kernel = CallerProfile::new(Caller::KvmGuest, KernelLine::V6_12);
+        let (mut a, mut b) = (outcome(vec![warn], 0), outcome(vec![warn], -22));
+        assert_eq!(kernel.cut_at_fatal(&mut a, &mut b), None);
+        assert!(matches!(diff::compare(&a, &b), Some(What::Value { .. })));
     }
 }

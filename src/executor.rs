@@ -22,7 +22,7 @@
 //! is the only place that decides this.
 
 use crate::c_side::CSide;
-use crate::caller::{CallerProfile, Panic};
+use crate::caller::CallerProfile;
 use crate::known;
 use crate::opstream::OpStream;
 use crate::oracle::{contract, diff};
@@ -76,26 +76,11 @@ fn settle(
     mut a: Outcome,
     mut b: Outcome,
 ) -> Result<bool, Box<(What, Option<Outcome>)>> {
-    let (fa, fb) = (profile.fatal_at(&a.trace), profile.fatal_at(&b.trace));
-    if fa.is_some() || fb.is_some() {
-        for (o, at) in [(&mut a, fa), (&mut b, fb)] {
-            if let Some(i) = at {
-                o.trace.truncate(i + 1);
-            }
-            o.value = Value::Unit;
-            o.memcache_left = None;
-        }
-    }
+    let fatal = profile.cut_at_fatal(&mut a, &mut b);
     if let Some(what) = diff::compare(&a, &b).or_else(|| contract::misuse(&a.trace)) {
         return Err(Box::new((what, opts.keep_log.then_some(a))));
     }
-    if let Some(i) = fa {
-        summary.panic = Some(Panic {
-            step,
-            event: a.trace[i],
-            at_el2: profile.caller.at_el2(),
-        });
-    }
+    summary.panic = fatal.map(|event| profile.panic(step, event));
     summary.events += a.trace.len();
     // Only the hyp map path can show it: stage-2 always locks an entry first.
     if !summary.known.contains(&known::KD1.id) && known::shows_kd1(&a.trace) {
