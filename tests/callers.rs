@@ -452,3 +452,38 @@ fn an_el2_warn_ends_the_run_and_a_kernel_one_does_not() {
     );
     assert_eq!(kernel.log[2].value, Value::Int(-22));
 }
+
+#[test]
+fn host_stage2_target_streams_never_show_cache_maintenance() {
+    // The host_stage2 fuzz target always decodes to the pKVM host: no
+    // stream of it may show a CMO, whatever the bytes.
+    let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+    let profile = kvm_pgtable_diff::fuzz::profile("host_stage2").unwrap();
+    for i in 0..60 {
+        let data: Vec<u8> = (0..(i * 11) % 400)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let s = opstream::decode(&data, profile);
+        assert_eq!(s.config.caller(), Caller::PkvmHost);
+        let opts = RunOptions {
+            keep_log: true,
+            ..kvm_pgtable_diff::fuzz::options("host_stage2")
+        };
+        let sum = executor::run(&s, opts).unwrap_or_else(|d| panic!("input {i}: {d}"));
+        for o in &sum.log {
+            assert!(
+                !o.trace.iter().any(|e| matches!(
+                    e,
+                    Event::DcacheCleanInvalPoc { .. } | Event::IcacheInvalPou { .. }
+                )),
+                "input {i}: {:?}",
+                o.trace
+            );
+        }
+    }
+}
