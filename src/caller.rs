@@ -269,15 +269,17 @@ impl fmt::Display for Panic {
     }
 }
 
-/// The pages of the unlinked table at `pa` (a `level` table) and of every
-/// table below it, as the RCU callback will free them.
+/// The pages of the unlinked table at `pa` and of every table below it, as
+/// the RCU callback will free them. `level` is that of the entry that
+/// pointed to it (what `free_unlinked_table` is given): the table's own
+/// entries are one level down.
 pub fn unlinked_pages(
     arena: &crate::arena::Arena,
     fmt: crate::tree::Format,
     pa: u64,
     level: i8,
 ) -> Vec<u64> {
-    let idx = crate::tree::TreeIndex::build(arena, fmt, pa, 1, level);
+    let idx = crate::tree::TreeIndex::build(arena, fmt, pa, 1, level.saturating_add(1));
     let mut pages: Vec<u64> = idx.tables.keys().copied().collect();
     if !pages.contains(&pa) {
         pages.push(pa);

@@ -487,3 +487,45 @@ fn host_stage2_target_streams_never_show_cache_maintenance() {
         }
     }
 }
+
+#[test]
+fn only_tables_of_an_unlinked_subtree_wait_for_the_grace_period() {
+    // The level-3 table the block replaces maps a page whose PA is the
+    // PGD's own page. The same map then goes on into the next 1 GiB and
+    // links a new table into the PGD (entry 2, at 0x4000_0010) before the
+    // grace period ends: a leaf's output address is no table of the
+    // unlinked subtree, so that store is fine (found by the stage2 and
+    // walk targets when the subtree was read one level too high).
+    let s = run(&format!(
+        "{KERNEL_6_12}\
+         s2_map addr=0x7fe01000 size=0x1000 phys=0x40000000 prot=RW mc=4 flags=0\n\
+         s2_map addr=0x7fe00000 size=0x400000 phys=0x7fe00000 prot=RW mc=4 flags=0\n"
+    ));
+    let t = &s.log[2].trace;
+    let freed = t
+        .iter()
+        .position(|e| {
+            *e == Event::FreeUnlinkedTable {
+                pa: 0x4000_3000,
+                level: 2,
+            }
+        })
+        .expect("the block replaces the level-3 table");
+    let pgd_store = t
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                Event::Store {
+                    pa: 0x4000_0010,
+                    ..
+                }
+            )
+        })
+        .expect("a new table in the PGD");
+    let callback = t
+        .iter()
+        .position(|e| matches!(e, Event::RcuCallback { .. }))
+        .expect("the RCU callback at the end of the op");
+    assert!(freed < pgd_store && pgd_store < callback, "{t:?}");
+}
