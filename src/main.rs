@@ -203,6 +203,8 @@ fn show(
             } else {
                 print!("{}", l.stream.annotated(None));
             }
+            let c = &l.stream.config;
+            println!("caller: {} (Linux {})", c.caller().name(), c.kernel.name());
             if let Some(p) = &summary.panic {
                 println!("{p}: both sides agree up to it; nothing after it is compared");
             }
