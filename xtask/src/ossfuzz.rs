@@ -836,7 +836,11 @@ const API_ERRORS: [(&str, &str); 3] = [
 /// Compiles, per diagnostic, glue.c's `#pragma clang diagnostic error` lines followed by code
 /// that breaks it, with build.rs' flag order (its -Werror=, then CFLAGS) and base-clang's CFLAGS.
 fn check_api_errors(dir: &Path) -> Result<(Status, String), String> {
-    let glue = read_repo("c-shim/glue.c")?;
+    api_errors_hold(&read_repo("c-shim/glue.c")?, dir)?;
+    ok("glue.c's #pragma keeps all 3 API-signature errors under base-clang's CFLAGS")
+}
+
+fn api_errors_hold(glue: &str, dir: &Path) -> Result<(), String> {
     let pragmas: String = glue
         .lines()
         .filter(|l| l.trim_start().starts_with("#pragma clang diagnostic error"))
@@ -861,7 +865,7 @@ fn check_api_errors(dir: &Path) -> Result<(Status, String), String> {
             ));
         }
     }
-    ok("glue.c's #pragma keeps all 3 API-signature errors under base-clang's CFLAGS")
+    Ok(())
 }
 
 fn static_checks(report: &mut Report, base: &Path) {
@@ -943,6 +947,26 @@ fn static_checks(report: &mut Report, base: &Path) {
             seen.join(" and "),
             lines.join(", ")
         ))
+    });
+    report.check("build.sh's cargo fuzz flags", || {
+        let text = read_repo("oss-fuzz/build.sh")?;
+        let line = text
+            .lines()
+            .find(|l| l.trim_start().starts_with("cargo fuzz build "))
+            .ok_or("oss-fuzz/build.sh runs no `cargo fuzz build`")?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        // -a: overflow checks and debug assertions belong to the oracle; `compile` passes none.
+        for f in crate::fuzz::BUILD_FLAGS.iter().chain(&["-a"]) {
+            if !words.contains(f) {
+                return Err(format!(
+                    "`{}` lacks {f} (cargo xtask fuzz builds with {} and OSS-Fuzz must fuzz the \
+                     same code, with overflow checks: -a)",
+                    line.trim(),
+                    crate::fuzz::BUILD_FLAGS.join(" ")
+                ));
+            }
+        }
+        ok(format!("`{}`", line.trim()))
     });
     report.check("API-signature errors independent of CFLAGS", || {
         check_api_errors(&base.join("api-errors"))
@@ -1040,7 +1064,27 @@ fn fetch_kernels(base: &Path, src: &Src) -> Result<(Status, String), String> {
         ));
     }
     let mirror = base.join("kernel-mirror");
-    let _ = fs::remove_dir_all(&mirror);
+    make_mirror(&mirror, &lock, None)?;
+    let _ = fs::remove_file(&stamp);
+    run_fetch(
+        &script,
+        &lock_path,
+        &src.dir,
+        &mirror,
+        &base.join("fetch-kernel.log"),
+    )?;
+    fs::write(&stamp, &key).map_err(|e| e.to_string())?;
+    ok(format!(
+        "{}: kernel.org layout from a local mirror, sha256 checked against kernel.lock",
+        names.join(", ")
+    ))
+}
+
+/// A `file://` stand-in for kernel.org's `pub/linux/kernel`: per kernel.lock line,
+/// `v<major>.x/linux-<upstream>.tar.xz` holding the line's pinned files (from `.cache/`).
+/// `tamper` appends a byte to that file of every line (tests: a tarball that is not the pinned one).
+fn make_mirror(mirror: &Path, lock: &Lock, tamper: Option<&str>) -> Result<(), String> {
+    let _ = fs::remove_dir_all(mirror);
     for line in &lock.lines {
         let upstream = line.version.split('-').next().unwrap_or("");
         let major = upstream.split('.').next().unwrap_or("");
@@ -1050,13 +1094,17 @@ fn fetch_kernels(base: &Path, src: &Src) -> Result<(Status, String), String> {
         for (_, f) in &line.files {
             let to = stage.join(&top).join(f);
             fs::create_dir_all(to.parent().unwrap()).map_err(|e| e.to_string())?;
-            fs::copy(cache.join(f), &to).map_err(|e| {
+            let mut data = fs::read(cache.join(f)).map_err(|e| {
                 format!(
                     "{}/{f}: {e}; run: cargo xtask kernel (the emulated kernel.org mirror is made \
                      from the pinned files)",
                     rel(&cache)
                 )
             })?;
+            if tamper == Some(f.as_str()) {
+                data.push(b'\n');
+            }
+            fs::write(&to, data).map_err(|e| e.to_string())?;
         }
         let dir = mirror.join(format!("v{major}.x"));
         fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
@@ -1071,28 +1119,30 @@ fn fetch_kernels(base: &Path, src: &Src) -> Result<(Status, String), String> {
             return Err(format!("{}: {}", cmd_line(&tar), err.trim()));
         }
     }
-    let _ = fs::remove_file(&stamp);
+    Ok(())
+}
+
+/// Runs fetch-kernel.sh as the Dockerfiles do, against `mirror`; the error is its last line.
+fn run_fetch(
+    script: &Path,
+    lock: &Path,
+    dest: &Path,
+    mirror: &Path,
+    log: &Path,
+) -> Result<(), String> {
     let mut cmd = Command::new("bash");
     cmd.args(["-euo", "pipefail"])
-        .arg(&script)
-        .arg(&lock_path)
-        .arg(&src.dir)
+        .arg(script)
+        .arg(lock)
+        .arg(dest)
         .env("KERNEL_ORG_MIRROR", format!("file://{}", mirror.display()));
     let (fetched, out, err) = capture(&mut cmd);
-    let log = base.join("fetch-kernel.log");
-    let _ = fs::write(&log, format!("$ {}\n{out}{err}", cmd_line(&cmd)));
+    let _ = fs::write(log, format!("$ {}\n{out}{err}", cmd_line(&cmd)));
     if !fetched {
         let last = err.lines().last().unwrap_or("nonzero exit");
-        return Err(format!(
-            "fetch-kernel.sh failed: {last} (log {})",
-            rel(&log)
-        ));
+        return Err(format!("fetch-kernel.sh failed: {last} (log {})", rel(log)));
     }
-    fs::write(&stamp, &key).map_err(|e| e.to_string())?;
-    ok(format!(
-        "{}: kernel.org layout from a local mirror, sha256 checked against kernel.lock",
-        names.join(", ")
-    ))
+    Ok(())
 }
 
 fn layout_src(report: &mut Report, base: &Path) -> Option<Src> {
@@ -1167,6 +1217,28 @@ fn compile_rustflags(san: OssSanitizer) -> String {
     }
 }
 
+/// The oldest libclang installed (directory, LLVM major): the image's LIBCLANG_PATH points at
+/// Ubuntu 20.04's libclang 10 while its `clang` is trunk, so an old libclang is the closer
+/// stand-in for bindgen here.
+fn oldest_libclang() -> Option<(PathBuf, u32)> {
+    let mut found: Vec<(u32, PathBuf)> = fs::read_dir("/usr/lib")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let major: u32 = name.strip_prefix("llvm-")?.parse().ok()?;
+            let lib = e.path().join("lib");
+            let has = fs::read_dir(&lib).ok()?.flatten().any(|f| {
+                let n = f.file_name().to_string_lossy().into_owned();
+                n.starts_with("libclang.so") || n.starts_with(&format!("libclang-{major}"))
+            });
+            has.then_some((major, lib))
+        })
+        .collect();
+    found.sort();
+    found.into_iter().next().map(|(m, p)| (p, m))
+}
+
 /// The environment `compile` gives build.sh.
 fn env_for(san: OssSanitizer, src: &Src, d: &Dirs) -> Vec<(String, String)> {
     let cflags = compile_cflags(san);
@@ -1176,14 +1248,15 @@ fn env_for(san: OssSanitizer, src: &Src, d: &Dirs) -> Vec<(String, String)> {
         std::env::var("PATH").unwrap_or_default()
     );
     let s = |k: &str, v: &str| (k.to_string(), v.to_string());
-    vec![
+    let mut env = vec![
         s("SRC", &src.dir.display().to_string()),
         s("OUT", &d.out.display().to_string()),
         s("WORK", &d.work.display().to_string()),
-        // The image's clang is trunk (22 at the time of writing), here Debian's clang-22.
-        s("CC", "clang-22"),
-        s("CXX", "clang++-22"),
-        s("CCC", "clang++-22"),
+        // The image's clang is trunk (22 at the time of writing); here `clang` in the bin
+        // directory runs Debian's clang-22.
+        s("CC", "clang"),
+        s("CXX", "clang++"),
+        s("CCC", "clang++"),
         s("CFLAGS", &cflags),
         s("CXXFLAGS", &format!("{cflags} {CXXFLAGS_EXTRA}")),
         // The image adds `-C link-arg=-lc++` to coverage builds; there is no libc++ here.
@@ -1197,10 +1270,15 @@ fn env_for(san: OssSanitizer, src: &Src, d: &Dirs) -> Vec<(String, String)> {
         // The image's libFuzzer is built against libc++ (c++); Debian's against libstdc++.
         s("CUSTOM_LIBFUZZER_STD_CXX", "stdc++"),
         s("RUSTUP_TOOLCHAIN", IMAGE_TOOLCHAIN),
-        s("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER", "clang-22"),
+        s("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER", "clang"),
         s("CARGO_TARGET_DIR", &d.cargo_target.display().to_string()),
         s("PATH", &path),
-    ]
+    ];
+    // The Dockerfiles' `ENV LIBCLANG_PATH`.
+    if let Some((dir, _)) = oldest_libclang() {
+        env.push(s("LIBCLANG_PATH", &dir.display().to_string()));
+    }
+    env
 }
 
 /// A `cargo` that does what base-builder-rust's wrapper (base-builder/cargo) does in coverage
@@ -1238,6 +1316,14 @@ fn prepare(san: OssSanitizer, d: &Dirs) -> Res {
     reset_dir(&d.out)?;
     reset_dir(&d.work)?;
     reset_dir(&d.bin)?;
+    for (name, to) in [
+        ("clang", "/usr/bin/clang-22"),
+        ("clang++", "/usr/bin/clang++-22"),
+    ] {
+        let link = d.bin.join(name);
+        std::os::unix::fs::symlink(to, &link)
+            .ctx(format_args!("cannot link {}", link.display()))?;
+    }
     if san == OssSanitizer::Coverage {
         let wrapper = d.bin.join("cargo");
         fs::write(&wrapper, CARGO_WRAPPER)
@@ -1346,6 +1432,10 @@ fn run_build(
         "oss-fuzz",
         "SANITIZER={s}: bash -eux build.sh (log {log_rel})"
     );
+    let libclang = match oldest_libclang() {
+        Some((_, 22)) | None => "bindgen with libclang 22 (the image: Ubuntu 20.04's 10)".into(),
+        Some((_, m)) => format!("bindgen with libclang {m} (the image: Ubuntu 20.04's 10)"),
+    };
     let t = Instant::now();
     let mut child = cmd.spawn().map_err(|e| format!("cannot run bash: {e}"))?;
     let log = fs::File::create(&d.log).map_err(|e| format!("{log_rel}: {e}"))?;
@@ -1369,7 +1459,10 @@ fn run_build(
         }
         return Err(format!("build.sh failed ({st}); full log: {log_rel}"));
     }
-    Ok(format!("built in {}", fmt_dur(t.elapsed())))
+    Ok(format!(
+        "built in {} with {IMAGE_TOOLCHAIN}, clang-22 as `clang`, {libclang}",
+        fmt_dur(t.elapsed())
+    ))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2244,6 +2337,47 @@ mod tests {
             loaded_edges("INFO: Loaded 1 PC tables (43210 PCs): 43210 [0x1,0x2),\n"),
             None
         );
+    }
+
+    #[test]
+    fn fetch_kernel_sh_fetches_every_line_and_refuses_other_bytes() {
+        let tmp = std::env::temp_dir().join(format!("kpd-fetch-test-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        let lock_path = root().join("kernel.lock");
+        let lock = Lock::read(&lock_path).unwrap();
+        let script = root().join("oss-fuzz").join("fetch-kernel.sh");
+        let (mirror, dest, log) = (tmp.join("mirror"), tmp.join("src"), tmp.join("log"));
+        make_mirror(&mirror, &lock, None).unwrap();
+        run_fetch(&script, &lock_path, &dest, &mirror, &log).unwrap();
+        for line in &lock.lines {
+            for (hash, f) in &line.files {
+                let got =
+                    crate::util::sha256_file(&dest.join(format!("linux-{}", line.name)).join(f));
+                assert_eq!(got.unwrap(), *hash, "{} {f}", line.name);
+            }
+        }
+        let last = &lock.lines.last().unwrap().files[0].1;
+        make_mirror(&mirror, &lock, Some(last)).unwrap();
+        let e = run_fetch(&script, &lock_path, &dest, &mirror, &log).unwrap_err();
+        assert!(e.contains(last.as_str()) && e.contains("pins"), "{e}");
+        let e = run_fetch(&script, &lock_path, &dest, &tmp.join("no-mirror"), &log).unwrap_err();
+        assert!(e.contains("cannot download"), "{e}");
+        let _ = fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
+    fn api_errors_need_glue_pragmas() {
+        let tmp = std::env::temp_dir().join(format!("kpd-api-test-{}", std::process::id()));
+        let glue = fs::read_to_string(root().join("c-shim/glue.c")).unwrap();
+        assert!(api_errors_hold(&glue, &tmp).is_ok());
+        let stripped: String = glue
+            .lines()
+            .filter(|l| !l.starts_with("#pragma clang diagnostic"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let e = api_errors_hold(&stripped, &tmp).unwrap_err();
+        assert!(e.contains("-Wincompatible-function-pointer-types"), "{e}");
+        let _ = fs::remove_dir_all(&tmp);
     }
 
     #[test]
