@@ -1176,7 +1176,10 @@ struct Dirs {
     out: PathBuf,
     work: PathBuf,
     cargo_target: PathBuf,
+    /// base-builder-rust's `cargo` wrapper (coverage builds), on PATH first.
     bin: PathBuf,
+    /// `clang`, `clang++`: the image's compiler names (/usr/local/bin there).
+    clang: PathBuf,
     log: PathBuf,
 }
 
@@ -1187,6 +1190,7 @@ fn dirs(base: &Path, san: OssSanitizer) -> Dirs {
         work: base.join(format!("work-{s}")),
         cargo_target: base.join(format!("cargo-{s}")),
         bin: base.join(format!("bin-{s}")),
+        clang: base.join("clang"),
         log: base.join(format!("build-{s}.log")),
     }
 }
@@ -1243,8 +1247,9 @@ fn oldest_libclang() -> Option<(PathBuf, u32)> {
 fn env_for(san: OssSanitizer, src: &Src, d: &Dirs) -> Vec<(String, String)> {
     let cflags = compile_cflags(san);
     let path = format!(
-        "{}:{}",
+        "{}:{}:{}",
         d.bin.display(),
+        d.clang.display(),
         std::env::var("PATH").unwrap_or_default()
     );
     let s = |k: &str, v: &str| (k.to_string(), v.to_string());
@@ -1316,11 +1321,12 @@ fn prepare(san: OssSanitizer, d: &Dirs) -> Res {
     reset_dir(&d.out)?;
     reset_dir(&d.work)?;
     reset_dir(&d.bin)?;
+    reset_dir(&d.clang)?;
     for (name, to) in [
         ("clang", "/usr/bin/clang-22"),
         ("clang++", "/usr/bin/clang++-22"),
     ] {
-        let link = d.bin.join(name);
+        let link = d.clang.join(name);
         std::os::unix::fs::symlink(to, &link)
             .ctx(format_args!("cannot link {}", link.display()))?;
     }
