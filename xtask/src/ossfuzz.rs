@@ -1659,6 +1659,16 @@ fn call_limits(san: OssSanitizer) -> Option<CallLimits> {
     }
 }
 
+/// The call targets counted in `objdump -dC`: bad_build_check's four sanitizer runtimes, and
+/// libFuzzer's compare hooks (which the coverage build's C side must not call).
+const RUNTIMES: [&str; 5] = [
+    "__asan",
+    "__dfsan",
+    "__msan",
+    "__ubsan",
+    "__sanitizer_cov_trace",
+];
+
 /// Per `objdump -dC` line, what bad_build_check's `egrep "callq?\s+[0-9a-f]+\s+<__asan"` (and
 /// __dfsan, __msan, __ubsan) counts: the runtime a call goes to.
 fn call_target(line: &str) -> Option<&'static str> {
@@ -1676,7 +1686,7 @@ fn call_target(line: &str) -> Option<&'static str> {
         let ws2 = tail.len() - tail.trim_start().len();
         if ws > 0 && hex_len > 0 && ws2 > 0 {
             let target = &tail[ws2..];
-            for rt in ["__asan", "__dfsan", "__msan", "__ubsan"] {
+            for rt in RUNTIMES {
                 if target.starts_with(&format!("<{rt}")) {
                     return Some(rt);
                 }
@@ -1700,9 +1710,7 @@ fn objdump_calls(
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot run objdump: {e}"))?;
-    let mut counts: BTreeMap<&'static str, u64> = ["__asan", "__dfsan", "__msan", "__ubsan"]
-        .map(|k| (k, 0))
-        .into();
+    let mut counts: BTreeMap<&'static str, u64> = RUNTIMES.map(|k| (k, 0)).into();
     let marks: Vec<(String, String)> = lines
         .iter()
         .map(|l| (l.clone(), format!("<kpd_{}_", l.replace(['.', '-'], "_"))))
@@ -1903,6 +1911,15 @@ fn run_target(
 /// Replays the seeds through the coverage build and checks the profile it writes: it merges,
 /// and llvm-cov maps it onto every kernel line's pgtable.c.
 fn run_coverage(t: &str, d: &Dirs, seeds: &Path, lines: &[String]) -> Result<String, String> {
+    // OSS-Fuzz's coverage CFLAGS carry no -fsanitize=fuzzer-no-link, nor may build.rs add it.
+    let (calls, _) = objdump_calls(&d.out.join(t), lines)?;
+    let hooks = calls["__sanitizer_cov_trace"];
+    if hooks > 0 {
+        return Err(format!(
+            "{hooks} calls to libFuzzer's __sanitizer_cov_trace* hooks: a coverage build's code \
+             must not carry -fsanitize=fuzzer-no-link"
+        ));
+    }
     let prof = d.work.join("profiles");
     fs::create_dir_all(&prof).map_err(|e| e.to_string())?;
     let raw = prof.join(format!("{t}.profraw"));
