@@ -259,12 +259,21 @@ fn find_clang() -> String {
     );
 }
 
-/// Flags of every C compile beyond CFLAGS.
+/// Flags of every C compile beyond CFLAGS. The cc crate puts CFLAGS after these, so under
+/// OSS-Fuzz (whose base-clang CFLAGS carry `-Wno-error=incompatible-function-pointer-types`,
+/// `-Wno-error=int-conversion`, `-Wno-error=implicit-function-declaration`) the three
+/// `-Werror=` below hold only in the syntax probe (which takes no CFLAGS); c-shim/glue.c,
+/// where a changed kernel API stops compiling, makes them errors itself with
+/// `#pragma clang diagnostic error`, whatever the command line says.
 fn extra_flags() -> Vec<String> {
     let cflags = env::var("CFLAGS").unwrap_or_default();
     let mut extra: Vec<String> = vec![
         "-std=gnu11".into(),
+        // The kernel's own code-generation assumptions (top-level Makefile): no type-based
+        // aliasing, signed overflow wraps, and a NULL check after a dereference is kept.
         "-fno-strict-aliasing".into(),
+        "-fno-strict-overflow".into(),
+        "-fno-delete-null-pointer-checks".into(),
         "-Wno-unused-parameter".into(),
         "-Wno-sign-compare".into(),
         "-Wno-unused-function".into(),
@@ -272,9 +281,12 @@ fn extra_flags() -> Vec<String> {
         "-Werror=implicit-function-declaration".into(),
         "-Werror=int-conversion".into(),
     ];
+    // OSS-Fuzz's coverage builds (SANITIZER=coverage) measure source coverage and leave
+    // libFuzzer's edge instrumentation out of their CFLAGS: so does the C side then.
+    let coverage = cflags.contains("-fprofile-instr-generate");
     // libFuzzer must see the C code's edges; OSS-Fuzz already passes these in CFLAGS.
     if env::var_os("CARGO_CFG_FUZZING").is_some() {
-        if !cflags.contains("-fsanitize=fuzzer") {
+        if !cflags.contains("-fsanitize=fuzzer") && !coverage {
             extra.push("-fsanitize=fuzzer-no-link".into());
         }
         let sanitize = env::var("CARGO_CFG_SANITIZE").unwrap_or_default();

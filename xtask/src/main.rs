@@ -101,16 +101,26 @@ Goals: overhead <= 1.25, rust/c <= 1.0, stage2 ASan >= 20k exec/s.\n\
 Exit codes: 0 ok, 1 a finding (a diverging input), 2 usage or setup error."
     )]
     Bench(bench::Args),
-    /// Run oss-fuzz/build.sh under an emulated OSS-Fuzz environment and check $OUT.
+    /// The OSS-Fuzz / ClusterFuzzLite integration, emulated without Docker and checked.
     #[command(
-        after_help = "Emulates OSS-Fuzz's base-builder-rust `compile` (SRC, OUT, WORK, CC=clang-22, \
-CFLAGS, RUSTFLAGS, SANITIZER, FUZZING_ENGINE, LIB_FUZZING_ENGINE) without Docker, runs \
-oss-fuzz/build.sh, then checks every target in $OUT: executable, seed zip (sha1-named \
-entries = fuzz/corpus/<target>), .dict, .options, and --runs inputs without a finding \
-(coverage builds: a profile that llvm-cov-22 reads). Files: target/oss-fuzz/.\n\
-Last line: `oss-fuzz: N targets ok`. Exit codes: 0 ok, 1 a check failed, 2 setup or build error."
+        after_help = "Static checks (presubmit.py and check_base_os.py rules on the generated \
+projects/ copy, both Dockerfiles, API errors under base-clang's CFLAGS, .dockerignore, the \
+workflows), then $SRC laid out as in the image (the .dockerignore'd repository, \
+$SRC/linux-<line> from oss-fuzz/fetch-kernel.sh) and, per --sanitizer, build.sh under \
+OSS-Fuzz's `compile` environment (base-clang CFLAGS, its RUSTFLAGS, base-builder-rust's \
+nightly), check_build's rules and --runs inputs on every target (coverage: a profile of \
+both kernel lines). Files: target/oss-fuzz/.\n\
+Last line: `oss-fuzz: N checks ok`. Exit codes: 0 ok, 1 a check failed, 2 setup or build error."
     )]
     OssFuzz(ossfuzz::Args),
+    /// Write projects/kvm-pgtable-diff/ for google/oss-fuzz (Apache-2.0 headers, one-line build.sh).
+    #[command(
+        after_help = "Writes Dockerfile, build.sh and project.yaml from oss-fuzz/ into DIR \
+(e.g. ~/oss-fuzz/projects/kvm-pgtable-diff), checked against OSS-Fuzz's presubmit rules. \
+Refuses while main_repo or primary_contact in oss-fuzz/project.yaml is a placeholder.\n\
+Exit codes: 0 written, 2 placeholders left or a presubmit rule broken."
+    )]
+    OssFuzzProject(ossfuzz::ProjectArgs),
     /// Minimise every target's working corpus (fuzz/corpus-work/<target>) with libFuzzer -merge=1.
     #[command(
         after_help = "Builds the fuzz targets (as `cargo xtask fuzz`), then per target merges \
@@ -154,6 +164,7 @@ fn main() -> ExitCode {
         Cmd::Mutants(args) => mutants::run(args),
         Cmd::Bench(args) => bench::run(args),
         Cmd::OssFuzz(args) => ossfuzz::run(args),
+        Cmd::OssFuzzProject(args) => ossfuzz::project(args),
         Cmd::Cmin(args) => crashflow::cmin(args),
         Cmd::Tmin(args) => crashflow::tmin(args),
         Cmd::Regress(args) => crashflow::regress(args),
