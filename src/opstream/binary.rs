@@ -18,7 +18,8 @@
 //!                                (HostStage2 forces idmap)
 //! ia_bits       mode [+ byte]    LIT or m % 4 == 3: lo + b % (hi - lo + 1);
 //!                                else a stage menu [(m >> 2) % 8]
-//! start_level   byte             0xC0..=0xFF: Some((b & 15) % 5 - 1), else None
+//! start_level   byte             0xC0..=0xFF: Some((b & 15) % 5 - 1) raised to the
+//!                                granule's first level, else None
 //! parange       b % 7
 //! vmid16        b & 1; bits 1..=3: 7.x stage-2 teardown (0 destroy, k range
 //!               chunks of 2^(k-1) blocks)
@@ -312,7 +313,9 @@ fn decode_config(r: &mut Reader, profile: Profile, line: Option<KernelLine>) -> 
         menu[(m >> 2) as usize % 8].clamp(lo, hi)
     };
     let b = r.u8();
-    let start_level = (b >= 0xC0).then(|| ((b & 15) % 5) as i8 - 1);
+    // Levels the granule does not have read as its first level.
+    let start_level =
+        (b >= 0xC0).then(|| (((b & 15) % 5) as i8 - 1).max(granule.min_start_level()));
     let mmfr0_parange = r.u8() % (PARANGE_MAX + 1);
     let b = r.u8();
     let vmid16 = b & 1 != 0;

@@ -264,6 +264,19 @@ impl Granule {
         1u64.checked_shl(self.level_shift(level))
     }
 
+    /// The first translation level the granule has: -1 for 4K (with
+    /// FEAT_LPA2), 0 for 16K, 1 for 64K (Arm ARM, VMSAv8-64 translation
+    /// levels). A stage-2 root above it is not a table any VTCR_EL2 can
+    /// describe (64K's SL0 = 0b11 is reserved), and pgtable.c's
+    /// `kvm_pgd_page_idx()` would shift by 64 or more for it.
+    pub fn min_start_level(self) -> i8 {
+        match self {
+            Granule::K4 => -1,
+            Granule::K16 => 0,
+            Granule::K64 => 1,
+        }
+    }
+
     /// KVM_PGTABLE_MIN_BLOCK_LEVEL: 1 for 4K, 2 otherwise.
     pub fn min_block_level(self) -> i8 {
         match self {
@@ -570,6 +583,13 @@ impl Config {
             if !(START_LEVEL_MIN..=START_LEVEL_MAX).contains(&l) {
                 return Err(format!("start_level {l} out of range -1..=3"));
             }
+            let min = self.granule.min_start_level();
+            if l < min {
+                return Err(format!(
+                    "start_level {l} does not exist with the {} granule (its first level is {min})",
+                    self.granule.name()
+                ));
+            }
         }
         if self.features.lpa2 && self.granule == Granule::K64 {
             return Err("lpa2 is not allowed with the 64k granule".into());
@@ -789,6 +809,12 @@ mod tests {
         s.config.features.lpa2 = false;
         s.config.start_level = Some(4);
         assert!(s.validate().is_err());
+        // 64K has no level 0 or -1 (its SL0 = 0b11 is reserved).
+        s.config.start_level = Some(0);
+        assert!(s.validate().is_err());
+        s.config.start_level = Some(1);
+        assert!(s.validate().is_ok());
+        s.config.granule = Granule::K4;
         s.config.start_level = Some(-1);
         assert!(s.validate().is_ok());
         s.ops = vec![Op::GetLeaf { addr: 0 }; MAX_OPS + 1];

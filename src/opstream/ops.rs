@@ -20,7 +20,7 @@
 
 use super::codec::*;
 use super::generators::{Gen, Reader};
-use super::model::{Caller, Config, KernelLine, Memcache, Prot, Stage, VisitScript};
+use super::model::{Caller, Config, Granule, KernelLine, Memcache, Prot, Stage, VisitScript};
 use crate::results::Outcome;
 
 /// Expands the op table; see the module documentation.
@@ -387,6 +387,10 @@ define_ops! {
     }
     // VTCR_EL2_IPA = 64 - T0SZ; T0SZ = 0 makes BIT(64).
     skip if vtcr & 0x3f == 0 => "pgd_size with T0SZ = 0 (a 64-bit IPA space)";
+    // SL0 = 0b11 names start level 0, which 64K does not have (reserved
+    // encoding); kvm_pgd_page_idx() would shift by 68.
+    skip if cfg.granule == Granule::K64 && (vtcr >> 6) & 3 == 3
+        => "pgd_size with SL0 = 0b11 (reserved for 64K: no level 0)";
 
     // 7.x ops take tags equal to their TAG_TABLE slot (56 and up).
 

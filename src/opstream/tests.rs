@@ -36,7 +36,8 @@ fn sample_stage2() -> OpStream {
     config.context = Context::Kernel;
     config.granule = Granule::K16;
     config.ia_bits = 47;
-    config.start_level = Some(-1);
+    // 16K's first level: 0 (it has no level -1).
+    config.start_level = Some(0);
     config.s2_flags = S2Flags {
         idmap: true,
         nofwb: true,
@@ -954,7 +955,7 @@ fn print_odd_values_by_hand() {
     let lines: Vec<&str> = t.lines().collect();
     assert_eq!(
         lines[1],
-        "config kernel=6.12 stage=stage2 context=kernel granule=16k ia_bits=47 start_level=-1 flags=idmap,nofwb \
+        "config kernel=6.12 stage=stage2 context=kernel granule=16k ia_bits=47 start_level=0 flags=idmap,nofwb \
          features=lpa2,tlb_range,hvhe,ampere_ac03 parange=6 vmid16=yes arena_pages=256 fail_after=4294967295"
     );
     assert_eq!(

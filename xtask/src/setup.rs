@@ -22,6 +22,9 @@ pub const APT_PACKAGES: &[&str] = &[
     "libclang-22-dev",
     "libclang-rt-22-dev",
     "xz-utils",
+    // The oldest libclang bookworm has: `cargo xtask oss-fuzz` runs bindgen against it, as
+    // OSS-Fuzz's Ubuntu 20.04 image does with its libclang 10.
+    "libclang1-13",
 ];
 
 #[derive(Clone, Copy, Debug, Default)]
