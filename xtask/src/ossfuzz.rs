@@ -45,7 +45,7 @@ use crate::util::{
     Ctx, EXIT_FINDING, EXIT_OK, EXIT_SETUP, Res, capture, cmd_line, files, fmt_count, fmt_dur, hex,
     mkdir, on_lines, rel, reset_dir, root, setup_err, sha1_hex, table, value_name,
 };
-use crate::{say, setup};
+use crate::{say, setup, warn};
 
 /// Directory name of the repository under `$SRC` (both Dockerfiles).
 const PROJECT: &str = "kvm-pgtable-diff";
@@ -1274,7 +1274,7 @@ fn env_for(san: OssSanitizer, src: &Src, d: &Dirs) -> Vec<(String, String)> {
         s("CUSTOM_LIBFUZZER_PATH", LIBFUZZER_A),
         // The image's libFuzzer is built against libc++ (c++); Debian's against libstdc++.
         s("CUSTOM_LIBFUZZER_STD_CXX", "stdc++"),
-        s("RUSTUP_TOOLCHAIN", IMAGE_TOOLCHAIN),
+        s("RUSTUP_TOOLCHAIN", toolchain()),
         s("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER", "clang"),
         s("CARGO_TARGET_DIR", &d.cargo_target.display().to_string()),
         s("PATH", &path),
@@ -1372,11 +1372,27 @@ fn tools() -> Res {
             "--profile",
             "minimal",
         ]);
-        let fix = format!("run: rustup toolchain install {IMAGE_TOOLCHAIN} --profile minimal");
-        crate::util::run_ok(&mut cmd)
-            .map_err(|_| setup_err(format!("OSS-Fuzz builds with {IMAGE_TOOLCHAIN}; {fix}")))?;
+        if crate::util::run_ok(&mut cmd).is_err() {
+            // Machines without access to the Rust distribution server still emulate
+            // everything else; the summary says which toolchain built the targets.
+            warn!(
+                "oss-fuzz",
+                "cannot install {IMAGE_TOOLCHAIN}; emulating with this machine's nightly instead \
+                 (run: rustup toolchain install {IMAGE_TOOLCHAIN} --profile minimal)"
+            );
+            TOOLCHAIN.get_or_init(|| "nightly");
+        }
     }
+    TOOLCHAIN.get_or_init(|| IMAGE_TOOLCHAIN);
     Ok(())
+}
+
+/// The toolchain the emulated build uses: the image's, or this machine's nightly when the
+/// image's cannot be installed here (decided by [`tools`]).
+static TOOLCHAIN: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+fn toolchain() -> &'static str {
+    TOOLCHAIN.get().copied().unwrap_or(IMAGE_TOOLCHAIN)
 }
 
 /// Whether `var` is a setting of this machine or of the `cargo run` that started xtask, which
@@ -1466,8 +1482,9 @@ fn run_build(
         return Err(format!("build.sh failed ({st}); full log: {log_rel}"));
     }
     Ok(format!(
-        "built in {} with {IMAGE_TOOLCHAIN}, clang-22 as `clang`, {libclang}",
-        fmt_dur(t.elapsed())
+        "built in {} with {}, clang-22 as `clang`, {libclang}",
+        fmt_dur(t.elapsed()),
+        toolchain()
     ))
 }
 
