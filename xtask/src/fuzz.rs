@@ -964,7 +964,14 @@ pub fn run(args: Args) -> Res<u8> {
         mode.lines.join(", ")
     );
     let t0 = Instant::now();
-    let seeded = run_targets(&targets, &bin_dir, &args, &mode, Phase::Seeds)?;
+    // A target without committed seeds has nothing to replay (libFuzzer would refuse the
+    // missing directory).
+    let seeded_targets: Vec<String> = targets
+        .iter()
+        .filter(|t| !names(&fuzz_dir().join("corpus").join(t)).is_empty())
+        .cloned()
+        .collect();
+    let seeded = run_targets(&seeded_targets, &bin_dir, &args, &mode, Phase::Seeds)?;
     let (mut outcomes, _): (Vec<Outcome>, Vec<Outcome>) =
         seeded.into_iter().partition(|o| o.finding.is_some());
     let clean: Vec<String> = targets

@@ -2,8 +2,9 @@
 //! `cargo xtask mutants`: plant known bugs, one at a time, and check the fuzzer finds each.
 //!
 //! Specs live in `mutants/` (see mutants/README.md):
-//! - `c.spec`: rules over identifiers/operators, applied to a COPY of the kernel files
-//!   (`fuzz/target/mutants/ksrc/`), which is then built with `LINUX_SRC=<copy>`;
+//! - `c.spec`: rules over identifiers/operators, applied to a COPY of the kernel files of the
+//!   rule's kernel line (`line = 6.12|7.3`; `fuzz/target/mutants/ksrc-<line>/`), which is then
+//!   built with `LINUX_SRC=<copy>`: the copy replaces that line, the other stays pinned;
 //! - `rust.spec`: the same kind of rules over rust-pgtable's source, applied to a COPY of the
 //!   workspace (`fuzz/target/mutants/rsrc/`), which is then built in place of the workspace.
 //!
@@ -43,7 +44,8 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 replayed against it, then every target is fuzzed (expected target first) until the first finding \
 or the budget is spent. The last line is `mutants: detected D/N, median Ms, max Xs`.\n\
 Work files: fuzz/target/mutants/ (mutated kernel copy, mutated workspace copy, builds, logs).\n\
-Environment: LINUX_SRC=<kernel tree> mutates a copy of that tree instead of the locked cache.\n\
+Environment: LINUX_SRC=<kernel tree> mutates a copy of that tree instead of the locked cache, \
+for the C rules of its API generation's line.\n\
 Exit codes: 0 every mutant detected, 1 some survived, 2 usage/setup error (including a rule \
 that no longer matches the kernel or rust-pgtable source, or a mutant that does not build)."
 )]
