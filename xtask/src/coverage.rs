@@ -9,14 +9,17 @@
 //! 2. Replay every committed input with `kvm-pgtable-diff run` and `LLVM_PROFILE_FILE` set:
 //!    `fuzz/corpus/<target>/*` (raw, decoded with the target's profile), `fuzz/scenarios/**/*.txt`,
 //!    `tests/regressions/*.txt`, `tests/known/*.txt`.
-//! 3. Merge with `llvm-profdata-22`, report with `llvm-cov-22`: `report` restricted to
-//!    pgtable.c and to rust-pgtable/src for the numbers, `show -format=html` into
+//! 3. Merge with `llvm-profdata-22`, report with `llvm-cov-22`: `report` restricted to each
+//!    kernel line's pgtable.c and to rust-pgtable/src for the numbers, `show -format=html` into
 //!    `target/coverage/html/`, and an lcov export for the list of pgtable.c lines not reached
-//!    (`target/coverage/uncovered.txt`, by function name and line number).
+//!    (`target/coverage/uncovered.txt`, per kernel line, by function name and line number).
 //!
-//! pgtable.c is compiled six times (2 contexts x 3 granules) through generated unit files that
-//! `#include` it; llvm-cov keys coverage by source file, so its line counts are the union over
-//! the six builds and a function counts as covered when any build ran it (docs/COVERAGE.md).
+//! Every kernel line of kernel.lock (6.12, 7.3) is its own pgtable.c: build.rs copies each
+//! line's files to `OUT_DIR/ksrc/<line>/`, so llvm-cov sees one source file per line and the
+//! lines are reported separately. Each line's pgtable.c is compiled six times (2 contexts x 3
+//! granules) through generated unit files that `#include` it; llvm-cov keys coverage by source
+//! file, so a line's counts are the union over its six builds and a function counts as covered
+//! when any build ran it (docs/COVERAGE.md).
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -29,7 +32,7 @@ use crate::util::{
     Ctx, EXIT_FINDING, EXIT_OK, Res, capture, cmd_line, files, fmt_dur, host_triple, rel,
     reset_dir, root, run_ok, setup_err, table,
 };
-use crate::{say, setup, warn};
+use crate::{kernel, say, setup, warn};
 
 const TAG: &str = "coverage";
 /// Inputs per `kvm-pgtable-diff run` invocation.
@@ -356,8 +359,15 @@ fn uncovered(l: &Lcov) -> Vec<(String, u32, bool, Vec<u32>)> {
     out
 }
 
-/// The ksrc copy of pgtable.c that the instrumented binary was built from.
-fn pgtable_c_path(llvm_cov: &str, bin: &Path, profdata: &Path) -> Res<String> {
+/// The ksrc copies of pgtable.c that the instrumented binary was built from, one per kernel
+/// line: build.rs copies each set's files to `OUT_DIR/ksrc/<set ident>/` (the set's name with
+/// `.` as `_`). Returns (line, path) in kernel.lock order.
+fn pgtable_c_paths(
+    llvm_cov: &str,
+    bin: &Path,
+    profdata: &Path,
+    lines: &[String],
+) -> Res<Vec<(String, String)>> {
     let (ok, out, err) = capture(
         Command::new(llvm_cov)
             .args(["export", "-summary-only", "-format=text"])
@@ -368,14 +378,42 @@ fn pgtable_c_path(llvm_cov: &str, bin: &Path, profdata: &Path) -> Res<String> {
         let first = err.lines().next().unwrap_or("");
         return Err(setup_err(format!("llvm-cov export failed: {first}")));
     }
-    out.split("\"filename\":\"")
+    let files: Vec<&str> = out
+        .split("\"filename\":\"")
         .skip(1)
         .filter_map(|s| s.split('"').next())
-        .find(|f| f.ends_with("arch/arm64/kvm/hyp/pgtable.c"))
-        .map(String::from)
-        .ok_or_else(|| {
-            setup_err("pgtable.c has no coverage mapping in the build; is KPD_C_COVERAGE honoured by build.rs?")
-        })
+        .collect();
+    let mut found = vec![];
+    for line in lines {
+        let want = format!("/ksrc/{}/{PGTABLE_C}", line.replace(['.', '-'], "_"));
+        match files.iter().find(|f| f.ends_with(&want)) {
+            Some(f) => found.push((line.clone(), f.to_string())),
+            None => {
+                return Err(setup_err(format!(
+                    "pgtable.c of line {line} has no coverage mapping in the build; is \
+                     KPD_C_COVERAGE honoured by build.rs?"
+                )));
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Where pgtable.c sits in a kernel tree.
+const PGTABLE_C: &str = "arch/arm64/kvm/hyp/pgtable.c";
+
+/// Coverage of one line's pgtable.c.
+struct LineCov {
+    line: String,
+    /// Instrumented lines and lines run (the union over the line's six builds).
+    lines: (u64, u64),
+    /// Functions and functions missed (`llvm-cov report`).
+    funcs: (u64, u64),
+    /// `llvm-cov report`'s own line figure (best build per function): total, missed.
+    report_lines: (u64, u64),
+    unreached: Vec<(String, u32, bool, Vec<u32>)>,
+    missed: usize,
+    instrumented: usize,
 }
 
 pub fn run(args: Args) -> Res<u8> {
@@ -437,7 +475,12 @@ pub fn run(args: Args) -> Res<u8> {
             .args(&raws),
     )?;
 
-    let pgtable_c = pgtable_c_path(&llvm_cov, &bin, &profdata)?;
+    let lines: Vec<String> = kernel::read_lock()?
+        .lines
+        .iter()
+        .map(|l| l.name.clone())
+        .collect();
+    let pgtable_cs = pgtable_c_paths(&llvm_cov, &bin, &profdata, &lines)?;
     let rust_src = root().join("rust-pgtable").join("src");
     // `llvm-cov <args> <bin> -instr-profile=<profdata> <src>`.
     let cov = |args: &[&str], src: &str| {
@@ -457,11 +500,10 @@ pub fn run(args: Args) -> Res<u8> {
         })?;
         Ok((out, tot))
     };
-    let (_, (cf, cfm, cl, clm)) = report(&pgtable_c)?;
     let (rust_out, (rf, rfm, _, _)) = report(&rust_src.display().to_string())?;
 
-    // Line coverage from the per-line view (lcov DA records): the union over the six builds.
-    // `llvm-cov report`'s Lines column is not: per function it takes the best single
+    // Line coverage from the per-line view (lcov DA records): the union over a line's six
+    // builds. `llvm-cov report`'s Lines column is not: per function it takes the best single
     // instantiation (see docs/COVERAGE.md), so it is shown only for reference.
     let lcov_of = |src: &str| -> Res<String> {
         let (ok, out, err) = cov(&["export", "-format=lcov"], src);
@@ -473,22 +515,35 @@ pub fn run(args: Args) -> Res<u8> {
         }
         Ok(out)
     };
-    let lcov = lcov_of(&pgtable_c)?;
-    let (c_lines, c_run) = lcov_line_totals(&lcov);
+    let mut per_line: Vec<LineCov> = vec![];
+    for (line, path) in &pgtable_cs {
+        let (_, (cf, cfm, cl, clm)) = report(path)?;
+        let lcov = lcov_of(path)?;
+        let lc = parse_lcov(&lcov);
+        per_line.push(LineCov {
+            line: line.clone(),
+            lines: lcov_line_totals(&lcov),
+            funcs: (cf, cfm),
+            report_lines: (cl, clm),
+            unreached: uncovered(&lc),
+            missed: lc.lines.values().filter(|&&c| c == 0).count(),
+            instrumented: lc.lines.len(),
+        });
+    }
     let (r_lines, r_run) = lcov_line_totals(&lcov_of(&rust_src.display().to_string())?);
-    let lc = parse_lcov(&lcov);
-    let unc = uncovered(&lc);
-    let (missed, n) = (
-        lc.lines.values().filter(|&&c| c == 0).count(),
-        lc.lines.len(),
-    );
-    let mut text = format!(
-        "# pgtable.c lines not reached by the committed inputs ({missed} of {n} instrumented lines),\n\
-         # by function (start line) -- generated by `cargo xtask coverage`\n"
-    );
     let never = |n: bool| if n { " NEVER RUN" } else { "" };
-    for (name, start, n, lines) in &unc {
-        text += &format!("{name} (line {start}){}: {}\n", never(*n), ranges(lines));
+    let mut text = String::from(
+        "# pgtable.c lines not reached by the committed inputs, per kernel line, by function\n\
+         # (start line) -- generated by `cargo xtask coverage`\n",
+    );
+    for c in &per_line {
+        text += &format!(
+            "\n[line {}] {} of {} instrumented lines not reached\n",
+            c.line, c.missed, c.instrumented
+        );
+        for (name, start, n, ls) in &c.unreached {
+            text += &format!("{name} (line {start}){}: {}\n", never(*n), ranges(ls));
+        }
     }
     let unc_path = cov_dir().join("uncovered.txt");
     fs::write(&unc_path, &text).ctx(format_args!("cannot write {}", unc_path.display()))?;
@@ -508,7 +563,7 @@ pub fn run(args: Args) -> Res<u8> {
                 .arg(format!("-output-dir={}", html.display()))
                 .arg(&bin)
                 .arg(format!("-instr-profile={}", profdata.display()))
-                .arg(&pgtable_c)
+                .args(pgtable_cs.iter().map(|(_, p)| p))
                 .arg(&rust_src),
         )?;
     }
@@ -524,13 +579,16 @@ pub fn run(args: Args) -> Res<u8> {
         }
     }
     let unc_rel = rel(&unc_path);
-    println!("\npgtable.c lines not reached, by function (full list: {unc_rel}):");
-    if unc.is_empty() {
-        println!("  none");
-    }
-    for (name, start, n, lines) in &unc {
-        let (k, r) = (lines.len(), ranges(lines));
-        println!("  {name} (line {start}){}: {k} line(s) {r}", never(*n));
+    for c in &per_line {
+        let l = &c.line;
+        println!("\npgtable.c of line {l}: lines not reached, by function (full list: {unc_rel}):");
+        if c.unreached.is_empty() {
+            println!("  none");
+        }
+        for (name, start, n, ls) in &c.unreached {
+            let (k, r) = (ls.len(), ranges(ls));
+            println!("  {name} (line {start}){}: {k} line(s) {r}", never(*n));
+        }
     }
     println!("\nreplayed inputs:");
     rows.push(vec![
@@ -549,31 +607,32 @@ pub fn run(args: Args) -> Res<u8> {
     for f in all.invalid.iter().take(20) {
         warn!(TAG, "input not replayed: {f}");
     }
-    let c_pct = pct(c_lines, c_lines - c_run);
     let r_pct = pct(r_lines, r_lines - r_run);
-    let rows = vec![
-        vec![
-            "pgtable.c (union of 6 builds)".into(),
-            format!("{c_run}/{c_lines}"),
-            format!("{c_pct:.2}%"),
-            format!("{}/{}", cf - cfm, cf),
-            format!("{:.2}%", pct(cf, cfm)),
-        ],
-        vec![
+    let mut rows = vec![];
+    for c in &per_line {
+        let ((n, run), (f, fm), (cl, clm)) = (c.lines, c.funcs, c.report_lines);
+        rows.push(vec![
+            format!("pgtable.c {} (union of 6 builds)", c.line),
+            format!("{run}/{n}"),
+            format!("{:.2}%", pct(n, n - run)),
+            format!("{}/{f}", f - fm),
+            format!("{:.2}%", pct(f, fm)),
+        ]);
+        rows.push(vec![
             "  (llvm-cov report: best build per function)".into(),
-            format!("{}/{}", cl - clm, cl),
+            format!("{}/{cl}", cl - clm),
             format!("{:.2}%", pct(cl, clm)),
             "".into(),
             "".into(),
-        ],
-        vec![
-            "rust-pgtable/src".into(),
-            format!("{r_run}/{r_lines}"),
-            format!("{r_pct:.2}%"),
-            format!("{}/{}", rf - rfm, rf),
-            format!("{:.2}%", pct(rf, rfm)),
-        ],
-    ];
+        ]);
+    }
+    rows.push(vec![
+        "rust-pgtable/src".into(),
+        format!("{r_run}/{r_lines}"),
+        format!("{r_pct:.2}%"),
+        format!("{}/{}", rf - rfm, rf),
+        format!("{:.2}%", pct(rf, rfm)),
+    ]);
     println!();
     let header = ["source", "lines", "lines %", "functions", "functions %"];
     print!("{}", table(&header, &rows));
@@ -585,15 +644,33 @@ pub fn run(args: Args) -> Res<u8> {
         );
     }
     say!(TAG, "done in {}", fmt_dur(t0.elapsed()));
-    println!(
-        "coverage: pgtable.c lines {c_pct:.2}% functions {:.2}%, rust-pgtable lines {r_pct:.2}%",
-        pct(cf, cfm),
-    );
+    println!("{}", summary_line(&per_line, r_pct));
     Ok(if all.findings.is_empty() {
         EXIT_OK
     } else {
         EXIT_FINDING
     })
+}
+
+/// `coverage: pgtable.c 6.12 lines L% functions F%, 7.3 lines L% functions F%, rust-pgtable
+/// lines R%`: every kernel line's pgtable.c, then rust-pgtable.
+fn summary_line(per_line: &[LineCov], r_pct: f64) -> String {
+    let c: Vec<String> = per_line
+        .iter()
+        .map(|c| {
+            let ((n, run), (f, fm)) = (c.lines, c.funcs);
+            format!(
+                "{} lines {:.2}% functions {:.2}%",
+                c.line,
+                pct(n, n - run),
+                pct(f, fm)
+            )
+        })
+        .collect();
+    format!(
+        "coverage: pgtable.c {}, rust-pgtable lines {r_pct:.2}%",
+        c.join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -638,5 +715,27 @@ mod tests {
         let u = uncovered(&l);
         assert_eq!(lcov_line_totals(t), (3, 2));
         assert_eq!(u, vec![("g".to_string(), 20, true, vec![21])]);
+    }
+
+    #[test]
+    fn summary_names_every_line() {
+        let lc = |line: &str, lines, funcs| LineCov {
+            line: line.into(),
+            lines,
+            funcs,
+            report_lines: (0, 0),
+            unreached: vec![],
+            missed: 0,
+            instrumented: 0,
+        };
+        let per_line = [
+            lc("6.12", (200, 190), (74, 0)),
+            lc("7.3", (400, 380), (80, 1)),
+        ];
+        assert_eq!(
+            summary_line(&per_line, 91.25),
+            "coverage: pgtable.c 6.12 lines 95.00% functions 100.00%, \
+             7.3 lines 95.00% functions 98.75%, rust-pgtable lines 91.25%"
+        );
     }
 }

@@ -14,6 +14,8 @@ mod libfuzzer;
 mod lock;
 mod mutants;
 mod ossfuzz;
+#[path = "../../build-support/probe.rs"]
+mod probe;
 mod setup;
 mod test;
 mod util;
@@ -30,8 +32,8 @@ use util::{EXIT_OK, Res};
     bin_name = "cargo xtask",
     about = "Developer tooling for kvm-pgtable-diff (Linux arm64 KVM pgtable.c vs rust-pgtable)",
     after_help = "Exit codes: 0 success / no finding, 1 finding or test failure, 2 usage or setup error.\n\
-                  Environment: LINUX_SRC=<kernel tree> builds the C side from that tree instead of \
-                  the cached Debian source pinned in kernel.lock."
+                  Environment: LINUX_SRC=<kernel tree> builds the C side of its API generation's \
+                  line from that tree instead of the cached Debian source pinned in kernel.lock."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -70,22 +72,30 @@ Exit codes: 0 every selected line ok, 2 a line failed (the message says what to 
         after_help = "Runs setup (apt packages, kernel source, nightly, cargo-fuzz), then \
 `cargo +nightly fuzz build -O --sanitizer S` once, then each target for --time seconds on \
 fuzz/corpus-work/<target> (seeded from fuzz/corpus/<target>).\n\
-Findings: reproducers in fuzz/artifacts/<target>/, full logs in fuzz/target/logs/<target>.log.\n\
-Environment: LINUX_SRC=<kernel tree> fuzzes that tree's pgtable.c (e.g. your patch) \
-instead of the Debian source pinned in kernel.lock; all other variables pass through.\n\
-Exit codes: 0 no finding, 1 finding, 2 usage or setup error."
+Kernel lines: every line of kernel.lock (6.12, 7.3) by default; --line 7.3 fuzzes one \
+(KPD_LINE=7.3 in the fuzzers' environment).\n\
+Findings: reproducers in fuzz/artifacts/<target>/, full logs in fuzz/target/logs/<target>.log; \
+the summary names each finding's kernel line and the trees compared.\n\
+Environment: LINUX_SRC=<kernel tree> fuzzes that tree's pgtable.c (e.g. your patch) in place \
+of the pinned source of its API generation's line (checked before anything is built; a tree \
+of no supported generation is a usage error). With --against, LINUX_SRC's pgtable.c is fuzzed \
+against the pinned source of its line (or against a second tree): C against C, no Rust \
+model; those builds use fuzz/target/against/. All other variables pass through.\n\
+Exit codes: 0 no finding, 1 finding, 2 usage or setup error (the last line says what to do)."
     )]
     Fuzz(fuzz::Args),
     /// Regenerate fuzz/corpus/<target>/ from the readable scenarios (--check: verify only).
     Corpus(corpus::Args),
-    /// Line/function coverage of pgtable.c and rust-pgtable reached by the committed inputs.
+    /// Line/function coverage of each kernel line's pgtable.c and of rust-pgtable reached by the committed inputs.
     #[command(
         after_help = "Builds the CLI with coverage instrumentation (C: KPD_C_COVERAGE=1, Rust: \
 -C instrument-coverage) in target/coverage/, replays fuzz/corpus/<target>/*, fuzz/scenarios/**/*.txt, \
 tests/regressions/*.txt and tests/known/*.txt, merges with llvm-profdata-22 and reports with \
-llvm-cov-22. Output: target/coverage/html/index.html, target/coverage/uncovered.txt (pgtable.c \
-lines not reached, by function). See docs/COVERAGE.md.\n\
-Last line: `coverage: pgtable.c lines L% functions F%, rust-pgtable lines R%`.\n\
+llvm-cov-22. Every kernel line's pgtable.c (6.12, 7.3) is reported separately. Output: \
+target/coverage/html/index.html, target/coverage/uncovered.txt (pgtable.c lines not reached, per \
+kernel line, by function). See docs/COVERAGE.md.\n\
+Last line: `coverage: pgtable.c 6.12 lines L% functions F%, 7.3 lines L% functions F%, \
+rust-pgtable lines R%`.\n\
 Exit codes: 0 ok, 1 a replayed input diverges, 2 usage or setup error."
     )]
     Coverage(coverage::Args),

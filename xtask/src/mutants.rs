@@ -2,8 +2,9 @@
 //! `cargo xtask mutants`: plant known bugs, one at a time, and check the fuzzer finds each.
 //!
 //! Specs live in `mutants/` (see mutants/README.md):
-//! - `c.spec`: rules over identifiers/operators, applied to a COPY of the kernel files
-//!   (`fuzz/target/mutants/ksrc/`), which is then built with `LINUX_SRC=<copy>`;
+//! - `c.spec`: rules over identifiers/operators, applied to a COPY of the kernel files of the
+//!   rule's kernel line (`line = 6.12|7.3`; `fuzz/target/mutants/ksrc-<line>/`), which is then
+//!   built with `LINUX_SRC=<copy>`: the copy replaces that line, the other stays pinned;
 //! - `rust.spec`: the same kind of rules over rust-pgtable's source, applied to a COPY of the
 //!   workspace (`fuzz/target/mutants/rsrc/`), which is then built in place of the workspace.
 //!
@@ -30,6 +31,9 @@ use crate::{kernel, say, setup, warn};
 const TAG: &str = "mutants";
 /// Default file of a C rule, inside the kernel tree.
 const PGTABLE_C: &str = "arch/arm64/kvm/hyp/pgtable.c";
+/// The kernel line a C rule edits when it names none: the one every rule edited before there
+/// were two lines.
+const DEFAULT_LINE: &str = crate::lock::BUILT_LINE;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -40,7 +44,8 @@ static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 replayed against it, then every target is fuzzed (expected target first) until the first finding \
 or the budget is spent. The last line is `mutants: detected D/N, median Ms, max Xs`.\n\
 Work files: fuzz/target/mutants/ (mutated kernel copy, mutated workspace copy, builds, logs).\n\
-Environment: LINUX_SRC=<kernel tree> mutates a copy of that tree instead of the locked cache.\n\
+Environment: LINUX_SRC=<kernel tree> mutates a copy of that tree instead of the locked cache, \
+for the C rules of its API generation's line.\n\
 Exit codes: 0 every mutant detected, 1 some survived, 2 usage/setup error (including a rule \
 that no longer matches the kernel or rust-pgtable source, or a mutant that does not build)."
 )]
@@ -106,6 +111,9 @@ pub struct Mutant {
     pub desc: String,
     pub expect: String,
     pub kind: Kind,
+    /// The kernel line whose pinned tree a C rule edits (`line = 6.12|7.3`, default
+    /// [`DEFAULT_LINE`]); `None` for a Rust rule (rust-pgtable models every line).
+    pub line: Option<String>,
 }
 
 impl Mutant {
@@ -152,9 +160,16 @@ pub fn parse_spec(text: &str, origin: &str, c: bool) -> Result<Vec<Mutant>, Stri
     let mut out = vec![];
     for (name, kv) in sections(text, origin)? {
         let err = |m: String| format!("{origin}: [{name}]: {m}");
-        let allowed: &[&str] = &[
-            "desc", "expect", "file", "function", "find", "count", "nth", "action", "with",
-        ];
+        let allowed: &[&str] = if c {
+            &[
+                "desc", "expect", "file", "function", "find", "count", "nth", "action", "with",
+                "line",
+            ]
+        } else {
+            &[
+                "desc", "expect", "file", "function", "find", "count", "nth", "action", "with",
+            ]
+        };
         let mut seen = BTreeSet::new();
         for (k, _) in &kv {
             if !allowed.contains(&k.as_str()) {
@@ -238,10 +253,12 @@ pub fn parse_spec(text: &str, origin: &str, c: bool) -> Result<Vec<Mutant>, Stri
             };
             if c { Kind::C(rule) } else { Kind::Rust(rule) }
         };
+        let line = c.then(|| get("line").unwrap_or_else(|| DEFAULT_LINE.to_string()));
         out.push(Mutant {
             desc: need("desc")?,
             expect,
             kind,
+            line,
             name,
         });
     }
@@ -262,11 +279,23 @@ pub fn load_all() -> Res<Vec<Mutant>> {
         all.extend(parse_spec(&text, &format!("mutants/{file}"), c).map_err(setup_err)?);
     }
     let mut names = BTreeSet::new();
+    let lines: Vec<String> = kernel::read_lock()?
+        .lines
+        .iter()
+        .map(|l| l.name.clone())
+        .collect();
     for m in &all {
         if !names.insert(m.name.clone()) {
             return Err(setup_err(format!(
                 "mutant `{}` is defined twice in mutants/",
                 m.name
+            )));
+        }
+        if let Some(l) = m.line.as_ref().filter(|l| !lines.contains(l)) {
+            return Err(setup_err(format!(
+                "mutants/c.spec: [{}]: line = {l} is not a line of kernel.lock ({})",
+                m.name,
+                lines.join(", ")
             )));
         }
     }
@@ -694,19 +723,62 @@ pub fn find_rust_fn(code: &str, spec: &str) -> Result<(usize, usize), String> {
     }
 }
 
-/// The kernel tree the C mutants are applied to: LINUX_SRC, else the locked cache.
-fn source_tree() -> Res<PathBuf> {
+/// The kernel tree the C mutants of `line` are applied to: LINUX_SRC when its API generation
+/// is that line's, else the line's pinned cache (`.cache/linux-source-<line>/`).
+fn source_tree(line: &str) -> Res<PathBuf> {
     if let Some(s) = std::env::var_os("LINUX_SRC").filter(|s| !s.is_empty()) {
-        return Ok(PathBuf::from(s));
+        let tree = PathBuf::from(s);
+        let what = format!("LINUX_SRC={}", tree.display());
+        let g =
+            crate::fuzz::check_user_tree(&tree, &what, "unset it to mutate the pinned sources")?;
+        if g.line == line {
+            return Ok(tree);
+        }
     }
-    kernel::built_tree()
+    pinned_tree(line)
 }
 
-/// Applies every C rule to the source in memory; fails loudly on the first that does not fit.
-fn check_c(all: &[Mutant], tree: &Path) -> Res {
+/// The pinned cache of `line` (`.cache/linux-source-<line>/`).
+fn pinned_tree(line: &str) -> Res<PathBuf> {
+    if line == DEFAULT_LINE {
+        return kernel::built_tree();
+    }
+    let lock = kernel::read_lock()?;
+    let l = lock
+        .line(line)
+        .ok_or_else(|| setup_err(format!("kernel.lock has no [line {line}]")))?;
+    Ok(root().join(l.cache_dir()))
+}
+
+/// The C mutants' kernel lines, each once, in the order of `all`.
+fn c_lines(all: &[&Mutant]) -> Vec<String> {
+    let mut out: Vec<String> = vec![];
+    for l in all.iter().filter_map(|m| m.line.clone()) {
+        if !out.contains(&l) {
+            out.push(l);
+        }
+    }
+    out
+}
+
+/// Applies every C rule to its line's source (`tree_of(line)`) in memory; fails loudly on the
+/// first that does not fit. Lines whose source is not present are skipped when
+/// `only_present`. Returns the trees checked.
+fn check_c(
+    all: &[Mutant],
+    only_present: bool,
+    tree_of: &dyn Fn(&str) -> Res<PathBuf>,
+) -> Res<Vec<String>> {
+    let mut checked = vec![];
     for m in all {
-        let Kind::C(rule) = &m.kind else { continue };
+        let (Kind::C(rule), Some(line)) = (&m.kind, &m.line) else {
+            continue;
+        };
+        let tree = tree_of(line)?;
         let p = tree.join(&rule.file);
+        if only_present && !p.is_file() {
+            continue;
+        }
         let src = fs::read_to_string(&p).map_err(|e| {
             setup_err(format!(
                 "mutant {}: cannot read {}: {e}; run `cargo xtask kernel` or fix LINUX_SRC",
@@ -716,12 +788,16 @@ fn check_c(all: &[Mutant], tree: &Path) -> Res {
         })?;
         apply_rule(&src, rule).map_err(|e| {
             setup_err(format!(
-                "mutant {}: {e}. The kernel source changed: update mutants/c.spec",
+                "mutant {} (line {line}): {e}. The kernel source changed: update mutants/c.spec",
                 m.name
             ))
         })?;
+        let shown = tree.display().to_string();
+        if !checked.contains(&shown) {
+            checked.push(shown);
+        }
     }
-    Ok(())
+    Ok(checked)
 }
 
 /// Writes the kernel files (mutated by `rule`, if any) into `dst`, touching only what changed.
@@ -1361,12 +1437,16 @@ fn print_list(all: &[Mutant]) {
             vec![
                 m.name.clone(),
                 m.side().into(),
+                m.line.clone().unwrap_or_else(|| "-".into()),
                 m.expect.clone(),
                 m.desc.clone(),
             ]
         })
         .collect();
-    print!("{}", table(&["mutant", "side", "expect", "plants"], &rows));
+    print!(
+        "{}",
+        table(&["mutant", "side", "line", "expect", "plants"], &rows)
+    );
     let c = all.iter().filter(|m| m.side() == "C").count();
     println!("{} mutants: {c} C, {} Rust", all.len(), all.len() - c);
 }
@@ -1426,34 +1506,37 @@ pub fn run(args: Args) -> Res<u8> {
     if args.list {
         print_list(&all);
         say!(TAG, "every Rust rule applies to rust-pgtable/");
-        let tree = source_tree()?;
-        if tree.join(PGTABLE_C).is_file() {
-            check_c(&all, &tree)?;
-            say!(TAG, "every C rule applies to {}", tree.display());
+        for t in check_c(&all, true, &source_tree)? {
+            say!(TAG, "every C rule of {t} applies");
         }
         return Ok(EXIT_OK);
     }
     if args.diff {
-        let tree = source_tree()?;
         if selected.iter().any(|m| matches!(m.kind, Kind::C(_))) {
-            check_c(&all, &tree)?;
+            check_c(&all, false, &source_tree)?;
         }
         for m in &selected {
-            let (dir, rule) = match &m.kind {
-                Kind::C(rule) => (tree.clone(), rule),
-                Kind::Rust(rule) => (root(), rule),
+            let (dir, rule) = match (&m.kind, &m.line) {
+                (Kind::C(rule), Some(line)) => (source_tree(line)?, rule),
+                (Kind::C(rule), None) => (source_tree(DEFAULT_LINE)?, rule),
+                (Kind::Rust(rule), _) => (root(), rule),
             };
             let src = fs::read_to_string(dir.join(&rule.file))
                 .map_err(|e| setup_err(format!("cannot read {}: {e}", rule.file)))?;
             let out = apply_rule(&src, rule).map_err(setup_err)?;
-            println!("== {} ({}, {}())", m.name, rule.file, rule.function);
+            let on = m
+                .line
+                .as_deref()
+                .map_or_else(String::new, |l| format!(", line {l}"));
+            println!("== {} ({}{on}, {}())", m.name, rule.file, rule.function);
             print!("{}", changed_lines(&src, &out));
         }
         return Ok(EXIT_OK);
     }
     setup::setup(setup::Opts { fuzz: true })?;
-    let tree = source_tree()?;
-    check_c(&all, &tree)?;
+    // The C side builds every pinned line; setup skips the cache when LINUX_SRC is set.
+    kernel::ensure(kernel::Opts::default())?;
+    let trees = check_c(&all, false, &source_tree)?;
     let triple = host_triple(true)?;
     let sanitizer = &value_name(args.sanitizer);
     ctrlc::set_handler(|| {
@@ -1463,17 +1546,18 @@ pub fn run(args: Args) -> Res<u8> {
     .map_err(|e| setup_err(format!("cannot install the Ctrl-C handler: {e}")))?;
 
     let files = scenarios();
-    let ksrc = work_dir().join("ksrc");
+    // One mutable copy per kernel line: `LINUX_SRC=<copy>` replaces that line in the build.
+    let ksrc = |line: &str| work_dir().join(format!("ksrc-{line}"));
     let rsrc = rust_tree_dir();
     let ncorpus: usize = TARGETS.iter().map(|t| count_files(&corpus_dir(t))).sum();
     say!(
         TAG,
-        "{} mutant(s); corpus {ncorpus} inputs, {} text scenarios; budget {} s, {} job(s), sanitizer {sanitizer}; C source {}",
+        "{} mutant(s); corpus {ncorpus} inputs, {} text scenarios; budget {} s, {} job(s), sanitizer {sanitizer}; C sources {}",
         selected.len(),
         files.len(),
         args.budget,
         args.jobs,
-        tree.display()
+        trees.join(", ")
     );
 
     let flags = production_flags()?;
@@ -1488,13 +1572,12 @@ pub fn run(args: Args) -> Res<u8> {
     if !args.no_baseline && !args.fuzz_only {
         say!(TAG, "baseline: building the unmutated code ...");
         let t = Instant::now();
-        write_tree(&tree, &ksrc, None)?;
-        let mut bins = build(
-            &Variant::CTree(ksrc.clone()),
-            "baseline",
-            sanitizer,
-            &triple,
-        )?;
+        let base = c_lines(&selected)
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| DEFAULT_LINE.to_string());
+        write_tree(&source_tree(&base)?, &ksrc(&base), None)?;
+        let mut bins = build(&Variant::CTree(ksrc(&base)), "baseline", sanitizer, &triple)?;
         say!(TAG, "baseline: built in {}", fmt_secs(t.elapsed()));
         if let Some(c) = replay(&mut bins, &files, "baseline", args.jobs as usize)? {
             return Err(setup_err(format!(
@@ -1513,11 +1596,22 @@ pub fn run(args: Args) -> Res<u8> {
             break;
         }
         let label = m.name.as_str();
-        say!(TAG, "[{}/{n}] {label} ({}): {}", i + 1, m.side(), m.desc);
+        let on = m
+            .line
+            .as_deref()
+            .map_or_else(String::new, |l| format!(", line {l}"));
+        say!(
+            TAG,
+            "[{}/{n}] {label} ({}{on}): {}",
+            i + 1,
+            m.side(),
+            m.desc
+        );
         let variant = match &m.kind {
             Kind::C(rule) => {
-                write_tree(&tree, &ksrc, Some(rule))?;
-                Variant::CTree(ksrc.clone())
+                let line = m.line.as_deref().unwrap_or(DEFAULT_LINE);
+                write_tree(&source_tree(line)?, &ksrc(line), Some(rule))?;
+                Variant::CTree(ksrc(line))
             }
             Kind::Rust(rule) => {
                 write_rust_tree(&rsrc, Some(rule))?;
@@ -1567,7 +1661,11 @@ pub fn run(args: Args) -> Res<u8> {
         outcomes.push(o);
     }
     // Leave the C build pointing at the unmutated source, and the Rust copy unmutated.
-    let _ = write_tree(&tree, &ksrc, None);
+    for line in c_lines(&selected) {
+        if let Ok(tree) = source_tree(&line) {
+            let _ = write_tree(&tree, &ksrc(&line), None);
+        }
+    }
     if rsrc.is_dir() {
         let _ = write_rust_tree(&rsrc, None);
     }
@@ -1688,6 +1786,11 @@ int not_helper(int a)\n\
                     find = x\ncount = 2\nnth = 2\naction = delete-statement\nfile = h.h\n";
         let ms = parse_spec(text, "t", true).unwrap();
         assert_eq!(ms.len(), 2);
+        // A C rule edits line 6.12 unless it names another.
+        assert_eq!(ms[0].line.as_deref(), Some("6.12"));
+        let on73 = text.replace("[m-two]\n", "[m-two]\nline = 7.3\n");
+        let ms73 = parse_spec(&on73, "t", true).unwrap();
+        assert_eq!(ms73[1].line.as_deref(), Some("7.3"));
         assert_eq!(
             ms[0].kind,
             Kind::C(rule("f", "a -> b", 1, 1, Action::Replace("c".into())))
@@ -1707,6 +1810,9 @@ int not_helper(int a)\n\
         let rust = "[r]\ndesc = d\nexpect = walk\nfile = rust-pgtable/src/a.rs\nfunction = T::f\n\
                     find = x\naction = delete-statement\n";
         let rs = parse_spec(rust, "t", false).unwrap();
+        assert_eq!(rs[0].line, None);
+        let e = parse_spec(&format!("{rust}line = 7.3\n"), "t", false).unwrap_err();
+        assert!(e.contains("unknown key `line`"), "{e}");
         let mut want = rule("T::f", "x", 1, 1, Action::DeleteStatement);
         want.file = "rust-pgtable/src/a.rs".into();
         assert_eq!(rs[0].kind, Kind::Rust(want));
@@ -1828,14 +1934,20 @@ impl Tr for u64 {
         let c = all.iter().filter(|m| matches!(m.kind, Kind::C(_))).count();
         assert!(c >= 14 && all.len() - c >= 10, "{c} C of {}", all.len());
         check_rust(&all).unwrap();
-        // With the locked kernel source present, every C rule must still apply exactly
-        // (the cache, not LINUX_SRC: a patched tree is checked when mutants run on it).
-        let tree = kernel::built_tree().unwrap();
-        if tree.join(PGTABLE_C).is_file() {
-            check_c(&all, &tree).unwrap();
-        } else {
-            eprintln!("kernel source not present; C rules not checked");
+        // With a line's locked kernel source present, every C rule of that line must still
+        // apply exactly (the cache, not LINUX_SRC: a patched tree is checked when mutants run
+        // on it).
+        let checked = check_c(&all, true, &pinned_tree).unwrap();
+        for line in c_lines(&all.iter().collect::<Vec<_>>()) {
+            let tree = pinned_tree(&line).unwrap();
+            if !tree.join(PGTABLE_C).is_file() {
+                eprintln!("kernel source of line {line} not present; its C rules not checked");
+            } else {
+                assert!(checked.contains(&tree.display().to_string()), "{line}");
+            }
         }
+        let on = |l: &str| all.iter().filter(|m| m.line.as_deref() == Some(l)).count();
+        assert!(on("7.3") >= 10, "{} C mutants on 7.3", on("7.3"));
     }
 
     #[test]
