@@ -187,12 +187,9 @@ mod kd2_tests {
     /// (event 1): EL0 execute is gone while the other PEs may keep it.
     #[test]
     fn kd2_is_still_present() {
-        let text = std::fs::read_to_string(format!(
-            "{}/{}",
-            env!("CARGO_MANIFEST_DIR"),
-            KD2.reproducer
-        ))
-        .unwrap();
+        let text =
+            std::fs::read_to_string(format!("{}/{}", env!("CARGO_MANIFEST_DIR"), KD2.reproducer))
+                .unwrap();
         let stream = crate::opstream::parse(&text).unwrap();
         let strict = executor::run_strict(&stream, RunOptions::default()).unwrap_err();
         assert_eq!(strict.step, Step::Op(1));
@@ -201,7 +198,10 @@ mod kd2_tests {
         };
         assert_eq!(b.rule, Rule::StaleTlb);
         assert_eq!((b.event, b.cause), (None, Some(0)));
-        assert_eq!(b.slot.map(|s| (s.pa, s.level, s.ia)), Some((0x4000_3000, 3, 0)));
+        assert_eq!(
+            b.slot.map(|s| (s.pa, s.level, s.ia)),
+            Some((0x4000_3000, 3, 0))
+        );
         assert_eq!(b.old, Some(0x0020_0000_8000_077f));
         assert_eq!(b.new, Some(0x0060_0000_8000_077f));
         let summary = executor::run(&stream, RunOptions::default()).unwrap();
