@@ -16,7 +16,7 @@
 //! reporting the consequences of that step, and the end-of-run check (empty
 //! arena after destroy) from reporting a leak the entry explains.
 
-use crate::opstream::{Op, Stage};
+use crate::opstream::{Config, Op, Stage};
 use crate::oracle::arch::{Breach, Rule};
 
 /// A known kernel divergence.
@@ -32,8 +32,9 @@ pub struct Known {
     /// Whether the entry leaks table pages, so that pages left after
     /// destroy are its consequence too.
     pub leaks: bool,
-    /// Whether a finding is this entry.
-    pub recognise: fn(&Breach, Option<&Op>, Stage) -> bool,
+    /// Whether a finding (in `op` of a stream configured by the `Config`)
+    /// is this entry.
+    pub recognise: fn(&Breach, Option<&Op>, &Config) -> bool,
 }
 
 /// KD-1: `kvm_pgtable_hyp_map()` of a range inside an existing hyp block.
@@ -49,13 +50,13 @@ pub const KD1: Known = Known {
 
 /// KD-1 is the break-before-make finding of a hyp map whose store turns a
 /// valid block (`0b01` at a level above 3) straight into a table (`0b11`).
-fn kd1(b: &Breach, op: Option<&Op>, stage: Stage) -> bool {
+fn kd1(b: &Breach, op: Option<&Op>, cfg: &Config) -> bool {
     let (Some(old), Some(new), Some(slot)) = (b.old, b.new, b.slot) else {
         return false;
     };
     b.rule == Rule::BreakBeforeMake
         && b.cause.is_none()
-        && stage == Stage::Hyp
+        && cfg.stage == Stage::Hyp
         && matches!(op, Some(Op::HypMap { .. }))
         && slot.level < 3
         && old & 0b11 == 0b01
@@ -74,30 +75,73 @@ pub const KD2: Known = Known {
     recognise: kd2,
 };
 
-/// KD-2 is the stale-TLB finding of a 7.x relax_perms whose only change to
-/// the leaf is in XN[54:53] and takes an execute permission away.
-fn kd2(b: &Breach, op: Option<&Op>, stage: Stage) -> bool {
+/// KD-2 is the stale-TLB finding of a 7.x relax_perms whose change to the
+/// leaf takes an execute permission away (XN[54:53]) and otherwise only
+/// grants (S2AP read/write).
+fn kd2(b: &Breach, op: Option<&Op>, cfg: &Config) -> bool {
     const XN: u64 = 3 << 53;
+    const S2AP: u64 = 3 << 6;
     let (Some(old), Some(new)) = (b.old, b.new) else {
         return false;
     };
     // XN[54:53] -> {EL1, EL0} execute: 00 both, 01 EL0, 10 none, 11 EL1.
     let exec = |pte: u64| [3u8, 2, 0, 1][(pte >> 53 & 3) as usize];
     b.rule == Rule::StaleTlb
-        && stage == Stage::Stage2
+        && cfg.stage == Stage::Stage2
         && matches!(op, Some(Op::S2RelaxPermsFlags { .. }))
         && old & 1 == 1
         && new & 1 == 1
-        && (old ^ new) & !XN == 0
+        && (old ^ new) & !(XN | S2AP) == 0
+        && old & !new & S2AP == 0
         && exec(old) & !exec(new) != 0
 }
 
-/// Every known divergence.
-pub const ALL: &[Known] = &[KD1, KD2];
+/// KD-3: stage-2 unmap with FWB and FEAT_TLBIRANGE defers its leaf TLBIs
+/// to a range flush that rounds the size down.
+pub const KD3: Known = Known {
+    id: "KD-3",
+    title: "stage-2 unmap with FWB and range TLBIs: the deferred range flush covers \
+            size >> PAGE_SHIFT pages, fewer than the walk (rounded up to pages) cleared",
+    reproducer: "tests/known/kd3-unmap-deferred-flush-rounds-down.txt",
+    explains: &[Rule::StaleTlb],
+    leaks: false,
+    recognise: kd3,
+};
 
-/// The known divergence `b` (found in `op` of a table of `stage`) is, if any.
-pub fn recognise(b: &Breach, op: Option<&Op>, stage: Stage) -> Option<&'static Known> {
-    ALL.iter().find(|k| (k.recognise)(b, op, stage))
+/// KD-3 is a stale-TLB finding of a stage-2 unmap that defers its TLBIs
+/// (`stage2_unmap_defer_tlb_flush`: FEAT_TLBIRANGE and FWB, 6.12 also
+/// without NOFWB) whose stale entry lies inside the range the walk covered,
+/// `[addr & ~(PAGE_SIZE-1), PAGE_ALIGN(that + size))`, and wholly past the
+/// range the flush covered, `size >> PAGE_SHIFT` pages from there.
+fn kd3(b: &Breach, op: Option<&Op>, cfg: &Config) -> bool {
+    let (Some(Op::S2Unmap { addr, size }), Some(slot)) = (op, b.slot) else {
+        return false;
+    };
+    // 6.12 asks the table (NOFWB), 7.x only the CPU.
+    let fwb = cfg.features.fwb && (cfg.kernel.is_v7() || !cfg.s2_flags.nofwb);
+    let page = cfg.granule.page_size();
+    let start = addr & !(page - 1);
+    let walk_end = start.saturating_add(*size).saturating_add(page - 1) & !(page - 1);
+    let flush_end = start.saturating_add((size >> cfg.granule.page_shift()) * page);
+    let entry_end = slot
+        .ia
+        .saturating_add(cfg.granule.level_size(slot.level).unwrap_or(u64::MAX));
+    b.rule == Rule::StaleTlb
+        && cfg.stage == Stage::Stage2
+        && cfg.features.tlb_range
+        && fwb
+        && slot.ia < walk_end
+        && entry_end > start
+        && slot.ia >= flush_end
+}
+
+/// Every known divergence.
+pub const ALL: &[Known] = &[KD1, KD2, KD3];
+
+/// The known divergence `b` (found in `op` of a stream configured by `cfg`)
+/// is, if any.
+pub fn recognise(b: &Breach, op: Option<&Op>, cfg: &Config) -> Option<&'static Known> {
+    ALL.iter().find(|k| (k.recognise)(b, op, cfg))
 }
 
 /// Whether one of the divergences `seen` (ids) leaks table pages.
@@ -206,5 +250,45 @@ mod kd2_tests {
         assert_eq!(b.new, Some(0x0060_0000_8000_077f));
         let summary = executor::run(&stream, RunOptions::default()).unwrap();
         assert_eq!(summary.known, vec![KD2.id]);
+    }
+}
+
+#[cfg(test)]
+mod kd3_tests {
+    use super::*;
+    use crate::executor::{self, RunOptions};
+    use crate::report::{Step, What};
+
+    /// The kernel still behaves as KD-3 describes, on both lines. The
+    /// reproducer (4K, 40-bit IPA, FWB and range TLBIs) maps IPA 0 and
+    /// 0x1000 (level-3 table at arena page 3: slots 0x4000_3000 and
+    /// 0x4000_3008), then unmaps `size = 0x1800`: the walk clears both
+    /// pages, the deferred flush covers 0x1800 >> 12 = 1 page from IPA 0,
+    /// so the page at IPA 0x1000 stays in the TLB. Its descriptor: FWB
+    /// normal memory (MemAttr 0b0110), S2AP RW, SH inner, AF, XN, page:
+    /// 0x0040_0000_8000_17db.
+    #[test]
+    fn kd3_is_still_present() {
+        let text =
+            std::fs::read_to_string(format!("{}/{}", env!("CARGO_MANIFEST_DIR"), KD3.reproducer))
+                .unwrap();
+        for line in ["6.12", "7.3"] {
+            let stream =
+                crate::opstream::parse(&text.replace("kernel=6.12", &format!("kernel={line}")))
+                    .unwrap();
+            let strict = executor::run_strict(&stream, RunOptions::default()).unwrap_err();
+            assert_eq!(strict.step, Step::Op(1), "{line}");
+            let What::Arch(b) = &strict.what else {
+                panic!("{strict}");
+            };
+            assert_eq!(b.rule, Rule::StaleTlb);
+            assert_eq!(
+                b.slot.map(|s| (s.pa, s.level, s.ia)),
+                Some((0x4000_3008, 3, 0x1000))
+            );
+            assert_eq!(b.old, Some(0x0040_0000_8000_17db));
+            let summary = executor::run(&stream, RunOptions::default()).unwrap();
+            assert_eq!(summary.known, vec![KD3.id], "{line}");
+        }
     }
 }

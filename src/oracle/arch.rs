@@ -62,7 +62,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use crate::arena::Arena;
 use crate::events::{Barrier, Event, TlbiHypOp};
 use crate::known::{self, Known};
-use crate::opstream::{Granule, Op, OpStream, Stage, walk_flags};
+use crate::opstream::{Config, Granule, Op, OpStream, Stage, walk_flags};
 use crate::results::{Outcome, Value};
 use crate::side::{Root, Side};
 use crate::tree::Format;
@@ -227,10 +227,10 @@ struct Pos {
     linked: bool,
 }
 
-#[derive(Default)]
+#[derive(Clone, Copy, Default)]
 struct Page {
-    /// The shadow of a live page; None when free.
-    words: Option<Box<[u64]>>,
+    /// Allocated (its shadow in `Checker::mem` is meaningful).
+    live: bool,
     pos: Option<Pos>,
     /// Entries counted by pgtable.c's definition.
     counted: i64,
@@ -329,33 +329,24 @@ impl Hasher for FoldHasher {
 type Index = HashMap<(i8, u64), Vec<u32>, BuildHasherDefault<FoldHasher>>;
 
 thread_local! {
-    /// Shadow page buffers, reused across runs (one run allocates a few
-    /// per table page it creates).
-    static BUFFERS: RefCell<Vec<Box<[u64]>>> = const { RefCell::new(Vec::new()) };
+    /// The shadow memory and the page records, reused across runs (every
+    /// fuzz input makes a checker). Only the words of live pages are ever
+    /// read, and a page is zeroed (or copied) when it becomes live, so a
+    /// reused shadow needs no clearing; page records come back to their
+    /// default when the checker is dropped.
+    static POOL: RefCell<(Vec<u64>, Vec<Page>)> = const { RefCell::new((Vec::new(), Vec::new())) };
 }
 
-fn zeroed_buffer(words: usize) -> Box<[u64]> {
-    let reused = BUFFERS.with(|b| {
-        let mut b = b.borrow_mut();
-        let i = b.iter().position(|x| x.len() == words)?;
-        Some(b.swap_remove(i))
-    });
-    match reused {
-        Some(mut buf) => {
-            buf.fill(0);
-            buf
-        }
-        None => vec![0; words].into_boxed_slice(),
+/// A shadow of at least `words` words and `pages` default page records.
+fn take_pooled(words: usize, pages: usize) -> (Vec<u64>, Vec<Page>) {
+    let (mut mem, mut recs) = POOL.with(|b| std::mem::take(&mut *b.borrow_mut()));
+    if mem.len() < words {
+        mem.resize(words, 0);
     }
-}
-
-fn give_back(buf: Box<[u64]>) {
-    BUFFERS.with(|b| {
-        let mut b = b.borrow_mut();
-        if b.len() < 64 {
-            b.push(buf);
-        }
-    });
+    if recs.len() < pages {
+        recs.resize(pages, Page::default());
+    }
+    (mem, recs)
 }
 
 /// Per-step context.
@@ -375,6 +366,8 @@ struct Cx<'a> {
 
 /// The architecture oracle's state for one run of one side.
 pub struct Checker {
+    /// The stream's configuration (known divergences are recognised by it).
+    cfg: Config,
     fmt: Format,
     stage: Stage,
     granule: Granule,
@@ -383,9 +376,21 @@ pub struct Checker {
     shift: u32,
     /// Bytes per entry at levels -1..=3 (0 when it does not fit in 64 bits).
     sizes: [u64; 5],
+    /// One record per arena page (a pooled vector: only the first
+    /// `npages` belong to this run).
     pages: Vec<Page>,
+    npages: usize,
+    /// One past the highest page index used (records to reset).
+    high_water: usize,
+    /// The shadow: `npages` pages of `wpp` words.
+    mem: Vec<u64>,
+    /// Words per page.
+    wpp: usize,
     stale: Vec<Stale>,
+    /// Stale entries by (level, aligned input address), for the TLBIs by
+    /// address; holds the first `indexed` entries (built on demand).
     index: Index,
+    indexed: usize,
     /// Stale entries that are table descriptors.
     stale_tables: Vec<u32>,
     /// Stale entries covered by a TLBI that no DSB has completed yet.
@@ -406,11 +411,15 @@ pub struct Checker {
 
 impl Drop for Checker {
     fn drop(&mut self) {
-        for p in &mut self.pages {
-            if let Some(w) = p.words.take() {
-                give_back(w);
+        let mem = std::mem::take(&mut self.mem);
+        let mut recs = std::mem::take(&mut self.pages);
+        recs[..self.high_water].fill(Page::default());
+        POOL.with(|b| {
+            let mut b = b.borrow_mut();
+            if b.0.len() <= mem.len() {
+                *b = (mem, recs);
             }
-        }
+        });
     }
 }
 
@@ -434,7 +443,12 @@ impl Checker {
         for (i, s) in sizes.iter_mut().enumerate() {
             *s = cfg.granule.level_size(i as i8 - 1).unwrap_or(0);
         }
+        let (mem, pages) = take_pooled(
+            geo.pages as usize * (geo.page_size / 8) as usize,
+            geo.pages as usize,
+        );
         let mut c = Checker {
+            cfg: cfg.clone(),
             fmt,
             stage: cfg.stage,
             granule: cfg.granule,
@@ -442,9 +456,14 @@ impl Checker {
             base: geo.base_pa,
             shift: geo.page_size.trailing_zeros(),
             sizes,
-            pages: (0..geo.pages).map(|_| Page::default()).collect(),
+            pages,
+            npages: geo.pages as usize,
+            high_water: 0,
+            mem,
+            wpp: (geo.page_size / 8) as usize,
             stale: Vec::new(),
             index: Index::default(),
+            indexed: 0,
             stale_tables: Vec::new(),
             pending: Vec::new(),
             gone: 0,
@@ -456,19 +475,24 @@ impl Checker {
             stamp: 0,
             explained: None,
         };
-        let words = (geo.page_size / 8) as usize;
         for (pa, _) in arena.live() {
             let p = c.page(pa)?;
-            let mut buf = zeroed_buffer(words);
-            buf.copy_from_slice(arena.page_words(pa));
-            c.pages[p].counted = buf.iter().filter(|&&d| c.counted(d)).count() as i64;
-            for &d in buf.iter() {
+            c.high_water = c.high_water.max(p + 1);
+            let words = arena.page_words(pa);
+            c.pages[p].live = true;
+            // A fresh table is all zeros (a quick test: roots can be many pages).
+            if words.iter().all(|&d| d == 0) {
+                c.mem[p * c.wpp..(p + 1) * c.wpp].fill(0);
+                continue;
+            }
+            c.mem[p * c.wpp..(p + 1) * c.wpp].copy_from_slice(words);
+            for (w, &d) in words.iter().enumerate() {
+                c.pages[p].counted += i64::from(c.counted(d));
                 if c.is_locked(d) {
                     // Not expected after init; the op-end rule reports it.
-                    c.locked.push(pa);
+                    c.locked.push(pa + 8 * w as u64);
                 }
             }
-            c.pages[p].words = Some(buf);
         }
         let span = c.size(root.start_level).wrapping_mul(geo.page_size / 8);
         for i in 0..u64::from(root.pages) {
@@ -506,12 +530,12 @@ impl Checker {
     /// Arena page index of `pa`.
     fn page(&self, pa: u64) -> Option<usize> {
         let i = pa.wrapping_sub(self.base) >> self.shift;
-        (i < self.pages.len() as u64).then_some(i as usize)
+        (i < self.npages as u64).then_some(i as usize)
     }
 
     /// Index of the live (shadowed) page holding `pa`.
     fn live_page(&self, pa: u64) -> Option<usize> {
-        self.page(pa).filter(|&p| self.pages[p].words.is_some())
+        self.page(pa).filter(|&p| self.pages[p].live)
     }
 
     fn page_pa(&self, p: usize) -> u64 {
@@ -707,7 +731,10 @@ impl Checker {
 
     fn reset_step(&mut self) {
         self.stale.clear();
-        self.index.clear();
+        if self.indexed > 0 {
+            self.index.clear();
+            self.indexed = 0;
+        }
         self.stale_tables.clear();
         self.pending.clear();
         self.gone = 0;
@@ -726,7 +753,7 @@ impl Checker {
             }
         }
         if cx.allow_known {
-            if let Some(k) = known::recognise(&b, cx.op, self.stage) {
+            if let Some(k) = known::recognise(&b, cx.op, &self.cfg) {
                 self.explained = Some(k);
                 return Ok(());
             }
@@ -816,14 +843,12 @@ impl Checker {
     }
 
     fn on_alloc(&mut self, pa: u64, n: u64) {
-        let words = 1usize << (self.shift - 3);
         for k in 0..n {
             if let Some(p) = self.page(pa.wrapping_add(k << self.shift)) {
-                if let Some(old) = self.pages[p].words.take() {
-                    give_back(old);
-                }
+                self.high_water = self.high_water.max(p + 1);
+                self.mem[p * self.wpp..(p + 1) * self.wpp].fill(0);
                 let page = &mut self.pages[p];
-                page.words = Some(zeroed_buffer(words));
+                page.live = true;
                 page.pos = None;
                 page.counted = 0;
                 page.leaked = 0;
@@ -873,9 +898,7 @@ impl Checker {
             }
         }
         let page = &mut self.pages[p];
-        if let Some(w) = page.words.take() {
-            give_back(w);
-        }
+        page.live = false;
         page.pos = None;
         page.counted = 0;
         page.leaked = 0;
@@ -898,10 +921,8 @@ impl Checker {
         let Some(p) = self.live_page(pa) else {
             return Ok(());
         };
-        let w = ((pa >> 3) as usize) & ((1usize << (self.shift - 3)) - 1);
-        if let Some(words) = self.pages[p].words.as_mut() {
-            words[w] = val;
-        }
+        let w = ((pa >> 3) as usize) & (self.wpp - 1);
+        self.mem[p * self.wpp + w] = val;
         let delta = i64::from(self.counted(val)) - i64::from(self.counted(old));
         self.pages[p].counted += delta;
         self.touch(p);
@@ -1103,13 +1124,16 @@ impl Checker {
                 base: b0,
                 linked,
             });
-            let Some(words) = self.pages[pg].words.take() else {
+            // Only valid descriptors matter below, and every valid one is
+            // counted: a page with no counted entry has none to visit.
+            if !self.pages[pg].live || self.pages[pg].counted == 0 {
                 continue;
-            };
+            }
             let page_pa = self.page_pa(pg);
             let size = self.size(lvl);
             let mut r = Ok(());
-            for (w, &d) in words.iter().enumerate() {
+            for w in 0..self.wpp {
+                let d = self.mem[pg * self.wpp + w];
                 if !valid(d) {
                     continue;
                 }
@@ -1131,7 +1155,6 @@ impl Checker {
                     }
                 }
             }
-            self.pages[pg].words = Some(words);
             r?;
         }
         Ok(())
@@ -1139,8 +1162,8 @@ impl Checker {
 
     fn read(&self, pa: u64) -> Option<u64> {
         let p = self.live_page(pa)?;
-        let w = ((pa >> 3) as usize) & ((1usize << (self.shift - 3)) - 1);
-        self.pages[p].words.as_ref().map(|x| x[w])
+        let w = ((pa >> 3) as usize) & (self.wpp - 1);
+        Some(self.mem[p * self.wpp + w])
     }
 
     /// The subtree below table page `pa` is cut off the tree: it is no
@@ -1165,11 +1188,14 @@ impl Checker {
             };
             pos.linked = false;
             let pos = *pos;
-            let Some(words) = self.pages[pg].words.take() else {
+            // Only valid descriptors matter below, and every valid one is
+            // counted: a page with no counted entry has none to visit.
+            if !self.pages[pg].live || self.pages[pg].counted == 0 {
                 continue;
-            };
+            }
             let size = self.size(pos.level);
-            for (w, &d) in words.iter().enumerate() {
+            for w in 0..self.wpp {
+                let d = self.mem[pg * self.wpp + w];
                 if !valid(d) {
                     continue;
                 }
@@ -1187,7 +1213,6 @@ impl Checker {
                     }
                 }
             }
-            self.pages[pg].words = Some(words);
         }
     }
 
@@ -1206,11 +1231,20 @@ impl Checker {
             early_tlbi: false,
             local_tlbi: false,
         });
-        let key = (level, ia & !(self.size(level).wrapping_sub(1)));
-        self.index.entry(key).or_default().push(k);
         if self.is_table(pte, level) {
             self.stale_tables.push(k);
         }
+    }
+
+    /// Brings the by-address index up to date (entries are only ever
+    /// appended between compactions).
+    fn update_index(&mut self) {
+        for k in self.indexed..self.stale.len() {
+            let e = self.stale[k];
+            let key = (e.level, e.ia & !(self.size(e.level).wrapping_sub(1)));
+            self.index.entry(key).or_default().push(k as u32);
+        }
+        self.indexed = self.stale.len();
     }
 
     fn is_gone(&self, e: &Stale) -> bool {
@@ -1268,7 +1302,10 @@ impl Checker {
     fn invalidate(&mut self, inv: Inval) {
         let mut hit = Vec::new();
         match inv {
+            // Few entries: a scan is cheaper than the index.
+            Inval::Addr { .. } if self.stale.len() <= 32 => hit.extend(0..self.stale.len() as u32),
             Inval::Addr { addr, .. } => {
+                self.update_index();
                 for level in -1..=3i8 {
                     let size = self.size(level);
                     if size == 0 {
@@ -1336,11 +1373,10 @@ impl Checker {
             .retain(|e| e.invalidated.is_none_or(|t| t >= completed));
         self.gone = 0;
         self.index.clear();
+        self.indexed = 0;
         self.stale_tables.clear();
         for k in 0..self.stale.len() {
             let e = self.stale[k];
-            let key = (e.level, e.ia & !(self.size(e.level).wrapping_sub(1)));
-            self.index.entry(key).or_default().push(k as u32);
             if self.is_table(e.pte, e.level) {
                 self.stale_tables.push(k as u32);
             }
@@ -1443,7 +1479,7 @@ impl Checker {
         if let Some(&pa) = self.locked.first() {
             let slot = self.page(pa).and_then(|p| {
                 let pos = self.pages[p].pos?;
-                let w = ((pa >> 3) as usize) & ((1usize << (self.shift - 3)) - 1);
+                let w = ((pa >> 3) as usize) & (self.wpp - 1);
                 Some(Slot {
                     pa,
                     level: pos.level,
@@ -1469,7 +1505,7 @@ impl Checker {
         let mut r = Ok(());
         for &p in &touched {
             let p = p as usize;
-            if self.pages[p].words.is_none() {
+            if !self.pages[p].live {
                 continue;
             }
             let actual = i64::from(arena.refcount(p as u32));
@@ -1524,8 +1560,8 @@ impl Checker {
     /// words (a check that the trace reports every write).
     pub fn shadow_matches(&self, arena: &Arena) -> Result<(), String> {
         let live: Vec<u64> = arena.live().map(|(pa, _)| pa).collect();
-        let shadowed: Vec<u64> = (0..self.pages.len())
-            .filter(|&p| self.pages[p].words.is_some())
+        let shadowed: Vec<u64> = (0..self.npages)
+            .filter(|&p| self.pages[p].live)
             .map(|p| self.page_pa(p))
             .collect();
         if live != shadowed {
@@ -1533,7 +1569,7 @@ impl Checker {
         }
         for &pa in &live {
             let p = self.page(pa).expect("live pages are arena pages");
-            let s = self.pages[p].words.as_deref().expect("shadowed");
+            let s = &self.mem[p * self.wpp..(p + 1) * self.wpp];
             if s != arena.page_words(pa) {
                 let w = s
                     .iter()
@@ -1891,7 +1927,7 @@ mod tests {
         assert_eq!((b.event, b.cause), (Some(store), None));
         assert_eq!((b.old, b.new), (Some(block), Some(p | 3)));
         assert_eq!(
-            known::recognise(&b, Some(&hyp_map(0x1000)), Stage::Hyp)
+            known::recognise(&b, Some(&hyp_map(0x1000)), &Config::new(Stage::Hyp))
                 .unwrap()
                 .id,
             "KD-1"
