@@ -110,9 +110,10 @@ pub const KD3: Known = Known {
 
 /// KD-3 is a stale-TLB finding of a stage-2 unmap that defers its TLBIs
 /// (`stage2_unmap_defer_tlb_flush`: FEAT_TLBIRANGE and FWB, 6.12 also
-/// without NOFWB) whose stale entry lies inside the range the walk covered,
-/// `[addr & ~(PAGE_SIZE-1), PAGE_ALIGN(that + size))`, and wholly past the
-/// range the flush covered, `size >> PAGE_SHIFT` pages from there.
+/// without NOFWB) whose stale entry overlaps the range the walk covered,
+/// `[addr & ~(PAGE_SIZE-1), PAGE_ALIGN(that + size))`, and not the range the
+/// flush covered, `size >> PAGE_SHIFT` pages from there (empty when `size`
+/// is below a page).
 fn kd3(b: &Breach, op: Option<&Op>, cfg: &Config) -> bool {
     let (Some(Op::S2Unmap { addr, size }), Some(slot)) = (op, b.slot) else {
         return false;
@@ -132,11 +133,46 @@ fn kd3(b: &Breach, op: Option<&Op>, cfg: &Config) -> bool {
         && fwb
         && slot.ia < walk_end
         && entry_end > start
-        && slot.ia >= flush_end
+        && !(flush_end > start && slot.ia < flush_end && entry_end > start)
+}
+
+/// KD-4: 6.12 hyp map of a PA outside the PA range installs blocks whose
+/// output address is not aligned to the block size.
+pub const KD4: Known = Known {
+    id: "KD-4",
+    title: "6.12 hyp map of a PA at or above the kernel's PA limit skips the block alignment \
+            check (kvm_phys_is_valid) and writes misaligned, truncated block descriptors",
+    reproducer: "tests/known/kd4-hyp-map-pa-above-limit.txt",
+    explains: &[Rule::WellFormed],
+    leaks: false,
+    recognise: kd4,
+};
+
+/// KD-4 is the well-formedness finding of a 6.12 hyp map whose block is
+/// written for a PA (the op's `phys`, page-aligned, plus the offset of the
+/// entry in the range) that `kvm_phys_is_valid()` calls invalid: at or above
+/// 2^52 with LPA2 or 64K pages (`CONFIG_ARM64_PA_BITS_52`), 2^48 otherwise.
+fn kd4(b: &Breach, op: Option<&Op>, cfg: &Config) -> bool {
+    let (Some(Op::HypMap { addr, phys, .. }), Some(slot)) = (op, b.slot) else {
+        return false;
+    };
+    let page = cfg.granule.page_size();
+    let limit_bits = if cfg.features.lpa2 || cfg.granule == crate::opstream::Granule::K64 {
+        52
+    } else {
+        48
+    };
+    let pa = (phys & !(page - 1)).wrapping_add(slot.ia.wrapping_sub(addr & !(page - 1)));
+    b.rule == Rule::WellFormed
+        && !cfg.kernel.is_v7()
+        && cfg.stage == Stage::Hyp
+        && slot.level < 3
+        && b.new.is_some_and(|d| d & 0b11 == 0b01)
+        && pa >> limit_bits != 0
 }
 
 /// Every known divergence.
-pub const ALL: &[Known] = &[KD1, KD2, KD3];
+pub const ALL: &[Known] = &[KD1, KD2, KD3, KD4];
 
 /// The known divergence `b` (found in `op` of a stream configured by `cfg`)
 /// is, if any.
@@ -290,5 +326,44 @@ mod kd3_tests {
             let summary = executor::run(&stream, RunOptions::default()).unwrap();
             assert_eq!(summary.known, vec![KD3.id], "{line}");
         }
+    }
+}
+
+#[cfg(test)]
+mod kd4_tests {
+    use super::*;
+    use crate::executor::{self, RunOptions};
+    use crate::report::{Step, What};
+
+    /// 6.12 still behaves as KD-4 describes. The reproducer (4K, 48-bit VA:
+    /// root page 0, level-1 table page 1, level-2 table page 2) maps 2 MiB
+    /// at VA 0x200000 from PA 2^48 + 0x1000. That PA is "invalid"
+    /// (>= 2^48), so the alignment test is skipped and entry 1 of page 2
+    /// (0x4000_2008) becomes a 2 MiB block whose output address is the PA
+    /// truncated to bits [47:12], 0x1000: not 2 MiB aligned. Descriptor:
+    /// XN, AF, SH inner, AP read-only, block: 0x0040_0000_0000_17c1. 7.3
+    /// checks the alignment whatever the PA and maps pages.
+    #[test]
+    fn kd4_is_still_present() {
+        let text =
+            std::fs::read_to_string(format!("{}/{}", env!("CARGO_MANIFEST_DIR"), KD4.reproducer))
+                .unwrap();
+        let stream = crate::opstream::parse(&text).unwrap();
+        let strict = executor::run_strict(&stream, RunOptions::default()).unwrap_err();
+        assert_eq!(strict.step, Step::Op(0));
+        let What::Arch(b) = &strict.what else {
+            panic!("{strict}");
+        };
+        assert_eq!(b.rule, Rule::WellFormed);
+        assert_eq!(
+            b.slot.map(|s| (s.pa, s.level, s.ia)),
+            Some((0x4000_2008, 2, 0x20_0000))
+        );
+        assert_eq!(b.new, Some(0x0040_0000_0000_17c1));
+        let summary = executor::run(&stream, RunOptions::default()).unwrap();
+        assert_eq!(summary.known, vec![KD4.id]);
+        let v7 = crate::opstream::parse(&text.replace("kernel=6.12", "kernel=7.3")).unwrap();
+        let summary = executor::run_strict(&v7, RunOptions::default()).unwrap();
+        assert!(summary.known.is_empty());
     }
 }
