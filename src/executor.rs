@@ -48,9 +48,9 @@ pub struct RunOptions {
     /// Run the C side alone ([`Pairing::COnly`]): the contract and
     /// architecture oracles only (`--c-only`, `KPD_C_ONLY=1`).
     pub c_only: bool,
-    /// Leave the architecture oracle out: what the differential and
-    /// contract oracles find alone (`KPD_NO_ARCH=1`, `cargo xtask mutants
-    /// --no-arch`).
+    /// Report no architecture finding (the oracle still recognises known
+    /// kernel divergences): what the differential and contract oracles find
+    /// alone (`KPD_NO_ARCH=1`, `cargo xtask mutants --no-arch`).
     pub no_arch: bool,
 }
 
@@ -222,11 +222,10 @@ pub fn run_sides(
         return Err(fail(a, Step::Init, what, &mut summary.log, first));
     }
     let mut owners = opts.owner_invariant.then(|| contract::Owners::new(a, fmt));
-    let mut checker = if opts.no_arch {
-        None
-    } else {
-        arch::Checker::new(stream, a)
-    };
+    let mut checker = arch::Checker::new(stream, a);
+    if let Some(c) = checker.as_mut().filter(|_| opts.no_arch) {
+        c.silence();
+    }
     // No caller uses a table whose init failed (create_unlinked would call
     // through its NULL mm_ops): the ops are not run on either side.
     let initialised = a.root().is_some();
