@@ -200,12 +200,14 @@ impl CallerProfile {
     /// its first fatal event, and no return value or memcache count (the
     /// call never returned). A fatal event on one side only then shows as
     /// a trace difference. Returns the first side's fatal event.
-    pub fn cut_at_fatal(&self, a: &mut Outcome, b: &mut Outcome) -> Option<Event> {
-        let (fa, fb) = (self.fatal_at(&a.trace), self.fatal_at(&b.trace));
+    pub fn cut_at_fatal(&self, a: &mut Outcome, b: Option<&mut Outcome>) -> Option<Event> {
+        let fa = self.fatal_at(&a.trace);
+        let fb = b.as_ref().and_then(|b| self.fatal_at(&b.trace));
         if fa.is_none() && fb.is_none() {
             return None;
         }
-        for (o, at) in [(&mut *a, fa), (&mut *b, fb)] {
+        for (o, at) in [(Some(&mut *a), fa), (b, fb)] {
+            let Some(o) = o else { continue };
             if let Some(i) = at {
                 o.trace.truncate(i + 1);
             }
@@ -422,7 +424,7 @@ mod tests {
                 -22,
             ),
         );
-        assert_eq!(el2.cut_at_fatal(&mut a, &mut b), Some(warn));
+        assert_eq!(el2.cut_at_fatal(&mut a, Some(&mut b)), Some(warn));
         assert_eq!(a.trace, vec![Event::Isb, warn]);
         assert_eq!(diff::compare(&a, &b), None);
         // A WARN on one side only is still a finding (the traces differ).
@@ -430,18 +432,18 @@ mod tests {
             outcome(vec![Event::Isb, warn, Event::Isb], 0),
             outcome(vec![Event::Isb, Event::Isb], 0),
         );
-        assert_eq!(el2.cut_at_fatal(&mut a, &mut b), Some(warn));
+        assert_eq!(el2.cut_at_fatal(&mut a, Some(&mut b)), Some(warn));
         assert!(matches!(diff::compare(&a, &b), Some(What::Trace { .. })));
         let (mut a, mut b) = (
             outcome(vec![Event::Isb, Event::Isb], 0),
             outcome(vec![Event::Isb, warn], 0),
         );
-        assert_eq!(el2.cut_at_fatal(&mut a, &mut b), None);
+        assert_eq!(el2.cut_at_fatal(&mut a, Some(&mut b)), None);
         assert!(matches!(diff::compare(&a, &b), Some(What::Trace { .. })));
         // In the kernel a WARN is not fatal: everything is compared.
         let kernel = CallerProfile::new(Caller::KvmGuest, KernelLine::V6_12);
         let (mut a, mut b) = (outcome(vec![warn], 0), outcome(vec![warn], -22));
-        assert_eq!(kernel.cut_at_fatal(&mut a, &mut b), None);
+        assert_eq!(kernel.cut_at_fatal(&mut a, Some(&mut b)), None);
         assert!(matches!(diff::compare(&a, &b), Some(What::Value { .. })));
     }
 }

@@ -11,7 +11,12 @@
 //! 4. with [`RunOptions::owner_invariant`]: no owner annotation outside an
 //!    op's range may disappear (the host stage-2 seed invariant);
 //! 5. an mm_ops contract breach ([`Misuse`](crate::events::Misuse)) on either side is a finding
-//!    even when both sides agree.
+//!    even when both sides agree;
+//! 6. the architecture oracle ([`crate::oracle::arch`]) checks the reference side `a` after
+//!    every op and at destroy: break-before-make, the TLB model, descriptor formats,
+//!    refcounts. Checking `a` alone suffices: by then the diff has found `b`'s outcome equal
+//!    to `a`'s event for event (and its memory is compared at the end), so `b` would give
+//!    the same verdict.
 //!
 //! Nothing is normalised here except what [`crate::events::WarnLoc`]'s
 //! equality does (WARN source locations).
@@ -25,6 +30,7 @@ use crate::c_side::CSide;
 use crate::caller::CallerProfile;
 use crate::known;
 use crate::opstream::OpStream;
+use crate::oracle::arch::{self, ArchStep};
 use crate::oracle::{contract, diff};
 pub use crate::results::{Divergence, Outcome, Step, Summary, Value, What};
 use crate::rust_side::RustSide;
@@ -40,6 +46,13 @@ pub struct RunOptions {
     pub owner_invariant: bool,
     /// Record every op's outcome (for determinism checks and `show`).
     pub keep_log: bool,
+    /// Run the C side alone ([`Pairing::COnly`]): the contract and
+    /// architecture oracles only (`--c-only`, `KPD_C_ONLY=1`).
+    pub c_only: bool,
+    /// Report no architecture finding (the oracle still recognises known
+    /// kernel divergences): what the differential and contract oracles find
+    /// alone (`KPD_NO_ARCH=1`, `cargo xtask mutants --no-arch`).
+    pub no_arch: bool,
 }
 
 /// How descriptors of a stream's tables are read.
@@ -55,11 +68,17 @@ pub fn format_of(stream: &OpStream) -> Format {
 
 pub use crate::oracle::contract::tree_of;
 
-/// Settles one step: compares the two sides' outcomes and, when they agree,
-/// books the first outcome into the summary (event count, known
-/// divergences, the log with `keep_log`) and recycles the traces. Returns
-/// whether the step changed table memory (a store or a freed page/table),
-/// or what differs together with the first outcome for the log.
+/// The architecture oracle's view of one step: its checker, the side it
+/// follows and the step.
+type ArchCheck<'a> = Option<(&'a mut arch::Checker, &'a dyn Side, ArchStep<'a>)>;
+
+/// Settles one step: compares the two sides' outcomes (`b` is None when
+/// `a` runs alone), runs the contract and architecture oracles on `a` and,
+/// when nothing is found, books the first outcome into the summary (event
+/// count, known divergences, the log with `keep_log`) and recycles the
+/// traces. Returns whether the step changed table memory (a store or a
+/// freed page/table), or what was found together with the first outcome
+/// for the log.
 ///
 /// A step that ends the machine under the stream's caller (an EL2 WARN, a
 /// NULL hook, a caller's BUG: [`CallerProfile::is_fatal`]) is compared up
@@ -68,31 +87,44 @@ pub use crate::oracle::contract::tree_of;
 /// reached, so they are not compared either; a fatal event on one side
 /// only is a trace divergence. When both sides stop, `summary.panic` says
 /// where and the run ends there.
+#[allow(clippy::too_many_arguments)]
 fn settle(
     summary: &mut Summary,
     opts: RunOptions,
+    allow_known: bool,
     profile: &CallerProfile,
     step: Step,
     mut a: Outcome,
-    mut b: Outcome,
+    mut b: Option<Outcome>,
+    check: ArchCheck<'_>,
 ) -> Result<bool, Box<(What, Option<Outcome>)>> {
-    let fatal = profile.cut_at_fatal(&mut a, &mut b);
-    if let Some(what) = diff::compare(&a, &b).or_else(|| contract::misuse(&a.trace)) {
+    let fatal = profile.cut_at_fatal(&mut a, b.as_mut());
+    let found = b
+        .as_ref()
+        .and_then(|b| diff::compare(&a, b))
+        .or_else(|| contract::misuse(&a.trace))
+        .or_else(|| {
+            // The machine stopped inside the op: its end-of-op rules
+            // (refcounts, TLB, formats) judge a state nothing ever sees.
+            let (checker, side, step) = check.filter(|_| fatal.is_none())?;
+            checker
+                .check(side, step, &a, allow_known, &mut summary.known)
+                .map(|breach| What::Arch(Box::new(breach)))
+        });
+    if let Some(what) = found {
         return Err(Box::new((what, opts.keep_log.then_some(a))));
     }
     summary.panic = fatal.map(|event| profile.panic(step, event));
     summary.events += a.trace.len();
-    // Only the hyp map path can show it: stage-2 always locks an entry first.
-    if !summary.known.contains(&known::KD1.id) && known::shows_kd1(&a.trace) {
-        summary.known.push(known::KD1.id);
-    }
     let changed = contract::may_change_memory(&a.trace);
     if opts.keep_log {
         summary.log.push(a);
     } else {
         crate::events::recycle(a.trace);
     }
-    crate::events::recycle(b.trace);
+    if let Some(b) = b {
+        crate::events::recycle(b.trace);
+    }
     Ok(changed)
 }
 
@@ -121,6 +153,10 @@ pub enum Pairing {
     /// same line (`KPD_AGAINST`): what a kernel patch changed. Needs no Rust
     /// model, so it also works for trees the port does not model yet.
     CAgainstBaseline,
+    /// The C side alone, checked by the contract and architecture oracles
+    /// ([`RunOptions::c_only`]): for kernel trees the port does not model
+    /// yet, and for a baseline of its own.
+    COnly,
 }
 
 impl Pairing {
@@ -132,6 +168,15 @@ impl Pairing {
             _ => Pairing::CAgainstRust,
         }
     }
+
+    /// What a run with `opts` compares for `stream`.
+    pub fn for_run(stream: &OpStream, opts: RunOptions) -> Pairing {
+        if opts.c_only {
+            Pairing::COnly
+        } else {
+            Pairing::for_stream(stream)
+        }
+    }
 }
 
 fn run_pair(
@@ -141,60 +186,76 @@ fn run_pair(
 ) -> Result<Summary, Box<Divergence>> {
     let cfg = &stream.config;
     let mut c = CSide::for_stream(cfg);
-    match Pairing::for_stream(stream) {
+    match Pairing::for_run(stream, opts) {
         Pairing::CAgainstRust => {
             let mut r = RustSide::for_stream(cfg);
-            run_sides(stream, opts, allow_known, &mut c, &mut r)
+            run_sides(stream, opts, allow_known, &mut c, Some(&mut r))
         }
         Pairing::CAgainstBaseline => {
             let base = crate::c_side::against().expect("the pairing checked it");
             let mut b = CSide::for_stream_in(cfg, base.name);
-            run_sides(stream, opts, allow_known, &mut c, &mut b)
+            run_sides(stream, opts, allow_known, &mut c, Some(&mut b))
         }
+        Pairing::COnly => run_sides(stream, opts, allow_known, &mut c, None),
     }
 }
 
 /// Runs `stream` on any two sides set up for it and compares them after
-/// every step. `a` is the reference: its tree places descriptors in the
-/// report and its outcomes fill the log.
+/// every step (or, with `b` None, runs `a` alone: [`Pairing::COnly`]). `a`
+/// is the reference: its tree places descriptors in the report, its
+/// outcomes fill the log, and the contract and architecture oracles check
+/// it.
 pub fn run_sides(
     stream: &OpStream,
     opts: RunOptions,
     allow_known: bool,
     a: &mut dyn Side,
-    b: &mut dyn Side,
+    mut b: Option<&mut dyn Side>,
 ) -> Result<Summary, Box<Divergence>> {
     let fmt = format_of(stream);
     let mut summary = Summary::default();
-    let fail = |a: &dyn Side,
-                b: &dyn Side,
-                step: Step,
-                what: What,
-                log: &mut Vec<Outcome>,
-                first: Option<Outcome>| {
-        let mut log = std::mem::take(log);
-        log.extend(first);
-        Box::new(Divergence {
-            stream: stream.clone(),
-            sides: [a.label(), b.label()],
-            step,
-            what,
-            tree: tree_of(a, fmt),
-            format: fmt,
-            log,
-        })
-    };
+    let sides = [
+        a.label(),
+        b.as_deref().map(|b| b.label()).unwrap_or_default(),
+    ];
+    let fail =
+        |a: &dyn Side, step: Step, what: What, log: &mut Vec<Outcome>, first: Option<Outcome>| {
+            let mut log = std::mem::take(log);
+            log.extend(first);
+            Box::new(Divergence {
+                stream: stream.clone(),
+                sides: sides.clone(),
+                step,
+                what,
+                tree: tree_of(a, fmt),
+                format: fmt,
+                log,
+            })
+        };
+    let (oa, ob) = (a.init(), b.as_mut().map(|b| b.init()));
     let profile = CallerProfile::of(&stream.config);
-    let (oa, ob) = (a.init(), b.init());
-    if let Err(e) = settle(&mut summary, opts, &profile, Step::Init, oa, ob) {
+    if let Err(e) = settle(
+        &mut summary,
+        opts,
+        allow_known,
+        &profile,
+        Step::Init,
+        oa,
+        ob,
+        None,
+    ) {
         let (what, first) = *e;
-        return Err(fail(a, b, Step::Init, what, &mut summary.log, first));
+        return Err(fail(a, Step::Init, what, &mut summary.log, first));
     }
     if summary.panic.is_some() {
         summary.ops_skipped = stream.ops.len();
         return Ok(summary);
     }
     let mut owners = opts.owner_invariant.then(|| contract::Owners::new(a, fmt));
+    let mut checker = arch::Checker::new(stream, a);
+    if let Some(c) = checker.as_mut().filter(|_| opts.no_arch) {
+        c.silence();
+    }
     // No caller uses a table whose init failed (create_unlinked would call
     // through its NULL mm_ops): the ops are not run on either side.
     let initialised = a.root().is_some();
@@ -206,19 +267,30 @@ pub fn run_sides(
         let (oa, ob) = match op.precondition(&stream.config) {
             Ok(()) => {
                 summary.ops_run += 1;
-                (a.apply(op), b.apply(op))
+                (a.apply(op), b.as_mut().map(|b| b.apply(op)))
             }
             Err(why) => {
                 summary.ops_skipped += 1;
                 let o = Outcome::new(Value::Skipped(why), Vec::new());
-                (o.clone(), o)
+                (o.clone(), b.is_some().then_some(o))
             }
         };
-        let memory_changed = match settle(&mut summary, opts, &profile, Step::Op(i), oa, ob) {
+        let check = checker.as_mut().map(|c| (c, &*a, ArchStep::Op(op)));
+        let step = Step::Op(i);
+        let memory_changed = match settle(
+            &mut summary,
+            opts,
+            allow_known,
+            &profile,
+            step,
+            oa,
+            ob,
+            check,
+        ) {
             Ok(changed) => changed,
             Err(e) => {
                 let (what, first) = *e;
-                return Err(fail(a, b, Step::Op(i), what, &mut summary.log, first));
+                return Err(fail(a, Step::Op(i), what, &mut summary.log, first));
             }
         };
         if summary.panic.is_some() {
@@ -228,34 +300,46 @@ pub fn run_sides(
             return Ok(summary);
         }
         if opts.full_memory_each_op {
-            if let Some(what) = diff::compare_memory(a, b) {
-                return Err(fail(a, b, Step::Op(i), what, &mut summary.log, None));
+            if let Some(what) = b.as_deref().and_then(|b| diff::compare_memory(a, b)) {
+                return Err(fail(a, Step::Op(i), what, &mut summary.log, None));
             }
         }
         if let Some(owners) = owners.as_mut().filter(|_| memory_changed) {
             if let Some(what) = owners.check(a, op) {
-                return Err(fail(a, b, Step::Op(i), what, &mut summary.log, None));
+                return Err(fail(a, Step::Op(i), what, &mut summary.log, None));
             }
         }
     }
-    if let Some(what) = diff::compare_memory(a, b) {
-        return Err(fail(a, b, Step::End, what, &mut summary.log, None));
+    if let Some(what) = b.as_deref().and_then(|b| diff::compare_memory(a, b)) {
+        return Err(fail(a, Step::End, what, &mut summary.log, None));
     }
-    let (oa, ob) = (a.destroy(), b.destroy());
-    if let Err(e) = settle(&mut summary, opts, &profile, Step::Destroy, oa, ob) {
+    let (oa, ob) = (a.destroy(), b.as_mut().map(|b| b.destroy()));
+    let check = checker.as_mut().map(|c| (c, &*a, ArchStep::Destroy));
+    let step = Step::Destroy;
+    if let Err(e) = settle(
+        &mut summary,
+        opts,
+        allow_known,
+        &profile,
+        step,
+        oa,
+        ob,
+        check,
+    ) {
         let (what, first) = *e;
-        return Err(fail(a, b, Step::Destroy, what, &mut summary.log, first));
+        return Err(fail(a, Step::Destroy, what, &mut summary.log, first));
     }
     if summary.panic.is_some() {
         return Ok(summary);
     }
-    if let Some(what) = contract::leftovers(a, b) {
-        // KD-1 leaks table references; when both sides leak the same pages
-        // with the same counts, that is the known kernel behaviour.
+    if let Some(what) = contract::leftovers(a, b.as_deref().unwrap_or(a)) {
+        // A known divergence may leak table references; when both sides
+        // leak the same pages with the same counts, that is the known
+        // kernel behaviour.
         let same = matches!(&what, What::NotEmpty { a, b } if a == b);
-        let explained = allow_known && same && summary.known.contains(&known::KD1.id);
+        let explained = allow_known && same && known::explains_leak(&summary.known);
         if !explained {
-            return Err(fail(a, b, Step::Destroy, what, &mut summary.log, None));
+            return Err(fail(a, Step::Destroy, what, &mut summary.log, None));
         }
     }
     Ok(summary)

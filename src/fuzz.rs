@@ -26,12 +26,27 @@ pub fn profile(target: &str) -> Option<Profile> {
 }
 
 /// The run options of a target: the host stage-2 target also checks the
-/// ownership invariant after every op.
+/// ownership invariant after every op. `KPD_C_ONLY=1` runs the C side alone
+/// (contract and architecture oracles, for trees the port does not model);
+/// `KPD_NO_ARCH=1` leaves the architecture oracle out (what the other
+/// oracles find alone). Both are read once.
 pub fn options(target: &str) -> RunOptions {
+    let (c_only, no_arch) = switches();
     RunOptions {
         owner_invariant: target == "host_stage2",
+        c_only,
+        no_arch,
         ..RunOptions::default()
     }
+}
+
+/// `KPD_C_ONLY` and `KPD_NO_ARCH`, read once: set and not `0`.
+fn switches() -> (bool, bool) {
+    static SWITCHES: OnceLock<(bool, bool)> = OnceLock::new();
+    *SWITCHES.get_or_init(|| {
+        let on = |name: &str| std::env::var(name).is_ok_and(|v| !v.is_empty() && v != "0");
+        (on("KPD_C_ONLY"), on("KPD_NO_ARCH"))
+    })
 }
 
 /// The kernel line every input runs on, when this run is restricted to

@@ -39,6 +39,10 @@ enum Cmd {
         /// Compare all live memory after every op, not only at the end.
         #[arg(long)]
         full_memory: bool,
+        /// Run the C side alone, checked by the contract and architecture oracles (for kernel
+        /// trees rust-pgtable does not model yet; also `KPD_C_ONLY=1`).
+        #[arg(long)]
+        c_only: bool,
     },
     /// Run many inputs (files or directories); report every finding.
     Run {
@@ -47,6 +51,9 @@ enum Cmd {
         target: Option<String>,
         #[arg(long)]
         full_memory: bool,
+        /// Run the C side alone (see `show --c-only`).
+        #[arg(long)]
+        c_only: bool,
     },
     /// Decode a raw fuzzer input to the readable text format.
     Decode {
@@ -121,9 +128,12 @@ fn load(path: &Path, target: Option<&str>) -> Result<Loaded, String> {
     })
 }
 
-fn options(target: Option<&str>, full_memory: bool) -> RunOptions {
-    let mut o = target.map(fuzz::options).unwrap_or_default();
+fn options(target: Option<&str>, full_memory: bool, c_only: bool) -> RunOptions {
+    let mut o = target
+        .map(fuzz::options)
+        .unwrap_or_else(|| fuzz::options(""));
     o.full_memory_each_op = full_memory;
+    o.c_only |= c_only;
     o
 }
 
@@ -164,12 +174,14 @@ fn main() -> ExitCode {
             target,
             trace,
             full_memory,
-        } => show(&input, target.as_deref(), trace, full_memory),
+            c_only,
+        } => show(&input, target.as_deref(), trace, full_memory, c_only),
         Cmd::Run {
             inputs,
             target,
             full_memory,
-        } => run_many(&inputs, target.as_deref(), full_memory),
+            c_only,
+        } => run_many(&inputs, target.as_deref(), full_memory, c_only),
         Cmd::Decode { input, target } => load(&input, target.as_deref()).map(|l| {
             print!("{}", opstream::print(&l.stream));
             ExitCode::SUCCESS
@@ -191,10 +203,11 @@ fn show(
     target: Option<&str>,
     trace: bool,
     full_memory: bool,
+    c_only: bool,
 ) -> Result<ExitCode, String> {
     let l = load(input, target)?;
     executor::validate(&l.stream).map_err(|e| format!("{}: {e}", input.display()))?;
-    let mut opts = options(l.target.as_deref(), full_memory);
+    let mut opts = options(l.target.as_deref(), full_memory, c_only);
     opts.keep_log = trace;
     match executor::run(&l.stream, opts) {
         Ok(summary) => {
@@ -209,9 +222,24 @@ fn show(
                 println!("{p}: both sides agree up to it; nothing after it is compared");
             }
             println!(
-                "no divergence: {} ops run, {} skipped, {} events compared",
-                summary.ops_run, summary.ops_skipped, summary.events
+                "no divergence: {} ops run, {} skipped, {} events {}",
+                summary.ops_run,
+                summary.ops_skipped,
+                summary.events,
+                if opts.c_only {
+                    "checked (C side alone)"
+                } else {
+                    "compared"
+                }
             );
+            for id in &summary.known {
+                if let Some(k) = kvm_pgtable_diff::known::ALL.iter().find(|k| k.id == *id) {
+                    println!(
+                        "known kernel divergence {id}: {} ({})",
+                        k.title, k.reproducer
+                    );
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Err(d) => {
@@ -248,6 +276,7 @@ fn run_many(
     inputs: &[PathBuf],
     target: Option<&str>,
     full_memory: bool,
+    c_only: bool,
 ) -> Result<ExitCode, String> {
     let files = files(inputs);
     if files.is_empty() {
@@ -259,7 +288,7 @@ fn run_many(
         if let Err(e) = executor::validate(&l.stream) {
             return Err(format!("{}: {e}", f.display()));
         }
-        match executor::run(&l.stream, options(l.target.as_deref(), full_memory)) {
+        match executor::run(&l.stream, options(l.target.as_deref(), full_memory, c_only)) {
             Ok(s) => {
                 ok += 1;
                 if s.panic.is_some() {

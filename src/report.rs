@@ -5,6 +5,7 @@
 use std::fmt::{self, Write as _};
 
 use crate::events::Event;
+use crate::oracle::arch::Breach;
 pub use crate::results::{Divergence, Step, What};
 use crate::results::{Outcome, Value};
 use crate::tree::describe;
@@ -23,7 +24,12 @@ impl fmt::Display for Step {
 impl Divergence {
     /// One line: where and what.
     pub fn headline(&self) -> String {
+        let arch;
         let what = match &self.what {
+            What::Arch(b) => {
+                arch = format!("{}: {}", self.oracle_name(), b.rule.name());
+                arch.as_str()
+            }
             What::Value { .. } => "return values differ",
             What::MemcacheLeft { .. } => "memcache pages left differ",
             What::Trace { .. } => "event traces differ",
@@ -43,6 +49,21 @@ impl Divergence {
             _ => String::new(),
         };
         format!("{what} at {}{op}", self.step)
+    }
+
+    /// Whether one side ran alone (`Pairing::COnly`).
+    pub fn one_side(&self) -> bool {
+        self.sides[1].is_empty()
+    }
+
+    /// The oracle that spoke, in words.
+    fn oracle_name(&self) -> &'static str {
+        match self.what.oracle() {
+            crate::oracle::Oracle::Arch if self.one_side() => {
+                "architecture rule broken (C side alone)"
+            }
+            o => o.name(),
+        }
     }
 
     fn place(&self, pa: u64) -> String {
@@ -154,8 +175,12 @@ impl fmt::Display for Divergence {
         let w = na.len().max(nb.len()) + 1;
         let (la, lb) = (format!("{na}:"), format!("{nb}:"));
         let _ = writeln!(out, "=== kvm-pgtable-diff: {} ===", self.headline());
-        let _ = writeln!(out, "sides: {na} against {nb}");
-        let _ = writeln!(out, "oracle: {}", self.what.oracle().name());
+        if self.one_side() {
+            let _ = writeln!(out, "side: {na} alone (no second implementation)");
+        } else {
+            let _ = writeln!(out, "sides: {na} against {nb}");
+        }
+        let _ = writeln!(out, "oracle: {}", self.oracle_name());
         let line = self.stream.config.kernel.name();
         for set in crate::c_side::sets()
             .iter()
@@ -175,7 +200,11 @@ impl fmt::Display for Divergence {
         };
         let _ = writeln!(out, "\n--- stream (>> marks the first differing op) ---");
         out.push_str(&self.stream.annotated(mark));
-        let _ = writeln!(out, "--- difference at {} ---", self.step);
+        if matches!(self.what, What::Arch(_)) {
+            let _ = writeln!(out, "--- rule broken at {} ---", self.step);
+        } else {
+            let _ = writeln!(out, "--- difference at {} ---", self.step);
+        }
         match &self.what {
             What::Value { a: c, b: rust } => {
                 let _ = writeln!(out, "  {la:w$} {c}\n  {lb:w$} {rust}");
@@ -229,6 +258,9 @@ impl fmt::Display for Divergence {
                     describe(self.format, *b, level)
                 );
             }
+            What::NotEmpty { a, .. } if self.one_side() => {
+                let _ = writeln!(out, "  still allocated (pa, refcount): {a:x?}");
+            }
             What::NotEmpty { a, b } => {
                 let _ = writeln!(
                     out,
@@ -250,8 +282,76 @@ impl fmt::Display for Divergence {
             What::Misuse { event } => {
                 let _ = writeln!(out, "  {event:x?}");
             }
+            What::Arch(b) => self.arch_breach(&mut out, b),
         }
         f.write_str(&out)
+    }
+}
+
+impl Divergence {
+    /// An architecture rule finding: the rule and where it comes from, the
+    /// descriptor, and the trace of the step around the event.
+    fn arch_breach(&self, out: &mut String, b: &Breach) {
+        let _ = writeln!(out, "  rule: {} ({})", b.rule.name(), b.rule.id());
+        let _ = writeln!(out, "  what: {}", b.detail);
+        if let Some(slot) = b.slot {
+            let size = self.format.entry_size(slot.level);
+            let _ = writeln!(
+                out,
+                "  descriptor {:#x} [level {}, IA {:#x}..{:#x}]",
+                slot.pa,
+                slot.level,
+                slot.ia,
+                slot.ia.wrapping_add(size)
+            );
+        }
+        let level = b.slot.map(|s| s.level);
+        for (name, v) in [("before", b.old), ("after", b.new)] {
+            if let Some(v) = v {
+                let _ = writeln!(
+                    out,
+                    "    {name}:{} {v:#018x}  {}",
+                    " ".repeat(6 - name.len()),
+                    describe(self.format, v, level)
+                );
+            }
+        }
+        let marks = [(b.event, ">>"), (b.cause, " *")];
+        let side = &self.sides[0];
+        let _ = writeln!(
+            out,
+            "  trace of {} on {side} ({} events; >> the event that breaks the rule{}):",
+            self.step,
+            b.trace.len(),
+            if b.cause.is_some() {
+                ", * the store that left the stale entry"
+            } else {
+                ""
+            }
+        );
+        let focus: Vec<usize> = [b.cause, b.event].into_iter().flatten().collect();
+        let shown =
+            |i: usize| b.trace.len() <= 40 || focus.iter().any(|&f| i + 6 >= f && i <= f + 6);
+        let mut gap = false;
+        for (i, e) in b.trace.iter().enumerate() {
+            if !shown(i) {
+                if !gap {
+                    let _ = writeln!(out, "       ...");
+                }
+                gap = true;
+                continue;
+            }
+            gap = false;
+            let mark = marks
+                .iter()
+                .find(|(at, _)| *at == Some(i))
+                .map_or("  ", |(_, m)| m);
+            let _ = writeln!(out, "    {mark} #{i:<4} {}", short(e));
+        }
+        if b.event.is_none() {
+            let _ = writeln!(out, "    >> (the op returned)");
+        }
+        let _ = writeln!(out, "  reference: {}", b.rule.reference());
     }
 }
 

@@ -119,6 +119,9 @@ pub enum What {
     },
     /// A breach of the mm_ops contract seen on both sides alike.
     Misuse { event: Misuse },
+    /// An architecture rule broken by the reference side (both sides agree,
+    /// or there is one side only): see [`crate::oracle::arch`].
+    Arch(Box<crate::oracle::arch::Breach>),
 }
 
 impl What {
@@ -134,6 +137,7 @@ impl What {
             What::NotEmpty { .. } | What::OwnerLost { .. } | What::Misuse { .. } => {
                 Oracle::Contract
             }
+            What::Arch(_) => Oracle::Arch,
         }
     }
 }
@@ -142,7 +146,8 @@ impl What {
 #[derive(Clone, Debug)]
 pub struct Divergence {
     pub stream: OpStream,
-    /// The names of the two sides, as the report's columns are headed.
+    /// The names of the two sides, as the report's columns are headed (the
+    /// second is empty when one side ran alone: `Pairing::COnly`).
     pub sides: [String; 2],
     pub step: Step,
     pub what: What,

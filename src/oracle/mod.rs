@@ -6,10 +6,14 @@
 //! - [`contract`]: each side keeps the kernel's documented contracts (the
 //!   mm_ops refcount contract, owner annotations outside an op's range
 //!   survive, everything is freed at destroy), whatever the other side does.
+//! - [`arch`]: the Arm architecture (break-before-make, the TLB, descriptor
+//!   formats) and the kernel's refcount and TLB contracts, checked on the
+//!   reference side's trace and memory; sees the bugs both sides share.
 //!
 //! A finding ([`crate::results::What`]) names the oracle that spoke
 //! ([`crate::results::What::oracle`]).
 
+pub mod arch;
 pub mod contract;
 pub mod diff;
 
@@ -20,6 +24,8 @@ pub enum Oracle {
     Diff,
     /// A side broke the kernel's own contract (both may agree on it).
     Contract,
+    /// An architecture rule is broken (both sides agree on it).
+    Arch,
 }
 
 impl Oracle {
@@ -28,6 +34,7 @@ impl Oracle {
         match self {
             Oracle::Diff => "the two sides disagree",
             Oracle::Contract => "a kernel contract is broken",
+            Oracle::Arch => "architecture rule broken, both sides agree",
         }
     }
 }

@@ -6,7 +6,9 @@
 //!   rule's kernel line (`line = 6.12|7.3`; `fuzz/target/mutants/ksrc-<line>/`), which is then
 //!   built with `LINUX_SRC=<copy>`: the copy replaces that line, the other stays pinned;
 //! - `rust.spec`: the same kind of rules over rust-pgtable's source, applied to a COPY of the
-//!   workspace (`fuzz/target/mutants/rsrc/`), which is then built in place of the workspace.
+//!   workspace (`fuzz/target/mutants/rsrc/`), which is then built in place of the workspace;
+//! - `common.spec`: common-mode bugs, one C rule and one Rust rule planting the same bug on
+//!   both sides (see "Common-mode mutants" below).
 //!
 //! Per mutant: build the fuzz targets (and, when there are text scenarios, the CLI), replay
 //! the committed corpus and scenarios, then fuzz every target (expected target first) until
@@ -75,6 +77,13 @@ pub struct Args {
     /// Skip the unmutated baseline build that checks the corpus and scenarios pass first.
     #[arg(long)]
     pub no_baseline: bool,
+    /// Run only the mutants of this kind (repeatable): c, rust, common.
+    #[arg(long, value_enum)]
+    pub kind: Vec<KindName>,
+    /// Leave the architecture oracle out (`KPD_NO_ARCH=1` for every fuzzer and CLI run): what
+    /// the differential and contract oracles find alone.
+    #[arg(long)]
+    pub no_arch: bool,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -103,6 +112,13 @@ pub enum Kind {
     C(CRule),
     /// A rule over a rust-pgtable file (`file` is relative to the workspace root).
     Rust(CRule),
+    /// The same bug planted on both sides (`mutants/common.spec`): a C rule and a Rust rule,
+    /// and the id of the architecture rule it breaks.
+    Common {
+        c: CRule,
+        rust: CRule,
+        rule: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -121,8 +137,41 @@ impl Mutant {
         match self.kind {
             Kind::C(_) => "C",
             Kind::Rust(_) => "Rust",
+            Kind::Common { .. } => "C+Rust",
         }
     }
+
+    /// The rule it applies to the kernel tree, if any.
+    fn c_rule(&self) -> Option<&CRule> {
+        match &self.kind {
+            Kind::C(r) | Kind::Common { c: r, .. } => Some(r),
+            Kind::Rust(_) => None,
+        }
+    }
+
+    /// The rule it applies to rust-pgtable, if any.
+    fn rust_rule(&self) -> Option<&CRule> {
+        match &self.kind {
+            Kind::Rust(r) | Kind::Common { rust: r, .. } => Some(r),
+            Kind::C(_) => None,
+        }
+    }
+
+    fn kind_name(&self) -> KindName {
+        match self.kind {
+            Kind::C(_) => KindName::C,
+            Kind::Rust(_) => KindName::Rust,
+            Kind::Common { .. } => KindName::Common,
+        }
+    }
+}
+
+/// The kinds of mutant, for `--kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum KindName {
+    C,
+    Rust,
+    Common,
 }
 
 /// A `[name]` section: its name and `key = value` pairs.
@@ -269,7 +318,7 @@ fn mutants_dir() -> PathBuf {
     root().join("mutants")
 }
 
-/// All mutants: C first, then Rust, in file order. Names must be unique.
+/// All mutants: C first, then Rust, then common-mode, in file order. Names must be unique.
 pub fn load_all() -> Res<Vec<Mutant>> {
     let mut all = vec![];
     for (file, c) in [("c.spec", true), ("rust.spec", false)] {
@@ -278,6 +327,7 @@ pub fn load_all() -> Res<Vec<Mutant>> {
             .map_err(|e| setup_err(format!("cannot read {}: {e}", rel(&p))))?;
         all.extend(parse_spec(&text, &format!("mutants/{file}"), c).map_err(setup_err)?);
     }
+    all.extend(common::load()?);
     let mut names = BTreeSet::new();
     let lines: Vec<String> = kernel::read_lock()?
         .lines
@@ -306,7 +356,7 @@ pub fn load_all() -> Res<Vec<Mutant>> {
 /// first that does not fit.
 pub fn check_rust(all: &[Mutant]) -> Res {
     for m in all {
-        let Kind::Rust(rule) = &m.kind else { continue };
+        let Some(rule) = m.rust_rule() else { continue };
         let src = fs::read_to_string(root().join(&rule.file)).map_err(|e| {
             setup_err(format!(
                 "mutant {}: cannot read {}: {e}; fix `file` in mutants/rust.spec",
@@ -771,7 +821,7 @@ fn check_c(
 ) -> Res<Vec<String>> {
     let mut checked = vec![];
     for m in all {
-        let (Kind::C(rule), Some(line)) = (&m.kind, &m.line) else {
+        let (Some(rule), Some(line)) = (m.c_rule(), &m.line) else {
             continue;
         };
         let tree = tree_of(line)?;
@@ -939,6 +989,8 @@ enum Variant {
     /// Build from this copy of the workspace (with a mutated rust-pgtable) instead of the
     /// workspace itself.
     RustTree(PathBuf),
+    /// Both: the workspace copy, with the C side from the kernel copy (common-mode mutants).
+    Both { ktree: PathBuf, rtree: PathBuf },
 }
 
 impl Variant {
@@ -946,6 +998,7 @@ impl Variant {
         match self {
             Variant::CTree(_) => "c",
             Variant::RustTree(_) => "rust",
+            Variant::Both { .. } => "common",
         }
     }
 
@@ -956,6 +1009,9 @@ impl Variant {
             }
             Variant::RustTree(t) => {
                 cmd.current_dir(t);
+            }
+            Variant::Both { ktree, rtree } => {
+                cmd.env("LINUX_SRC", ktree).current_dir(rtree);
             }
         }
     }
@@ -1159,6 +1215,7 @@ fn spawn_fuzzer(
         .try_clone()
         .map_err(|e| setup_err(format!("{}: {e}", log.display())))?;
     let mut cmd = Command::new(bin.join(target));
+    cmd.envs(common::child_env());
     cmd.arg(format!("-artifact_prefix={}/", arts.display()))
         .arg("-timeout=25")
         .args(extra)
@@ -1260,6 +1317,7 @@ struct Outcome {
 fn replay_scenarios(cli: &Path, files: &[PathBuf], label: &str) -> Res<Option<(String, String)>> {
     for f in files {
         let mut cmd = Command::new(cli);
+        cmd.envs(common::child_env());
         cmd.arg("run").arg(f);
         if let Some(t) = scenario_target(f) {
             cmd.args(["--target", t]);
@@ -1447,8 +1505,14 @@ fn print_list(all: &[Mutant]) {
         "{}",
         table(&["mutant", "side", "line", "expect", "plants"], &rows)
     );
-    let c = all.iter().filter(|m| m.side() == "C").count();
-    println!("{} mutants: {c} C, {} Rust", all.len(), all.len() - c);
+    let count = |k: KindName| all.iter().filter(|m| m.kind_name() == k).count();
+    println!(
+        "{} mutants: {} C, {} Rust, {} common-mode (C+Rust)",
+        all.len(),
+        count(KindName::C),
+        count(KindName::Rust),
+        count(KindName::Common)
+    );
 }
 
 fn print_results(outcomes: &[Outcome], total: usize) -> String {
@@ -1502,7 +1566,9 @@ pub fn run(args: Args) -> Res<u8> {
     let selected: Vec<&Mutant> = all
         .iter()
         .filter(|m| args.only.is_empty() || args.only.contains(&m.name))
+        .filter(|m| args.kind.is_empty() || args.kind.contains(&m.kind_name()))
         .collect();
+    common::set_no_arch(args.no_arch);
     if args.list {
         print_list(&all);
         say!(TAG, "every Rust rule applies to rust-pgtable/");
@@ -1512,24 +1578,26 @@ pub fn run(args: Args) -> Res<u8> {
         return Ok(EXIT_OK);
     }
     if args.diff {
-        if selected.iter().any(|m| matches!(m.kind, Kind::C(_))) {
+        if selected.iter().any(|m| m.c_rule().is_some()) {
             check_c(&all, false, &source_tree)?;
         }
         for m in &selected {
-            let (dir, rule) = match (&m.kind, &m.line) {
-                (Kind::C(rule), Some(line)) => (source_tree(line)?, rule),
-                (Kind::C(rule), None) => (source_tree(DEFAULT_LINE)?, rule),
-                (Kind::Rust(rule), _) => (root(), rule),
-            };
-            let src = fs::read_to_string(dir.join(&rule.file))
-                .map_err(|e| setup_err(format!("cannot read {}: {e}", rule.file)))?;
-            let out = apply_rule(&src, rule).map_err(setup_err)?;
-            let on = m
-                .line
-                .as_deref()
-                .map_or_else(String::new, |l| format!(", line {l}"));
-            println!("== {} ({}{on}, {}())", m.name, rule.file, rule.function);
-            print!("{}", changed_lines(&src, &out));
+            let line = m.line.as_deref().unwrap_or(DEFAULT_LINE);
+            let rules = [
+                m.c_rule().map(|r| (source_tree(line), r)),
+                m.rust_rule().map(|r| (Ok(root()), r)),
+            ];
+            for (dir, rule) in rules.into_iter().flatten() {
+                let src = fs::read_to_string(dir?.join(&rule.file))
+                    .map_err(|e| setup_err(format!("cannot read {}: {e}", rule.file)))?;
+                let out = apply_rule(&src, rule).map_err(setup_err)?;
+                let on = m
+                    .line
+                    .as_deref()
+                    .map_or_else(String::new, |l| format!(", line {l}"));
+                println!("== {} ({}{on}, {}())", m.name, rule.file, rule.function);
+                print!("{}", changed_lines(&src, &out));
+            }
         }
         return Ok(EXIT_OK);
     }
@@ -1617,7 +1685,19 @@ pub fn run(args: Args) -> Res<u8> {
                 write_rust_tree(&rsrc, Some(rule))?;
                 Variant::RustTree(rsrc.clone())
             }
+            Kind::Common { c, rust, .. } => {
+                let line = m.line.as_deref().unwrap_or(DEFAULT_LINE);
+                write_tree(&source_tree(line)?, &ksrc(line), Some(c))?;
+                write_rust_tree(&rsrc, Some(rust))?;
+                Variant::Both {
+                    ktree: ksrc(line),
+                    rtree: rsrc.clone(),
+                }
+            }
         };
+        // A common-mode mutant plants its C half in the 6.12 tree only.
+        let files = common::scenarios_for(m, &files);
+        common::set_line(matches!(m.kind, Kind::Common { .. }).then_some(common::LINE));
         let t = Instant::now();
         let r = build(&variant, label, sanitizer, &triple).and_then(|mut bins| {
             say!(TAG, "{label}: built in {}", fmt_secs(t.elapsed()));
@@ -1670,6 +1750,7 @@ pub fn run(args: Args) -> Res<u8> {
         let _ = write_rust_tree(&rsrc, None);
     }
 
+    common::set_line(None);
     let line = print_results(&outcomes, n);
     let errors = outcomes.iter().filter(|o| o.error.is_some()).count();
     let interrupted = INTERRUPTED.load(Ordering::SeqCst);
@@ -1692,6 +1773,207 @@ pub fn run(args: Args) -> Res<u8> {
     } else {
         EXIT_FINDING
     })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Common-mode mutants (`mutants/common.spec`): the same bug in pgtable.c and rust-pgtable, so
+// the two sides agree and only the architecture oracle can tell.
+
+mod common {
+    use std::path::{Path, PathBuf};
+    use std::sync::Mutex;
+
+    use super::{Kind, Mutant, mutants_dir, parse_spec, sections};
+    use crate::util::{Res, rel, setup_err};
+
+    /// The kernel line a common-mode mutant's C half is planted in (the pinned tree the
+    /// mutants copy), and the line its fuzzers are restricted to (`KPD_LINE`): inputs of
+    /// another line would run an unmutated C side against the mutated port and diverge.
+    pub const LINE: &str = "6.12";
+
+    /// Keys of a section that are not a rule's.
+    const SHARED: &[&str] = &["desc", "expect"];
+
+    static LINE_ONLY: Mutex<Option<&'static str>> = Mutex::new(None);
+    static NO_ARCH: Mutex<bool> = Mutex::new(false);
+
+    /// Parses `common.spec`: every section splits into a C rule (`c.` keys) and a Rust rule
+    /// (`rust.` keys), each checked exactly like a c.spec or rust.spec rule.
+    pub fn parse(text: &str, origin: &str) -> Result<Vec<Mutant>, String> {
+        let mut out = vec![];
+        for (name, kv) in sections(text, origin)? {
+            let err = |m: String| format!("{origin}: [{name}]: {m}");
+            let half = |prefix: &str, c: bool| -> Result<Mutant, String> {
+                let mut spec = format!("[{name}]\n");
+                for (k, v) in &kv {
+                    if SHARED.contains(&k.as_str()) {
+                        spec.push_str(&format!("{k} = {v}\n"));
+                    } else if let Some(k) = k.strip_prefix(prefix) {
+                        spec.push_str(&format!("{k} = {v}\n"));
+                    }
+                }
+                let mut ms = parse_spec(&spec, origin, c)?;
+                ms.pop().ok_or_else(|| err("empty section".into()))
+            };
+            let (c, rust) = (half("c.", true)?, half("rust.", false)?);
+            for (k, _) in &kv {
+                let known = SHARED.contains(&k.as_str())
+                    || k == "rule"
+                    || k.starts_with("c.")
+                    || k.starts_with("rust.");
+                if !known {
+                    return Err(err(format!(
+                        "unknown key `{k}` (allowed: desc, expect, rule, c.<c.spec key>, \
+                         rust.<rust.spec key>)"
+                    )));
+                }
+            }
+            let rule = kv
+                .iter()
+                .find(|(k, _)| k == "rule")
+                .map(|(_, v)| v.clone())
+                .ok_or_else(|| err("missing `rule` (the architecture rule it breaks)".into()))?;
+            let (Kind::C(c_rule), Kind::Rust(rust_rule)) = (c.kind, rust.kind) else {
+                return Err(err("internal: halves of the wrong kind".into()));
+            };
+            out.push(Mutant {
+                name,
+                desc: c.desc,
+                expect: c.expect,
+                kind: Kind::Common {
+                    c: c_rule,
+                    rust: rust_rule,
+                    rule,
+                },
+                line: Some(LINE.to_string()),
+            });
+        }
+        Ok(out)
+    }
+
+    /// The common-mode mutants of `mutants/common.spec` (none when the file is absent).
+    pub fn load() -> Res<Vec<Mutant>> {
+        let p = mutants_dir().join("common.spec");
+        if !p.is_file() {
+            return Ok(vec![]);
+        }
+        let text = std::fs::read_to_string(&p)
+            .map_err(|e| setup_err(format!("cannot read {}: {e}", rel(&p))))?;
+        parse(&text, "mutants/common.spec").map_err(setup_err)
+    }
+
+    /// Restricts the fuzzers and CLI runs that follow to `line` (None: no restriction).
+    pub fn set_line(line: Option<&'static str>) {
+        *LINE_ONLY.lock().unwrap_or_else(|e| e.into_inner()) = line;
+    }
+
+    pub fn set_no_arch(on: bool) {
+        *NO_ARCH.lock().unwrap_or_else(|e| e.into_inner()) = on;
+    }
+
+    /// Environment for a fuzzer or CLI run of the current mutant.
+    pub fn child_env() -> Vec<(&'static str, String)> {
+        let mut env = vec![];
+        if let Some(l) = *LINE_ONLY.lock().unwrap_or_else(|e| e.into_inner()) {
+            env.push(("KPD_LINE", l.to_string()));
+        }
+        if *NO_ARCH.lock().unwrap_or_else(|e| e.into_inner()) {
+            env.push(("KPD_NO_ARCH", "1".to_string()));
+        }
+        env
+    }
+
+    /// The text scenarios a mutant is replayed on: for a common-mode mutant, those of its
+    /// line only (a scenario names its line in `config kernel=...`; none means 6.12).
+    pub fn scenarios_for(m: &Mutant, files: &[PathBuf]) -> Vec<PathBuf> {
+        if !matches!(m.kind, Kind::Common { .. }) {
+            return files.to_vec();
+        }
+        files
+            .iter()
+            .filter(|f| line_of(f) == LINE)
+            .cloned()
+            .collect()
+    }
+
+    fn line_of(f: &Path) -> String {
+        let text = std::fs::read_to_string(f).unwrap_or_default();
+        text.lines()
+            .find(|l| l.starts_with("config "))
+            .and_then(|l| {
+                l.split_whitespace()
+                    .find_map(|kv| kv.strip_prefix("kernel="))
+                    .map(str::to_string)
+            })
+            .unwrap_or_else(|| LINE.to_string())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::mutants::{Action, CRule};
+
+        #[test]
+        fn a_section_is_one_rule_per_side() {
+            let text = "[cm-x]\ndesc = d\nexpect = hyp\nrule = bbm\nc.function = f\n\
+                        c.find = a -> b\nc.action = replace\nc.with = c\n\
+                        rust.file = rust-pgtable/src/hyp.rs\nrust.function = T::g\n\
+                        rust.find = x . y\nrust.count = 2\nrust.nth = 2\n\
+                        rust.action = delete-statement\n";
+            let ms = parse(text, "t").unwrap();
+            assert_eq!(ms.len(), 1);
+            assert_eq!(
+                (ms[0].name.as_str(), ms[0].expect.as_str()),
+                ("cm-x", "hyp")
+            );
+            let Kind::Common { c, rust, rule } = &ms[0].kind else {
+                panic!("{:?}", ms[0].kind)
+            };
+            assert_eq!(rule, "bbm");
+            assert_eq!(
+                *c,
+                CRule {
+                    file: super::super::PGTABLE_C.into(),
+                    function: "f".into(),
+                    find: "a -> b".into(),
+                    count: 1,
+                    nth: 1,
+                    action: Action::Replace("c".into()),
+                }
+            );
+            assert_eq!(
+                *rust,
+                CRule {
+                    file: "rust-pgtable/src/hyp.rs".into(),
+                    function: "T::g".into(),
+                    find: "x . y".into(),
+                    count: 2,
+                    nth: 2,
+                    action: Action::DeleteStatement,
+                }
+            );
+            for bad in [
+                text.replace("rule = bbm\n", ""),
+                text.replace("rust.file", "rustfile"),
+                text.replace("rust.file = rust-pgtable/src/hyp.rs\n", ""),
+                text.replace("c.with = c\n", ""),
+            ] {
+                assert!(parse(&bad, "t").is_err(), "{bad}");
+            }
+        }
+
+        #[test]
+        fn scenario_lines() {
+            let dir = std::env::temp_dir().join(format!("kpd-common-{}", std::process::id()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let (a, b) = (dir.join("a.txt"), dir.join("b.txt"));
+            std::fs::write(&a, "# x\nconfig kernel=7.3 stage=hyp\n").unwrap();
+            std::fs::write(&b, "# y\nconfig stage=hyp\n").unwrap();
+            assert_eq!(line_of(&a), "7.3");
+            assert_eq!(line_of(&b), "6.12");
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1932,7 +2214,15 @@ impl Tr for u64 {
     fn committed_specs_are_consistent() {
         let all = load_all().unwrap();
         let c = all.iter().filter(|m| matches!(m.kind, Kind::C(_))).count();
-        assert!(c >= 14 && all.len() - c >= 10, "{c} C of {}", all.len());
+        let rust = all
+            .iter()
+            .filter(|m| matches!(m.kind, Kind::Rust(_)))
+            .count();
+        let common = all.len() - c - rust;
+        assert!(
+            c >= 14 && rust >= 10 && common >= 10,
+            "{c} C, {rust} Rust, {common} common"
+        );
         check_rust(&all).unwrap();
         // With a line's locked kernel source present, every C rule of that line must still
         // apply exactly (the cache, not LINUX_SRC: a patched tree is checked when mutants run
