@@ -170,7 +170,7 @@ fn sample_stage2() -> OpStream {
         },
         Op::PgdSize { vtcr: 0x8000_3558 },
     ];
-    OpStream { config, ops }
+    OpStream::new(config, ops)
 }
 
 /// A hand-written hyp stream using every hyp-valid op.
@@ -212,7 +212,7 @@ fn sample_hyp() -> OpStream {
         },
         Op::PgdSize { vtcr: 0 },
     ];
-    OpStream { config, ops }
+    OpStream::new(config, ops)
 }
 
 const ALLOWED_HOST: [OpKind; 5] = [
@@ -259,10 +259,7 @@ fn empty_input_decodes_by_hand() {
     want.arena_pages = 64;
     assert_eq!(
         decode(&[], Profile::Any),
-        OpStream {
-            config: want.clone(),
-            ops: vec![]
-        }
+        OpStream::new(want.clone(), vec![])
     );
     let mut s2 = want;
     s2.stage = Stage::Stage2;
@@ -273,10 +270,7 @@ fn empty_input_decodes_by_hand() {
 #[test]
 fn many_ops_capped() {
     // Config then 200 `get_leaf` ops (tag 14, addr mode 0, page 0).
-    let mut bytes = encode(&OpStream {
-        config: Config::new(Stage::Hyp),
-        ops: vec![],
-    });
+    let mut bytes = encode(&OpStream::new(Config::new(Stage::Hyp), vec![]));
     for _ in 0..200 {
         bytes.extend_from_slice(&[14, 0, 0]);
     }
@@ -284,10 +278,7 @@ fn many_ops_capped() {
     assert_eq!(s.ops, vec![Op::GetLeaf { addr: 0 }; MAX_OPS]);
     // A truncated op still decodes (missing bytes are zero): tag 2 under
     // hyp is hyp_map with every field from mode 0 / zero payload.
-    let mut bytes = encode(&OpStream {
-        config: Config::new(Stage::Hyp),
-        ops: vec![],
-    });
+    let mut bytes = encode(&OpStream::new(Config::new(Stage::Hyp), vec![]));
     bytes.push(2);
     let s = decode(&bytes, Profile::Any);
     // addr mode 0 -> 0, size mode 0 -> 0 pages, phys mode 0 -> identity,
@@ -307,10 +298,7 @@ fn many_ops_capped() {
 
 #[test]
 fn encode_exact_bytes() {
-    let s = OpStream {
-        config: Config::new(Stage::Hyp),
-        ops: vec![Op::GetLeaf { addr: 0x1000 }],
-    };
+    let s = OpStream::new(Config::new(Stage::Hyp), vec![Op::GetLeaf { addr: 0x1000 }]);
     let want: Vec<u8> = vec![
         1,    // version
         0,    // hyp
@@ -921,7 +909,7 @@ fn parse_sample_by_hand() {
             script: VisitScript::FailAt { n: 3, errno: -11 },
         },
     ];
-    assert_eq!(s, OpStream { config: c, ops });
+    assert_eq!(s, OpStream::new(c, ops));
 }
 
 #[test]
@@ -1216,10 +1204,7 @@ fn canonical_tags_never_change() {
 /// generators read them), literal mode `0xFF` first.
 #[test]
 fn create_unlinked_fields_decode_in_table_order() {
-    let mut bytes = encode(&OpStream {
-        config: Config::new(Stage::Stage2),
-        ops: vec![],
-    });
+    let mut bytes = encode(&OpStream::new(Config::new(Stage::Stage2), vec![]));
     // tag 11, level: LIT 2, phys: LIT u64, prot: LIT u64 (R = bit 2),
     // mc: LIT_NONE, force_pte: raw byte 1.
     bytes.extend_from_slice(&[11, 0xff, 2, 0xff]);
