@@ -882,6 +882,43 @@ mod tests {
         assert_eq!(a.check_store(p), Some(Misuse::StoreOutsideTables { pa: p }));
     }
 
+    #[test]
+    fn a_walker_inside_an_unlinked_table_may_use_it_until_it_leaves() {
+        let mut a = arena(4);
+        let mut t = Trace::new();
+        let p = a.zalloc_page(None, &mut t).unwrap();
+        a.defer_free_entered(&[p]);
+        assert!(a.rcu_pending(p));
+        t.clear();
+        a.get_page(p, &mut t);
+        assert_eq!(t, vec![Event::GetPage { page: p, count: 2 }]);
+        assert_eq!(a.check_store(p + 8), None);
+        // Once the walker has left, a use is a use after unlink again.
+        a.revoke_entered(&[p]);
+        assert_eq!(
+            a.check_store(p + 8),
+            Some(Misuse::UnlinkedTableUsed {
+                op: "store",
+                pa: p + 8
+            })
+        );
+        a.end_grace_period(&[p]);
+        assert_eq!(a.check_store(p + 8), None);
+    }
+
+    #[test]
+    fn another_agents_store_and_page_are_silent() {
+        let mut a = arena(4);
+        let mut t = Trace::new();
+        let p = a.zalloc_page(None, &mut t).unwrap();
+        assert!(a.store_foreign(p + 8, 0x400));
+        assert_eq!(a.read(p + 8), Some(0x400));
+        // Not a table slot: nothing written.
+        assert!(!a.store_foreign(p + 0x1000, 1));
+        assert_eq!(a.zalloc_foreign(), Some(p + 0x1000));
+        assert_eq!(a.refcount(1), 1);
+    }
+
     fn put(page: u64, count: u32) -> Event {
         Event::PutPage { page, count }
     }

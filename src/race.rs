@@ -212,13 +212,20 @@ impl Injector {
         self.next_stop(Some(index))
     }
 
-    /// The op's walk is over: the other walker publishes what it locked,
-    /// and a walker that was inside an unlinked table has left it.
-    pub fn end_walk(&mut self, w: World) {
+    /// The op's walk is over after `count` accesses: the other walker
+    /// publishes what it locked, and a walker that was inside an unlinked
+    /// table has left it. Returns the next access index to stop at (the
+    /// rest of the op, e.g. RCU callbacks, is only logged).
+    pub fn end_walk(&mut self, count: u64, w: World) -> u64 {
         self.race = None;
         if let Some(inside) = self.inside.take() {
             w.arena.revoke_entered(&inside.pages);
         }
+        self.publish(w);
+        if self.log.is_some() { count } else { NEVER }
+    }
+
+    fn publish(&mut self, w: World) {
         let Some(p) = self.pending.take() else {
             return;
         };
@@ -264,7 +271,8 @@ impl Injector {
                 if locked {
                     return;
                 }
-                let Some(new) = self.publishable(scene, old, what, target, w.arena) else {
+                let locks = matches!(race.what, Interference::Locked(_));
+                let Some(new) = self.publishable(scene, old, what, locks, target, w.arena) else {
                     return;
                 };
                 // Break: the entry's reference on its table page goes.
@@ -309,12 +317,16 @@ impl Injector {
     /// What another walker publishes over `old` at `target`, if it can:
     /// a leaf where the level has leaves (mapping what `old` mapped, else
     /// what the op maps there, else the entry's IPA), a new table over an
-    /// invalid entry or a block.
+    /// invalid entry or a block. A leaf it `locks` the entry for must
+    /// differ from `old` in more than permissions: for those alone the
+    /// kernel's map walker does not break the entry
+    /// (`stage2_pte_needs_update`), it is relax_perms' single cmpxchg.
     fn publishable(
         &self,
         scene: Scene,
         old: u64,
         what: Install,
+        locks: bool,
         target: Entry,
         arena: &mut Arena,
     ) -> Option<u64> {
@@ -338,7 +350,8 @@ impl Injector {
                 let prot = rp::Prot::from_bits_retain(prot);
                 let attr = rp::stage2_set_prot_attr(&scene.cfg, scene.s2flags, prot).ok()?;
                 let new = rp::Pte::new_valid_leaf(oa, attr, level, &scene.cfg).0;
-                (new != old).then_some(new)
+                let perms_only = old & 1 == 1 && (old ^ new) & !line(scene.line).s2_perms() == 0;
+                (new != old && !(locks && perms_only)).then_some(new)
             }
             Install::Table => {
                 if target.level >= 3 || old_table {

@@ -101,12 +101,14 @@ impl RustEnv {
 
     /// The op's walk is over: no more races; the other walker publishes.
     fn end_walk(&mut self) {
-        self.acc_stop = NEVER;
-        self.race.end_walk(World {
-            arena: &mut self.arena,
-            trace: &mut self.trace,
-            rcu: &mut self.rcu,
-        });
+        self.acc_stop = self.race.end_walk(
+            self.acc.count,
+            World {
+                arena: &mut self.arena,
+                trace: &mut self.trace,
+                rcu: &mut self.rcu,
+            },
+        );
     }
 
     /// Reports a call through a hook the caller leaves NULL; whether it was

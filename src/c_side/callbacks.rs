@@ -21,7 +21,7 @@ use crate::arena::{Arena, Memcache};
 use crate::caller::UnlinkedFree;
 use crate::events::{Access, Barrier, Event, Hook, StoreKind, TlbiHypOp, Trace, Visit, WarnLoc};
 use crate::force_pte::ForcePte;
-use crate::race::{Injector, NEVER, Tally, World};
+use crate::race::{Injector, Tally, World};
 use crate::tree::Format;
 
 pub(super) struct CEnv {
@@ -105,13 +105,17 @@ impl CEnv {
 
     /// The op's walk is over: no more races; the other walker publishes.
     pub(super) fn end_walk(&self) {
+        let count = self.tally().count;
+        let next = self.race.borrow_mut().end_walk(
+            count,
+            World {
+                arena: &mut self.arena.borrow_mut(),
+                trace: &mut self.trace.borrow_mut(),
+                rcu: &mut self.rcu.borrow_mut(),
+            },
+        );
         // SAFETY: as in `begin_op`.
-        unsafe { (*ffi::kpd_runtime_get()).acc_stop = NEVER };
-        self.race.borrow_mut().end_walk(World {
-            arena: &mut self.arena.borrow_mut(),
-            trace: &mut self.trace.borrow_mut(),
-            rcu: &mut self.rcu.borrow_mut(),
-        });
+        unsafe { (*ffi::kpd_runtime_get()).acc_stop = next };
     }
 
     /// The accesses counted since `begin_op`.
