@@ -437,10 +437,11 @@ pub fn decode_on(bytes: &[u8], profile: Profile, line: Option<KernelLine>) -> Op
             continue;
         }
         let kind = kind_for_tag(tag, config.stage, config.kernel, profile);
+        let op = decode_op(kind, &mut r, &mut g);
         if let Some(race) = armed.take() {
-            races.insert(ops.len(), race);
+            races.insert(ops.len(), race.resolve(&op, &config));
         }
-        ops.push(decode_op(kind, &mut r, &mut g));
+        ops.push(op);
     }
     OpStream { config, ops, races }
 }

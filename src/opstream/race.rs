@@ -154,11 +154,9 @@ impl Race {
     }
 
     /// Reads a race's fields (after the race tag). Literal modes read
-    /// exactly what [`Race::encode_into`] writes; other modes are biased
-    /// toward races that happen in the stream's caller's world: small
-    /// access indices, the descriptor being accessed, and for anything but
-    /// the kernel's guest stage-2 the hardware's access flag.
-    pub(crate) fn decode(r: &mut Reader, cfg: &Config) -> Race {
+    /// exactly what [`Race::encode_into`] writes; the other modes make
+    /// choices that wait for the op the race goes with ([`Armed::resolve`]).
+    pub(crate) fn decode(r: &mut Reader, cfg: &Config) -> Armed {
         let m = r.u8();
         let at = match m {
             LIT => r.u32(),
@@ -171,49 +169,18 @@ impl Race {
         };
         let m = r.u8();
         let spec = if m == LIT {
-            r.u8()
+            let b = r.u8();
+            let prot = matches!(b & 7, 1 | 3).then(|| read_prot(r, cfg));
+            Spec::Exact(b, prot)
         } else {
-            let kernel = cfg.caller() == Caller::KvmGuest;
-            let kind = match m % 16 {
-                _ if !kernel && m % 16 < 14 => 0,
-                0..=2 => 3,
-                3 | 4 => 1,
-                5 | 6 => 4,
-                7 | 8 => 2,
-                9..=11 => 0,
-                _ => r.u8() % 5,
-            };
-            let up = match m >> 4 {
-                0..=12 => 0,
-                13 | 14 => 1,
-                _ => 2,
-            };
-            kind | up << 3
-        };
-        let up = (spec >> 3) & RACE_UP_MAX;
-        let mut prot = || {
-            let l = cfg.kernel.prot();
-            let m = r.u8();
-            match m {
-                LIT => r.u64(),
-                _ => [
-                    l.r,
-                    l.rw(),
-                    l.rwx(),
-                    l.r | l.x(),
-                    l.rw(),
-                    l.rw() | prot::SW0,
-                ][m as usize % 6],
+            // The prot is read whatever the kind turns out to be, so the
+            // bytes consumed do not depend on the op that follows.
+            Spec::Biased {
+                m,
+                prot: read_prot(r, cfg),
             }
         };
-        let what = match spec & 7 {
-            1 => Interference::Install(Install::Leaf(prot())),
-            2 => Interference::Install(Install::Table),
-            3 => Interference::Locked(Install::Leaf(prot())),
-            4 => Interference::Locked(Install::Table),
-            _ => Interference::Af,
-        };
-        Race { at, up, what }
+        Armed { at, spec }
     }
 
     /// Whether the decoder can produce this race.
@@ -278,6 +245,76 @@ impl Race {
         let race = Race { at, up, what };
         race.validate()?;
         Ok(race)
+    }
+}
+
+/// A leaf's prot: a literal, or one of the prots a fault maps with.
+fn read_prot(r: &mut Reader, cfg: &Config) -> Prot {
+    let l = cfg.kernel.prot();
+    let m = r.u8();
+    match m {
+        LIT => r.u64(),
+        _ => [
+            l.r,
+            l.rw(),
+            l.rwx(),
+            l.r | l.x(),
+            l.rw() | prot::SW0,
+            l.rwx() | prot::SW1,
+        ][m as usize % 6],
+    }
+}
+
+/// A race read from fuzzer bytes, before the op it goes with is known.
+pub(crate) struct Armed {
+    at: u32,
+    spec: Spec,
+}
+
+enum Spec {
+    /// A literal: kind | up << 3, and a leaf's prot.
+    Exact(u8, Option<Prot>),
+    /// A biased mode byte and a prot.
+    Biased { m: u8, prot: Prot },
+}
+
+impl Armed {
+    /// The race for `op`. Biased modes pick what can happen while this op
+    /// runs in the stream's caller's world: for the kernel's SHARED walks
+    /// mostly another walker (locked mid-way or done; now and then the
+    /// entry above, its table replaced under the walker), for any other op
+    /// the hardware's access flag; one in sixteen picks anything, so that
+    /// refused races are tried too.
+    pub(crate) fn resolve(self, op: &Op, cfg: &Config) -> Race {
+        let (spec, prot) = match self.spec {
+            Spec::Exact(b, p) => (b, p.unwrap_or(0)),
+            Spec::Biased { m, prot } => {
+                let walkers = cfg.caller() == Caller::KvmGuest && op.walks_shared();
+                let kind = match (walkers, m % 16) {
+                    (_, 15) => (m >> 4) % 5,
+                    (false, _) => 0,
+                    (true, 0..=3) => 3,
+                    (true, 4 | 5) => 1,
+                    (true, 6 | 7) => 4,
+                    (true, 8 | 9) => 2,
+                    (true, _) => 0,
+                };
+                let up = u8::from(walkers && matches!(kind, 1 | 3) && m >> 4 >= 12);
+                (kind | up << 3, prot)
+            }
+        };
+        let what = match spec & 7 {
+            1 => Interference::Install(Install::Leaf(prot)),
+            2 => Interference::Install(Install::Table),
+            3 => Interference::Locked(Install::Leaf(prot)),
+            4 => Interference::Locked(Install::Table),
+            _ => Interference::Af,
+        };
+        Race {
+            at: self.at,
+            up: (spec >> 3) & RACE_UP_MAX,
+            what,
+        }
     }
 }
 

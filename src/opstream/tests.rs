@@ -1400,3 +1400,49 @@ fn shared_walks_are_what_the_kernel_runs_concurrently() {
         .walks_shared()
     );
 }
+
+#[test]
+fn biased_races_fit_the_op_they_go_with() {
+    let mut c = Config::new(Stage::Stage2);
+    c.context = Context::Kernel;
+    let map = Op::S2Map {
+        addr: 0x1000,
+        size: 0x1000,
+        phys: 0x8000_1000,
+        prot: prot::RW,
+        mc: Some(4),
+        flags: walk_flags::SHARED,
+    };
+    let unmap = Op::S2Unmap {
+        addr: 0x1000,
+        size: 0x1000,
+    };
+    // at: mode 0, byte 5 -> 5; spec: mode 0 (biased, choice 0); prot:
+    // mode 1 -> RW; then the op, encoded literally.
+    let race_then = |op: &Op, cfg: &Config| {
+        let mut bytes = encode(&OpStream::new(cfg.clone(), vec![]));
+        let config_len = bytes.len();
+        bytes.extend_from_slice(&[RACE_TAG, 0, 5, 0, 1]);
+        let with_op = encode(&OpStream::new(cfg.clone(), vec![op.clone()]));
+        bytes.extend_from_slice(&with_op[config_len..]);
+        decode(&bytes, Profile::Stage2)
+    };
+    // Before a kernel SHARED map: another walker, locked mid-way.
+    let s = race_then(&map, &c);
+    assert_eq!(s.ops, vec![map.clone()]);
+    assert_eq!(
+        s.race(0),
+        Some(&Race {
+            at: 5,
+            up: 0,
+            what: Interference::Locked(Install::Leaf(prot::RW))
+        })
+    );
+    // Before an exclusive walk, or at EL2: only the hardware.
+    let s = race_then(&unmap, &c);
+    assert_eq!(s.race(0).map(|r| r.what), Some(Interference::Af));
+    let mut nvhe = c.clone();
+    nvhe.context = Context::Nvhe;
+    let s = race_then(&map, &nvhe);
+    assert_eq!(s.race(0).map(|r| r.what), Some(Interference::Af));
+}
