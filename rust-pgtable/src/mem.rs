@@ -16,6 +16,7 @@ use crate::types::PhysAddr;
 
 /// Resolve `pa` to a pointer, checking the alignment the contract promises
 /// (a misaligned pointer would make the accesses below undefined).
+#[inline(always)]
 fn ptr<E: MmOps + ?Sized>(env: &mut E, pa: PhysAddr) -> *mut u64 {
     let p = env.phys_to_virt(pa);
     assert!(
@@ -27,6 +28,7 @@ fn ptr<E: MmOps + ?Sized>(env: &mut E, pa: PhysAddr) -> *mut u64 {
 
 /// Single-copy-atomic read of a descriptor (`READ_ONCE`).
 #[doc(alias = "READ_ONCE")]
+#[inline(always)]
 pub(crate) fn read_once<E: MmOps + Hw + ?Sized>(env: &mut E, pa: PhysAddr) -> u64 {
     env.pte_access(pa, Access::ReadOnce);
     read_plain(env, pa)
@@ -34,6 +36,7 @@ pub(crate) fn read_once<E: MmOps + Hw + ?Sized>(env: &mut E, pa: PhysAddr) -> u6
 
 /// The kernel's plain `*ptep` load: no synchronisation point, so not
 /// announced to [`Hw::pte_access`].
+#[inline(always)]
 pub(crate) fn read_plain<E: MmOps + ?Sized>(env: &mut E, pa: PhysAddr) -> u64 {
     let p = ptr(env, pa);
     // SAFETY: the `MmOps` safety contract guarantees `p` points at a live,
@@ -44,6 +47,7 @@ pub(crate) fn read_plain<E: MmOps + ?Sized>(env: &mut E, pa: PhysAddr) -> u64 {
 
 /// Plain single-copy-atomic store (`WRITE_ONCE`).
 #[doc(alias = "WRITE_ONCE")]
+#[inline(always)]
 pub(crate) fn write_once<E: MmOps + Hw + ?Sized>(env: &mut E, pa: PhysAddr, new: u64) {
     env.pte_access(pa, Access::WriteOnce);
     let p = ptr(env, pa);
@@ -57,6 +61,7 @@ pub(crate) fn write_once<E: MmOps + Hw + ?Sized>(env: &mut E, pa: PhysAddr, new:
 /// Store with release semantics (`smp_store_release`), so that a table's
 /// contents are visible before the descriptor pointing at it.
 #[doc(alias = "smp_store_release")]
+#[inline(always)]
 pub(crate) fn store_release<E: MmOps + Hw + ?Sized>(env: &mut E, pa: PhysAddr, new: u64) {
     env.pte_access(pa, Access::Release);
     let p = ptr(env, pa);
@@ -73,6 +78,7 @@ pub(crate) fn store_release<E: MmOps + Hw + ?Sized>(env: &mut E, pa: PhysAddr, n
 
 /// Compare-and-exchange with full ordering (`cmpxchg`). Returns the value
 /// found in memory; the store is reported only if it took place.
+#[inline(always)]
 pub(crate) fn cmpxchg<E: MmOps + Hw + ?Sized>(
     env: &mut E,
     pa: PhysAddr,
