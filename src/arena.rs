@@ -84,6 +84,16 @@ pub enum PageSource {
     Budget,
 }
 
+/// Where a page stands with respect to an RCU grace period.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Grace {
+    None,
+    /// Unlinked; no walker may use it until the grace period ends.
+    Pending,
+    /// Unlinked by another CPU while the running op's walker was inside.
+    Entered,
+}
+
 /// A memcache: a budget of pages that `zalloc_page(mc)` may take.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Memcache {
@@ -130,6 +140,13 @@ impl Mem {
         // SAFETY: in bounds and initialised; no Rust reference to the word
         // is live (see the type's documentation).
         unsafe { self.ptr(i).read() }
+    }
+
+    fn write(&self, i: usize, v: u64) {
+        assert!(i < self.words, "arena word index out of bounds");
+        // SAFETY: in bounds; a volatile raw write, as the sides' own
+        // descriptor stores are, invalidates none of the pointers they hold.
+        unsafe { self.ptr(i).write_volatile(v) }
     }
 
     /// Sets words `range` to `v`.
@@ -218,7 +235,7 @@ pub struct Arena {
     /// Free pages in a pKVM guest's `vm->pool` (pages its table released).
     vm_pool: u32,
     /// Pages of unlinked tables waiting for their RCU grace period.
-    rcu_pending: Vec<bool>,
+    rcu_pending: Vec<Grace>,
     /// Successful allocations still allowed before every allocation fails.
     budget: Option<u32>,
     live: u32,
@@ -253,7 +270,7 @@ impl Arena {
             refcount: vec![0; geo.pages as usize],
             source,
             vm_pool: 0,
-            rcu_pending: vec![false; geo.pages as usize],
+            rcu_pending: vec![Grace::None; geo.pages as usize],
             budget: fail_after,
             live: 0,
             high_water: 0,
@@ -423,18 +440,39 @@ impl Arena {
     /// for an RCU grace period: any use of them is a [`Misuse`] until
     /// [`Arena::end_grace_period`].
     pub fn defer_free(&mut self, pages: &[u64]) {
+        self.set_grace(pages, Grace::Pending);
+    }
+
+    /// Like [`Arena::defer_free`], for a table another CPU unlinked while
+    /// the walker of the running op was inside it: RCU lets that walker go
+    /// on using it until its `rcu_read_unlock`, so its uses are none of
+    /// the arena's business until [`Arena::revoke_entered`] says the walker
+    /// has left.
+    pub fn defer_free_entered(&mut self, pages: &[u64]) {
+        self.set_grace(pages, Grace::Entered);
+    }
+
+    /// The walker that was inside `pages` when they were unlinked has left
+    /// them: from now on any use is a [`Misuse`] again.
+    pub fn revoke_entered(&mut self, pages: &[u64]) {
         for &pa in pages {
             if let Some(i) = self.page_index(pa) {
-                self.rcu_pending[i as usize] = true;
+                if self.rcu_pending[i as usize] == Grace::Entered {
+                    self.rcu_pending[i as usize] = Grace::Pending;
+                }
             }
         }
     }
 
     /// The grace period of `pages` has ended: the RCU callback may free them.
     pub fn end_grace_period(&mut self, pages: &[u64]) {
+        self.set_grace(pages, Grace::None);
+    }
+
+    fn set_grace(&mut self, pages: &[u64], g: Grace) {
         for &pa in pages {
             if let Some(i) = self.page_index(pa) {
-                self.rcu_pending[i as usize] = false;
+                self.rcu_pending[i as usize] = g;
             }
         }
     }
@@ -442,7 +480,15 @@ impl Arena {
     /// Whether the page holding `pa` waits for an RCU grace period.
     pub fn rcu_pending(&self, pa: u64) -> bool {
         self.page_index(pa)
-            .is_some_and(|i| self.rcu_pending[i as usize])
+            .is_some_and(|i| self.rcu_pending[i as usize] != Grace::None)
+    }
+
+    /// Whether a use of the page holding `pa` breaks RCU: it waits for a
+    /// grace period and no walker that was inside it when it was unlinked
+    /// is still running.
+    fn use_after_unlink(&self, pa: u64) -> bool {
+        self.page_index(pa)
+            .is_some_and(|i| self.rcu_pending[i as usize] == Grace::Pending)
     }
 
     /// Checks a descriptor store at `pa` (either side reports every store):
@@ -452,8 +498,27 @@ impl Arena {
             self.taint();
             return Some(Misuse::StoreOutsideTables { pa });
         }
-        self.rcu_pending(pa)
+        self.use_after_unlink(pa)
             .then_some(Misuse::UnlinkedTableUsed { op: "store", pa })
+    }
+
+    /// Another agent's store of `val` into the descriptor at `pa` (a
+    /// scheduled race): not an event of either side. False, and nothing
+    /// written, when `pa` is not a slot of a live table page.
+    pub fn store_foreign(&mut self, pa: u64, val: u64) -> bool {
+        if !self.is_table_slot(pa) {
+            return false;
+        }
+        let off = ((pa - self.geo.base_pa) / 8) as usize;
+        self.mem().write(off, val);
+        true
+    }
+
+    /// A zeroed page with refcount 1 for another CPU's walker, from that
+    /// CPU's own memcache: it does not count against this side's
+    /// allocation budget and records nothing.
+    pub fn zalloc_foreign(&mut self) -> Option<u64> {
+        self.alloc_page_unbudgeted()
     }
 
     /// `zalloc_pages_exact(size)`: a zeroed, contiguous run, each page with refcount 1.
@@ -536,7 +601,7 @@ impl Arena {
             .fill(idx as usize * w..(idx as usize + 1) * w, POISON);
         self.state[idx as usize] = PageState::Free;
         self.refcount[idx as usize] = 0;
-        self.rcu_pending[idx as usize] = false;
+        self.rcu_pending[idx as usize] = Grace::None;
         self.live -= 1;
         if self.source == PageSource::GuestPool {
             // hyp_put_page / guest_s2_free_pages_exact return it to vm->pool.
@@ -555,7 +620,7 @@ impl Arena {
                 None
             }
             Some(i) => {
-                if self.rcu_pending[i as usize] {
+                if self.rcu_pending[i as usize] == Grace::Pending {
                     trace.push(Event::Misuse(Misuse::UnlinkedTableUsed { op, pa }));
                 }
                 Some(i)
@@ -815,6 +880,43 @@ mod tests {
         a.put_page(p, &mut t);
         assert_eq!(t, vec![put(p, 1), put(p, 0)]);
         assert_eq!(a.check_store(p), Some(Misuse::StoreOutsideTables { pa: p }));
+    }
+
+    #[test]
+    fn a_walker_inside_an_unlinked_table_may_use_it_until_it_leaves() {
+        let mut a = arena(4);
+        let mut t = Trace::new();
+        let p = a.zalloc_page(None, &mut t).unwrap();
+        a.defer_free_entered(&[p]);
+        assert!(a.rcu_pending(p));
+        t.clear();
+        a.get_page(p, &mut t);
+        assert_eq!(t, vec![Event::GetPage { page: p, count: 2 }]);
+        assert_eq!(a.check_store(p + 8), None);
+        // Once the walker has left, a use is a use after unlink again.
+        a.revoke_entered(&[p]);
+        assert_eq!(
+            a.check_store(p + 8),
+            Some(Misuse::UnlinkedTableUsed {
+                op: "store",
+                pa: p + 8
+            })
+        );
+        a.end_grace_period(&[p]);
+        assert_eq!(a.check_store(p + 8), None);
+    }
+
+    #[test]
+    fn another_agents_store_and_page_are_silent() {
+        let mut a = arena(4);
+        let mut t = Trace::new();
+        let p = a.zalloc_page(None, &mut t).unwrap();
+        assert!(a.store_foreign(p + 8, 0x400));
+        assert_eq!(a.read(p + 8), Some(0x400));
+        // Not a table slot: nothing written.
+        assert!(!a.store_foreign(p + 0x1000, 1));
+        assert_eq!(a.zalloc_foreign(), Some(p + 0x1000));
+        assert_eq!(a.refcount(1), 1);
     }
 
     fn put(page: u64, count: u32) -> Event {

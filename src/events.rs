@@ -18,6 +18,34 @@ pub enum StoreKind {
     Cmpxchg,
 }
 
+/// A single-copy-atomic descriptor access (the kernel's accessor), the
+/// points at which another agent's write can be observed. The numbers are
+/// the C side's `enum kpd_access_kind`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Access {
+    /// `READ_ONCE`.
+    ReadOnce = 0,
+    /// `WRITE_ONCE`.
+    WriteOnce = 1,
+    /// `smp_store_release`.
+    Release = 2,
+    /// `cmpxchg` (whether it succeeds or not).
+    Cmpxchg = 3,
+}
+
+impl Access {
+    /// Decodes the C side's `enum kpd_access_kind`.
+    pub fn from_c(v: u32) -> Access {
+        match v {
+            0 => Access::ReadOnce,
+            1 => Access::WriteOnce,
+            2 => Access::Release,
+            _ => Access::Cmpxchg,
+        }
+    }
+}
+
 /// `DSB` option: shareability domain and access types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Barrier {
@@ -259,6 +287,34 @@ pub enum Event {
     RcuCallback {
         pa: u64,
         level: i8,
+    },
+    /// Another agent (another CPU's walker, or the hardware) wrote `new`
+    /// over `old` at `pa`, just before the op's descriptor access number
+    /// `at`, of kind `access` (a scheduled race, `crate::race`). What else
+    /// that agent did (its reference on the table page, a table it
+    /// allocated or unlinked) is implied by the two values.
+    Interference {
+        at: u32,
+        access: Access,
+        pa: u64,
+        old: u64,
+        new: u64,
+    },
+    /// The other walker whose break-before-make left `pa` locked publishes
+    /// `new` over `old` (the lock, unless someone overwrote it) at the end
+    /// of the op.
+    Published {
+        pa: u64,
+        old: u64,
+        new: u64,
+    },
+    /// The op's single-copy-atomic descriptor accesses: how many, and a
+    /// digest of their sequence (kind and address of each, in order).
+    /// Both sides must make the same ones: a race's access index means the
+    /// same point of both.
+    Accesses {
+        count: u64,
+        digest: u64,
     },
 }
 

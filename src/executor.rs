@@ -264,10 +264,14 @@ pub fn run_sides(
             summary.ops_skipped += 1;
             continue;
         }
-        let (oa, ob) = match op.precondition(&stream.config) {
+        let race = stream.race(i);
+        let (oa, ob) = match precondition(op, race, &stream.config) {
             Ok(()) => {
                 summary.ops_run += 1;
-                (a.apply(op), b.as_mut().map(|b| b.apply(op)))
+                (
+                    a.apply_raced(op, race),
+                    b.as_mut().map(|b| b.apply_raced(op, race)),
+                )
             }
             Err(why) => {
                 summary.ops_skipped += 1;
@@ -345,15 +349,27 @@ pub fn run_sides(
     Ok(summary)
 }
 
+/// Whether `op`, with its race, may run under `cfg`: the op's own
+/// precondition, then what the race's agent could do during it.
+fn precondition(
+    op: &crate::opstream::Op,
+    race: Option<&crate::opstream::Race>,
+    cfg: &crate::opstream::Config,
+) -> Result<(), &'static str> {
+    op.precondition(cfg)?;
+    race.map_or(Ok(()), |r| r.precondition(op, cfg))
+}
+
 /// Runs `stream` on one side only, with no comparison: the cost of that
 /// implementation plus its environment (init, ops, teardown, as in the
 /// diff), for `cargo xtask bench`. Returns the number of events recorded.
 pub fn run_single(stream: &OpStream, side: &mut dyn Side) -> usize {
     let mut events = side.init().trace.len();
     if side.root().is_some() {
-        for op in &stream.ops {
-            if op.precondition(&stream.config).is_ok() {
-                events += side.apply(op).trace.len();
+        for (i, op) in stream.ops.iter().enumerate() {
+            let race = stream.race(i);
+            if precondition(op, race, &stream.config).is_ok() {
+                events += side.apply_raced(op, race).trace.len();
             }
         }
     }

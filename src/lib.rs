@@ -13,6 +13,7 @@ pub mod fuzz;
 pub mod known;
 pub mod opstream;
 pub mod oracle;
+pub mod race;
 pub mod report;
 pub mod results;
 pub mod rust_side;

@@ -9,9 +9,12 @@ use rust_pgtable as rp;
 
 use crate::arena::{Arena, Memcache};
 use crate::caller::{CallerProfile, Hooks, UnlinkedFree};
-use crate::events::{Barrier, Event, Hook, Misuse, StoreKind, TlbiHypOp, Trace, Visit, WarnLoc};
+use crate::events::{
+    Access, Barrier, Event, Hook, Misuse, StoreKind, TlbiHypOp, Trace, Visit, WarnLoc,
+};
 use crate::force_pte::ForcePte;
 use crate::opstream::{Config, Context, KernelLine, OpHandler, Prot, Stage, Teardown, VisitScript};
+use crate::race::{self, Injector, NEVER, Tally, World};
 use crate::results::{Outcome, Value};
 use crate::side::{self, Root, Side};
 use crate::tree::Format;
@@ -34,6 +37,14 @@ pub struct RustEnv {
     /// Backing for a table pointer that is not in the arena: rust-pgtable's
     /// accesses stay memory-safe and the breach is reported.
     scratch: Box<[u64]>,
+    /// The op's descriptor accesses so far, and the one at which the
+    /// injector acts next (as the C side's runtime keeps them).
+    acc: Tally,
+    acc_stop: u64,
+    /// The arena's first PA: the access digest hashes offsets from it.
+    base_pa: u64,
+    /// The op's scheduled race and access log.
+    race: Injector,
 }
 
 impl RustEnv {
@@ -41,6 +52,10 @@ impl RustEnv {
     pub fn new(arena: Arena, cfg: rp::Config) -> RustEnv {
         let words = (arena.geometry().page_size / 8) as usize;
         RustEnv {
+            acc: Tally::START,
+            acc_stop: NEVER,
+            base_pa: arena.geometry().base_pa,
+            race: Injector::default(),
             arena,
             trace: Trace::new(),
             cfg,
@@ -64,6 +79,36 @@ impl RustEnv {
 
     pub fn take_trace(&mut self) -> Trace {
         std::mem::replace(&mut self.trace, crate::events::fresh_trace())
+    }
+
+    /// Races are applied for streams configured by `cfg`.
+    pub fn with_injector(mut self, cfg: &Config) -> RustEnv {
+        self.race = Injector::new(cfg);
+        self
+    }
+
+    /// Starts counting the accesses of an op (None: the teardown), with
+    /// `race` scheduled.
+    fn begin_op(
+        &mut self,
+        op: Option<&crate::opstream::Op>,
+        race: Option<&crate::opstream::Race>,
+        root: Option<Root>,
+    ) {
+        self.acc = Tally::START;
+        self.acc_stop = self.race.begin_op(op, race, root);
+    }
+
+    /// The op's walk is over: no more races; the other walker publishes.
+    fn end_walk(&mut self) {
+        self.acc_stop = self.race.end_walk(
+            self.acc.count,
+            World {
+                arena: &mut self.arena,
+                trace: &mut self.trace,
+                rcu: &mut self.rcu,
+            },
+        );
     }
 
     /// Reports a call through a hook the caller leaves NULL; whether it was
@@ -187,6 +232,31 @@ unsafe impl rp::MmOps for RustEnv {
 }
 
 impl rp::Hw for RustEnv {
+    #[inline]
+    fn pte_access(&mut self, pa: u64, access: rp::Access) {
+        let access = match access {
+            rp::Access::ReadOnce => Access::ReadOnce,
+            rp::Access::WriteOnce => Access::WriteOnce,
+            rp::Access::Release => Access::Release,
+            rp::Access::Cmpxchg => Access::Cmpxchg,
+        };
+        let n = self.acc.count;
+        self.acc.count += 1;
+        self.acc.digest = race::mix(self.acc.digest, pa.wrapping_sub(self.base_pa), access);
+        if n == self.acc_stop {
+            self.acc_stop = self.race.on_access(
+                n,
+                pa,
+                access,
+                World {
+                    arena: &mut self.arena,
+                    trace: &mut self.trace,
+                    rcu: &mut self.rcu,
+                },
+            );
+        }
+    }
+
     fn pte_store(&mut self, pa: u64, prev: u64, new: u64, kind: rp::StoreKind) {
         if let Some(m) = self.arena.check_store(pa) {
             self.trace.push(Event::Misuse(m));
@@ -357,7 +427,8 @@ impl RustSide {
     pub fn for_stream(cfg: &Config) -> RustSide {
         let rcfg = rp_config(cfg);
         let env = RustEnv::new(side::arena_for(cfg), rcfg)
-            .for_caller(&CallerProfile::of(cfg), side::format_of(cfg));
+            .for_caller(&CallerProfile::of(cfg), side::format_of(cfg))
+            .with_injector(cfg);
         let table = match cfg.stage {
             Stage::Hyp => Table::Hyp(rp::HypPgtable::new(env, rcfg)),
             Stage::Stage2 => Table::Stage2(rp::Stage2Pgtable::new(env, rcfg)),
@@ -441,10 +512,27 @@ impl Side for RustSide {
         "Rust".into()
     }
 
-    fn apply(&mut self, op: &crate::opstream::Op) -> Outcome {
+    fn apply_raced(
+        &mut self,
+        op: &crate::opstream::Op,
+        race: Option<&crate::opstream::Race>,
+    ) -> Outcome {
+        let root = self.root();
+        self.env().begin_op(Some(op), race, root);
         let mut o = op.dispatch(self);
+        self.env().end_walk();
+        o.trace.extend(self.trace());
         o.trace.extend(self.grace_period());
+        o.trace.push(self.env().acc.event());
         o
+    }
+
+    fn keep_accesses(&mut self, on: bool) {
+        self.env().race.keep_log(on);
+    }
+
+    fn take_accesses(&mut self) -> Option<Vec<(u64, Access)>> {
+        self.env().race.take_log()
     }
 
     fn init(&mut self) -> Outcome {
@@ -469,6 +557,7 @@ impl Side for RustSide {
     }
 
     fn destroy(&mut self) -> Outcome {
+        self.env().begin_op(None, None, None);
         let mut trace = self.grace_period();
         for (pa, level) in std::mem::take(&mut self.unlinked) {
             self.s2().free_unlinked(pa, rp::Level(level));
@@ -486,6 +575,7 @@ impl Side for RustSide {
             _ => {}
         }
         trace.extend(self.trace());
+        trace.push(self.env().acc.event());
         Outcome::new(Value::Unit, trace)
     }
 

@@ -17,9 +17,10 @@ use rust_pgtable as rp;
 
 use crate::arena::{Arena, Geometry, Memcache};
 use crate::caller::CallerProfile;
+use crate::events::Access;
 use crate::force_pte::{ForcePte, MemRegion};
 use crate::opstream::{
-    self, Config, ForcePtePolicy, Op, OpHandler, RegionKind, Teardown, VisitScript,
+    self, Config, ForcePtePolicy, Op, OpHandler, Race, RegionKind, Teardown, VisitScript,
 };
 use crate::results::Outcome;
 use crate::tree::Format;
@@ -42,13 +43,28 @@ pub trait Side: OpHandler {
     /// Creates the table the stream's configuration describes.
     fn init(&mut self) -> Outcome;
 
-    /// Runs one op (its precondition has been checked by the caller).
+    /// Runs one op (its precondition, and its race's, have been checked
+    /// by the caller) with `race` scheduled during its walk (see
+    /// [`crate::race`]). The trace ends with the op's
+    /// [`Event::Accesses`](crate::events::Event::Accesses).
+    fn apply_raced(&mut self, op: &Op, race: Option<&Race>) -> Outcome;
+
+    /// Runs one op without interference.
     fn apply(&mut self, op: &Op) -> Outcome {
-        op.dispatch(self)
+        self.apply_raced(op, None)
     }
 
-    /// Frees the unlinked tables still held, then destroys the table.
+    /// Frees the unlinked tables still held, then destroys the table. The
+    /// trace ends with the teardown's
+    /// [`Event::Accesses`](crate::events::Event::Accesses).
     fn destroy(&mut self) -> Outcome;
+
+    /// Logs every descriptor access (address and kind) of the following
+    /// ops when `on`, for [`Side::take_accesses`].
+    fn keep_accesses(&mut self, on: bool);
+
+    /// The accesses logged since the last call (None when not logging).
+    fn take_accesses(&mut self) -> Option<Vec<(u64, Access)>>;
 
     /// The side's simulated physical memory.
     fn arena(&self) -> &Arena;

@@ -148,6 +148,23 @@ pub enum StoreKind {
     },
 }
 
+/// A single-copy-atomic access to a descriptor, as the kernel spells it:
+/// the accesses at which the page-table code can observe another agent's
+/// write (see [`Hw::pte_access`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    /// `READ_ONCE`: the walker's snapshot of a descriptor when it reaches
+    /// it, and its reload after a leaf or pre-order visit.
+    ReadOnce,
+    /// `WRITE_ONCE`: an exclusive walker's store.
+    WriteOnce,
+    /// `smp_store_release`: publishing a new descriptor.
+    Release,
+    /// `cmpxchg`: a shared walker's store, which fails if the descriptor
+    /// no longer holds the value the walker last read.
+    Cmpxchg,
+}
+
 /// Stage-1 EL2 TLB invalidation operations.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum TlbiOp {
@@ -277,6 +294,27 @@ pub trait Hw {
     /// an `LDAXR`/`STLXR` loop with a trailing `DMB ISH`). The page-table
     /// code issues every other barrier itself.
     fn pte_store(&mut self, pa: PhysAddr, prev: u64, new: u64, kind: StoreKind);
+
+    /// Called right before each single-copy-atomic access to the
+    /// descriptor at `pa` (`READ_ONCE`, `WRITE_ONCE`, `smp_store_release`,
+    /// `cmpxchg`), in program order.
+    ///
+    /// These are the points at which the page-table code can observe a
+    /// write by another agent: another CPU walking the same table (a
+    /// `SHARED` walk in the kernel, under RCU and the read side of
+    /// `mmu_lock`), or the hardware setting the access flag of a leaf
+    /// (`VTCR_EL2.HA`). An environment that models such agents (a model
+    /// checker, a race injector) may write the descriptor here through its
+    /// own mapping of the table; the access then reads, overwrites or
+    /// compares against what it wrote. The kernel's plain `*ptep` loads
+    /// (the check that an entry is still locked before it is published)
+    /// are not such points and are not reported.
+    ///
+    /// On hardware the other agents need no help: the default does nothing.
+    #[inline]
+    fn pte_access(&mut self, pa: PhysAddr, access: Access) {
+        let _ = (pa, access);
+    }
 
     /// Issue a stage-1 EL2 TLBI. `operand` is the Xt operand of
     /// `TLBI VAE2IS`/`VALE2IS` before any TTL hint, with ASID 0:

@@ -139,7 +139,9 @@ mod types;
 mod vtcr;
 pub mod walk;
 
-pub use env::{Barrier, Env, Hw, MAX_TLBI_RANGE_PAGES, MmOps, StoreKind, TLBI_TTL_UNKNOWN, TlbiOp};
+pub use env::{
+    Access, Barrier, Env, Hw, MAX_TLBI_RANGE_PAGES, MmOps, StoreKind, TLBI_TTL_UNKNOWN, TlbiOp,
+};
 pub use hyp::{HypPgtable, hyp_pte_prot, hyp_set_prot_attr};
 pub use pgtable::Pgtable;
 pub use pkvm::{

@@ -2,14 +2,21 @@
 //! Descriptor memory access. This is the only module that dereferences the
 //! raw pointers produced by [`MmOps::phys_to_virt`]; everything else goes
 //! through these helpers, which also report each store to [`Hw::pte_store`].
+//!
+//! Each helper is one of the kernel's accessors, and the kernel's choice of
+//! accessor is kept: its single-copy-atomic accesses (`READ_ONCE`,
+//! `WRITE_ONCE`, `smp_store_release`, `cmpxchg`) are announced to
+//! [`Hw::pte_access`] first, its plain `*ptep` loads ([`read_plain`]) are
+//! not, so an environment sees exactly the accesses the kernel makes.
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use crate::env::{Hw, MmOps, StoreKind};
+use crate::env::{Access, Hw, MmOps, StoreKind};
 use crate::types::PhysAddr;
 
 /// Resolve `pa` to a pointer, checking the alignment the contract promises
 /// (a misaligned pointer would make the accesses below undefined).
+#[inline(always)]
 fn ptr<E: MmOps + ?Sized>(env: &mut E, pa: PhysAddr) -> *mut u64 {
     let p = env.phys_to_virt(pa);
     assert!(
@@ -19,10 +26,18 @@ fn ptr<E: MmOps + ?Sized>(env: &mut E, pa: PhysAddr) -> *mut u64 {
     p
 }
 
-/// Single-copy-atomic read of a descriptor (`READ_ONCE`). Also used for the
-/// kernel's plain `*ptep` reads, which are not observable either way.
+/// Single-copy-atomic read of a descriptor (`READ_ONCE`).
 #[doc(alias = "READ_ONCE")]
-pub(crate) fn read_once<E: MmOps + ?Sized>(env: &mut E, pa: PhysAddr) -> u64 {
+#[inline(always)]
+pub(crate) fn read_once<E: MmOps + Hw + ?Sized>(env: &mut E, pa: PhysAddr) -> u64 {
+    env.pte_access(pa, Access::ReadOnce);
+    read_plain(env, pa)
+}
+
+/// The kernel's plain `*ptep` load: no synchronisation point, so not
+/// announced to [`Hw::pte_access`].
+#[inline(always)]
+pub(crate) fn read_plain<E: MmOps + ?Sized>(env: &mut E, pa: PhysAddr) -> u64 {
     let p = ptr(env, pa);
     // SAFETY: the `MmOps` safety contract guarantees `p` points at a live,
     // aligned descriptor that no Rust reference aliases; `ptr` checked
@@ -32,7 +47,9 @@ pub(crate) fn read_once<E: MmOps + ?Sized>(env: &mut E, pa: PhysAddr) -> u64 {
 
 /// Plain single-copy-atomic store (`WRITE_ONCE`).
 #[doc(alias = "WRITE_ONCE")]
+#[inline(always)]
 pub(crate) fn write_once<E: MmOps + Hw + ?Sized>(env: &mut E, pa: PhysAddr, new: u64) {
+    env.pte_access(pa, Access::WriteOnce);
     let p = ptr(env, pa);
     // SAFETY: as in `read_once`; the pointer is valid for reads and writes.
     let prev = unsafe { core::ptr::read_volatile(p) };
@@ -44,7 +61,9 @@ pub(crate) fn write_once<E: MmOps + Hw + ?Sized>(env: &mut E, pa: PhysAddr, new:
 /// Store with release semantics (`smp_store_release`), so that a table's
 /// contents are visible before the descriptor pointing at it.
 #[doc(alias = "smp_store_release")]
+#[inline(always)]
 pub(crate) fn store_release<E: MmOps + Hw + ?Sized>(env: &mut E, pa: PhysAddr, new: u64) {
+    env.pte_access(pa, Access::Release);
     let p = ptr(env, pa);
     // SAFETY: `p` is non-null, 8-byte aligned and valid for atomic access
     // for the duration of this call per the `MmOps` contract, and nothing
@@ -59,12 +78,14 @@ pub(crate) fn store_release<E: MmOps + Hw + ?Sized>(env: &mut E, pa: PhysAddr, n
 
 /// Compare-and-exchange with full ordering (`cmpxchg`). Returns the value
 /// found in memory; the store is reported only if it took place.
+#[inline(always)]
 pub(crate) fn cmpxchg<E: MmOps + Hw + ?Sized>(
     env: &mut E,
     pa: PhysAddr,
     old: u64,
     new: u64,
 ) -> u64 {
+    env.pte_access(pa, Access::Cmpxchg);
     let p = ptr(env, pa);
     // SAFETY: same reasoning as `store_release`.
     let a = unsafe { AtomicU64::from_ptr(p) };

@@ -361,7 +361,7 @@ fn stage2_try_break_pte<E: Env>(ctx: &mut VisitCtx<'_, E>) -> bool {
 
 /// Second half of break-before-make: publish `new` over the locked entry.
 fn stage2_make_pte<E: Env>(ctx: &mut VisitCtx<'_, E>, new: Pte) {
-    let cur = ctx.read();
+    let cur = ctx.load();
     warn_on(ctx.env, !cur.is_locked_in(ctx.cfg.line));
 
     if new.is_counted() {

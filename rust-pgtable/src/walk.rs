@@ -104,10 +104,18 @@ impl<E: Env> VisitCtx<'_, E> {
         pte.to_phys(self.cfg)
     }
 
-    /// Current value of the descriptor in memory.
+    /// Current value of the descriptor in memory (`READ_ONCE`).
     #[inline]
     pub fn read(&mut self) -> Pte {
         Pte(mem::read_once(self.env, self.ptep))
+    }
+
+    /// Current value of the descriptor, read the way the kernel reads it
+    /// with a plain `*ctx->ptep`: not an access other agents synchronise
+    /// with (see [`crate::Hw::pte_access`]).
+    #[inline]
+    pub(crate) fn load(&mut self) -> Pte {
+        Pte(mem::read_plain(self.env, self.ptep))
     }
 
     /// Plain store of `new` into the descriptor (`WRITE_ONCE`).

@@ -19,8 +19,9 @@ use std::ptr;
 use super::{CpuFeatures, ffi};
 use crate::arena::{Arena, Memcache};
 use crate::caller::UnlinkedFree;
-use crate::events::{Barrier, Event, Hook, StoreKind, TlbiHypOp, Trace, Visit, WarnLoc};
+use crate::events::{Access, Barrier, Event, Hook, StoreKind, TlbiHypOp, Trace, Visit, WarnLoc};
 use crate::force_pte::ForcePte;
+use crate::race::{Injector, Tally, World};
 use crate::tree::Format;
 
 pub(super) struct CEnv {
@@ -36,11 +37,19 @@ pub(super) struct CEnv {
     /// Unlinked tables waiting for their RCU grace period: (pa, level,
     /// the pages of the subtree).
     rcu: RefCell<Vec<(u64, i8, Vec<u64>)>>,
+    /// The op's scheduled race and access log.
+    race: RefCell<Injector>,
+    /// Host address of the arena's first page: the C side's access digest
+    /// hashes offsets from it (the Rust side's, from the first PA).
+    arena_base: u64,
 }
 
 impl CEnv {
     pub(super) fn new(arena: Arena, force_pte: ForcePte, api: &'static ffi::kpd_api) -> CEnv {
+        let arena_base = arena.phys_to_virt(arena.geometry().base_pa).addr() as u64;
         CEnv {
+            arena_base,
+            race: RefCell::new(Injector::default()),
             arena: RefCell::new(arena),
             trace: RefCell::new(Trace::new()),
             force_pte: RefCell::new(force_pte),
@@ -69,6 +78,65 @@ impl CEnv {
                 (pa, level)
             })
             .collect()
+    }
+
+    /// Races are applied for streams configured by `cfg`.
+    pub(super) fn set_injector(&self, injector: Injector) {
+        *self.race.borrow_mut() = injector;
+    }
+
+    /// Starts counting the accesses of an op (None: the teardown), with
+    /// `race` scheduled.
+    pub(super) fn begin_op(
+        &self,
+        op: Option<&crate::opstream::Op>,
+        race: Option<&crate::opstream::Race>,
+        root: Option<crate::side::Root>,
+    ) {
+        let stop = self.race.borrow_mut().begin_op(op, race, root);
+        // SAFETY: this thread's runtime; no C call is running.
+        unsafe {
+            let rt = ffi::kpd_runtime_get();
+            (*rt).acc_count = 0;
+            (*rt).acc_digest = Tally::START.digest;
+            (*rt).acc_stop = stop;
+        }
+    }
+
+    /// The op's walk is over: no more races; the other walker publishes.
+    pub(super) fn end_walk(&self) {
+        let count = self.tally().count;
+        let next = self.race.borrow_mut().end_walk(
+            count,
+            World {
+                arena: &mut self.arena.borrow_mut(),
+                trace: &mut self.trace.borrow_mut(),
+                rcu: &mut self.rcu.borrow_mut(),
+            },
+        );
+        // SAFETY: as in `begin_op`.
+        unsafe { (*ffi::kpd_runtime_get()).acc_stop = next };
+    }
+
+    /// The accesses counted since `begin_op`.
+    pub(super) fn tally(&self) -> Tally {
+        // SAFETY: as in `begin_op`.
+        unsafe {
+            let rt = ffi::kpd_runtime_get();
+            Tally {
+                count: (*rt).acc_count,
+                digest: (*rt).acc_digest,
+            }
+        }
+    }
+
+    /// Logs every access from now on (`on`), or stops.
+    pub(super) fn keep_accesses(&self, on: bool) {
+        self.race.borrow_mut().keep_log(on);
+    }
+
+    pub(super) fn take_accesses(&self) -> Option<Vec<(u64, Access)>> {
+        self.race.borrow_mut().take_log()
     }
 
     pub(super) fn set_state(&self, state: *mut ffi::kpd_state) {
@@ -119,6 +187,7 @@ pub(super) fn with_current<T>(env: &CEnv, features: CpuFeatures, f: impl FnOnce(
         (*rt).ampere_ac03 = features.ampere_ac03;
         (*rt).xnx = features.xnx;
         (*rt).rcu_depth = 0;
+        (*rt).arena_base = env.arena_base;
     }
     let prev = CURRENT.with(|c| c.replace(env));
     struct Restore(*const CEnv);
@@ -169,6 +238,28 @@ extern "C" fn kpd_ev_store(
         val: new_val,
         kind,
     });
+}
+
+/// Access number `index` (the runtime's `acc_stop`) is about to happen:
+/// the injector acts, and says when to call again.
+#[unsafe(no_mangle)]
+extern "C" fn kpd_ev_access(ptep: *const c_void, kind: ffi::kpd_access_kind, index: u64) {
+    let env = env();
+    let mut arena = env.arena.borrow_mut();
+    let pa = arena.virt_to_phys(ptep.cast());
+    let next = env.race.borrow_mut().on_access(
+        index,
+        pa,
+        Access::from_c(kind),
+        World {
+            arena: &mut arena,
+            trace: &mut env.trace.borrow_mut(),
+            rcu: &mut env.rcu.borrow_mut(),
+        },
+    );
+    // SAFETY: this thread's runtime; C is blocked in this callback and
+    // reads acc_stop again only after it returns.
+    unsafe { (*ffi::kpd_runtime_get()).acc_stop = next };
 }
 
 #[unsafe(no_mangle)]

@@ -576,6 +576,7 @@ impl CSide {
             profile.c_hooks(),
         );
         c.env.set_unlinked(profile.unlinked, side::format_of(cfg));
+        c.env.set_injector(crate::race::Injector::new(cfg));
         c.cfg = Some(cfg.clone());
         c
     }
@@ -614,10 +615,26 @@ impl Side for CSide {
         format!("C {}", self.build().set)
     }
 
-    fn apply(&mut self, op: &crate::opstream::Op) -> Outcome {
+    fn apply_raced(
+        &mut self,
+        op: &crate::opstream::Op,
+        race: Option<&crate::opstream::Race>,
+    ) -> Outcome {
+        self.env.begin_op(Some(op), race, self.root());
         let mut o = op.dispatch(self);
+        self.env.end_walk();
+        o.trace.extend(self.env.take_trace());
         o.trace.extend(self.grace_period());
+        o.trace.push(self.env.tally().event());
         o
+    }
+
+    fn keep_accesses(&mut self, on: bool) {
+        self.env.keep_accesses(on);
+    }
+
+    fn take_accesses(&mut self) -> Option<Vec<(u64, crate::events::Access)>> {
+        self.env.take_accesses()
     }
 
     fn init(&mut self) -> Outcome {
@@ -637,6 +654,7 @@ impl Side for CSide {
     }
 
     fn destroy(&mut self) -> Outcome {
+        self.env.begin_op(None, None, None);
         let mut trace = self.grace_period();
         for (pa, level) in std::mem::take(&mut self.unlinked) {
             trace.extend(self.stage2_free_unlinked(pa, level).trace);
@@ -652,6 +670,7 @@ impl Side for CSide {
             }
             Stage::Stage2 => trace.extend(self.stage2_destroy().trace),
         }
+        trace.push(self.env.tally().event());
         Outcome::new(Value::Unit, trace)
     }
 

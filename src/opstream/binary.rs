@@ -30,7 +30,11 @@
 //!   host:       count (n % 9), then per region: kind (b & 1), start, size
 //!   arbitrary:  pattern (raw u64)
 //! ops           until the input is exhausted or MAX_OPS ops decoded:
-//!               tag byte (b & 63, see TAG_TABLE), then the op's fields
+//!               tag byte (b & 63, see TAG_TABLE), then the op's fields;
+//!               in a stage-2 stream of the Stage2, Walk or Any profile,
+//!               tag RACE_TAG instead arms a race for the next op: its
+//!               fields (Race::decode), then that op (a later race
+//!               replaces it; one left at the end is dropped)
 //! ```
 //!
 //! Op fields are decoded with the generators of `super::generators`: a mode byte
@@ -52,9 +56,10 @@ use OpKind as K;
 
 /// The 64-slot op tag table (`tag byte & 63`). Slots 0..=17 and 56..=58
 /// are canonical tags ([`OpKind::tag`]: `TAG_TABLE[k.tag()] == k`);
-/// 18..=55 weight the random op mix; 59..=63 are unassigned and alias to
-/// `GetLeaf`. To add an op, give it one of the unassigned slots as its tag
-/// (only inputs that used that slot change).
+/// 18..=55 weight the random op mix; 59 is [`RACE_TAG`] where races are
+/// decoded ([`races_decoded`]) and `GetLeaf` elsewhere; 60..=63 are
+/// unassigned and alias to `GetLeaf`. To add an op, give it one of the
+/// unassigned slots as its tag (only inputs that used that slot change).
 /// Never reorder existing entries.
 pub const TAG_TABLE: [OpKind; 64] = [
     // 0..=17: canonical.
@@ -123,13 +128,27 @@ pub const TAG_TABLE: [OpKind; 64] = [
     K::S2Annotate,
     K::S2MkyoungFlags,
     K::S2RelaxPermsFlags,
-    // 59..=63: unassigned, alias to GetLeaf.
+    // 59: RACE_TAG where races are decoded, else GetLeaf.
     K::GetLeaf,
+    // 60..=63: unassigned, alias to GetLeaf.
     K::GetLeaf,
     K::GetLeaf,
     K::GetLeaf,
     K::GetLeaf,
 ];
+
+/// The tag that arms a [`Race`] for the next op (once an alias of
+/// `GetLeaf`, which it still is where races are not decoded).
+pub const RACE_TAG: u8 = 59;
+
+/// Whether streams of `profile` with configuration `cfg` read [`RACE_TAG`]
+/// as a race: stage-2 streams of the targets where interference happens
+/// (the kernel's SHARED fault path, hardware AF). The hyp stage-1 has
+/// none; the pKVM host's leaves never lose AF; the unlinked target's
+/// split and unlinked tables are exclusive walks.
+pub fn races_decoded(profile: Profile, cfg: &Config) -> bool {
+    cfg.stage == Stage::Stage2 && matches!(profile, Profile::Stage2 | Profile::Walk | Profile::Any)
+}
 
 fn map_kind(stage: Stage) -> OpKind {
     match stage {
@@ -410,12 +429,24 @@ pub fn decode_on(bytes: &[u8], profile: Profile, line: Option<KernelLine>) -> Op
     let mut r = Reader::new(bytes);
     let config = decode_config(&mut r, profile, line);
     let mut ops = Vec::new();
+    let mut races = std::collections::BTreeMap::new();
     let mut g = Gen::new(&config, profile);
+    let racing = races_decoded(profile, &config);
+    let mut armed = None;
     while ops.len() < MAX_OPS && !r.exhausted() {
-        let kind = kind_for_tag(r.u8(), config.stage, config.kernel, profile);
-        ops.push(decode_op(kind, &mut r, &mut g));
+        let tag = r.u8();
+        if racing && tag & 63 == RACE_TAG {
+            armed = Some(Race::decode(&mut r, &config));
+            continue;
+        }
+        let kind = kind_for_tag(tag, config.stage, config.kernel, profile);
+        let op = decode_op(kind, &mut r, &mut g);
+        if let Some(race) = armed.take() {
+            races.insert(ops.len(), race.resolve(&op, &config));
+        }
+        ops.push(op);
     }
-    OpStream { config, ops }
+    OpStream { config, ops, races }
 }
 
 fn encode_config(w: &mut Writer, c: &Config) {
@@ -485,7 +516,11 @@ fn encode_config(w: &mut Writer, c: &Config) {
 pub fn encode(s: &OpStream) -> Vec<u8> {
     let mut w = Writer(Vec::new());
     encode_config(&mut w, &s.config);
-    for op in s.ops.iter().take(MAX_OPS) {
+    for (i, op) in s.ops.iter().take(MAX_OPS).enumerate() {
+        if let Some(race) = s.race(i) {
+            w.byte(RACE_TAG);
+            race.encode_into(&mut w);
+        }
         op.encode_into(&mut w);
     }
     w.0

@@ -60,9 +60,12 @@ mod generators;
 pub mod model;
 pub mod ops;
 pub mod profile;
+pub mod race;
 pub mod text;
 
-pub use binary::{FORMAT_VERSION, TAG_TABLE, decode, decode_on, encode, kind_for_tag};
+pub use binary::{
+    FORMAT_VERSION, RACE_TAG, TAG_TABLE, decode, decode_on, encode, kind_for_tag, races_decoded,
+};
 pub use codec::{parse_prot, parse_walk_flags, prot_to_string, walk_flags_to_string};
 pub use model::*;
 pub use profile::Profile;

@@ -1,7 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0-only
 //! The typed operation stream: configuration, operations and their helpers.
 
+use std::collections::BTreeMap;
 use std::fmt;
+
+pub use super::race::{Install, Interference, Race};
 
 /// Maximum number of operations in a stream (the decoder stops there; the
 /// validator and the text parser reject longer streams).
@@ -671,6 +674,25 @@ pub use super::ops::{Op, OpHandler, OpKind};
 pub struct OpStream {
     pub config: Config,
     pub ops: Vec<Op>,
+    /// Interference scheduled during some ops, by op index (see
+    /// [`super::race`]).
+    pub races: BTreeMap<usize, Race>,
+}
+
+impl OpStream {
+    /// A stream of `ops` without interference.
+    pub fn new(config: Config, ops: Vec<Op>) -> OpStream {
+        OpStream {
+            config,
+            ops,
+            races: BTreeMap::new(),
+        }
+    }
+
+    /// The interference scheduled during op `index`.
+    pub fn race(&self, index: usize) -> Option<&Race> {
+        self.races.get(&index)
+    }
 }
 
 /// Why a stream is not valid (see [`OpStream::validate`]).
@@ -688,6 +710,8 @@ pub enum InvalidStream {
         key: &'static str,
         why: String,
     },
+    /// The race scheduled at op number `index` cannot be encoded.
+    Race { index: usize, why: String },
 }
 
 impl fmt::Display for InvalidStream {
@@ -699,6 +723,7 @@ impl fmt::Display for InvalidStream {
                 write!(f, "op #{index} ({name}) is not valid for this stage")
             }
             InvalidStream::Field { index, key, why } => write!(f, "op #{index} {key}: {why}"),
+            InvalidStream::Race { index, why } => write!(f, "op #{index} race: {why}"),
         }
     }
 }
@@ -723,6 +748,19 @@ impl OpStream {
                     name: op.name(),
                 });
             }
+        }
+        for (&index, race) in &self.races {
+            let why = if index >= self.ops.len() {
+                format!("no op #{index} to race with")
+            } else if self.config.stage != Stage::Stage2 {
+                "interference is modelled on stage-2 tables only".into()
+            } else {
+                match race.validate() {
+                    Ok(()) => continue,
+                    Err(why) => why,
+                }
+            };
+            return Err(InvalidStream::Race { index, why });
         }
         Ok(())
     }
@@ -781,10 +819,7 @@ mod tests {
 
     #[test]
     fn validity() {
-        let mut s = OpStream {
-            config: Config::new(Stage::Hyp),
-            ops: vec![],
-        };
+        let mut s = OpStream::new(Config::new(Stage::Hyp), vec![]);
         assert!(s.validate().is_ok());
         s.ops.push(Op::S2Unmap {
             addr: 0,

@@ -171,7 +171,7 @@ fn sample_stage2() -> OpStream {
         },
         Op::PgdSize { vtcr: 0x8000_3558 },
     ];
-    OpStream { config, ops }
+    OpStream::new(config, ops)
 }
 
 /// A hand-written hyp stream using every hyp-valid op.
@@ -213,7 +213,7 @@ fn sample_hyp() -> OpStream {
         },
         Op::PgdSize { vtcr: 0 },
     ];
-    OpStream { config, ops }
+    OpStream::new(config, ops)
 }
 
 const ALLOWED_HOST: [OpKind; 5] = [
@@ -260,10 +260,7 @@ fn empty_input_decodes_by_hand() {
     want.arena_pages = 64;
     assert_eq!(
         decode(&[], Profile::Any),
-        OpStream {
-            config: want.clone(),
-            ops: vec![]
-        }
+        OpStream::new(want.clone(), vec![])
     );
     let mut s2 = want;
     s2.stage = Stage::Stage2;
@@ -274,10 +271,7 @@ fn empty_input_decodes_by_hand() {
 #[test]
 fn many_ops_capped() {
     // Config then 200 `get_leaf` ops (tag 14, addr mode 0, page 0).
-    let mut bytes = encode(&OpStream {
-        config: Config::new(Stage::Hyp),
-        ops: vec![],
-    });
+    let mut bytes = encode(&OpStream::new(Config::new(Stage::Hyp), vec![]));
     for _ in 0..200 {
         bytes.extend_from_slice(&[14, 0, 0]);
     }
@@ -285,10 +279,7 @@ fn many_ops_capped() {
     assert_eq!(s.ops, vec![Op::GetLeaf { addr: 0 }; MAX_OPS]);
     // A truncated op still decodes (missing bytes are zero): tag 2 under
     // hyp is hyp_map with every field from mode 0 / zero payload.
-    let mut bytes = encode(&OpStream {
-        config: Config::new(Stage::Hyp),
-        ops: vec![],
-    });
+    let mut bytes = encode(&OpStream::new(Config::new(Stage::Hyp), vec![]));
     bytes.push(2);
     let s = decode(&bytes, Profile::Any);
     // addr mode 0 -> 0, size mode 0 -> 0 pages, phys mode 0 -> identity,
@@ -308,10 +299,7 @@ fn many_ops_capped() {
 
 #[test]
 fn encode_exact_bytes() {
-    let s = OpStream {
-        config: Config::new(Stage::Hyp),
-        ops: vec![Op::GetLeaf { addr: 0x1000 }],
-    };
+    let s = OpStream::new(Config::new(Stage::Hyp), vec![Op::GetLeaf { addr: 0x1000 }]);
     let want: Vec<u8> = vec![
         1,    // version
         0,    // hyp
@@ -922,7 +910,7 @@ fn parse_sample_by_hand() {
             script: VisitScript::FailAt { n: 3, errno: -11 },
         },
     ];
-    assert_eq!(s, OpStream { config: c, ops });
+    assert_eq!(s, OpStream::new(c, ops));
 }
 
 #[test]
@@ -1217,10 +1205,7 @@ fn canonical_tags_never_change() {
 /// generators read them), literal mode `0xFF` first.
 #[test]
 fn create_unlinked_fields_decode_in_table_order() {
-    let mut bytes = encode(&OpStream {
-        config: Config::new(Stage::Stage2),
-        ops: vec![],
-    });
+    let mut bytes = encode(&OpStream::new(Config::new(Stage::Stage2), vec![]));
     // tag 11, level: LIT 2, phys: LIT u64, prot: LIT u64 (R = bit 2),
     // mc: LIT_NONE, force_pte: raw byte 1.
     bytes.extend_from_slice(&[11, 0xff, 2, 0xff]);
@@ -1239,4 +1224,226 @@ fn create_unlinked_fields_decode_in_table_order() {
             force_pte: true,
         }]
     );
+}
+
+// ----------------------------------------------------------------- races
+
+/// A kernel stage-2 stream with every kind of race, on several ops.
+fn sample_races() -> OpStream {
+    let mut c = Config::new(Stage::Stage2);
+    c.context = Context::Kernel;
+    let map = Op::S2Map {
+        addr: 0x1000,
+        size: 0x1000,
+        phys: 0x8000_1000,
+        prot: prot::RW,
+        mc: Some(4),
+        flags: walk_flags::SHARED | walk_flags::HANDLE_FAULT,
+    };
+    let mut s = OpStream::new(c, vec![map.clone(); 6]);
+    let leaf = Install::Leaf(prot::R | prot::SW0);
+    for (i, (at, up, what)) in [
+        (0, 0, Interference::Af),
+        (5, 0, Interference::Locked(leaf)),
+        (9, 0, Interference::Locked(Install::Table)),
+        (3, 0, Interference::Install(Install::Table)),
+        (u32::MAX, 3, Interference::Install(leaf)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        s.races.insert(i + 1, Race { at, up, what });
+    }
+    s
+}
+
+#[test]
+fn races_round_trip_binary_and_text() {
+    let s = sample_races();
+    s.validate().unwrap();
+    for p in [Profile::Any, Profile::Stage2, Profile::Walk] {
+        assert_eq!(decode(&encode(&s), p), s, "{p:?}");
+    }
+    let t = print(&s);
+    assert_eq!(parse(&t), Ok(s.clone()), "{t}");
+    // The printed form, by hand.
+    let lines: Vec<&str> = t
+        .lines()
+        .skip(3)
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "flags=SHARED|HANDLE_FAULT",
+            "race=0:af",
+            "race=5:locked>leaf(R|SW0)",
+            "race=9:locked>table",
+            "race=3:table",
+            "race=4294967295:up3:leaf(R|SW0)",
+        ]
+    );
+}
+
+#[test]
+fn race_tag_by_hand() {
+    let mut c = Config::new(Stage::Stage2);
+    c.context = Context::Kernel;
+    let base = encode(&OpStream::new(c.clone(), vec![]));
+    let mut bytes = base.clone();
+    // Race tag; at: LIT u32 7; spec: LIT 3 | 1 << 3 (locked>leaf, up 1);
+    // prot: LIT u64 R; then get_leaf (tag 14) addr mode 0, page 2.
+    bytes.extend_from_slice(&[RACE_TAG, 0xff, 7, 0, 0, 0, 0xff, 3 | 1 << 3, 0xff]);
+    bytes.extend_from_slice(&prot::R.to_le_bytes());
+    bytes.extend_from_slice(&[14, 0, 2]);
+    let s = decode(&bytes, Profile::Stage2);
+    assert_eq!(s.ops, vec![Op::GetLeaf { addr: 0x2000 }]);
+    let race = Race {
+        at: 7,
+        up: 1,
+        what: Interference::Locked(Install::Leaf(prot::R)),
+    };
+    assert_eq!(s.race(0), Some(&race));
+    // A later race replaces an armed one; one left at the end is dropped.
+    let mut two = base.clone();
+    two.extend_from_slice(&[RACE_TAG, 0xff, 1, 0, 0, 0, 0xff, 2]);
+    two.extend_from_slice(&[RACE_TAG, 0xff, 2, 0, 0, 0, 0xff, 0]);
+    two.extend_from_slice(&[14, 0, 2, RACE_TAG, 0xff, 3, 0, 0, 0, 0xff, 4]);
+    let s = decode(&two, Profile::Any);
+    assert_eq!(s.ops.len(), 1);
+    assert_eq!(
+        s.races.into_iter().collect::<Vec<_>>(),
+        vec![(
+            0,
+            Race {
+                at: 2,
+                up: 0,
+                what: Interference::Af
+            }
+        )]
+    );
+    // Where races are not decoded, the slot is get_leaf as it always was:
+    // its address is a literal (mode 0xff) of the next eight bytes.
+    let s = decode(&bytes, Profile::Unlinked);
+    assert!(s.races.is_empty());
+    assert_eq!(
+        s.ops[0],
+        Op::GetLeaf {
+            addr: u64::from_le_bytes([7, 0, 0, 0, 0xff, 3 | 1 << 3, 0xff, 4])
+        }
+    );
+    let hyp = encode(&OpStream::new(Config::new(Stage::Hyp), vec![]));
+    let mut h = hyp.clone();
+    h.extend_from_slice(&[RACE_TAG, 0, 1]);
+    assert_eq!(
+        decode(&h, Profile::Any).ops,
+        vec![Op::GetLeaf { addr: 0x1000 }]
+    );
+}
+
+#[test]
+fn race_text_errors() {
+    let kernel = "kvm-pgtable-diff-stream v1\nconfig stage=stage2 context=kernel\n";
+    let e = parse_err(&format!("{kernel}get_leaf addr=0x0 race=x:af\n"));
+    assert_eq!(e.line, 3);
+    assert!(e.message.contains("race"), "{}", e.message);
+    let e = parse_err(&format!("{kernel}get_leaf addr=0x0 race=1:up4:af\n"));
+    assert!(e.message.contains("up3"), "{}", e.message);
+    let e = parse_err(&format!("{kernel}get_leaf addr=0x0 race=1:leaf(Q)\n"));
+    assert!(e.message.contains("prot"), "{}", e.message);
+    let e = parse_err(&format!("{kernel}get_leaf addr=0x0 race=1:af race=2:af\n"));
+    assert!(e.message.contains("duplicate"), "{}", e.message);
+    let e =
+        parse_err("kvm-pgtable-diff-stream v1\nconfig stage=hyp\nget_leaf addr=0x0 race=1:af\n");
+    assert!(e.message.contains("stage-2"), "{}", e.message);
+    // A race must have an op to go with.
+    let mut s = sample_races();
+    s.races.insert(6, s.races[&1]);
+    assert!(matches!(
+        s.validate(),
+        Err(InvalidStream::Race { index: 6, .. })
+    ));
+}
+
+#[test]
+fn shared_walks_are_what_the_kernel_runs_concurrently() {
+    let s2 = |flags| Op::S2Map {
+        addr: 0,
+        size: 0x1000,
+        phys: 0,
+        prot: prot::R,
+        mc: Some(1),
+        flags,
+    };
+    assert!(s2(walk_flags::SHARED).walks_shared());
+    assert!(!s2(walk_flags::HANDLE_FAULT).walks_shared());
+    // 6.12's fault-path helpers walk SHARED whatever their caller.
+    assert!(Op::S2Mkyoung { addr: 0 }.walks_shared());
+    assert!(
+        Op::S2RelaxPerms {
+            addr: 0,
+            prot: prot::R
+        }
+        .walks_shared()
+    );
+    assert!(
+        !Op::S2MkyoungFlags {
+            addr: 0,
+            flags: walk_flags::IGNORE_EAGAIN
+        }
+        .walks_shared()
+    );
+    assert!(
+        !Op::S2Unmap {
+            addr: 0,
+            size: 0x1000
+        }
+        .walks_shared()
+    );
+}
+
+#[test]
+fn biased_races_fit_the_op_they_go_with() {
+    let mut c = Config::new(Stage::Stage2);
+    c.context = Context::Kernel;
+    let map = Op::S2Map {
+        addr: 0x1000,
+        size: 0x1000,
+        phys: 0x8000_1000,
+        prot: prot::RW,
+        mc: Some(4),
+        flags: walk_flags::SHARED,
+    };
+    let unmap = Op::S2Unmap {
+        addr: 0x1000,
+        size: 0x1000,
+    };
+    // at: mode 0, byte 5 -> 5; spec: mode 0 (biased, choice 0); prot:
+    // mode 1 -> RW; then the op, encoded literally.
+    let race_then = |op: &Op, cfg: &Config| {
+        let mut bytes = encode(&OpStream::new(cfg.clone(), vec![]));
+        let config_len = bytes.len();
+        bytes.extend_from_slice(&[RACE_TAG, 0, 5, 0, 1]);
+        let with_op = encode(&OpStream::new(cfg.clone(), vec![op.clone()]));
+        bytes.extend_from_slice(&with_op[config_len..]);
+        decode(&bytes, Profile::Stage2)
+    };
+    // Before a kernel SHARED map: another walker, locked mid-way.
+    let s = race_then(&map, &c);
+    assert_eq!(s.ops, vec![map.clone()]);
+    assert_eq!(
+        s.race(0),
+        Some(&Race {
+            at: 5,
+            up: 0,
+            what: Interference::Locked(Install::Leaf(prot::RW))
+        })
+    );
+    // Before an exclusive walk, or at EL2: only the hardware.
+    let s = race_then(&unmap, &c);
+    assert_eq!(s.race(0).map(|r| r.what), Some(Interference::Af));
+    let mut nvhe = c.clone();
+    nvhe.context = Context::Nvhe;
+    let s = race_then(&map, &nvhe);
+    assert_eq!(s.race(0).map(|r| r.what), Some(Interference::Af));
 }

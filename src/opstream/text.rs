@@ -27,6 +27,15 @@
 //! (and raw numbers); script `ok` or `fail_at:N:ERRNO` where ERRNO is a
 //! signed number or `-EAGAIN`/`-EINVAL`/`-ENOMEM`/`-E2BIG`.
 //!
+//! Any op of a stage-2 stream may end with `race=AT:[upK:]WHAT`: another
+//! agent writes a descriptor just before the op's descriptor access
+//! number AT (see [`super::race`]). WHAT is `af` (the hardware sets the
+//! access flag), `leaf(PROT)` or `table` (another walker's completed
+//! mapping), or `locked>leaf(PROT)` / `locked>table` (another walker in the
+//! middle of break-before-make, which publishes at the end of the op);
+//! `upK` writes the table entry K levels above the accessed descriptor.
+//! E.g. `s2_relax_perms addr=0x1000 prot=RW race=2:locked>leaf(R)`.
+//!
 //! The printer is canonical: `print(&parse(&print(s))?) == print(s)` and
 //! `parse(&print(s)) == Ok(s)` for every valid stream. The parser rejects
 //! streams that are not valid ([`OpStream::validate`]), so every parsed
@@ -145,8 +154,8 @@ impl fmt::Display for OpStream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "{TEXT_HEADER}")?;
         writeln!(f, "{}", self.config)?;
-        for op in &self.ops {
-            writeln!(f, "{}", op.text(&self.config))?;
+        for (i, _) in self.ops.iter().enumerate() {
+            writeln!(f, "{}", self.op_text(i))?;
         }
         Ok(())
     }
@@ -159,14 +168,20 @@ pub fn print(s: &OpStream) -> String {
 
 /// Each op's canonical line with its index (for divergence reports).
 pub fn op_lines(s: &OpStream) -> Vec<(usize, String)> {
-    s.ops
-        .iter()
-        .enumerate()
-        .map(|(i, op)| (i, op.text(&s.config)))
-        .collect()
+    (0..s.ops.len()).map(|i| (i, s.op_text(i))).collect()
 }
 
 impl OpStream {
+    /// The canonical line of op `i`, with its race.
+    pub fn op_text(&self, i: usize) -> String {
+        let mut line = self.ops[i].text(&self.config);
+        if let Some(race) = self.race(i) {
+            line.push_str(" race=");
+            line.push_str(&race.text(&self.config));
+        }
+        line
+    }
+
     /// Same as [`op_lines`].
     pub fn op_lines(&self) -> Vec<(usize, String)> {
         op_lines(self)
@@ -234,6 +249,20 @@ impl<'a> Fields<'a> {
     fn u64(&self, key: &str) -> PResult<u64> {
         self.get(key, |v| parse_num(v, key))
     }
+}
+
+/// An op line: the op and its race.
+fn parse_op_line(name: &str, toks: &[&str], cfg: &Config) -> PResult<(Op, Option<Race>)> {
+    let mut race = None;
+    let mut rest = Vec::with_capacity(toks.len());
+    for t in toks {
+        match t.strip_prefix("race=") {
+            Some(_) if race.is_some() => return Err(format!("{name}: duplicate key `race`")),
+            Some(v) => race = Some(Race::parse(v, cfg).map_err(|e| format!("{name} race: {e}"))?),
+            None => rest.push(*t),
+        }
+    }
+    Ok((parse_op(name, &rest, cfg)?, race))
 }
 
 fn parse_op(name: &str, toks: &[&str], cfg: &Config) -> PResult<Op> {
@@ -449,6 +478,7 @@ pub fn parse(text: &str) -> Result<OpStream, ParseError> {
     let mut config: Option<(Config, usize)> = None;
     let mut force_pte: Option<(ForcePtePolicy, usize)> = None;
     let mut ops: Vec<(Op, usize)> = Vec::new();
+    let mut races = std::collections::BTreeMap::new();
     let mut last_line = 0;
     for (i, raw) in text.lines().enumerate() {
         let ln = i + 1;
@@ -508,7 +538,16 @@ pub fn parse(text: &str) -> Result<OpStream, ParseError> {
             }
             _ => {
                 let cfg = &config.as_ref().expect("checked above").0;
-                let op = parse_op(word, rest, cfg).map_err(|m| err(ln, m))?;
+                let (op, race) = parse_op_line(word, rest, cfg).map_err(|m| err(ln, m))?;
+                if let Some(race) = race {
+                    if cfg.stage != Stage::Stage2 {
+                        return Err(err(
+                            ln,
+                            "race: interference is modelled on stage-2 tables only".into(),
+                        ));
+                    }
+                    races.insert(ops.len(), race);
+                }
                 ops.push((op, ln));
             }
         }
@@ -550,6 +589,7 @@ pub fn parse(text: &str) -> Result<OpStream, ParseError> {
     Ok(OpStream {
         config,
         ops: ops.into_iter().map(|(o, _)| o).collect(),
+        races,
     })
 }
 

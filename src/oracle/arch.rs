@@ -425,6 +425,15 @@ impl Drop for Checker {
     }
 }
 
+/// Whether the hardware set an access flag during the op (a scheduled
+/// [`Interference::Af`](crate::opstream::Interference::Af) race).
+fn hardware_af_lost(trace: &[Event]) -> bool {
+    trace.iter().any(|e| {
+        matches!(*e, Event::Interference { old, new, .. }
+            if old ^ new == rust_pgtable::pte_bits::S2_AF)
+    })
+}
+
 fn valid(pte: u64) -> bool {
     pte & 1 != 0
 }
@@ -713,6 +722,14 @@ impl Checker {
                 Some(Op::S2Wrprotect { .. }) => PERM_W,
                 Some(Op::S2TestClearYoung { .. }) => PERM_AF,
                 _ => 0,
+            } | if hardware_af_lost(&outcome.trace) {
+                // The walker overwrote an access flag the hardware set in
+                // between (callers.md §8 R1, R5e): the kernel accepts the
+                // lost update, which only makes the page look old (no
+                // translation goes wrong), and never invalidates for it.
+                PERM_AF
+            } else {
+                0
             },
             allow_known,
         };
@@ -815,6 +832,9 @@ impl Checker {
                             self.on_free(cx, i, p)?;
                         }
                     }
+                }
+                Event::Interference { pa, old, new, .. } | Event::Published { pa, old, new } => {
+                    self.on_foreign_store(pa, old, new)
                 }
                 Event::Dsb(b) => self.dsb(b),
                 Event::TlbiSyncS1IshHyp => self.dsb(Barrier::Ish),
@@ -924,6 +944,51 @@ impl Checker {
         let end = pa + (1 << self.shift);
         self.locked.retain(|&s| s < base || s >= end);
         Ok(())
+    }
+
+    /// Another agent's write (a scheduled race, `crate::race`): the
+    /// hardware's access flag, or another CPU's walker, which does its own
+    /// break-before-make and TLB maintenance and takes and drops its own
+    /// references. The shadow follows it; none of this op's rules apply to
+    /// it. A table it replaces leaves the live tree (its free comes after
+    /// an RCU grace period); a table it installs is a page it allocated.
+    fn on_foreign_store(&mut self, pa: u64, old: u64, new: u64) {
+        let Some(p) = self.live_page(pa) else {
+            return;
+        };
+        let w = ((pa >> 3) as usize) & (self.wpp - 1);
+        self.mem[p * self.wpp + w] = new;
+        let delta = i64::from(self.counted(new)) - i64::from(self.counted(old));
+        self.pages[p].counted += delta;
+        self.touch(p);
+        if self.is_locked(old) {
+            if let Some(k) = self.locked.iter().position(|&s| s == pa) {
+                self.locked.swap_remove(k);
+            }
+        }
+        if self.is_locked(new) {
+            self.locked.push(pa);
+        }
+        let Some(pos) = self.pages[p].pos else {
+            return;
+        };
+        let level = pos.level;
+        let old_table = valid(old) && self.is_table(old, level);
+        let new_table = valid(new) && self.is_table(new, level);
+        if old_table && !(new_table && self.oa(old) == self.oa(new)) {
+            self.detach(self.oa(old), false, 0);
+        }
+        if new_table && self.live_page(self.oa(new)).is_none() {
+            self.on_alloc(self.oa(new), 1);
+            if let Some(c) = self.live_page(self.oa(new)) {
+                let size = self.size(level);
+                self.pages[c].pos = Some(Pos {
+                    level: level + 1,
+                    base: pos.base.wrapping_add((w as u64).wrapping_mul(size)),
+                    linked: pos.linked,
+                });
+            }
+        }
     }
 
     fn on_store(
@@ -1660,6 +1725,7 @@ mod tests {
             let stream = OpStream {
                 config: Config::new(Stage::Hyp),
                 ops: vec![],
+                races: Default::default(),
             };
             let mut arena = Arena::new(Geometry::new(PAGE, 64), PageSource::Pool, None);
             let pgd = arena.zalloc_page(None, &mut Trace::new()).unwrap();
@@ -1683,6 +1749,7 @@ mod tests {
             let stream = OpStream {
                 config: Config::new(Stage::Stage2),
                 ops: vec![],
+                races: Default::default(),
             };
             let mut arena = Arena::new(Geometry::new(PAGE, 64), PageSource::Budget, None);
             let pgd = arena

@@ -12,12 +12,33 @@
 #include <kpd/runtime.h>
 #include <kpd/api.h>
 
-#define READ_ONCE(x) (*(const volatile __typeof__(x) *)&(x))
+/*
+ * Every single-copy-atomic access is announced first: counted, folded into
+ * the access digest, and at the access the harness asked for, reported, so
+ * that another agent's write can happen right there (a scheduled race).
+ * Inline, because the fuzzers run it on every descriptor access.
+ */
+static inline void kpd_access(const volatile void *p, enum kpd_access_kind kind)
+{
+	u64 n = kpd_rt.acc_count++;
+	u64 off = (u64)(uintptr_t)p - kpd_rt.arena_base;
+
+	kpd_rt.acc_digest = (kpd_rt.acc_digest ^ (off | kind)) * KPD_ACCESS_DIGEST_PRIME;
+	if (unlikely(n == kpd_rt.acc_stop))
+		kpd_ev_access(p, kind, n);
+}
+
+#define READ_ONCE(x)                                                         \
+	({                                                                   \
+		kpd_access(&(x), KPD_ACCESS_READ_ONCE);                      \
+		*(const volatile __typeof__(x) *)&(x);                       \
+	})
 
 #define WRITE_ONCE(x, val)                                                   \
 	do {                                                                 \
 		__typeof__(x) *kpd_p_ = &(x);                                \
 		__typeof__(x) kpd_v_ = (val);                                \
+		kpd_access(kpd_p_, KPD_ACCESS_WRITE_ONCE);                   \
 		u64 kpd_prev_ = (u64)*(volatile __typeof__(x) *)kpd_p_;      \
 		*(volatile __typeof__(x) *)kpd_p_ = kpd_v_;                  \
 		kpd_ev_store(kpd_p_, (u64)kpd_v_, KPD_STORE_WRITE_ONCE,      \
@@ -28,6 +49,7 @@
 	do {                                                                 \
 		__typeof__(p) kpd_p_ = (p);                                  \
 		__typeof__(*kpd_p_) kpd_v_ = (v);                            \
+		kpd_access(kpd_p_, KPD_ACCESS_RELEASE);                      \
 		u64 kpd_prev_ = (u64)__atomic_load_n(kpd_p_, __ATOMIC_RELAXED); \
 		__atomic_store_n(kpd_p_, kpd_v_, __ATOMIC_RELEASE);          \
 		kpd_ev_store(kpd_p_, (u64)kpd_v_, KPD_STORE_RELEASE, kpd_prev_); \
@@ -40,6 +62,7 @@
 		__typeof__(*kpd_p_) kpd_old_ = (o);                          \
 		__typeof__(*kpd_p_) kpd_new_ = (n);                          \
 		__typeof__(*kpd_p_) kpd_seen_ = kpd_old_;                    \
+		kpd_access(kpd_p_, KPD_ACCESS_CMPXCHG);                      \
 		if (__atomic_compare_exchange_n(kpd_p_, &kpd_seen_, kpd_new_, \
 						false, __ATOMIC_SEQ_CST,     \
 						__ATOMIC_SEQ_CST))           \

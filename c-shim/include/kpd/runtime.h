@@ -22,6 +22,17 @@ struct kpd_runtime {
 	bool ampere_ac03;	/* ARM64_WORKAROUND_AMPERE_AC03_CPU_38 */
 	bool xnx;		/* ARM64_HAS_XNX (FEAT_XNX), 7.x only */
 	int rcu_depth;		/* rcu_read_lock() nesting, kernel context only */
+	/*
+	 * Descriptor accesses (READ_ONCE, WRITE_ONCE, smp_store_release,
+	 * cmpxchg) since the harness last reset acc_count: how many, and a
+	 * digest of their kinds and offsets from arena_base (the side's first
+	 * arena page), in order.  Access number acc_stop calls kpd_ev_access()
+	 * before it happens; ~0 never comes.
+	 */
+	u64 acc_count;
+	u64 acc_stop;
+	u64 acc_digest;
+	u64 arena_base;
 };
 
 /* The calling thread's runtime settings (kpd_runtime_get() is for Rust). */
@@ -33,6 +44,17 @@ enum kpd_store_kind {
 	KPD_STORE_RELEASE = 1,
 	KPD_STORE_CMPXCHG = 2,
 };
+
+/* The single-copy-atomic accessors, announced before each access. */
+enum kpd_access_kind {
+	KPD_ACCESS_READ_ONCE = 0,
+	KPD_ACCESS_WRITE_ONCE = 1,
+	KPD_ACCESS_RELEASE = 2,
+	KPD_ACCESS_CMPXCHG = 3,
+};
+
+/* FNV-1a's 64-bit prime: the access digest's multiplier. */
+#define KPD_ACCESS_DIGEST_PRIME 0x00000100000001b3ULL
 
 /* Barrier domains/types, in the order of the dsb(opt) option names. */
 enum kpd_barrier {
@@ -59,6 +81,8 @@ enum kpd_tlbi_hyp_op {
 /* Implemented by the Rust harness (src/c_side/callbacks.rs). */
 /* prev: the value the store replaced (for cmpxchg, the expected value). */
 void kpd_ev_store(const volatile void *ptep, u64 new_val, enum kpd_store_kind kind, u64 prev);
+/* Access number `index` (kpd_rt.acc_stop) to ptep is about to happen. */
+void kpd_ev_access(const volatile void *ptep, enum kpd_access_kind kind, u64 index);
 void kpd_ev_dsb(enum kpd_barrier kind);
 void kpd_ev_isb(void);
 void kpd_ev_tlbi_hyp(enum kpd_tlbi_hyp_op op, u64 operand, int level);
