@@ -190,6 +190,11 @@ static int kpd_stage2_flush(struct kpd_state *s, u64 addr, u64 size)
 	return kvm_pgtable_stage2_flush(&s->pgt, addr, size);
 }
 
+static void kpd_tlb_flush_vmid_range(struct kpd_state *s, u64 addr, u64 size)
+{
+	kvm_tlb_flush_vmid_range(&s->mmu, addr, size);
+}
+
 static int kpd_stage2_split(struct kpd_state *s, u64 addr, u64 size, u32 nobjs)
 {
 	/* KVM passes the cache embedded in the mmu (pgtable.c relies on it). */

@@ -673,6 +673,11 @@ impl OpHandler for RustSide {
         int(v, self.trace())
     }
 
+    fn tlb_flush_vmid_range(&mut self, addr: u64, size: u64) -> Outcome {
+        self.s2().tlb_flush_vmid_range(addr, size);
+        Outcome::new(Value::Unit, self.trace())
+    }
+
     fn stage2_split(&mut self, addr: u64, size: u64, nobjs: u32) -> Outcome {
         let mut m = Memcache { nobjs };
         let v = errno(self.s2().split(addr, size, &mut m));

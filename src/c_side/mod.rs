@@ -478,6 +478,11 @@ impl CSide {
         self.call(|a, s| unsafe { (a.stage2_flush.unwrap())(s, addr, size) })
     }
 
+    pub fn tlb_flush_vmid_range(&mut self, addr: u64, size: u64) -> Call<()> {
+        // SAFETY: see above.
+        self.call(|a, s| unsafe { (a.tlb_flush_vmid_range.unwrap())(s, addr, size) })
+    }
+
     /// `kvm_pgtable_stage2_split` with `mmu->split_page_cache.nobjs = nobjs`.
     pub fn stage2_split(&mut self, addr: u64, size: u64, nobjs: u32) -> Call<i32> {
         // SAFETY: see above.
@@ -749,6 +754,11 @@ impl OpHandler for CSide {
 
     fn stage2_flush(&mut self, addr: u64, size: u64) -> Outcome {
         Self::int(CSide::stage2_flush(self, addr, size))
+    }
+
+    fn tlb_flush_vmid_range(&mut self, addr: u64, size: u64) -> Outcome {
+        let c = CSide::tlb_flush_vmid_range(self, addr, size);
+        Outcome::new(Value::Unit, c.trace)
     }
 
     fn stage2_split(&mut self, addr: u64, size: u64, nobjs: u32) -> Outcome {

@@ -54,10 +54,10 @@ pub const FORMAT_VERSION: u8 = 1;
 
 use OpKind as K;
 
-/// The 64-slot op tag table (`tag byte & 63`). Slots 0..=17 and 56..=58
+/// The 64-slot op tag table (`tag byte & 63`). Slots 0..=17, 56..=58 and 60
 /// are canonical tags ([`OpKind::tag`]: `TAG_TABLE[k.tag()] == k`);
 /// 18..=55 weight the random op mix; 59 is [`RACE_TAG`] where races are
-/// decoded ([`races_decoded`]) and `GetLeaf` elsewhere; 60..=63 are
+/// decoded ([`races_decoded`]) and `GetLeaf` elsewhere; 61..=63 are
 /// unassigned and alias to `GetLeaf`. To add an op, give it one of the
 /// unassigned slots as its tag (only inputs that used that slot change).
 /// Never reorder existing entries.
@@ -130,8 +130,9 @@ pub const TAG_TABLE: [OpKind; 64] = [
     K::S2RelaxPermsFlags,
     // 59: RACE_TAG where races are decoded, else GetLeaf.
     K::GetLeaf,
-    // 60..=63: unassigned, alias to GetLeaf.
-    K::GetLeaf,
+    // 60: canonical tag of TlbFlushVmidRange.
+    K::TlbFlushVmidRange,
+    // 61..=63: unassigned, alias to GetLeaf.
     K::GetLeaf,
     K::GetLeaf,
     K::GetLeaf,

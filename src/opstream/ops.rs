@@ -318,6 +318,15 @@ define_ops! {
     }
     range(addr, size);
 
+    /// `kvm_tlb_flush_vmid_range` on the table's `kvm_s2_mmu`: KVM's
+    /// `kvm_arch_flush_remote_tlbs_range` (mmu.c) calls it for a range of
+    /// a memslot. Changes no descriptor.
+    op TlbFlushVmidRange = 60, "tlb_flush_vmid_range", fn tlb_flush_vmid_range, [Stage2] {
+        addr: u64 as Hex = g.addr(r),
+        size: u64 as Hex = g.size(r, addr),
+    }
+    range(addr, size);
+
     /// `kvm_pgtable_stage2_split` with a memcache of `nobjs` pages.
     op S2Split = 10, "s2_split", fn stage2_split, [Stage2] {
         addr: u64 as Hex = g.addr(r),

@@ -99,6 +99,7 @@ struct kpd_kernel_consts {
 	X(stage2_relax_perms, int, (struct kpd_state * s, u64 addr, u64 prot, u32 flags))   \
 	X(stage2_flush, int, (struct kpd_state * s, u64 addr, u64 size))                    \
 	X(stage2_split, int, (struct kpd_state * s, u64 addr, u64 size, u32 nobjs))         \
+	X(tlb_flush_vmid_range, void, (struct kpd_state * s, u64 addr, u64 size))           \
 	X(stage2_pte_prot, u64, (u64 pte))                                                  \
 	X(walk, int, (struct kpd_state * s, u64 addr, u64 size, u32 flags, void *arg))      \
 	X(get_leaf, int, (struct kpd_state * s, u64 addr, u64 *pte, s8 *level))
