@@ -507,12 +507,15 @@ fn kind_for_tag_rules() {
     let any = |tag, stage, line| kind_for_tag(tag, stage, line, Profile::Any);
     use KernelLine::{V6_12, V7_3};
     // Stage swaps: tag 0 (hyp_map) under stage-2 is s2_map and tag 2 under
-    // hyp is hyp_map; slot 60 is unassigned -> get_leaf.
+    // hyp is hyp_map; slot 61 is unassigned -> get_leaf; slot 60 is the
+    // stage-2-only tlb_flush_vmid_range, under hyp fallback[60 % 8] = map.
     assert_eq!(any(0, Stage::Stage2, V6_12), OpKind::S2Map);
     assert_eq!(any(2, Stage::Hyp, V6_12), OpKind::HypMap);
     assert_eq!(any(4, Stage::Hyp, V6_12), OpKind::HypUnmap);
-    assert_eq!(any(60, Stage::Hyp, V6_12), OpKind::GetLeaf);
-    assert_eq!(any(60 + 64, Stage::Stage2, V6_12), OpKind::GetLeaf);
+    assert_eq!(any(61, Stage::Hyp, V6_12), OpKind::GetLeaf);
+    assert_eq!(any(61 + 64, Stage::Stage2, V6_12), OpKind::GetLeaf);
+    assert_eq!(any(60 + 64, Stage::Stage2, V7_3), OpKind::TlbFlushVmidRange);
+    assert_eq!(any(60, Stage::Hyp, V6_12), OpKind::HypMap);
     // set_owner (tag 3) under hyp: fallback[3 % 8] = get_leaf.
     assert_eq!(any(3, Stage::Hyp, V6_12), OpKind::GetLeaf);
     // A replaced op's tag means its successor on 7.3 and back on 6.12.

@@ -2209,8 +2209,8 @@ mod tests {
     fn committed_dict_and_options_parse() {
         let dir = root().join("oss-fuzz");
         let dict = fs::read_to_string(dir.join("kvm-pgtable-diff.dict")).unwrap();
-        // 18 op tags, 2 mode bytes, 10 u64 literals, 4 u32 literals.
-        assert_eq!(parse_dict(&dict), Ok(34));
+        // 22 op tags and the race tag, 2 mode bytes, 10 u64 literals, 4 u32 literals.
+        assert_eq!(parse_dict(&dict), Ok(39));
         let opts = fs::read_to_string(dir.join("kvm-pgtable-diff.options")).unwrap();
         assert_eq!(
             parse_options(&opts),
