@@ -1172,7 +1172,7 @@ fn annotated_marks_op() {
 /// table cannot renumber an op without this test failing.
 #[test]
 fn canonical_tags_never_change() {
-    let pinned: [(u8, &str); 18] = [
+    let pinned: [(u8, &str); 19] = [
         (0, "hyp_map"),
         (1, "hyp_unmap"),
         (2, "s2_map"),
@@ -1191,7 +1191,18 @@ fn canonical_tags_never_change() {
         (15, "pte_prot"),
         (16, "get_vtcr"),
         (17, "pgd_size"),
+        (60, "tlb_flush_vmid_range"),
     ];
+    // The 7.x ops: their text names are those of the 6.12 ops they replace.
+    let pinned_7x: [(u8, OpKind); 3] = [
+        (56, OpKind::S2Annotate),
+        (57, OpKind::S2MkyoungFlags),
+        (58, OpKind::S2RelaxPermsFlags),
+    ];
+    for (tag, k) in pinned_7x {
+        assert_eq!(k.tag(), tag, "{k:?}");
+        assert_eq!(TAG_TABLE[usize::from(tag)], k, "slot {tag}");
+    }
     for (tag, name) in pinned {
         let k = OpKind::from_name(name, KernelLine::V6_12)
             .unwrap_or_else(|| panic!("op {name} is gone"));
