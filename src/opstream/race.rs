@@ -12,7 +12,7 @@
 //! accesses, compare their sequences after every op, and apply the race at
 //! the same point of their own sequence (`crate::race` does it).
 //!
-//! What may interfere is what can in the caller's world (callers.md §8 and
+//! What may interfere is what can in the caller's world (docs/CALLERS.md §8 and
 //! its legality matrix; [`Race::precondition`] refuses the rest):
 //!
 //! - [`Interference::Af`]: the hardware sets the access flag of a valid
@@ -39,7 +39,7 @@
 //!
 //! [`Race::up`] targets the table entry `up` levels above the accessed
 //! descriptor instead: the walker is then inside the subtree another CPU
-//! replaces (R4 of callers.md §8), which RCU lets it finish.
+//! replaces (R4 of docs/CALLERS.md §8), which RCU lets it finish.
 
 use super::codec::{Writer, hex, parse_num, parse_prot, prot_to_string};
 use super::generators::{LIT, Reader};

@@ -27,7 +27,7 @@
 //! oracle").
 //!
 //! Barriers and TLBIs are modelled per event with the semantics the real
-//! instruction or kernel helper has (callers.md §7.2, the helpers in
+//! instruction or kernel helper has (docs/CALLERS.md §7.2, the helpers in
 //! `arch/arm64/kvm/hyp/{nvhe,vhe}/tlb.c`):
 //!
 //! | event | modelled as |
@@ -724,7 +724,7 @@ impl Checker {
                 _ => 0,
             } | if hardware_af_lost(&outcome.trace) {
                 // The walker overwrote an access flag the hardware set in
-                // between (callers.md §8 R1, R5e): the kernel accepts the
+                // between (docs/CALLERS.md §8 R1, R5e): the kernel accepts the
                 // lost update, which only makes the page look old (no
                 // translation goes wrong), and never invalidates for it.
                 PERM_AF
@@ -855,7 +855,7 @@ impl Checker {
                     };
                     if nsh {
                         // DSB NSH; TLBI IPAS2E1; DSB NSH: this PE only
-                        // (callers.md §7.2), the other PEs keep their entries.
+                        // (docs/CALLERS.md §7.2), the other PEs keep their entries.
                         self.mark_local(inv);
                     } else {
                         self.helper(inv);
