@@ -326,6 +326,15 @@ define_ops! {
         size: u64 as Hex = g.size(r, addr),
     }
     range(addr, size);
+    skip if cfg.caller() != Caller::KvmGuest
+        => "only KVM in kernel context calls it from outside pgtable.c \
+            (mmu.c kvm_arch_flush_remote_tlbs_range)";
+    skip if (addr | size) % cfg.granule.page_size() != 0
+        => "KVM passes a range of whole pages (a gfn and a page count, \
+            mmu.c kvm_arch_flush_remote_tlbs_range)";
+    skip if addr.checked_add(size).is_none_or(|end| end > 1u64 << cfg.ia_bits)
+        => "KVM flushes a range of a memslot, inside the IPA space \
+            (mmu.c kvm_arch_flush_remote_tlbs_range)";
 
     /// `kvm_pgtable_stage2_split` with a memcache of `nobjs` pages.
     op S2Split = 10, "s2_split", fn stage2_split, [Stage2] {
