@@ -5,7 +5,7 @@
 //!    scenarios in `bench/inputs/*.txt`, the C side alone (`executor::run_one_side(C)`), the
 //!    Rust side alone (`run_one_side(Rust)`) and the full differential run (`executor::run`).
 //! 2. Every fuzz target runs for `--time` seconds on one core (`-max_total_time`, one job),
-//!    built without a sanitizer and with ASan (`cargo +nightly fuzz build -O --sanitizer
+//!    built without a sanitizer and with ASan (`cargo +nightly fuzz build -O -a --sanitizer
 //!    none|address`), on a fresh work dir plus the committed corpus (read only); libFuzzer's
 //!    final `stat::number_of_executed_units` / `stat::average_exec_per_sec` are the result.
 //!

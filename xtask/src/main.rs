@@ -70,8 +70,14 @@ Exit codes: 0 every selected line ok, 2 a line failed (the message says what to 
     /// Build all fuzz targets and run each for a while; report coverage and findings.
     #[command(
         after_help = "Runs setup (apt packages, kernel source, nightly, cargo-fuzz), then \
-`cargo +nightly fuzz build -O --sanitizer S` once, then each target for --time seconds on \
+`cargo +nightly fuzz build -O -a --no-trace-compares --sanitizer S` once (-a: debug assertions \
+and overflow checks, as oss-fuzz/build.sh builds), then each target for --time seconds on \
 fuzz/corpus-work/<target> (seeded from fuzz/corpus/<target>).\n\
+Cores: every core by default (--jobs N to choose): one process per target, several targets at \
+once (with 2 cores and 5 targets: 2 at a time, so the run takes 3 x --time); cores beyond one \
+per target become libFuzzer fork-mode workers (-fork=K) of the targets. The summary has a row \
+per target (exec/s, coverage, corpus, workers, findings) and a total row (executions and \
+findings summed, exec/s over the fuzzing phase's wall time).\n\
 Kernel lines: every line of kernel.lock (6.12, 7.3) by default; --line 7.3 fuzzes one \
 (KPD_LINE=7.3 in the fuzzers' environment).\n\
 Findings: reproducers in fuzz/artifacts/<target>/, full logs in fuzz/target/logs/<target>.log; \
