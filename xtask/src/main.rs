@@ -111,8 +111,13 @@ Exit codes: 0 ok, 1 a replayed input diverges, 2 usage or setup error."
     #[command(
         after_help = "Times the C side alone, the Rust side alone and the full diff on \
 bench/inputs/*.txt (driver: benches/kpd-bench.rs, release), then runs every fuzz target for \
---time seconds on one core built with --sanitizer none and address.\n\
-Last line: `bench: c=Ans rust=Bns diff=Dns overhead=D/(A+B) rust/c=B/A stage2_asan=E exec/s`.\n\
+--time seconds on one core built with --sanitizer none and address. Each fuzz run is reported \
+in two phases: the corpus replay (libFuzzer running every corpus unit once, up to its INITED \
+line) and steady-state fuzzing after it. Before each run, every committed input of the target \
+(fuzz/corpus/<target>/) is timed alone under that build: a histogram of microseconds per input \
+(buckets <100us .. >=100ms, inputs per bucket, median and max).\n\
+Last line: `bench: c=Ans rust=Bns diff=Dns overhead=D/(A+B) rust/c=B/A stage2_asan=E exec/s` \
+(E: steady state).\n\
 Goals: overhead <= 1.25, rust/c <= 1.0, stage2 ASan >= 20k exec/s.\n\
 Exit codes: 0 ok, 1 a finding (a diverging input), 2 usage or setup error."
     )]
