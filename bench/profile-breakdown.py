@@ -28,7 +28,7 @@ def comp(user):
     if leaf.startswith(('__asan','__interceptor','__lsan','__ubsan','asan_','__sanitizer_internal')) \
        or '__asan::' in leaf or '__sanitizer::' in leaf or '__lsan::' in leaf:
         return 'ASan'
-    if any(x.startswith('__sanitizer_cov') for x in user[:3]):
+    if any(x.startswith(('__sanitizer_cov', 'fuzzer::TracePC::Handle')) for x in user[:3]):
         return 'C cmp hooks'
     # Specific owners first, leaf to root; the crate's shared helpers (tree walks, event
     # equality, trace vectors) belong to whichever of them called them.
