@@ -311,7 +311,11 @@ struct FoldHasher(u64);
 
 impl Hasher for FoldHasher {
     fn finish(&self) -> u64 {
-        self.0
+        // The multiply mixes upward only, and the keys' addresses are aligned (a 4K page's
+        // low 12 bits, a 2M block's low 21, are zero), so the product's low bits hold only the
+        // level: the table picks buckets by the low bits, and every key of a level probed the
+        // same run of buckets. The rotation brings the well-mixed high bits down.
+        self.0.rotate_left(26)
     }
     fn write(&mut self, bytes: &[u8]) {
         for &b in bytes {
@@ -326,7 +330,18 @@ impl Hasher for FoldHasher {
     }
 }
 
-type Index = HashMap<(i8, u64), Vec<u32>, BuildHasherDefault<FoldHasher>>;
+/// The newest stale entry of each (level, aligned input address); older entries of the same
+/// key follow through `Checker::chain`. One hash entry per key and no vector per key: the
+/// index is rebuilt after every compaction and per step, and a vector per key made those
+/// rebuilds (allocation, rehashing) the costliest part of stage-2 runs.
+type Index = HashMap<(i8, u64), u32, BuildHasherDefault<FoldHasher>>;
+
+/// The end of an index chain.
+const NO_ENTRY: u32 = u32::MAX;
+
+/// The index, its chains and the TLBI hit list, kept across runs (every fuzz input makes a
+/// checker) so their capacity is allocated once per thread; they come back empty.
+type Scratch = (Index, Vec<u32>, Vec<u32>);
 
 thread_local! {
     /// The shadow memory and the page records, reused across runs (every
@@ -335,6 +350,7 @@ thread_local! {
     /// reused shadow needs no clearing; page records come back to their
     /// default when the checker is dropped.
     static POOL: RefCell<(Vec<u64>, Vec<Page>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
 }
 
 /// A shadow of at least `words` words and `pages` default page records.
@@ -390,7 +406,11 @@ pub struct Checker {
     /// Stale entries by (level, aligned input address), for the TLBIs by
     /// address; holds the first `indexed` entries (built on demand).
     index: Index,
+    /// Per indexed stale entry, the next older entry of its key (or `NO_ENTRY`).
+    chain: Vec<u32>,
     indexed: usize,
+    /// The entries a TLBI may cover (scratch of `invalidate`).
+    hit: Vec<u32>,
     /// Stale entries that are table descriptors.
     stale_tables: Vec<u32>,
     /// Stale entries covered by a TLBI that no DSB has completed yet.
@@ -413,6 +433,15 @@ pub struct Checker {
 
 impl Drop for Checker {
     fn drop(&mut self) {
+        let (mut index, mut chain, mut hit) = (
+            std::mem::take(&mut self.index),
+            std::mem::take(&mut self.chain),
+            std::mem::take(&mut self.hit),
+        );
+        index.clear();
+        chain.clear();
+        hit.clear();
+        SCRATCH.with(|s| *s.borrow_mut() = Some((index, chain, hit)));
         let mem = std::mem::take(&mut self.mem);
         let mut recs = std::mem::take(&mut self.pages);
         recs[..self.high_water].fill(Page::default());
@@ -458,6 +487,7 @@ impl Checker {
             geo.pages as usize * (geo.page_size / 8) as usize,
             geo.pages as usize,
         );
+        let (index, chain, hit) = SCRATCH.with(|s| s.borrow_mut().take()).unwrap_or_default();
         let mut c = Checker {
             cfg: cfg.clone(),
             fmt,
@@ -473,8 +503,10 @@ impl Checker {
             mem,
             wpp: (geo.page_size / 8) as usize,
             stale: Vec::new(),
-            index: Index::default(),
+            index,
+            chain,
             indexed: 0,
+            hit,
             stale_tables: Vec::new(),
             pending: Vec::new(),
             gone: 0,
@@ -753,6 +785,7 @@ impl Checker {
         self.stale.clear();
         if self.indexed > 0 {
             self.index.clear();
+            self.chain.clear();
             self.indexed = 0;
         }
         self.stale_tables.clear();
@@ -1325,7 +1358,8 @@ impl Checker {
         for k in self.indexed..self.stale.len() {
             let e = self.stale[k];
             let key = (e.level, e.ia & !(self.size(e.level).wrapping_sub(1)));
-            self.index.entry(key).or_default().push(k as u32);
+            let older = self.index.insert(key, k as u32).unwrap_or(NO_ENTRY);
+            self.chain.push(older);
         }
         self.indexed = self.stale.len();
     }
@@ -1383,7 +1417,8 @@ impl Checker {
     /// A TLBI: every stale entry it covers whose removal the walkers have
     /// observed is invalidated (complete at the next completing DSB).
     fn invalidate(&mut self, inv: Inval) {
-        let mut hit = Vec::new();
+        let mut hit = std::mem::take(&mut self.hit);
+        hit.clear();
         match inv {
             // Few entries: a scan is cheaper than the index.
             Inval::Addr { .. } if self.stale.len() <= 32 => hit.extend(0..self.stale.len() as u32),
@@ -1394,14 +1429,21 @@ impl Checker {
                     if size == 0 {
                         continue;
                     }
-                    if let Some(ks) = self.index.get(&(level, addr & !(size - 1))) {
-                        hit.extend_from_slice(ks);
+                    if let Some(&newest) = self.index.get(&(level, addr & !(size - 1))) {
+                        let from = hit.len();
+                        let mut k = newest;
+                        while k != NO_ENTRY {
+                            hit.push(k);
+                            k = self.chain[k as usize];
+                        }
+                        // Oldest first, the order the entries were made stale in.
+                        hit[from..].reverse();
                     }
                 }
             }
             _ => hit.extend(0..self.stale.len() as u32),
         }
-        for k in hit {
+        for &k in &hit {
             let e = self.stale[k as usize];
             if e.invalidated.is_some() || !self.covers(inv, &e) {
                 continue;
@@ -1413,6 +1455,7 @@ impl Checker {
                 self.stale[k as usize].early_tlbi = true;
             }
         }
+        self.hit = hit;
     }
 
     /// Notes a local TLBI on the entries it would cover (for the report).
@@ -1456,6 +1499,7 @@ impl Checker {
             .retain(|e| e.invalidated.is_none_or(|t| t >= completed));
         self.gone = 0;
         self.index.clear();
+        self.chain.clear();
         self.indexed = 0;
         self.stale_tables.clear();
         for k in 0..self.stale.len() {
@@ -1711,6 +1755,20 @@ mod tests {
     const HYP_PAGE: u64 = 0x7c3;
     /// A stage-2 leaf: AF, SH=IS, S2AP=RW, MemAttr normal; | 1 for a block, | 3 for a page.
     const S2_ATTR: u64 = 0x7fc;
+
+    /// The index's buckets are chosen by a hash's low bits: 1024 consecutive 4K pages of one
+    /// level must not share them (a hash whose low bits depend on the level alone, which an
+    /// unmixed multiply gives aligned addresses, puts every key in one probe run).
+    #[test]
+    fn index_hash_spreads_aligned_pages() {
+        use std::hash::{BuildHasher, BuildHasherDefault};
+        let b = BuildHasherDefault::<FoldHasher>::default();
+        let low: std::collections::HashSet<u64> = (0..1024u64)
+            .map(|i| b.hash_one((3i8, P0 + i * PAGE)) & 1023)
+            .collect();
+        // 1024 keys into 1024 buckets: a uniform hash fills about 1 - 1/e of them.
+        assert!(low.len() > 512, "{} distinct buckets of 1024", low.len());
+    }
 
     struct Fx {
         arena: Arena,

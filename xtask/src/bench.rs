@@ -5,16 +5,23 @@
 //!    scenarios in `bench/inputs/*.txt`, the C side alone (`executor::run_one_side(C)`), the
 //!    Rust side alone (`run_one_side(Rust)`) and the full differential run (`executor::run`).
 //! 2. Every fuzz target runs for `--time` seconds on one core (`-max_total_time`, one job),
-//!    built without a sanitizer and with ASan (`cargo +nightly fuzz build -O --sanitizer
-//!    none|address`), on a fresh work dir plus the committed corpus (read only); libFuzzer's
-//!    final `stat::number_of_executed_units` / `stat::average_exec_per_sec` are the result.
+//!    built without a sanitizer and with ASan (`cargo +nightly fuzz build -O -a --sanitizer
+//!    none|address`), on a fresh work dir plus the committed corpus (read only). The run has
+//!    two phases, reported apart: the corpus replay (libFuzzer runs every corpus unit once, up
+//!    to its `INITED` line) and steady-state fuzzing (from `INITED` to the end), which is what
+//!    a long campaign spends its time on; short runs otherwise mostly measure the replay.
+//! 3. Before each target's run, the cost of each of its committed corpus inputs under that
+//!    build, as a histogram (buckets of microseconds per input): the fuzz binary runs the files
+//!    one by one (`-runs=R FILE...`, libFuzzer's `Executed FILE in N ms`), the cheap ones
+//!    again R times so a millisecond clock resolves them.
 //!
 //! Goals (brief, section 4): diff / (C + Rust) <= 1.25, Rust / C <= 1.0,
 //! stage2 with ASan >= 20k exec/s (>= 60k without a sanitizer).
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
@@ -120,6 +127,112 @@ struct FuzzRun {
     sanitizer: Sanitizer,
     prog: Progress,
     secs: f64,
+    /// Seconds from the start to libFuzzer's `INITED` line and the executions until then
+    /// (the corpus replay); None when it never came (a finding in the corpus).
+    replay: Option<(f64, u64)>,
+    /// Microseconds per committed corpus input (the histogram).
+    costs: Vec<f64>,
+}
+
+impl FuzzRun {
+    /// The steady-state phase: executions and seconds after the replay.
+    fn steady(&self) -> Option<(u64, f64)> {
+        let (t, n) = self.replay?;
+        let secs = self.secs - t;
+        (secs > 0.0).then(|| (self.prog.total_execs().saturating_sub(n), secs))
+    }
+
+    /// Steady-state exec/s (the whole run's average when there was no steady phase).
+    fn steady_exec_s(&self) -> u64 {
+        self.steady()
+            .map_or(self.prog.avg_exec_s(), |(n, s)| (n as f64 / s) as u64)
+    }
+}
+
+/// `#N\tINITED cov: ...`: the executions of the corpus replay.
+fn inited_execs(line: &str) -> Option<u64> {
+    let rest = line.trim().strip_prefix('#')?;
+    let (n, rest) = rest.split_once(char::is_whitespace)?;
+    rest.trim_start()
+        .starts_with("INITED")
+        .then(|| n.parse().ok())
+        .flatten()
+}
+
+/// `Executed PATH in N ms` (libFuzzer, running files one by one): PATH and N.
+fn executed_ms(line: &str) -> Option<(&str, u64)> {
+    let rest = line.trim().strip_prefix("Executed ")?;
+    let (path, ms) = rest.rsplit_once(" in ")?;
+    Some((path, ms.strip_suffix(" ms")?.parse().ok()?))
+}
+
+/// Upper bounds (microseconds, exclusive) of the cost buckets; the last bucket is open.
+const BUCKETS_US: [f64; 7] = [100.0, 300.0, 1e3, 3e3, 1e4, 3e4, 1e5];
+const BUCKET_NAMES: [&str; 8] = [
+    "<100us", "<300us", "<1ms", "<3ms", "<10ms", "<30ms", "<100ms", ">=100ms",
+];
+
+/// How many of `costs` (microseconds) fall in each bucket of [`BUCKETS_US`].
+fn histogram(costs: &[f64]) -> [usize; 8] {
+    let mut h = [0; 8];
+    for &c in costs {
+        h[BUCKETS_US.iter().position(|&b| c < b).unwrap_or(7)] += 1;
+    }
+    h
+}
+
+/// Runs `bin` on every file of `corpus` (`-runs=R FILE...`); returns each file's ms for R
+/// runs. A finding in a file ends libFuzzer early: the files after it are missing.
+fn executed(bin: &Path, files: &[PathBuf], runs: u64) -> Res<BTreeMap<String, u64>> {
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("-runs={runs}"))
+        .args(files)
+        .current_dir(root())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    let out = cmd
+        .output()
+        .ctx(format_args!("cannot run `{}`", cmd_line(&cmd)))?;
+    Ok(String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter_map(executed_ms)
+        .map(|(p, ms)| (p.to_string(), ms))
+        .collect())
+}
+
+/// Microseconds per input of each file of `corpus` under `bin`. One run each first; the
+/// inputs under 10 ms then run R more times each (R for about 3 s in all, 5..=100), so
+/// libFuzzer's millisecond clock resolves them to 10-200 us.
+fn input_costs(bin: &Path, corpus: &Path) -> Res<Vec<f64>> {
+    let mut files: Vec<PathBuf> = match fs::read_dir(corpus) {
+        Ok(d) => d.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(_) => return Ok(vec![]),
+    };
+    files.sort();
+    if files.is_empty() {
+        return Ok(vec![]);
+    }
+    let once = executed(bin, &files, 1)?;
+    let key = |f: &PathBuf| f.display().to_string();
+    let cheap: Vec<PathBuf> = files
+        .iter()
+        .filter(|f| once.get(&key(f)).is_some_and(|&ms| ms < 10))
+        .cloned()
+        .collect();
+    let est: f64 = cheap.iter().map(|f| (once[&key(f)] as f64).max(0.5)).sum();
+    let runs = ((3000.0 / est.max(1.0)) as u64).clamp(5, 100);
+    let again = if cheap.is_empty() {
+        BTreeMap::new()
+    } else {
+        executed(bin, &cheap, runs)?
+    };
+    Ok(files
+        .iter()
+        .filter_map(|f| match again.get(&key(f)) {
+            Some(&ms) => Some(ms as f64 * 1e3 / runs as f64),
+            None => once.get(&key(f)).map(|&ms| ms as f64 * 1e3),
+        })
+        .collect())
 }
 
 /// Runs one built fuzz target for `time` seconds on a fresh work dir (+ the committed corpus).
@@ -145,16 +258,29 @@ fn fuzz_one(bin_dir: &Path, target: &str, san: Sanitizer, time: u64) -> Res<Fuzz
         cmd.arg(&seeds);
     }
     cmd.current_dir(root()).stdin(Stdio::null());
+    let costs = input_costs(&bin, &seeds)?;
     say!(TAG, "{target} ({san_name}): {time} s ...");
     let t = Instant::now();
-    let out = cmd
-        .output()
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
         .ctx(format_args!("cannot run `{}`", cmd_line(&cmd)))?;
-    let log = String::from_utf8_lossy(&out.stderr);
     let mut prog = Progress::default();
-    log.lines().for_each(|l| prog.feed(l));
+    let mut replay = None;
+    let mut log = String::new();
+    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
+        let Ok(line) = line else { break };
+        if replay.is_none() {
+            replay = inited_execs(&line).map(|n| (t.elapsed().as_secs_f64(), n));
+        }
+        prog.feed(&line);
+        log.push_str(&line);
+        log.push('\n');
+    }
+    let _ = child.wait();
     let log_path = base.join(format!("{target}-{san_name}.log"));
-    let _ = fs::write(&log_path, &out.stderr);
+    let _ = fs::write(&log_path, &log);
     if let Some(e) = &prog.error {
         let (log, fix) = (
             rel(&log_path),
@@ -170,6 +296,8 @@ fn fuzz_one(bin_dir: &Path, target: &str, san: Sanitizer, time: u64) -> Res<Fuzz
         sanitizer: san,
         prog,
         secs: t.elapsed().as_secs_f64(),
+        replay,
+        costs,
     })
 }
 
@@ -231,7 +359,7 @@ pub fn run(args: Args) -> Res<u8> {
             Sanitizer::Address => "ASan",
             Sanitizer::None => "no sanitizer",
         };
-        let e = r.prog.avg_exec_s();
+        let e = r.steady_exec_s();
         let (want, ok) = match (r.target.as_str(), r.sanitizer) {
             ("stage2", Sanitizer::Address) => ("≥ 20k", Some(e >= 20_000)),
             ("stage2", Sanitizer::None) => ("≥ 60k", Some(e >= 60_000)),
@@ -241,12 +369,10 @@ pub fn run(args: Args) -> Res<u8> {
             findings += 1;
         }
         rows.push(vec![
-            format!("fuzz {} ({san})", r.target),
+            format!("fuzz {} ({san}), steady state", r.target),
             format!(
-                "{} exec/s ({} runs in {:.0} s){}",
+                "{} exec/s{}",
                 fmt_count(e),
-                fmt_count(r.prog.total_execs()),
-                r.secs,
                 if r.prog.error.is_some() {
                     ", stopped on a finding"
                 } else {
@@ -259,11 +385,25 @@ pub fn run(args: Args) -> Res<u8> {
     }
     println!();
     print!("{}", table(&["measure", "value", "goal", ""], &rows));
+    if !runs.is_empty() {
+        println!();
+        say!(
+            TAG,
+            "fuzzing in two phases: the corpus replay (to libFuzzer's INITED), then steady state"
+        );
+        print!("{}", phase_table(&runs));
+        println!();
+        say!(
+            TAG,
+            "cost of each committed corpus input (fuzz/corpus/<target>/), inputs per bucket"
+        );
+        print!("{}", cost_table(&runs));
+    }
     say!(TAG, "done in {}", fmt_dur(t0.elapsed()));
     let asan = runs
         .iter()
         .find(|r| r.target == "stage2" && r.sanitizer == Sanitizer::Address)
-        .map_or("n/a".to_string(), |r| r.prog.avg_exec_s().to_string());
+        .map_or("n/a".to_string(), |r| r.steady_exec_s().to_string());
     println!(
         "bench: c={:.0}ns rust={:.0}ns diff={:.0}ns overhead={overhead:.2} rust/c={ratio:.2} stage2_asan={asan} exec/s",
         d.c, d.rust, d.diff
@@ -271,9 +411,138 @@ pub fn run(args: Args) -> Res<u8> {
     Ok(if findings == 0 { EXIT_OK } else { EXIT_FINDING })
 }
 
+fn san_name(s: Sanitizer) -> &'static str {
+    match s {
+        Sanitizer::Address => "ASan",
+        Sanitizer::None => "none",
+    }
+}
+
+/// Per run: the replay (units, time, exec/s), steady state (executions, time, exec/s) and
+/// the whole run's average.
+fn phase_table(runs: &[FuzzRun]) -> String {
+    let rate = |n: u64, s: f64| fmt_count((n as f64 / s.max(1e-3)) as u64);
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            let (replay, steady) = match (r.replay, r.steady()) {
+                (Some((t, n)), Some((sn, ss))) => (
+                    [fmt_count(n), format!("{t:.1}s"), rate(n, t)],
+                    [fmt_count(sn), format!("{ss:.1}s"), rate(sn, ss)],
+                ),
+                (Some((t, n)), None) => (
+                    [fmt_count(n), format!("{t:.1}s"), rate(n, t)],
+                    ["-".into(), "-".into(), "-".into()],
+                ),
+                (None, _) => (
+                    ["-".into(), "-".into(), "-".into()],
+                    ["-".into(), "-".into(), "-".into()],
+                ),
+            };
+            let mut row = vec![r.target.clone(), san_name(r.sanitizer).into()];
+            row.extend(replay);
+            row.extend(steady);
+            row.push(fmt_count(r.prog.avg_exec_s()));
+            row
+        })
+        .collect();
+    table(
+        &[
+            "target",
+            "sanitizer",
+            "replay units",
+            "replay time",
+            "replay exec/s",
+            "steady execs",
+            "steady time",
+            "steady exec/s",
+            "whole run exec/s",
+        ],
+        &rows,
+    )
+}
+
+/// Per run: how many corpus inputs cost how much, with the median and the costliest.
+fn cost_table(runs: &[FuzzRun]) -> String {
+    let fmt_us = |us: f64| {
+        if us >= 1e3 {
+            format!("{:.1}ms", us / 1e3)
+        } else {
+            format!("{us:.0}us")
+        }
+    };
+    let rows: Vec<Vec<String>> = runs
+        .iter()
+        .map(|r| {
+            let mut sorted = r.costs.clone();
+            sorted.sort_by(f64::total_cmp);
+            let mut row = vec![
+                r.target.clone(),
+                san_name(r.sanitizer).into(),
+                sorted.len().to_string(),
+            ];
+            row.extend(histogram(&sorted).iter().map(|n| match n {
+                0 => ".".to_string(),
+                n => n.to_string(),
+            }));
+            let pick =
+                |f: fn(&[f64]) -> Option<&f64>| f(&sorted).map_or("-".into(), |&v| fmt_us(v));
+            row.push(pick(|s| s.get(s.len() / 2)));
+            row.push(pick(|s| s.last()));
+            row
+        })
+        .collect();
+    let mut header = vec!["target", "sanitizer", "inputs"];
+    header.extend(BUCKET_NAMES);
+    header.extend(["median", "max"]);
+    table(&header, &rows)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn libfuzzer_lines() {
+        assert_eq!(
+            inited_execs("#66\tINITED cov: 4137 ft: 8817 corp: 65/18Kb exec/s: 0 rss: 45Mb"),
+            Some(66)
+        );
+        assert_eq!(inited_execs("#128\tpulse  cov: 4137 ft: 8817"), None);
+        assert_eq!(inited_execs("INFO: seed corpus: files: 65"), None);
+        assert_eq!(
+            executed_ms("Executed /w/fuzz/corpus/hyp/0a in 12 ms"),
+            Some(("/w/fuzz/corpus/hyp/0a", 12))
+        );
+        assert_eq!(executed_ms("Running: /w/fuzz/corpus/hyp/0a"), None);
+    }
+
+    #[test]
+    fn cost_buckets() {
+        // Bounds are exclusive: 100 us is in the second bucket, 100 ms in the open last one.
+        let h = histogram(&[0.0, 99.9, 100.0, 999.0, 1e3, 29_999.0, 1e5, 5e6]);
+        assert_eq!(h, [2, 1, 1, 1, 0, 1, 0, 2]);
+        assert_eq!(BUCKET_NAMES.len(), BUCKETS_US.len() + 1);
+    }
+
+    #[test]
+    fn steady_state_is_what_follows_the_replay() {
+        let mut r = FuzzRun {
+            target: "stage2".into(),
+            sanitizer: Sanitizer::None,
+            prog: Progress::default(),
+            secs: 10.0,
+            replay: Some((2.0, 100)),
+            costs: vec![],
+        };
+        r.prog.final_execs = Some(900);
+        // 800 executions in the 8 s after INITED.
+        assert_eq!(r.steady(), Some((800, 8.0)));
+        assert_eq!(r.steady_exec_s(), 100);
+        r.replay = None;
+        r.prog.final_exec_s = Some(90);
+        assert_eq!((r.steady(), r.steady_exec_s()), (None, 90));
+    }
 
     #[test]
     fn driver_total_line() {

@@ -59,9 +59,11 @@ pub struct Args {
     /// Fuzz only this target (repeatable). Default: every target in fuzz/fuzz_targets/.
     #[arg(long = "target", value_name = "NAME")]
     pub targets: Vec<String>,
-    /// Number of targets fuzzed at the same time (one core each).
-    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    pub jobs: u32,
+    /// Fuzzing processes at the same time. Default: every core
+    /// (`std::thread::available_parallelism`). Up to one per target, several targets at once;
+    /// beyond that, libFuzzer's fork mode (`-fork=K`) inside each target.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
     /// Sanitizer for the fuzz build (Rust and C).
     #[arg(long, value_enum, default_value_t = Sanitizer::Address)]
     pub sanitizer: Sanitizer,
@@ -290,7 +292,12 @@ impl Mode {
 /// the hooks no longer dominate the Rust side's teardown walk. Measured on
 /// the stage2 target with ASan from an empty corpus, 10 s, seed 7: 876 ->
 /// 2250 exec/s, and more coverage in the same time (cov 1838 -> 2457).
-pub const BUILD_FLAGS: [&str; 2] = ["-O", "--no-trace-compares"];
+///
+/// `-a` (debug assertions and overflow checks) belongs to the oracle: the Rust side's and the
+/// harness's `debug_assert!`s and arithmetic overflow are checks too. oss-fuzz/build.sh builds
+/// with the same flags (`cargo xtask oss-fuzz` checks that it does), so a local run fuzzes
+/// exactly the code OSS-Fuzz fuzzes.
+pub const BUILD_FLAGS: [&str; 3] = ["-O", "-a", "--no-trace-compares"];
 
 /// Builds all targets with `cargo +nightly fuzz build BUILD_FLAGS --sanitizer S` in the
 /// default target directory; returns the bin dir.
@@ -405,6 +412,7 @@ struct Shared {
 
 struct Running {
     name: String,
+    workers: u32,
     child: Child,
     shared: Arc<Mutex<Shared>>,
     readers: Vec<JoinHandle<()>>,
@@ -415,6 +423,8 @@ struct Running {
 
 struct Outcome {
     name: String,
+    /// libFuzzer workers of the run (1, or K of `-fork=K`).
+    workers: u32,
     prog: Progress,
     elapsed: Duration,
     status: Option<ExitStatus>,
@@ -437,6 +447,31 @@ fn log_path(t: &str) -> PathBuf {
         .join(format!("{t}.log"))
 }
 
+/// How `cores` fuzzing processes are spread over `n` targets: the number of targets run at the
+/// same time, and the libFuzzer workers of each (`-fork=K` when K > 1), in target order.
+///
+/// Whole targets first: each target is its own process with its own corpus, artifacts, log and
+/// finding report, so a finding in one does not stop or muddle the others, and the status
+/// lines and summary stay per target. Only the cores left over once every target has one go to
+/// fork mode, whose workers share the target's corpus (what fork mode is for) but whose parent
+/// prints no final stats and reports a finding through its children's log.
+pub fn plan(cores: u32, n: usize) -> (usize, Vec<u32>) {
+    let cores = cores.max(1) as usize;
+    if n == 0 {
+        return (0, vec![]);
+    }
+    if cores <= n {
+        return (cores, vec![1; n]);
+    }
+    let (each, extra) = ((cores / n) as u32, cores % n);
+    (n, (0..n).map(|i| each + (i < extra) as u32).collect())
+}
+
+/// The default of `--jobs`: every core this process may use.
+pub fn default_jobs() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
 /// The two phases of a run: every target's committed seeds replayed first (`-runs=0`, a few
 /// seconds), so a change the scenarios already show is reported at once whatever the target
 /// order; then fuzzing, of the targets whose seeds pass.
@@ -446,7 +481,14 @@ enum Phase {
     Fuzz,
 }
 
-fn start(name: &str, bin_dir: &Path, args: &Args, mode: &Mode, phase: Phase) -> Res<Running> {
+fn start(
+    name: &str,
+    bin_dir: &Path,
+    args: &Args,
+    mode: &Mode,
+    phase: Phase,
+    workers: u32,
+) -> Res<Running> {
     let bin = bin_dir.join(name);
     if !bin.is_file() {
         let b = rel(&bin);
@@ -481,6 +523,11 @@ fn start(name: &str, bin_dir: &Path, args: &Args, mode: &Mode, phase: Phase) -> 
             cmd.arg("-runs=0").arg(&seeds);
         }
         Phase::Fuzz => {
+            if workers > 1 {
+                // Fork mode writes new units to the first corpus directory, as a single
+                // process does.
+                cmd.arg(format!("-fork={workers}"));
+            }
             cmd.arg(format!("-max_total_time={}", args.time)).arg(&work);
             if nseeds > 0 {
                 cmd.arg(&seeds);
@@ -496,9 +543,14 @@ fn start(name: &str, bin_dir: &Path, args: &Args, mode: &Mode, phase: Phase) -> 
         rel(&log),
     );
     if phase == Phase::Fuzz {
+        let fork = if workers > 1 {
+            format!(", {workers} workers (-fork={workers})")
+        } else {
+            String::new()
+        };
         say!(
             "fuzz",
-            "{name}: {time}, corpus {w} ({units} units) + {nseeds} seeds, log {l}"
+            "{name}: {time}{fork}, corpus {w} ({units} units) + {nseeds} seeds, log {l}"
         );
     }
     let mut child = cmd
@@ -523,6 +575,7 @@ fn start(name: &str, bin_dir: &Path, args: &Args, mode: &Mode, phase: Phase) -> 
     });
     Ok(Running {
         name: name.to_string(),
+        workers,
         child,
         shared,
         readers,
@@ -603,6 +656,7 @@ fn finish(mut r: Running, status: Option<ExitStatus>) -> Outcome {
     };
     Outcome {
         name: r.name.clone(),
+        workers: r.workers,
         prog,
         elapsed,
         status,
@@ -614,15 +668,17 @@ fn finish(mut r: Running, status: Option<ExitStatus>) -> Outcome {
     }
 }
 
-/// Runs the targets with at most `jobs` at a time; returns outcomes in start order.
+/// Runs the targets as `plan` spreads `cores` over them; returns outcomes in end order.
 fn run_targets(
     targets: &[String],
     bin_dir: &Path,
     args: &Args,
     mode: &Mode,
     phase: Phase,
+    cores: u32,
 ) -> Res<Vec<Outcome>> {
-    let mut queue: VecDeque<&String> = targets.iter().collect();
+    let (at_once, workers) = plan(cores, targets.len());
+    let mut queue: VecDeque<(&String, u32)> = targets.iter().zip(workers).collect();
     let mut running: Vec<Running> = vec![];
     let mut done: Vec<Outcome> = vec![];
     let interval = Duration::from_secs(if (1..=300).contains(&args.time) {
@@ -633,9 +689,12 @@ fn run_targets(
     let mut last_status = Instant::now();
     loop {
         let stop = INTERRUPTED.load(Ordering::SeqCst);
-        while !stop && running.len() < args.jobs as usize {
-            let Some(t) = queue.pop_front() else { break };
-            running.push(start(t, bin_dir, args, mode, phase)?);
+        while !stop && running.len() < at_once {
+            let Some((t, w)) = queue.pop_front() else {
+                break;
+            };
+            let w = if phase == Phase::Fuzz { w } else { 1 };
+            running.push(start(t, bin_dir, args, mode, phase, w)?);
         }
         if running.is_empty() {
             break;
@@ -696,7 +755,7 @@ fn run_targets(
             }
         }
     }
-    for t in queue {
+    for (t, _) in queue {
         warn!("fuzz", "{t}: not run (interrupted)");
     }
     Ok(done)
@@ -811,7 +870,48 @@ fn finding_where(tail: &[String], forced: Option<&str>) -> Where {
     w
 }
 
-fn print_summary(outcomes: &[Outcome], bin_dir: &Path, mode: &Mode) {
+/// A run's exec/s: libFuzzer's final average, else executions over the run's time.
+fn exec_rate(o: &Outcome) -> u64 {
+    match o.prog.avg_exec_s() {
+        0 => (o.prog.total_execs() as f64 / o.elapsed.as_secs_f64().max(1e-3)) as u64,
+        v => v,
+    }
+}
+
+/// The summary's last row: executions, corpus units and findings summed over the targets;
+/// `time` is the fuzzing phase's wall time and exec/s the summed executions over it (what the
+/// machine did per second, whether the targets ran together or in turns).
+fn total_row(outcomes: &[Outcome], wall: Duration) -> Vec<String> {
+    let findings: usize = outcomes
+        .iter()
+        .map(|o| o.artifacts.len().max(o.finding.is_some() as usize))
+        .sum();
+    let execs: u64 = outcomes.iter().map(|o| o.prog.total_execs()).sum();
+    let result = if outcomes.iter().any(|o| o.finding.is_some()) {
+        "FINDING"
+    } else {
+        "ok"
+    };
+    vec![
+        "total".into(),
+        result.into(),
+        fmt_dur(wall),
+        fmt_count(execs),
+        fmt_count((execs as f64 / wall.as_secs_f64().max(1e-3)) as u64),
+        "-".into(),
+        "-".into(),
+        outcomes
+            .iter()
+            .map(|o| o.prog.corp)
+            .sum::<u64>()
+            .to_string(),
+        "-".into(),
+        findings.to_string(),
+        "-".into(),
+    ]
+}
+
+fn print_summary(outcomes: &[Outcome], bin_dir: &Path, mode: &Mode, wall: Duration) {
     let forced = match mode.lines.as_slice() {
         [one] => Some(one.as_str()),
         _ => None,
@@ -877,13 +977,11 @@ fn print_summary(outcomes: &[Outcome], bin_dir: &Path, mode: &Mode) {
                 result.into(),
                 fmt_dur(o.elapsed),
                 fmt_count(o.prog.total_execs()),
-                fmt_count(match o.prog.avg_exec_s() {
-                    0 => (o.prog.total_execs() as f64 / o.elapsed.as_secs_f64().max(1e-3)) as u64,
-                    v => v,
-                }),
+                fmt_count(exec_rate(o)),
                 o.prog.cov.to_string(),
                 o.prog.ft.to_string(),
                 o.prog.corp.to_string(),
+                o.workers.to_string(),
                 o.artifacts
                     .len()
                     .max(o.finding.is_some() as usize)
@@ -892,10 +990,14 @@ fn print_summary(outcomes: &[Outcome], bin_dir: &Path, mode: &Mode) {
             ]
         })
         .collect();
+    let mut rows = rows;
+    if outcomes.len() > 1 {
+        rows.push(total_row(outcomes, wall));
+    }
     println!();
     say!("fuzz", "summary ({})", mode.describe());
     let header = [
-        "target", "result", "time", "execs", "exec/s", "cov", "ft", "corpus",
+        "target", "result", "time", "execs", "exec/s", "cov", "ft", "corpus", "workers",
     ];
     print!(
         "{}",
@@ -957,10 +1059,17 @@ pub fn run(args: Args) -> Res<u8> {
         time_str(args.time),
         value_name(args.sanitizer),
     );
+    let cores = args.jobs.unwrap_or_else(default_jobs);
+    let from = if args.jobs.is_some() {
+        "--jobs"
+    } else {
+        "every core"
+    };
+    let (at_once, _) = plan(cores, targets.len());
     say!(
         "fuzz",
-        "fuzzing {all} ({time} each), {} at a time, sanitizer {san}, line(s) {}",
-        args.jobs,
+        "fuzzing {all} ({time} each), {cores} process(es) ({from}): {at_once} target(s) at a \
+         time, sanitizer {san}, line(s) {}",
         mode.lines.join(", ")
     );
     let t0 = Instant::now();
@@ -971,7 +1080,7 @@ pub fn run(args: Args) -> Res<u8> {
         .filter(|t| !names(&fuzz_dir().join("corpus").join(t)).is_empty())
         .cloned()
         .collect();
-    let seeded = run_targets(&seeded_targets, &bin_dir, &args, &mode, Phase::Seeds)?;
+    let seeded = run_targets(&seeded_targets, &bin_dir, &args, &mode, Phase::Seeds, cores)?;
     let (mut outcomes, _): (Vec<Outcome>, Vec<Outcome>) =
         seeded.into_iter().partition(|o| o.finding.is_some());
     let clean: Vec<String> = targets
@@ -986,9 +1095,18 @@ pub fn run(args: Args) -> Res<u8> {
         clean.len(),
         targets.len()
     );
-    outcomes.extend(run_targets(&clean, &bin_dir, &args, &mode, Phase::Fuzz)?);
+    let t1 = Instant::now();
+    outcomes.extend(run_targets(
+        &clean,
+        &bin_dir,
+        &args,
+        &mode,
+        Phase::Fuzz,
+        cores,
+    )?);
+    let wall = t1.elapsed();
     outcomes.sort_by_key(|o| targets.iter().position(|t| *t == o.name));
-    print_summary(&outcomes, &bin_dir, &mode);
+    print_summary(&outcomes, &bin_dir, &mode, wall);
     let n = outcomes.iter().filter(|o| o.finding.is_some()).count();
     if n > 0 {
         println!("[fuzz] {n} target(s) with findings; reproducers under fuzz/artifacts/");
@@ -1009,6 +1127,19 @@ mod tests {
         let mut want: Vec<String> = TARGETS.iter().map(|t| format!("{t}.rs")).collect();
         want.sort();
         assert_eq!(files.into_iter().collect::<Vec<_>>(), want);
+    }
+
+    #[test]
+    fn cores_go_to_whole_targets_first() {
+        // Fewer cores than targets: that many targets at once, one process each.
+        assert_eq!(plan(1, 5), (1, vec![1; 5]));
+        assert_eq!(plan(2, 5), (2, vec![1; 5]));
+        assert_eq!(plan(5, 5), (5, vec![1; 5]));
+        // More: every target at once, the rest as fork-mode workers, first targets first.
+        assert_eq!(plan(8, 5), (5, vec![2, 2, 2, 1, 1]));
+        assert_eq!(plan(16, 2), (2, vec![8, 8]));
+        assert_eq!(plan(0, 1), (1, vec![1]));
+        assert_eq!(plan(4, 0), (0, vec![]));
     }
 
     #[test]

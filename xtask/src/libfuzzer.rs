@@ -23,7 +23,8 @@ impl Progress {
         let t = line.trim();
         if let Some(rest) = t.strip_prefix('#') {
             let mut toks = rest.split_whitespace();
-            let Some(Ok(n)) = toks.next().map(str::parse::<u64>) else {
+            // Fork mode's parent writes `#N: cov: ...`.
+            let Some(Ok(n)) = toks.next().map(|n| n.trim_end_matches(':').parse::<u64>()) else {
                 return;
             };
             self.execs = n;
@@ -95,6 +96,12 @@ mod tests {
             (1200001, 19999, 70)
         );
         assert!(p.error.is_none());
+        let mut f = Progress::default();
+        f.feed("#81234: cov: 400 ft: 1500 corp: 90 exec/s: 2706 oom/timeout/crash: 0/0/0 time: 30s job: 7 dft_time: 0");
+        assert_eq!(
+            (f.total_execs(), f.cov, f.ft, f.corp, f.avg_exec_s()),
+            (81234, 400, 1500, 90, 2706)
+        );
     }
 
     #[test]

@@ -70,8 +70,14 @@ Exit codes: 0 every selected line ok, 2 a line failed (the message says what to 
     /// Build all fuzz targets and run each for a while; report coverage and findings.
     #[command(
         after_help = "Runs setup (apt packages, kernel source, nightly, cargo-fuzz), then \
-`cargo +nightly fuzz build -O --sanitizer S` once, then each target for --time seconds on \
+`cargo +nightly fuzz build -O -a --no-trace-compares --sanitizer S` once (-a: debug assertions \
+and overflow checks, as oss-fuzz/build.sh builds), then each target for --time seconds on \
 fuzz/corpus-work/<target> (seeded from fuzz/corpus/<target>).\n\
+Cores: every core by default (--jobs N to choose): one process per target, several targets at \
+once (with 2 cores and 5 targets: 2 at a time, so the run takes 3 x --time); cores beyond one \
+per target become libFuzzer fork-mode workers (-fork=K) of the targets. The summary has a row \
+per target (exec/s, coverage, corpus, workers, findings) and a total row (executions and \
+findings summed, exec/s over the fuzzing phase's wall time).\n\
 Kernel lines: every line of kernel.lock (6.12, 7.3) by default; --line 7.3 fuzzes one \
 (KPD_LINE=7.3 in the fuzzers' environment).\n\
 Findings: reproducers in fuzz/artifacts/<target>/, full logs in fuzz/target/logs/<target>.log; \
@@ -105,8 +111,13 @@ Exit codes: 0 ok, 1 a replayed input diverges, 2 usage or setup error."
     #[command(
         after_help = "Times the C side alone, the Rust side alone and the full diff on \
 bench/inputs/*.txt (driver: benches/kpd-bench.rs, release), then runs every fuzz target for \
---time seconds on one core built with --sanitizer none and address.\n\
-Last line: `bench: c=Ans rust=Bns diff=Dns overhead=D/(A+B) rust/c=B/A stage2_asan=E exec/s`.\n\
+--time seconds on one core built with --sanitizer none and address. Each fuzz run is reported \
+in two phases: the corpus replay (libFuzzer running every corpus unit once, up to its INITED \
+line) and steady-state fuzzing after it. Before each run, every committed input of the target \
+(fuzz/corpus/<target>/) is timed alone under that build: a histogram of microseconds per input \
+(buckets <100us .. >=100ms, inputs per bucket, median and max).\n\
+Last line: `bench: c=Ans rust=Bns diff=Dns overhead=D/(A+B) rust/c=B/A stage2_asan=E exec/s` \
+(E: steady state).\n\
 Goals: overhead <= 1.25, rust/c <= 1.0, stage2 ASan >= 20k exec/s.\n\
 Exit codes: 0 ok, 1 a finding (a diverging input), 2 usage or setup error."
     )]
