@@ -50,6 +50,26 @@ pub struct Args {
     /// Fuzz only this target (repeatable). Default: all.
     #[arg(long = "target", value_name = "NAME")]
     pub targets: Vec<String>,
+    /// Instead of the above: the coverage-growth run. Every target fuzzes SECONDS from an
+    /// empty corpus; the units found by 1, 2, 5, 10, 20, 30, 60 s ... are replayed through the
+    /// coverage CLI and the pgtable.c lines they reach counted, per target and in union.
+    /// Writes target/bench/growth/growth.svg and growth.csv.
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub growth: Option<u64>,
+    /// With --growth: also fuzz this other checkout of the repository (e.g. an older commit)
+    /// at the same time, and draw its curves dashed on the same plot. Build there first:
+    /// `cargo +nightly fuzz build -O --no-trace-compares --sanitizer none` and
+    /// `cargo xtask coverage --no-html`.
+    #[arg(long, value_name = "DIR", requires = "growth")]
+    pub baseline: Option<PathBuf>,
+    /// Instead of the above: the 1 -> N cores speed-up. Each target fuzzes --time seconds
+    /// once alone, then as N processes at once (N: --jobs, default every core); reports
+    /// steady-state exec/s summed over the N against the one.
+    #[arg(long, conflicts_with = "growth")]
+    pub cores: bool,
+    /// N for --cores and the number of processes --growth runs at once. Default: every core.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub jobs: Option<u32>,
 }
 
 /// Means over the inputs, ns per run.
@@ -235,21 +255,43 @@ fn input_costs(bin: &Path, corpus: &Path) -> Res<Vec<f64>> {
         .collect())
 }
 
-/// Runs one built fuzz target for `time` seconds on a fresh work dir (+ the committed corpus).
+/// Runs one built fuzz target for `time` seconds on a fresh work dir (+ the committed corpus),
+/// after timing each committed input alone (the histogram).
 fn fuzz_one(bin_dir: &Path, target: &str, san: Sanitizer, time: u64) -> Res<FuzzRun> {
     let bin = bin_dir.join(target);
     if !bin.is_file() {
         return Err(setup_err(format!("{} was not built", rel(&bin))));
     }
+    let seeds = fz::fuzz_dir().join("corpus").join(target);
+    let costs = input_costs(&bin, &seeds)?;
+    say!(TAG, "{target} ({}): {time} s ...", value_name(san));
+    let mut run = fuzz_run(&bin, target, san, time, &value_name(san), None)?;
+    run.costs = costs;
+    Ok(run)
+}
+
+/// One libFuzzer process of `bin` for `time` seconds on the fresh work dir `<target>-<name>`
+/// plus the committed corpus; `seed` fixes libFuzzer's `-seed`.
+fn fuzz_run(
+    bin: &Path,
+    target: &str,
+    san: Sanitizer,
+    time: u64,
+    name: &str,
+    seed: Option<u32>,
+) -> Res<FuzzRun> {
     let base = fz::fuzz_dir().join("target").join("bench");
-    let san_name = value_name(san);
+    let san_name = name;
     let work = base.join("corpus").join(format!("{target}-{san_name}"));
     let arts = base.join("artifacts").join(target);
     let _ = fs::remove_dir_all(&work);
     mkdir(&work)?;
     mkdir(&arts)?;
     let seeds = fz::fuzz_dir().join("corpus").join(target);
-    let mut cmd = Command::new(&bin);
+    let mut cmd = Command::new(bin);
+    if let Some(k) = seed {
+        cmd.arg(format!("-seed={k}"));
+    }
     cmd.arg(format!("-max_total_time={time}"))
         .arg("-print_final_stats=1")
         .arg(format!("-artifact_prefix={}/", arts.display()))
@@ -258,8 +300,6 @@ fn fuzz_one(bin_dir: &Path, target: &str, san: Sanitizer, time: u64) -> Res<Fuzz
         cmd.arg(&seeds);
     }
     cmd.current_dir(root()).stdin(Stdio::null());
-    let costs = input_costs(&bin, &seeds)?;
-    say!(TAG, "{target} ({san_name}): {time} s ...");
     let t = Instant::now();
     let mut child = cmd
         .stdout(Stdio::null())
@@ -297,8 +337,62 @@ fn fuzz_one(bin_dir: &Path, target: &str, san: Sanitizer, time: u64) -> Res<Fuzz
         prog,
         secs: t.elapsed().as_secs_f64(),
         replay,
-        costs,
+        costs: vec![],
     })
+}
+
+/// `--cores`: per target, steady-state exec/s of one process alone, then of `jobs` processes
+/// at once (own work dirs, seeds 1..=N), summed; the ratio is the speed-up from 1 to N cores.
+fn cores(targets: &[String], time: u64, jobs: u32) -> Res<u8> {
+    let bin_dir = fz::build(Sanitizer::None)?;
+    let mut rows = vec![];
+    let mut findings = 0;
+    for t in targets {
+        let bin = bin_dir.join(t);
+        let mut rates = vec![];
+        for n in [1, jobs] {
+            say!(TAG, "{t}: {n} process(es) at once, {time} s ...");
+            let runs: Vec<Res<FuzzRun>> = std::thread::scope(|s| {
+                let hs: Vec<_> = (0..n)
+                    .map(|k| {
+                        let bin = &bin;
+                        s.spawn(move || {
+                            let name = format!("cores{n}-{k}");
+                            fuzz_run(bin, t, Sanitizer::None, time, &name, Some(k + 1))
+                        })
+                    })
+                    .collect();
+                hs.into_iter()
+                    .map(|h| h.join().expect("a bench thread panicked"))
+                    .collect()
+            });
+            let mut sum = 0;
+            for r in runs {
+                let r = r?;
+                findings += r.prog.error.is_some() as usize;
+                sum += r.steady_exec_s();
+            }
+            rates.push(sum);
+        }
+        let speedup = rates[1] as f64 / rates[0].max(1) as f64;
+        rows.push(vec![
+            t.clone(),
+            fmt_count(rates[0]),
+            fmt_count(rates[1]),
+            format!("{speedup:.2}x"),
+        ]);
+    }
+    println!();
+    let many = format!("{jobs} cores, exec/s summed");
+    print!(
+        "{}",
+        table(&["target", "1 core, exec/s", &many, "speed-up"], &rows)
+    );
+    say!(
+        TAG,
+        "steady state (after each process's corpus replay), no sanitizer, {time} s per run"
+    );
+    Ok(if findings == 0 { EXIT_OK } else { EXIT_FINDING })
 }
 
 pub fn run(args: Args) -> Res<u8> {
@@ -311,6 +405,18 @@ pub fn run(args: Args) -> Res<u8> {
     } else {
         args.time
     };
+
+    let jobs = args.jobs.unwrap_or_else(fz::default_jobs);
+    if let Some(secs) = args.growth {
+        setup::fuzz_tools()?;
+        crate::growth::run(secs, &targets, args.baseline.as_deref(), jobs as usize)?;
+        say!(TAG, "done in {}", fmt_dur(t0.elapsed()));
+        return Ok(EXIT_OK);
+    }
+    if args.cores {
+        setup::fuzz_tools()?;
+        return cores(&targets, time, jobs);
+    }
 
     let d = driver(args.quick)?;
 

@@ -53,7 +53,7 @@ fn cov_dir() -> PathBuf {
     root().join("target").join("coverage")
 }
 
-fn tool(name: &str) -> Res<String> {
+pub(crate) fn tool(name: &str) -> Res<String> {
     for cand in [format!("{name}-22"), name.to_string()] {
         if capture(Command::new(&cand).arg("--version")).0 {
             return Ok(cand);
@@ -64,7 +64,7 @@ fn tool(name: &str) -> Res<String> {
 }
 
 /// Builds the instrumented CLI; returns its path.
-fn build() -> Res<PathBuf> {
+pub(crate) fn build() -> Res<PathBuf> {
     let triple = host_triple(false)?;
     let mut flags = std::env::var("RUSTFLAGS").unwrap_or_default();
     if !flags.contains("instrument-coverage") {
@@ -295,7 +295,7 @@ fn da(line: &str) -> Option<(u32, u64)> {
 
 /// (instrumented lines, lines run) over every `SF:` record of an lcov export, each
 /// (file, line) counted once with its counts summed over the records (builds) that have it.
-fn lcov_line_totals(text: &str) -> (u64, u64) {
+pub(crate) fn lcov_line_totals(text: &str) -> (u64, u64) {
     let mut lines: BTreeMap<(String, u32), u64> = BTreeMap::new();
     let mut file = String::new();
     for line in text.lines() {

@@ -8,6 +8,7 @@ mod corpus;
 mod coverage;
 mod crashflow;
 mod fuzz;
+mod growth;
 mod kernel;
 mod libfuzzer;
 #[path = "../../build-support/lock.rs"]
