@@ -22,7 +22,8 @@
 //!                                granule's first level, else None
 //! parange       b % 7
 //! vmid16        b & 1; bits 1..=3: 7.x stage-2 teardown (0 destroy, k range
-//!               chunks of 2^(k-1) blocks)
+//!               chunks of 2^(k-1) blocks; destroy when that is more than
+//!               2^MAX_DECODED_CHUNKS_LOG2 destroy_range calls)
 //! arena_pages   mode [+ u16]     LIT: 64 + v % 4033; else a menu
 //! fail_after    mode [+ ...]     LIT: Some(u32); < 0xC0: None; else Some(small)
 //! force_pte     choice           c % 4: 0,1 = none, 2 = host, 3 = arbitrary
@@ -263,6 +264,9 @@ const GRANULE_MENU: [Granule; 8] = [
     Granule::K4,
     Granule::K4,
 ];
+/// log2 of the most `destroy_range` calls a decoded range teardown makes
+/// (16384: the 16K, 40-bit, two-block chunks of a committed scenario).
+pub const MAX_DECODED_CHUNKS_LOG2: u32 = 14;
 const IA_MENU_HYP: [u8; 8] = [39, 48, 36, 47, 42, 52, 40, 44];
 const IA_MENU_S2: [u8; 8] = [40, 32, 36, 44, 48, 52, 39, 42];
 const ARENA_MENU: [u32; 8] = [64, 128, 256, 512, 1024, 2048, 4096, 96];
@@ -340,9 +344,21 @@ fn decode_config(r: &mut Reader, profile: Profile, line: Option<KernelLine>) -> 
     let b = r.u8();
     let vmid16 = b & 1 != 0;
     let teardown = match (b >> 1) & 7 {
-        k @ 1..=7 if kernel.is_v7() && stage == Stage::Stage2 => Teardown::RangeChunks {
-            blocks_log2: (k - 1).min(CHUNK_BLOCKS_LOG2_MAX),
-        },
+        k @ 1..=7 if kernel.is_v7() && stage == Stage::Stage2 => {
+            let blocks_log2 = (k - 1).min(CHUNK_BLOCKS_LOG2_MAX);
+            let chunk_shift =
+                granule.level_shift(granule.min_block_level()) + u32::from(blocks_log2);
+            // KVM makes one destroy_range call per chunk over the whole IPA
+            // space: 2^27 calls for a 52-bit 16K table, minutes per input, a
+            // timeout on OSS-Fuzz. Fuzz inputs keep the range teardowns of up
+            // to MAX_DECODED_CHUNKS calls (every committed scenario's) and
+            // tear larger spaces down whole; text streams may still ask.
+            if u32::from(ia_bits).saturating_sub(chunk_shift) <= MAX_DECODED_CHUNKS_LOG2 {
+                Teardown::RangeChunks { blocks_log2 }
+            } else {
+                Teardown::Destroy
+            }
+        }
         _ => Teardown::Destroy,
     };
     let m = r.u8();

@@ -1461,3 +1461,39 @@ fn biased_races_fit_the_op_they_go_with() {
     let s = race_then(&map, &nvhe);
     assert_eq!(s.race(0).map(|r| r.what), Some(Interference::Af));
 }
+
+/// A decoded range teardown makes at most 2^MAX_DECODED_CHUNKS_LOG2
+/// destroy_range calls (one per chunk of 2^blocks_log2 largest blocks over
+/// 2^ia_bits bytes), while range teardowns stay in the mix; a text stream
+/// may still ask for more.
+#[test]
+fn decoded_range_teardowns_stay_bounded() {
+    let mut chunked = 0;
+    for bytes in random_inputs(0x7EA2, 4000, 24) {
+        let c = binary::decode(&bytes, Profile::Stage2).config;
+        if let Teardown::RangeChunks { blocks_log2 } = c.teardown {
+            chunked += 1;
+            // Largest block: 1 GiB (2^30) on 4K, 32 MiB (2^25) on 16K,
+            // 512 MiB (2^29) on 64K.
+            let block_shift = match c.granule {
+                Granule::K4 => 30,
+                Granule::K16 => 25,
+                Granule::K64 => 29,
+            };
+            let calls_log2 =
+                u32::from(c.ia_bits).saturating_sub(block_shift + u32::from(blocks_log2));
+            assert!(calls_log2 <= 14, "{c:?}: 2^{calls_log2} calls");
+        }
+    }
+    assert!(
+        chunked > 100,
+        "only {chunked} range teardowns in 4000 inputs"
+    );
+    // 48-bit 16K in chunks of one 32 MiB block: 2^23 calls, refused only
+    // by the decoder.
+    let text = "kvm-pgtable-diff-stream v1\nconfig kernel=7.3 stage=stage2 context=kernel \
+                granule=16k ia_bits=48 parange=5 arena_pages=64 teardown=chunks:1\n\
+                force_pte none\n";
+    let s = text::parse(text).expect("a valid text stream");
+    assert_eq!(s.config.teardown, Teardown::RangeChunks { blocks_log2: 0 });
+}
