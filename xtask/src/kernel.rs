@@ -35,7 +35,7 @@ const DEFAULT_LINES: [(&str, &str); 2] =
 const HEADER: [&str; 3] = [
     "# Kernel lines for the C side, one section each. Written by `cargo xtask kernel --update-lock`.",
     "# `cargo xtask kernel` fetches each into .cache/linux-source-<line>/ and checks these hashes;",
-    "# the build compiles [line 6.12] and verifies its hashes; LINUX_SRC=<tree> bypasses this lock.",
+    "# the build compiles every line and checks its hashes; LINUX_SRC=<tree> replaces the line whose API it has.",
 ];
 /// The keyring that signs Debian's archives, for a private apt state whose source has none.
 const DEBIAN_KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
