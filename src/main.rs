@@ -106,7 +106,7 @@ fn load(path: &Path, target: Option<&str>) -> Result<Loaded, String> {
             ));
         }
     }
-    if bytes.starts_with(opstream::TEXT_HEADER.as_bytes()) || bytes.starts_with(b"#") {
+    if opstream::is_text(&bytes) {
         let text =
             String::from_utf8(bytes).map_err(|_| format!("{}: not UTF-8 text", path.display()))?;
         let stream = opstream::parse(&text).map_err(|e| {

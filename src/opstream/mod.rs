@@ -69,7 +69,7 @@ pub use binary::{
 pub use codec::{parse_prot, parse_walk_flags, prot_to_string, walk_flags_to_string};
 pub use model::*;
 pub use profile::Profile;
-pub use text::{ParseError, TEXT_HEADER, op_lines, parse, print};
+pub use text::{ParseError, TEXT_HEADER, is_text, op_lines, parse, print};
 
 #[cfg(test)]
 mod tests;

@@ -1497,3 +1497,20 @@ fn decoded_range_teardowns_stay_bounded() {
     let s = text::parse(text).expect("a valid text stream");
     assert_eq!(s.config.teardown, Teardown::RangeChunks { blocks_log2: 0 });
 }
+
+/// Scenarios (header first, or `#` comments then the header) are text; raw
+/// fuzzer bytes are not, even when their first byte is `#` (0x23: format 3,
+/// line menu index 2).
+#[test]
+fn text_files_and_raw_inputs_are_told_apart() {
+    assert!(is_text(b"kvm-pgtable-diff-stream v1\nconfig ..."));
+    assert!(is_text(
+        b"# a comment\n\tmore\r\nkvm-pgtable-diff-stream v1\n"
+    ));
+    // A broken scenario is still text, so the parser reports what is wrong.
+    assert!(is_text(b"# comment\nkvm-pgtable-diff-stream v9\n"));
+    assert!(!is_text(b"#2\n\0\0\0\0"));
+    assert!(!is_text(b"#\xff\xfe"));
+    assert!(!is_text(b"\x01kvm"));
+    assert!(!is_text(b""));
+}
