@@ -107,13 +107,29 @@ fn baseline(dir: &Path) -> Res<Contender> {
         )));
     }
     Ok(Contender {
-        label: format!(
-            "baseline {}",
-            dir.file_name().unwrap_or_default().to_string_lossy()
-        ),
+        label: format!("baseline {}", commit_of(&dir)),
         fuzz_bins,
         cov_cli,
     })
+}
+
+/// The checkout's commit (`git rev-parse --short HEAD`), or its directory's name.
+fn commit_of(dir: &Path) -> String {
+    let (ok, out, _) =
+        capture(
+            Command::new("git")
+                .arg("-C")
+                .arg(dir)
+                .args(["rev-parse", "--short", "HEAD"]),
+        );
+    match out.trim() {
+        c if ok && !c.is_empty() => c.to_string(),
+        _ => dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned(),
+    }
 }
 
 /// Starts one target of one contender, from an empty corpus in `work`.
@@ -544,7 +560,7 @@ pub fn run(secs: u64, targets: &[String], baseline_dir: Option<&Path>, jobs: usi
     let profdata_tool = coverage::tool("llvm-profdata")?;
     let llvm_cov = coverage::tool("llvm-cov")?;
     let mut cs = vec![Contender {
-        label: "this tree".into(),
+        label: format!("this tree {}", commit_of(&root())),
         fuzz_bins: fz::build(Sanitizer::None)?,
         cov_cli: coverage::build()?,
     }];
