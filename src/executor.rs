@@ -104,11 +104,12 @@ fn settle(
         .and_then(|b| diff::compare(&a, b))
         .or_else(|| contract::misuse(&a.trace))
         .or_else(|| {
-            // The machine stopped inside the op: its end-of-op rules
-            // (refcounts, TLB, formats) judge a state nothing ever sees.
-            let (checker, side, step) = check.filter(|_| fatal.is_none())?;
+            // When the machine stopped inside the op, its stores up to the
+            // fatal event are judged, its end-of-op rules are not.
+            let (checker, side, step) = check?;
+            let ended = fatal.is_some();
             checker
-                .check(side, step, &a, allow_known, &mut summary.known)
+                .check(side, step, &a, ended, allow_known, &mut summary.known)
                 .map(|breach| What::Arch(Box::new(breach)))
         });
     if let Some(what) = found {

@@ -84,7 +84,7 @@ fn shadow_follows(stream: &OpStream, side: &mut dyn Side) -> Result<(), String> 
             continue;
         }
         let out = side.apply(op);
-        if let Some(b) = checker.check(side, ArchStep::Op(op), &out, true, &mut known) {
+        if let Some(b) = checker.check(side, ArchStep::Op(op), &out, false, true, &mut known) {
             return Err(format!("op #{i}: {}: {}", b.rule.name(), b.detail));
         }
         checker
@@ -92,7 +92,7 @@ fn shadow_follows(stream: &OpStream, side: &mut dyn Side) -> Result<(), String> 
             .map_err(|e| format!("after op #{i} ({}): {e}", op.name()))?;
     }
     let out = side.destroy();
-    if let Some(b) = checker.check(side, ArchStep::Destroy, &out, true, &mut known) {
+    if let Some(b) = checker.check(side, ArchStep::Destroy, &out, false, true, &mut known) {
         return Err(format!("destroy: {}: {}", b.rule.name(), b.detail));
     }
     checker

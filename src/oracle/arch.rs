@@ -713,15 +713,21 @@ impl Checker {
     /// outcome of `step`; known kernel divergences recognised are added to
     /// `known` (with `allow_known`; otherwise they are breaches like any
     /// other).
+    ///
+    /// `ended`: the machine stopped inside the op (an EL2 WARN, a BUG; the
+    /// trace ends at that event). Every event up to it is judged, since the
+    /// hardware saw those stores; the end-of-op rules (TLB, refcounts,
+    /// formats) are not, since they would judge a state nothing ever sees.
     pub fn check(
         &mut self,
         side: &dyn Side,
         step: ArchStep<'_>,
         outcome: &Outcome,
+        ended: bool,
         allow_known: bool,
         known: &mut Vec<&'static str>,
     ) -> Option<Breach> {
-        self.check_in(side.arena(), step, outcome, allow_known, known)
+        self.check_in(side.arena(), step, outcome, ended, allow_known, known)
     }
 
     /// [`Checker::check`] with the side's memory given directly.
@@ -730,6 +736,7 @@ impl Checker {
         arena: &Arena,
         step: ArchStep<'_>,
         outcome: &Outcome,
+        ended: bool,
         allow_known: bool,
         known: &mut Vec<&'static str>,
     ) -> Option<Breach> {
@@ -768,7 +775,10 @@ impl Checker {
         self.explained.clear();
         let r = self
             .observe(&cx, &outcome.trace)
-            .and_then(|()| self.finish(&cx, arena, &outcome.value));
+            .and_then(|()| match ended {
+                true => Ok(()),
+                false => self.finish(&cx, arena, &outcome.value),
+            });
         for k in self.explained.drain(..) {
             if !known.contains(&k.id) {
                 known.push(k.id);
@@ -1865,11 +1875,21 @@ mod tests {
         }
 
         fn step(&mut self, step: ArchStep<'_>, allow_known: bool) -> Option<Breach> {
+            self.step_ending(step, false, allow_known)
+        }
+
+        /// Ends the step; `ended`: the machine stopped at its last event.
+        fn step_ending(
+            &mut self,
+            step: ArchStep<'_>,
+            ended: bool,
+            allow_known: bool,
+        ) -> Option<Breach> {
             let o = Outcome::new(Value::Int(0), std::mem::take(&mut self.trace));
-            let r = self
-                .checker
-                .check_in(&self.arena, step, &o, allow_known, &mut self.known);
-            if r.is_none() {
+            let r =
+                self.checker
+                    .check_in(&self.arena, step, &o, ended, allow_known, &mut self.known);
+            if r.is_none() && !ended {
                 assert_eq!(self.checker.shadow_matches(&self.arena), Ok(()));
             }
             r
@@ -1938,6 +1958,33 @@ mod tests {
             operand: va >> 12,
             level,
         }
+    }
+
+    /// A step the machine does not survive (an EL2 WARN ends it) is judged
+    /// event by event up to its end: its stores reached memory. Only the
+    /// end-of-op rules are left out.
+    #[test]
+    fn a_step_that_ends_the_machine_is_judged_up_to_its_end() {
+        // Valid page -> a valid page at another output address, no break:
+        // break-before-make, whether or not the op ever returns.
+        let (mut f, t) = mapped_hyp_page();
+        f.store(t[2] + 8, 0x8000_3000 | HYP_PAGE);
+        let b = f.step_ending(ArchStep::Op(&hyp_map(0x1000)), true, false);
+        assert_eq!(b.map(|b| b.rule), Some(Rule::BreakBeforeMake));
+
+        // A page unmapped with no TLBI leaves a stale translation, but that
+        // is an end-of-op rule: the machine never got there.
+        let (mut f, t) = mapped_hyp_page();
+        f.store(t[2] + 8, 0);
+        assert_eq!(
+            f.step_ending(ArchStep::Op(&hyp_unmap(0x1000)), true, false),
+            None
+        );
+        // The same step, returning, is a stale TLB entry.
+        let (mut f, t) = mapped_hyp_page();
+        f.store(t[2] + 8, 0);
+        let b = f.op(hyp_unmap(0x1000));
+        assert_eq!(b.map(|b| b.rule), Some(Rule::StaleTlb));
     }
 
     #[test]
