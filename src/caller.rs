@@ -390,6 +390,22 @@ mod tests {
             assert!(unlinked(None).precondition(c).is_err());
             assert!(unlinked(Some(1)).precondition(c).is_ok());
         }
+        // Annotation types: every enum kvm_invalid_pte_type value fits in
+        // bits [63:60]; 0x91 would store LOCKED (0x1) past annotate's check.
+        let annotate = |kind| Op::S2Annotate {
+            addr: 0,
+            size: 0x1000,
+            mc: Some(1),
+            kind,
+            annotation: 0,
+        };
+        let mut host73 = host.clone();
+        host73.kernel = KernelLine::V7_3;
+        assert!(annotate(0x91).precondition(&host73).is_err());
+        assert!(annotate(16).precondition(&host73).is_err());
+        for kind in [0, 1, 2, 3, 15] {
+            assert!(annotate(kind).precondition(&host73).is_ok(), "{kind}");
+        }
     }
 
     #[test]

@@ -425,6 +425,10 @@ define_ops! {
     skip if mc.is_none() && cfg.caller() == Caller::PkvmHost
         => "the pKVM host passes its page pool as the memcache, never NULL \
             (mem_protect.c host_stage2_set_owner_metadata_locked: &host_s2_pool)";
+    skip if kind > 15
+        => "callers pass an enum kvm_invalid_pte_type value, and every one fits \
+            the 4-bit type field; a larger one is cut to its low bits by \
+            FIELD_PREP after annotate's checks (145 stores LOCKED)";
 
     /// `kvm_pgtable_stage2_mkyoung` (7.x): the caller's walk flags, no result.
     op S2MkyoungFlags = 57, "s2_mkyoung", fn stage2_mkyoung_flags, [Stage2] on [V7_3] {

@@ -56,7 +56,7 @@
 //! refcount rule looks only at pages the op touched.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::arena::Arena;
@@ -421,8 +421,8 @@ pub struct Checker {
     ordered: u64,
     /// TLBIs issued before this sequence number are complete.
     completed: u64,
-    /// Slots holding a LOCKED descriptor now.
-    locked: Vec<u64>,
+    /// Slots holding a LOCKED descriptor now (a set: an op may lock many).
+    locked: BTreeSet<u64>,
     touched: Vec<u32>,
     stamp: u32,
     /// The known kernel divergences recognised in the current step.
@@ -513,7 +513,7 @@ impl Checker {
             seq: 1,
             ordered: 0,
             completed: 0,
-            locked: Vec::new(),
+            locked: BTreeSet::new(),
             touched: Vec::new(),
             stamp: 0,
             explained: Vec::new(),
@@ -534,7 +534,7 @@ impl Checker {
                 c.pages[p].counted += i64::from(c.counted(d));
                 if c.is_locked(d) {
                     // Not expected after init; the op-end rule reports it.
-                    c.locked.push(pa + 8 * w as u64);
+                    c.locked.insert(pa + 8 * w as u64);
                 }
             }
         }
@@ -985,7 +985,10 @@ impl Checker {
         page.leaked = 0;
         let base = pa;
         let end = pa + (1 << self.shift);
-        self.locked.retain(|&s| s < base || s >= end);
+        let gone: Vec<u64> = self.locked.range(base..end).copied().collect();
+        for s in gone {
+            self.locked.remove(&s);
+        }
         Ok(())
     }
 
@@ -1005,12 +1008,10 @@ impl Checker {
         self.pages[p].counted += delta;
         self.touch(p);
         if self.is_locked(old) {
-            if let Some(k) = self.locked.iter().position(|&s| s == pa) {
-                self.locked.swap_remove(k);
-            }
+            self.locked.remove(&pa);
         }
         if self.is_locked(new) {
-            self.locked.push(pa);
+            self.locked.insert(pa);
         }
         let Some(pos) = self.pages[p].pos else {
             return;
@@ -1053,12 +1054,10 @@ impl Checker {
         self.pages[p].counted += delta;
         self.touch(p);
         if self.is_locked(old) {
-            if let Some(k) = self.locked.iter().position(|&s| s == pa) {
-                self.locked.swap_remove(k);
-            }
+            self.locked.remove(&pa);
         }
         if self.is_locked(val) {
-            self.locked.push(pa);
+            self.locked.insert(pa);
         }
         let Some(pos) = self.pages[p].pos else {
             // A table not in any tree yet (being built unlinked): checked

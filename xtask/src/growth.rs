@@ -335,58 +335,83 @@ fn lines_run(llvm_cov: &str, cli: &Path, profdata: &Path, src: &str) -> Res<(u64
 /// One contender's curves: per target (and "union"), per kernel line, lines run at each point.
 type Curves = BTreeMap<(String, String), Vec<u64>>;
 
-/// Replays each target's units bucket by bucket and counts pgtable.c lines at every point.
+/// One target's units replayed bucket by bucket: the cumulative profdata at each point (None
+/// until a unit was found).
+fn replay_target(
+    c: &Contender,
+    f: &Found,
+    pts: &[u64],
+    dir: &Path,
+    profdata_tool: &str,
+) -> Res<Vec<Option<PathBuf>>> {
+    say!(
+        TAG,
+        "{} ({}): replaying {} units through the coverage CLI ...",
+        f.target,
+        c.label,
+        f.units.len()
+    );
+    let mut prev: Option<PathBuf> = None;
+    let mut cum = vec![];
+    for (i, _) in pts.iter().enumerate() {
+        let new: Vec<PathBuf> = f
+            .units
+            .iter()
+            .filter(|(t, _)| bucket(pts, *t) == i)
+            .map(|(_, p)| p.clone())
+            .collect();
+        if new.is_empty() {
+            cum.push(prev.clone());
+            continue;
+        }
+        let raw = dir.join(format!("{}-{i}", f.target));
+        reset_dir(&raw)?;
+        let refused = replay(&c.cov_cli, &f.target, &new, &raw.join("kpd-%4m.profraw"))?;
+        if refused > 0 {
+            warn!(TAG, "{}: {refused} units refused by the CLI", f.target);
+        }
+        let out = dir.join(format!("{}-{i}.profdata", f.target));
+        let mut cmd = Command::new(profdata_tool);
+        cmd.args(["merge", "-sparse", "-o"]).arg(&out);
+        if let Some(p) = &prev {
+            cmd.arg(p);
+        }
+        cmd.args(crate::util::files(&raw, false, Some("profraw")));
+        run_ok(&mut cmd)?;
+        prev = Some(out.clone());
+        cum.push(Some(out));
+    }
+    Ok(cum)
+}
+
+/// Replays each target's units (`jobs` targets at a time) and counts pgtable.c lines at every
+/// point.
 fn measure(
     c: &Contender,
     idx: usize,
     found: &[Found],
     pts: &[u64],
     tools: (&str, &str),
+    jobs: usize,
 ) -> Res<(Curves, BTreeMap<String, u64>)> {
     let (profdata_tool, llvm_cov) = tools;
     let dir = growth_dir().join(format!("c{idx}")).join("prof");
     reset_dir(&dir)?;
-    // Cumulative profdata per (target, point); None until a unit was found.
+    let mine: Vec<&Found> = found.iter().filter(|f| f.contender == idx).collect();
     let mut per_target: BTreeMap<String, Vec<Option<PathBuf>>> = BTreeMap::new();
-    for f in found.iter().filter(|f| f.contender == idx) {
-        say!(
-            TAG,
-            "{} ({}): replaying {} units through the coverage CLI ...",
-            f.target,
-            c.label,
-            f.units.len()
-        );
-        let mut prev: Option<PathBuf> = None;
-        let mut cum = vec![];
-        for (i, _) in pts.iter().enumerate() {
-            let new: Vec<PathBuf> = f
-                .units
+    for group in mine.chunks(jobs.max(1)) {
+        let done: Vec<Res<Vec<Option<PathBuf>>>> = std::thread::scope(|s| {
+            let hs: Vec<_> = group
                 .iter()
-                .filter(|(t, _)| bucket(pts, *t) == i)
-                .map(|(_, p)| p.clone())
+                .map(|f| s.spawn(|| replay_target(c, f, pts, &dir, profdata_tool)))
                 .collect();
-            if new.is_empty() {
-                cum.push(prev.clone());
-                continue;
-            }
-            let raw = dir.join(format!("{}-{i}", f.target));
-            reset_dir(&raw)?;
-            let refused = replay(&c.cov_cli, &f.target, &new, &raw.join("kpd-%4m.profraw"))?;
-            if refused > 0 {
-                warn!(TAG, "{}: {refused} units refused by the CLI", f.target);
-            }
-            let out = dir.join(format!("{}-{i}.profdata", f.target));
-            let mut cmd = Command::new(profdata_tool);
-            cmd.args(["merge", "-sparse", "-o"]).arg(&out);
-            if let Some(p) = &prev {
-                cmd.arg(p);
-            }
-            cmd.args(crate::util::files(&raw, false, Some("profraw")));
-            run_ok(&mut cmd)?;
-            prev = Some(out.clone());
-            cum.push(Some(out));
+            hs.into_iter()
+                .map(|h| h.join().expect("a replay thread panicked"))
+                .collect()
+        });
+        for (f, cum) in group.iter().zip(done) {
+            per_target.insert(f.target.clone(), cum?);
         }
-        per_target.insert(f.target.clone(), cum);
     }
     // The union at each point.
     let mut union = vec![];
@@ -571,7 +596,14 @@ pub fn run(secs: u64, targets: &[String], baseline_dir: Option<&Path>, jobs: usi
     let found = fuzz_all(&cs, targets, secs, jobs)?;
     let mut all = vec![];
     for (i, c) in cs.iter().enumerate() {
-        all.push(measure(c, i, &found, &pts, (&profdata_tool, &llvm_cov))?);
+        all.push(measure(
+            c,
+            i,
+            &found,
+            &pts,
+            (&profdata_tool, &llvm_cov),
+            jobs,
+        )?);
     }
     let curves: Vec<Curves> = all.iter().map(|(c, _)| c.clone()).collect();
     let labels: Vec<String> = cs.iter().map(|c| c.label.clone()).collect();
