@@ -15,6 +15,12 @@
 //!    one by one (`-runs=R FILE...`, libFuzzer's `Executed FILE in N ms`), the cheap ones
 //!    again R times so a millisecond clock resolves them.
 //!
+//! 4. `--growth SECONDS [--baseline DIR]`, instead of the above: coverage growth from an empty
+//!    corpus, pgtable.c lines reached over time per target and in union, plotted
+//!    (`crate::growth`).
+//! 5. `--cores`, instead of the above: steady-state exec/s of each target alone and as N
+//!    processes at once, summed: the speed-up from 1 to N cores.
+//!
 //! Goals (brief, section 4): diff / (C + Rust) <= 1.25, Rust / C <= 1.0,
 //! stage2 with ASan >= 20k exec/s (>= 60k without a sanitizer).
 

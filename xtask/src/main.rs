@@ -117,6 +117,10 @@ in two phases: the corpus replay (libFuzzer running every corpus unit once, up t
 line) and steady-state fuzzing after it. Before each run, every committed input of the target \
 (fuzz/corpus/<target>/) is timed alone under that build: a histogram of microseconds per input \
 (buckets <100us .. >=100ms, inputs per bucket, median and max).\n\
+--growth SECONDS (instead): every target fuzzes from an empty corpus; pgtable.c lines reached \
+at 1, 2, 5, 10 .. SECONDS s, per target and in union, per kernel line, plotted to \
+target/bench/growth/growth.svg (--baseline DIR adds another checkout's curves, dashed).\n\
+--cores (instead): each target's steady-state exec/s alone and as N processes at once.\n\
 Last line: `bench: c=Ans rust=Bns diff=Dns overhead=D/(A+B) rust/c=B/A stage2_asan=E exec/s` \
 (E: steady state).\n\
 Goals: overhead <= 1.25, rust/c <= 1.0, stage2 ASan >= 20k exec/s.\n\
