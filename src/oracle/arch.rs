@@ -992,16 +992,11 @@ impl Checker {
         Ok(())
     }
 
-    /// Another agent's write (a scheduled race, `crate::race`): the
-    /// hardware's access flag, or another CPU's walker, which does its own
-    /// break-before-make and TLB maintenance and takes and drops its own
-    /// references. The shadow follows it; none of this op's rules apply to
-    /// it. A table it replaces leaves the live tree (its free comes after
-    /// an RCU grace period); a table it installs is a page it allocated.
-    fn on_foreign_store(&mut self, pa: u64, old: u64, new: u64) {
-        let Some(p) = self.live_page(pa) else {
-            return;
-        };
+    /// Follows a store of `new` over `old` at `pa` in the shadow: the word,
+    /// the page's counted entries and the LOCKED set, whoever stored it.
+    /// Returns the page index and word, or None outside live table memory.
+    fn shadow_store(&mut self, pa: u64, old: u64, new: u64) -> Option<(usize, usize)> {
+        let p = self.live_page(pa)?;
         let w = ((pa >> 3) as usize) & (self.wpp - 1);
         self.mem[p * self.wpp + w] = new;
         let delta = i64::from(self.counted(new)) - i64::from(self.counted(old));
@@ -1013,6 +1008,19 @@ impl Checker {
         if self.is_locked(new) {
             self.locked.insert(pa);
         }
+        Some((p, w))
+    }
+
+    /// Another agent's write (a scheduled race, `crate::race`): the
+    /// hardware's access flag, or another CPU's walker, which does its own
+    /// break-before-make and TLB maintenance and takes and drops its own
+    /// references. The shadow follows it; none of this op's rules apply to
+    /// it. A table it replaces leaves the live tree (its free comes after
+    /// an RCU grace period); a table it installs is a page it allocated.
+    fn on_foreign_store(&mut self, pa: u64, old: u64, new: u64) {
+        let Some((p, w)) = self.shadow_store(pa, old, new) else {
+            return;
+        };
         let Some(pos) = self.pages[p].pos else {
             return;
         };
@@ -1045,20 +1053,9 @@ impl Checker {
     ) -> Result<(), Box<Breach>> {
         // A store outside live table memory is an mm_ops contract breach
         // (`Misuse::StoreOutsideTables`), reported by the contract oracle.
-        let Some(p) = self.live_page(pa) else {
+        let Some((p, w)) = self.shadow_store(pa, old, val) else {
             return Ok(());
         };
-        let w = ((pa >> 3) as usize) & (self.wpp - 1);
-        self.mem[p * self.wpp + w] = val;
-        let delta = i64::from(self.counted(val)) - i64::from(self.counted(old));
-        self.pages[p].counted += delta;
-        self.touch(p);
-        if self.is_locked(old) {
-            self.locked.remove(&pa);
-        }
-        if self.is_locked(val) {
-            self.locked.insert(pa);
-        }
         let Some(pos) = self.pages[p].pos else {
             // A table not in any tree yet (being built unlinked): checked
             // when it gets a position.
