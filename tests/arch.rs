@@ -10,8 +10,10 @@
 //!     the same ones as the paired run;
 //! (c) every known divergence is recognised from its own reproducer.
 
+mod common;
+use common::{files, root};
+
 use std::fs;
-use std::path::{Path, PathBuf};
 
 use kvm_pgtable_diff::c_side::CSide;
 use kvm_pgtable_diff::executor::{self, RunOptions};
@@ -22,32 +24,16 @@ use kvm_pgtable_diff::oracle::arch::{ArchStep, Checker};
 use kvm_pgtable_diff::rust_side::RustSide;
 use kvm_pgtable_diff::side::Side;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    v.sort();
-    v
-}
-
 /// Every committed input: (name, target whose options it runs with, stream).
 fn inputs() -> Vec<(String, &'static str, OpStream)> {
     let mut out = Vec::new();
     for &t in fuzz::TARGETS {
-        for p in files(&root().join("fuzz/scenarios").join(t)) {
+        for p in files(&root().join("fuzz/scenarios").join(t), None) {
             let text = fs::read_to_string(&p).unwrap();
             out.push((p.display().to_string(), t, opstream::parse(&text).unwrap()));
         }
         let profile = fuzz::profile(t).unwrap();
-        for p in files(&root().join("fuzz/corpus").join(t)) {
+        for p in files(&root().join("fuzz/corpus").join(t), None) {
             let bytes = fs::read(&p).unwrap();
             out.push((
                 p.display().to_string(),
@@ -57,7 +43,7 @@ fn inputs() -> Vec<(String, &'static str, OpStream)> {
         }
     }
     for dir in ["tests/regressions", "tests/known"] {
-        for p in files(&root().join(dir)) {
+        for p in files(&root().join(dir), None) {
             let text = fs::read_to_string(&p).unwrap();
             let s = opstream::parse(&text).unwrap();
             let t = match s.config.force_pte {

@@ -11,6 +11,9 @@
 //! (c) replaying the whole corpus twice gives identical logs (values,
 //!     memcache pages left, event traces).
 
+mod common;
+use common::{files, root};
+
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,23 +21,6 @@ use std::path::{Path, PathBuf};
 use kvm_pgtable_diff::executor::{self, Outcome, RunOptions};
 use kvm_pgtable_diff::fuzz;
 use kvm_pgtable_diff::opstream::{self, OpStream};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn files(dir: &Path, ext: Option<&str>) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .filter(|p| ext.is_none_or(|x| p.extension().is_some_and(|e| e == x)))
-        .collect();
-    v.sort();
-    v
-}
 
 fn name(p: &Path) -> String {
     p.file_name().unwrap().to_string_lossy().into_owned()

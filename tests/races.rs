@@ -14,8 +14,10 @@
 //! (RW), plus XN (bit 54) unless executable; a level-2 block has type 0b01
 //! (0x77d, 0x7fd); a table descriptor is its PA | 0b11.
 
+mod common;
+use common::{files, root};
+
 use std::fs;
-use std::path::{Path, PathBuf};
 
 use kvm_pgtable_diff::c_side::CSide;
 use kvm_pgtable_diff::events::{Access, Barrier, Event, StoreKind};
@@ -591,28 +593,16 @@ fn impossible_writes_do_not_happen() {
     }
 }
 
-fn files(dir: &Path) -> Vec<PathBuf> {
-    let mut v: Vec<PathBuf> = fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.is_file())
-        .collect();
-    v.sort();
-    v
-}
-
 /// Both sides make the same descriptor accesses, one by one, on every op
 /// of the committed corpus (the executor compares their tallies; this
 /// compares the full lists, so a difference says where).
 #[test]
 fn both_sides_make_the_same_accesses_on_the_whole_corpus() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = root();
     let mut inputs = 0;
     let mut accesses = 0;
     for &t in kvm_pgtable_diff::fuzz::TARGETS {
-        for p in files(&root.join("fuzz/corpus").join(t)) {
+        for p in files(&root.join("fuzz/corpus").join(t), None) {
             let bytes = fs::read(&p).unwrap();
             let s = opstream::decode(&bytes, kvm_pgtable_diff::fuzz::profile(t).unwrap());
             let mut c = CSide::for_stream(&s.config);
