@@ -359,15 +359,8 @@ fn uncovered(l: &Lcov) -> Vec<(String, u32, bool, Vec<u32>)> {
     out
 }
 
-/// The ksrc copies of pgtable.c that the instrumented binary was built from, one per kernel
-/// line: build.rs copies each set's files to `OUT_DIR/ksrc/<set ident>/` (the set's name with
-/// `.` as `_`). Returns (line, path) in kernel.lock order.
-fn pgtable_c_paths(
-    llvm_cov: &str,
-    bin: &Path,
-    profdata: &Path,
-    lines: &[String],
-) -> Res<Vec<(String, String)>> {
+/// Every source file with a coverage mapping in `bin` (`llvm-cov export -summary-only`).
+pub(crate) fn mapped_files(llvm_cov: &str, bin: &Path, profdata: &Path) -> Res<Vec<String>> {
     let (ok, out, err) = capture(
         Command::new(llvm_cov)
             .args(["export", "-summary-only", "-format=text"])
@@ -378,11 +371,23 @@ fn pgtable_c_paths(
         let first = err.lines().next().unwrap_or("");
         return Err(setup_err(format!("llvm-cov export failed: {first}")));
     }
-    let files: Vec<&str> = out
+    Ok(out
         .split("\"filename\":\"")
         .skip(1)
-        .filter_map(|s| s.split('"').next())
-        .collect();
+        .filter_map(|s| s.split('"').next().map(String::from))
+        .collect())
+}
+
+/// The ksrc copies of pgtable.c that the instrumented binary was built from, one per kernel
+/// line: build.rs copies each set's files to `OUT_DIR/ksrc/<set ident>/` (the set's name with
+/// `.` as `_`). Returns (line, path) in kernel.lock order.
+fn pgtable_c_paths(
+    llvm_cov: &str,
+    bin: &Path,
+    profdata: &Path,
+    lines: &[String],
+) -> Res<Vec<(String, String)>> {
+    let files = mapped_files(llvm_cov, bin, profdata)?;
     let mut found = vec![];
     for line in lines {
         let want = format!("/ksrc/{}/{PGTABLE_C}", line.replace(['.', '-'], "_"));

@@ -252,22 +252,8 @@ fn growth_dir() -> PathBuf {
 /// copies a line's files to `OUT_DIR/ksrc/<line, '.' as '_'>/`; a build from before the
 /// second kernel line has one copy, `OUT_DIR/ksrc/arch/...`, which is 6.12.
 fn pgtable_cs(llvm_cov: &str, cli: &Path, profdata: &Path) -> Res<Vec<(String, String)>> {
-    let (ok, out, err) = capture(
-        Command::new(llvm_cov)
-            .args(["export", "-summary-only", "-format=text"])
-            .arg(cli)
-            .arg(format!("-instr-profile={}", profdata.display())),
-    );
-    if !ok {
-        let first = err.lines().next().unwrap_or("");
-        return Err(setup_err(format!("llvm-cov export failed: {first}")));
-    }
     let mut found: BTreeMap<String, String> = BTreeMap::new();
-    for f in out
-        .split("\"filename\":\"")
-        .skip(1)
-        .filter_map(|s| s.split('"').next())
-    {
+    for f in coverage::mapped_files(llvm_cov, cli, profdata)? {
         let Some(pre) = f.strip_suffix(PGTABLE_C) else {
             continue;
         };
@@ -276,7 +262,7 @@ fn pgtable_cs(llvm_cov: &str, cli: &Path, profdata: &Path) -> Res<Vec<(String, S
             Some((_, ident)) => ident.trim_start_matches('/').replace('_', "."),
             None => continue,
         };
-        found.insert(line, f.to_string());
+        found.insert(line, f);
     }
     if found.is_empty() {
         return Err(setup_err(format!(
