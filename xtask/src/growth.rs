@@ -570,14 +570,14 @@ pub fn run(secs: u64, targets: &[String], baseline_dir: Option<&Path>, jobs: usi
     let t0 = Instant::now();
     let profdata_tool = coverage::tool("llvm-profdata")?;
     let llvm_cov = coverage::tool("llvm-cov")?;
+    // The baseline is checked first: a wrong --baseline should not cost two builds.
+    let base = baseline_dir.map(baseline).transpose()?;
     let mut cs = vec![Contender {
         label: format!("this tree {}", commit_of(&root())),
         fuzz_bins: fz::build(Sanitizer::None)?,
         cov_cli: coverage::build()?,
     }];
-    if let Some(d) = baseline_dir {
-        cs.push(baseline(d)?);
-    }
+    cs.extend(base);
     let pts = points(secs);
     let found = fuzz_all(&cs, targets, secs, jobs)?;
     let mut all = vec![];
