@@ -236,6 +236,47 @@ impl<'c> Gen<'c> {
         if m == LIT {
             return r.u64();
         }
+        let v = self.size_from_mode(r, m, addr);
+        // The pKVM host's ranges never cross from memory into MMIO or back (see
+        // `host_span_end`); 1 size in 16 (mode byte's high nibble 15) may, so the
+        // kernel's handling of such a range stays reachable.
+        if m >> 4 == 15 {
+            return v;
+        }
+        match self.host_span_end(addr) {
+            Some(end) if (addr as u128) + (v as u128) > end as u128 => end - addr,
+            _ => v,
+        }
+    }
+
+    /// The end of the pKVM host's "memory range" around `addr`, in the host profile:
+    /// the end of the memory region holding `addr`, or else the start of the next
+    /// memory region above it (or the IA limit). Every range the host hands to
+    /// pgtable.c lies inside one such span. `host_stage2_idmap` maps what
+    /// `find_mem_range` and `host_stage2_adjust_range` pick: a block-aligned range
+    /// inside the memblock region, or the gap between two, around the faulting
+    /// address (6.12 mem_protect.c:508-547, 7.3 mem_protect.c:721-807);
+    /// `host_stage2_unmap_dev_all` unmaps the gaps one by one (6.12
+    /// mem_protect.c:326-341); shares and donations are pages of memory.
+    /// `None` outside the host profile or at or above the IA limit.
+    fn host_span_end(&self, addr: u64) -> Option<u64> {
+        let regions = self.host_regions();
+        if regions.is_empty() || addr >= self.lim() {
+            return None;
+        }
+        let memory = regions.iter().filter(|g| g.kind == RegionKind::Memory);
+        if let Some(g) = memory.clone().find(|g| g.contains(addr)) {
+            return Some(g.start.saturating_add(g.size));
+        }
+        Some(
+            memory
+                .filter(|g| g.start > addr)
+                .map(|g| g.start)
+                .fold(self.lim(), u64::min),
+        )
+    }
+
+    fn size_from_mode(&mut self, r: &mut Reader, m: u8, addr: u64) -> u64 {
         let page = self.page();
         let mode = m % 16;
         let regions = self.host_regions();
@@ -398,16 +439,38 @@ impl<'c> Gen<'c> {
         if m == LIT {
             return r.u64();
         }
-        if self.profile == Profile::HostStage2 && m % 16 < 12 {
-            // Host-appropriate: RWX for memory, RW for MMIO.
-            let regions = self.host_regions();
-            let p = match regions.iter().find(|g| g.contains_range(addr, size)) {
-                Some(g) if g.kind == RegionKind::Mmio => l.rw(),
-                Some(_) => l.rwx(),
-                None if m % 2 == 0 => l.rwx(),
-                None => l.rw(),
-            };
-            return p;
+        if self.profile == Profile::HostStage2 {
+            // pKVM maps its host's memory RWX and everything else RW
+            // (PKVM_HOST_MEM_PROT, PKVM_HOST_MMIO_PROT: host_stage2_idmap). Other
+            // prots come only with shares and donations (and 7.3's read-only hyp
+            // text), a few pages each (docs/CALLERS.md §2.4), and are what makes
+            // the host's force_pte_cb ask for pages: so a range of more than
+            // PTRS_PER_PTE pages gets its span's own prot, except when both nibbles
+            // of the mode byte are 12 or more (1 in 16), which keeps the kernel's
+            // page-by-page path over large ranges reachable.
+            let big = size / self.page() > self.cfg.granule.ptrs_per_pte();
+            if m % 16 < 12 || (big && m >> 4 < 12) {
+                let regions = self.host_regions();
+                let memory = |g: &&Region| g.kind == RegionKind::Memory;
+                let p = match regions.iter().find(|g| g.contains_range(addr, size)) {
+                    Some(g) if g.kind == RegionKind::Mmio => l.rw(),
+                    Some(_) => l.rwx(),
+                    // Across memory and MMIO: no prot spares it pages.
+                    None if regions
+                        .iter()
+                        .filter(memory)
+                        .any(|g| g.overlaps(addr, size)) =>
+                    {
+                        if m % 2 == 0 {
+                            l.rwx()
+                        } else {
+                            l.rw()
+                        }
+                    }
+                    None => l.rw(),
+                };
+                return p;
+            }
         }
         let (r_, w, x) = (l.r, l.w, l.x());
         let menu: [Prot; 16] = [

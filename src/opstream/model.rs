@@ -411,6 +411,13 @@ impl Region {
         addr >= self.start && (addr as u128) < self.start as u128 + self.size as u128
     }
 
+    /// Whether `[addr, addr + size)` and this region share an address
+    /// (computed without overflow).
+    pub fn overlaps(&self, addr: u64, size: u64) -> bool {
+        let end = addr as u128 + size as u128;
+        (self.start as u128) < end && (addr as u128) < self.start as u128 + self.size as u128
+    }
+
     /// Whether `[addr, addr + size)` lies entirely inside this region
     /// (computed without overflow; an empty range at `addr` counts if
     /// `start <= addr <= end`).
