@@ -155,13 +155,14 @@ pub struct Call<T> {
     pub trace: Trace,
 }
 
-fn api_for(build: Build) -> &'static ffi::kpd_api {
+/// The build's entry points, and those of its teardown copy (see `teardown` in [`CSide`]).
+fn api_for(build: Build) -> (&'static ffi::kpd_api, &'static ffi::kpd_api) {
     ffi::builds()
         .into_iter()
-        .find(|(set, nvhe, shift, _)| {
+        .find(|(set, nvhe, shift, _, _)| {
             *set == build.set && *nvhe == build.nvhe && *shift == build.granule.page_shift()
         })
-        .map(|(_, _, _, api)| api)
+        .map(|(_, _, _, api, teardown)| (api, teardown))
         .unwrap_or_else(|| panic!("no C build of set {} is linked in", build.set))
 }
 
@@ -177,6 +178,11 @@ fn mc_arg(mc: Option<Memcache>) -> i64 {
 /// side's [`CEnv`] through shared references only (see `callbacks`).
 pub struct CSide {
     api: &'static ffi::kpd_api,
+    /// The destroy entry points come from a second copy of the same build: the same
+    /// pgtable.c, glue.c and struct layouts, compiled without libFuzzer's compare hooks
+    /// in fuzz builds (`teardown_copies` in build.rs), `api` itself elsewhere. The
+    /// copy has no state of its own: it works on this side's table state like `api`.
+    teardown: &'static ffi::kpd_api,
     state: *mut ffi::kpd_state,
     env: CEnv,
     features: CpuFeatures,
@@ -212,7 +218,7 @@ impl CSide {
         force_pte: ForcePte,
         hooks: u32,
     ) -> CSide {
-        let api = api_for(build);
+        let (api, teardown) = api_for(build);
         // SAFETY: state_new allocates a zeroed table state (it aborts rather
         // than return NULL).
         let state = unsafe { (api.state_new.unwrap())(hooks) };
@@ -220,6 +226,7 @@ impl CSide {
         env.set_state(state);
         CSide {
             api,
+            teardown,
             state,
             env,
             features,
@@ -336,8 +343,10 @@ impl CSide {
 
     /// Destroys the table (nothing when there is none).
     pub fn hyp_destroy(&mut self) -> Call<()> {
-        // SAFETY: see above; glue.c skips a table without a root.
-        self.call(|a, s| unsafe { (a.hyp_destroy.unwrap())(s) })
+        let f = self.teardown.hyp_destroy.unwrap();
+        // SAFETY: see above (the teardown copy takes the same state); glue.c
+        // skips a table without a root.
+        self.call(|_, s| unsafe { f(s) })
     }
 
     pub fn hyp_pte_prot(&mut self, pte: u64) -> u64 {
@@ -370,27 +379,29 @@ impl CSide {
 
     /// Destroys the table (nothing when there is none).
     pub fn stage2_destroy(&mut self) -> Call<()> {
-        // SAFETY: see above; glue.c skips a table without a root.
-        self.call(|a, s| unsafe { (a.stage2_destroy.unwrap())(s) })
+        let f = self.teardown.stage2_destroy.unwrap();
+        // SAFETY: see above (the teardown copy takes the same state); glue.c
+        // skips a table without a root.
+        self.call(|_, s| unsafe { f(s) })
     }
 
     /// 7.x: `kvm_pgtable_stage2_destroy_range`.
     pub fn stage2_destroy_range(&mut self, addr: u64, size: u64) -> Call<()> {
         let f = self
-            .api
+            .teardown
             .stage2_destroy_range
             .expect("destroy_range is a 7.x entry point");
-        // SAFETY: see above.
+        // SAFETY: see above (the teardown copy takes the same state).
         self.call(|_, s| unsafe { f(s, addr, size) })
     }
 
     /// 7.x: `kvm_pgtable_stage2_destroy_pgd` (nothing when there is no root).
     pub fn stage2_destroy_pgd(&mut self) -> Call<()> {
         let f = self
-            .api
+            .teardown
             .stage2_destroy_pgd
             .expect("destroy_pgd is a 7.x entry point");
-        // SAFETY: see above.
+        // SAFETY: see above (the teardown copy takes the same state).
         self.call(|_, s| unsafe { f(s) })
     }
 
