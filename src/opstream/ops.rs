@@ -238,7 +238,7 @@ define_ops! {
     /// `kvm_pgtable_stage2_map`.
     op S2Map = 2, "s2_map", fn stage2_map, [Stage2] {
         addr: u64 as Hex = g.addr(r),
-        size: u64 as Hex = g.size(r, addr),
+        size: u64 as Hex = g.map_size(r, addr),
         phys: u64 as Hex = g.map_phys(r, addr),
         prot: Prot as ProtBits = g.prot(r, addr, size),
         mc: Memcache as Mc = g.memcache(r),

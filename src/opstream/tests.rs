@@ -890,6 +890,68 @@ fn host_ranges_are_shaped_like_pkvm_ones() {
 }
 
 #[test]
+fn guest_maps_are_one_block_by_hand() {
+    // s2_4k_40 is a pKVM guest (nVHE, no IDMAP). Each op: s2_map at page 1
+    // (addr mode 0), a size, phys identity (mode 0), prot mode 3 (RWX), mc
+    // mode 2, flags mode 0.
+    let map = |size: &[u8]| {
+        let mut v = vec![2, 0, 1];
+        v.extend_from_slice(size);
+        v.extend_from_slice(&[0, 3, 2, 0]);
+        v
+    };
+    let decode_sizes = |cfg: Vec<u8>, ops: &[&[u8]]| -> Vec<u64> {
+        let mut bytes = cfg;
+        for o in ops {
+            bytes.extend(map(o));
+        }
+        decode(&bytes, Profile::Stage2)
+            .ops
+            .iter()
+            .map(|op| match *op {
+                Op::S2Map { size, .. } => size,
+                _ => panic!("{op:?}"),
+            })
+            .collect()
+    };
+    let ops: [&[u8]; 5] = [
+        // Mode 6, level_from(2) = 1: one 1G block, cut to a 2M block.
+        &[6, 2, 0],
+        // The same with high nibble 15 (the escape): kept.
+        &[0xf6, 2, 0],
+        // Mode 6, level_from(1) = 2, k = 1: exactly one 2M block, kept.
+        &[6, 1, 0],
+        // Mode 12 sub 2: u64::MAX, past the IA limit: kept.
+        &[12, 2],
+        // 255 pages: kept.
+        &[0, 255],
+    ];
+    let want = [0x20_0000, 0x4000_0000, 0x20_0000, u64::MAX, 255 * 0x1000];
+    assert_eq!(decode_sizes(s2_4k_40(), &ops), want);
+    // The kernel's KVM (context byte 1) is cut the same way.
+    let mut kvm = s2_4k_40();
+    kvm[2] = 1;
+    assert_eq!(decode_sizes(kvm, &ops), want);
+    // A hyp map (the stage byte 0) is not: the hypervisor maps whole
+    // sections and the linear map in one call.
+    let mut hyp = s2_4k_40();
+    hyp[1] = 0;
+    hyp.extend_from_slice(&[0, 0, 1, 6, 2, 0, 0, 3]);
+    let s = decode(&hyp, Profile::Any);
+    assert!(
+        matches!(
+            s.ops[..],
+            [Op::HypMap {
+                size: 0x4000_0000,
+                ..
+            }]
+        ),
+        "{:?}",
+        s.ops
+    );
+}
+
+#[test]
 fn bias_statistics() {
     let (mut block_aligned, mut unaligned, mut zero_size, mut wraps, mut ia_edge) = (0, 0, 0, 0, 0);
     let (mut mc_ptrs, mut mc_ptrs1, mut mc_none, mut levels) = (0, 0, 0, [0usize; 5]);
