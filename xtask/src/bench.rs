@@ -300,6 +300,8 @@ fn fuzz_run(
     }
     cmd.arg(format!("-max_total_time={time}"))
         .arg("-print_final_stats=1")
+        // Measured as fuzzing runs: OSS-Fuzz's and `cargo xtask fuzz`'s flags.
+        .args(fz::production_flags()?)
         .arg(format!("-artifact_prefix={}/", arts.display()))
         .arg(&work);
     if seeds.is_dir() {

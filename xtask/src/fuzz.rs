@@ -481,6 +481,24 @@ enum Phase {
     Fuzz,
 }
 
+/// libFuzzer flags of production fuzzing, as OSS-Fuzz passes them: the `[libfuzzer]`
+/// section of oss-fuzz/kvm-pgtable-diff.options and the dictionary. `cargo xtask fuzz`,
+/// `mutants` and `bench --growth` all fuzz with them, so what they measure is what a
+/// campaign does.
+pub fn production_flags() -> Res<Vec<String>> {
+    let dir = root().join("oss-fuzz");
+    let opts = dir.join("kvm-pgtable-diff.options");
+    let text = fs::read_to_string(&opts).ctx(format_args!("cannot read {}", rel(&opts)))?;
+    let mut flags = crate::ossfuzz::parse_options(&text)
+        .map_err(|e| setup_err(format!("{}: {e}", rel(&opts))))?;
+    let dict = dir.join("kvm-pgtable-diff.dict");
+    if !dict.is_file() {
+        return Err(setup_err(format!("{} is missing", rel(&dict))));
+    }
+    flags.push(format!("-dict={}", dict.display()));
+    Ok(flags)
+}
+
 fn start(
     name: &str,
     bin_dir: &Path,
@@ -511,11 +529,8 @@ fn start(
     };
     cmd.arg(format!("-artifact_prefix={}/", arts.display()))
         .arg("-print_final_stats=1")
-        // libFuzzer's default (1200 s) is longer than a run; OSS-Fuzz uses 25 s.
-        .arg("-timeout=25")
-        // See oss-fuzz/kvm-pgtable-diff.options: full-length inputs from the start.
-        .arg("-len_control=0")
-        .arg("-max_len=4096")
+        // What OSS-Fuzz runs with (timeout, length, scheduling, dictionary).
+        .args(production_flags()?)
         .args(&args.libfuzzer_args);
     let nseeds = names(&seeds).len();
     match phase {

@@ -143,8 +143,8 @@ fn start(c: &Contender, target: &str, secs: u64, work: &Path) -> Res<(Child, Sys
     let mut cmd = Command::new(c.fuzz_bins.join(target));
     cmd.arg(format!("-max_total_time={secs}"))
         .args(["-seed=1", "-reduce_inputs=0", "-print_final_stats=1"])
-        // As `cargo xtask fuzz` runs the targets (fuzz.rs).
-        .args(["-timeout=25", "-len_control=0", "-max_len=4096"])
+        // As `cargo xtask fuzz` runs the targets.
+        .args(crate::fuzz::production_flags()?)
         .arg(format!("-artifact_prefix={}/", arts.display()))
         .arg(&corpus)
         .env_remove("KPD_LINE")

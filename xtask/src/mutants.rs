@@ -1431,7 +1431,7 @@ fn test_mutant(
         order.join(", ")
     );
     let mut it = order.into_iter();
-    let mut extra = production_flags()?;
+    let mut extra = crate::fuzz::production_flags()?;
     extra.push(format!("-max_total_time={slice}"));
     let found = run_jobs(
         || {
@@ -1449,23 +1449,6 @@ fn test_mutant(
         after: t0.elapsed().saturating_sub(bins.cli_build),
         why,
     }))
-}
-
-/// libFuzzer flags of production fuzzing (OSS-Fuzz): the `[libfuzzer]` section of
-/// oss-fuzz/kvm-pgtable-diff.options and the dictionary, when those files exist.
-fn production_flags() -> Res<Vec<String>> {
-    let dir = root().join("oss-fuzz");
-    let mut flags = vec![];
-    let opts = dir.join("kvm-pgtable-diff.options");
-    if let Ok(text) = fs::read_to_string(&opts) {
-        flags = crate::ossfuzz::parse_options(&text)
-            .map_err(|e| setup_err(format!("{}: {e}", rel(&opts))))?;
-    }
-    let dict = dir.join("kvm-pgtable-diff.dict");
-    if dict.is_file() {
-        flags.push(format!("-dict={}", dict.display()));
-    }
-    Ok(flags)
 }
 
 fn fmt_secs(d: Duration) -> String {
@@ -1628,7 +1611,7 @@ pub fn run(args: Args) -> Res<u8> {
         trees.join(", ")
     );
 
-    let flags = production_flags()?;
+    let flags = crate::fuzz::production_flags()?;
     if !flags.is_empty() {
         say!(
             TAG,

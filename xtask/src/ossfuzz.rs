@@ -2218,7 +2218,8 @@ mod tests {
             Ok(vec![
                 "-max_len=4096".to_string(),
                 "-len_control=0".to_string(),
-                "-timeout=25".to_string()
+                "-timeout=25".to_string(),
+                "-entropic_scale_per_exec_time=1".to_string()
             ])
         );
     }
