@@ -76,7 +76,8 @@ pub struct Args {
     /// C against C, no Rust model involved. Needs LINUX_SRC.
     #[arg(long, value_name = "pinned|TREE", num_args = 0..=1, default_missing_value = "pinned")]
     pub against: Option<String>,
-    /// Extra libFuzzer flags, e.g. `-- -max_len=4096 -dict=d.txt`.
+    /// Extra libFuzzer flags after those of oss-fuzz/kvm-pgtable-diff.options and its
+    /// dictionary (a later flag wins), e.g. `-- -use_value_profile=1`.
     #[arg(last = true, value_name = "LIBFUZZER_FLAGS")]
     pub libfuzzer_args: Vec<String>,
 }
