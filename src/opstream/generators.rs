@@ -234,21 +234,26 @@ impl<'c> Gen<'c> {
     /// Size of a stage-2 map at `addr`: [`Gen::size`], with a guest's maps cut to
     /// what its caller maps in one call.
     ///
-    /// KVM maps one page or one block per fault (`user_mem_abort`'s `vma_pagesize`,
-    /// `kvm_phys_addr_ioremap` a page per call), and pKVM a guest's page or PMD block
-    /// (`pkvm_pgtable_stage2_map`). So a guest map is cut to one level-2 block (2M, 32M,
-    /// 512M): at most one leaf table's worth of entries. Without the cut, valid maps of
-    /// the whole IA space wrote an entry per block or page until the arena was full
-    /// (up to 2 million events on a 64K, 52-bit stage-2): 16 inputs of 1211 were 61%
-    /// of a steady-state stage2 run. Sizes with the generator's escape (the mode
-    /// byte's high nibble 15, 1 in 16) are not cut, so that 4K's PUD-sized blocks
-    /// (hugetlbfs) and the kernel's handling of any larger range stay reachable;
-    /// ranges past the IA limit are not cut either (the range checks fail them).
+    /// KVM maps one page or one block per fault (`user_mem_abort`'s `vma_pagesize`, 6.12
+    /// mmu.c:1663-1667, 7.3 mmu.c:2057-2059; `kvm_phys_addr_ioremap` a page per call): at
+    /// most the granule's largest stage-2 block (4K's PUD, 1G; 16K's and 64K's PMD, 32M and
+    /// 512M). pKVM maps a guest's 4K page or exactly one level-2 block
+    /// (`__pkvm_host_share_guest`, 7.3 mem_protect.c:1488-1557; docs/CALLERS.md). A
+    /// guest map is cut to that. Without the cut, valid maps of the whole IA space
+    /// wrote an entry per block or page until the arena was full (up to 2 million events
+    /// on a 64K, 52-bit stage-2): 16 inputs of 1211 were 61% of a steady-state stage2
+    /// run. Sizes with the generator's escape (the mode byte's high nibble 15, 1 in 16)
+    /// are not cut, so the kernel's handling of any larger range stays reachable; ranges
+    /// past the IA limit are not cut either (the range checks fail them).
     pub(crate) fn map_size(&mut self, r: &mut Reader, addr: u64) -> u64 {
         let (v, escape) = self.size_inner(r, addr);
-        let v = match self.cfg.caller() {
-            Caller::KvmGuest | Caller::PkvmGuest if !escape => {
-                let block = self.lsize(2);
+        let largest = match self.cfg.caller() {
+            Caller::KvmGuest => Some(self.lsize(self.cfg.granule.min_block_level())),
+            Caller::PkvmGuest => Some(self.lsize(2)),
+            _ => None,
+        };
+        let v = match largest {
+            Some(block) if !escape => {
                 let valid = (addr as u128) + (v as u128) <= self.lim() as u128;
                 if valid && v > block { block } else { v }
             }
@@ -484,7 +489,8 @@ impl<'c> Gen<'c> {
                 let p = match regions.iter().find(|g| g.contains_range(addr, size)) {
                     Some(g) if g.kind == RegionKind::Mmio => l.rw(),
                     Some(_) => l.rwx(),
-                    // Across memory and MMIO: no prot spares it pages.
+                    // Across memory and MMIO: the callback takes it for MMIO (pages
+                    // unless RW); either prot.
                     None if regions
                         .iter()
                         .filter(memory)

@@ -914,24 +914,33 @@ fn guest_maps_are_one_block_by_hand() {
             })
             .collect()
     };
-    let ops: [&[u8]; 5] = [
-        // Mode 6, level_from(2) = 1: one 1G block, cut to a 2M block.
+    let ops: [&[u8]; 6] = [
+        // Mode 6, level_from(2) = 1: one 1G block.
         &[6, 2, 0],
-        // The same with high nibble 15 (the escape): kept.
-        &[0xf6, 2, 0],
-        // Mode 6, level_from(1) = 2, k = 1: exactly one 2M block, kept.
+        // Two 1G blocks (k = 1 + 1).
+        &[6, 2, 1],
+        // The same with high nibble 15 (the escape): never cut.
+        &[0xf6, 2, 1],
+        // Mode 6, level_from(1) = 2, k = 1: exactly one 2M block.
         &[6, 1, 0],
-        // Mode 12 sub 2: u64::MAX, past the IA limit: kept.
+        // Mode 12 sub 2: u64::MAX, past the IA limit: never cut.
         &[12, 2],
-        // 255 pages: kept.
+        // 255 pages.
         &[0, 255],
     ];
-    let want = [0x20_0000, 0x4000_0000, 0x20_0000, u64::MAX, 255 * 0x1000];
-    assert_eq!(decode_sizes(s2_4k_40(), &ops), want);
-    // The kernel's KVM (context byte 1) is cut the same way.
+    let (m2, g1) = (0x20_0000, 0x4000_0000);
+    // pKVM's guest: a 4K page or one level-2 block, so 2M at most.
+    assert_eq!(
+        decode_sizes(s2_4k_40(), &ops),
+        [m2, m2, 2 * g1, m2, u64::MAX, 255 * 0x1000]
+    );
+    // The kernel's KVM (context byte 1): up to 4K's PUD block, 1G.
     let mut kvm = s2_4k_40();
     kvm[2] = 1;
-    assert_eq!(decode_sizes(kvm, &ops), want);
+    assert_eq!(
+        decode_sizes(kvm, &ops),
+        [g1, g1, 2 * g1, m2, u64::MAX, 255 * 0x1000]
+    );
     // A hyp map (the stage byte 0) is not: the hypervisor maps whole
     // sections and the linear map in one call.
     let mut hyp = s2_4k_40();
