@@ -28,7 +28,7 @@ def run(binary, seed, secs, corpus, extra, out):
     work = tempfile.mkdtemp(prefix="kpd-pair-")
     p = subprocess.Popen(
         [binary, f"-max_total_time={secs}", f"-seed={seed}", "-print_final_stats=1",
-         "-timeout=60", "-rss_limit_mb=4096"] + extra + [work, corpus],
+         "-timeout=60", "-rss_limit_mb=4096", f"-artifact_prefix={work}/"] + extra + [work, corpus],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, errors="replace")
     inited, n0, total, crash, cov = None, 0, None, False, ""
     for line in p.stderr:
