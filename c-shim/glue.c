@@ -26,6 +26,22 @@ struct kpd_state {
 	struct kvm_mmu_memory_cache mc; /* the op memcache */
 };
 
+/* The hooks that only report (recorded in the event buffer, runtime.h). */
+static void kpd_buf_get_page(void *addr)
+{
+	kpd_ev_put(KPD_EV_GET_PAGE, 0, (u64)(uintptr_t)addr, 0, 0);
+}
+
+static void kpd_buf_dcache_clean_inval_poc(void *addr, size_t size)
+{
+	kpd_ev_put(KPD_EV_DCACHE_CLEAN_INVAL_POC, 0, (u64)(uintptr_t)addr, size, 0);
+}
+
+static void kpd_buf_icache_inval_pou(void *addr, size_t size)
+{
+	kpd_ev_put(KPD_EV_ICACHE_INVAL_POU, 0, (u64)(uintptr_t)addr, size, 0);
+}
+
 static struct kpd_state *kpd_state_new(u32 hooks)
 {
 	struct kpd_state *s = calloc(1, sizeof(*s));
@@ -36,7 +52,7 @@ static struct kpd_state *kpd_state_new(u32 hooks)
 	s->mm_ops.zalloc_page = kpd_mm_zalloc_page;
 	s->mm_ops.zalloc_pages_exact = kpd_mm_zalloc_pages_exact;
 	s->mm_ops.free_pages_exact = kpd_mm_free_pages_exact;
-	s->mm_ops.get_page = kpd_mm_get_page;
+	s->mm_ops.get_page = kpd_buf_get_page;
 	s->mm_ops.put_page = kpd_mm_put_page;
 	s->mm_ops.phys_to_virt = kpd_mm_phys_to_virt;
 	s->mm_ops.virt_to_phys = kpd_mm_virt_to_phys;
@@ -52,9 +68,9 @@ static struct kpd_state *kpd_state_new(u32 hooks)
 	if (hooks & KPD_HOOK_PAGE_COUNT)
 		s->mm_ops.page_count = kpd_mm_page_count;
 	if (hooks & KPD_HOOK_DCACHE_CLEAN_INVAL_POC)
-		s->mm_ops.dcache_clean_inval_poc = kpd_mm_dcache_clean_inval_poc;
+		s->mm_ops.dcache_clean_inval_poc = kpd_buf_dcache_clean_inval_poc;
 	if (hooks & KPD_HOOK_ICACHE_INVAL_POU)
-		s->mm_ops.icache_inval_pou = kpd_mm_icache_inval_pou;
+		s->mm_ops.icache_inval_pou = kpd_buf_icache_inval_pou;
 	return s;
 }
 

@@ -197,7 +197,9 @@ pub(super) fn with_current<T>(env: &CEnv, features: CpuFeatures, f: impl FnOnce(
         }
     }
     let _restore = Restore(prev);
-    f()
+    let ret = f();
+    env.drain();
+    ret
 }
 
 /// The current side's environment.
@@ -211,33 +213,106 @@ fn env<'a>() -> &'a CEnv {
 
 // ---- recorder (declared in c-shim/include/kpd/runtime.h) ----
 
-#[unsafe(no_mangle)]
-extern "C" fn kpd_ev_store(
-    ptep: *const c_void,
-    new_val: u64,
-    kind: ffi::kpd_store_kind,
-    prev: u64,
-) {
-    let env = env();
-    let pa = {
-        let mut arena = env.arena.borrow_mut();
-        let pa = arena.virt_to_phys(ptep.cast());
-        if let Some(m) = arena.check_store(pa) {
-            env.record(Event::Misuse(m));
+impl CEnv {
+    /// Moves the events C buffered since the last drain into the trace, in
+    /// order. Called before any callback that reads or changes the arena
+    /// or the trace, and when the entry point returns, so each store is
+    /// checked against the arena as it was when C made it.
+    pub(super) fn drain(&self) {
+        // SAFETY: this thread's buffer; C is blocked (in a callback) or has
+        // returned, and no Rust reference to the buffer exists elsewhere.
+        let buf = unsafe { &mut *ffi::kpd_evbuf_get() };
+        let n = buf.len as usize;
+        if n == 0 {
+            return;
         }
-        pa
+        buf.len = 0;
+        let mut arena = self.arena.borrow_mut();
+        let mut trace = self.trace.borrow_mut();
+        for e in &buf.ev[..n] {
+            decode_event(e, &mut arena, &mut trace);
+        }
+    }
+}
+
+/// Called by C when its event buffer is full.
+#[unsafe(no_mangle)]
+extern "C" fn kpd_ev_flush() {
+    env().drain();
+}
+
+/// One buffered C event into the trace (the layout is runtime.h's).
+fn decode_event(e: &ffi::kpd_ev, arena: &mut Arena, trace: &mut Trace) {
+    let va = |a: u64| a as usize as *const u64;
+    let event = match e.kind {
+        ffi::kpd_ev_kind_KPD_EV_STORE => {
+            let pa = arena.virt_to_phys(va(e.a));
+            if let Some(m) = arena.check_store(pa) {
+                trace.push(Event::Misuse(m));
+            }
+            let kind = match e.arg as ffi::kpd_store_kind {
+                ffi::kpd_store_kind_KPD_STORE_RELEASE => StoreKind::Release,
+                ffi::kpd_store_kind_KPD_STORE_CMPXCHG => StoreKind::Cmpxchg,
+                _ => StoreKind::WriteOnce,
+            };
+            Event::Store {
+                pa,
+                old: e.c,
+                val: e.b,
+                kind,
+            }
+        }
+        ffi::kpd_ev_kind_KPD_EV_DSB => Event::Dsb(
+            Barrier::from_c(e.arg as ffi::kpd_barrier).expect("c-shim barrier kinds match Barrier"),
+        ),
+        ffi::kpd_ev_kind_KPD_EV_ISB => Event::Isb,
+        ffi::kpd_ev_kind_KPD_EV_TLBI_HYP => Event::TlbiHyp {
+            op: if e.arg as ffi::kpd_tlbi_hyp_op == ffi::kpd_tlbi_hyp_op_KPD_TLBI_vale2is {
+                TlbiHypOp::Vale2is
+            } else {
+                TlbiHypOp::Vae2is
+            },
+            operand: e.a,
+            level: e.b as i64 as c_int,
+        },
+        ffi::kpd_ev_kind_KPD_EV_TLBI_SYNC_S1ISH_HYP => Event::TlbiSyncS1IshHyp,
+        ffi::kpd_ev_kind_KPD_EV_TLB_FLUSH_VMID => Event::TlbFlushVmid,
+        ffi::kpd_ev_kind_KPD_EV_TLB_FLUSH_VMID_IPA => Event::TlbFlushVmidIpa {
+            ipa: e.a,
+            level: e.b as i64 as c_int,
+            nsh: e.arg != 0,
+        },
+        ffi::kpd_ev_kind_KPD_EV_TLB_FLUSH_VMID_RANGE => Event::TlbFlushVmidRange {
+            start: e.a,
+            pages: e.b,
+        },
+        ffi::kpd_ev_kind_KPD_EV_WARN => {
+            // SAFETY: C put a __FILE__ here: a static NUL-terminated string.
+            let file = unsafe { CStr::from_ptr(e.a as usize as *const c_char) };
+            Event::Warn {
+                once: e.arg != 0,
+                loc: WarnLoc {
+                    file: file.to_str().unwrap_or("?"),
+                    line: e.b as u32,
+                },
+            }
+        }
+        ffi::kpd_ev_kind_KPD_EV_RCU => Event::Rcu { lock: e.arg != 0 },
+        ffi::kpd_ev_kind_KPD_EV_GET_PAGE => {
+            arena.get_page(arena.virt_to_phys(va(e.a)), trace);
+            return;
+        }
+        ffi::kpd_ev_kind_KPD_EV_DCACHE_CLEAN_INVAL_POC => Event::DcacheCleanInvalPoc {
+            pa: arena.virt_to_phys(va(e.a)),
+            size: e.b,
+        },
+        ffi::kpd_ev_kind_KPD_EV_ICACHE_INVAL_POU => Event::IcacheInvalPou {
+            pa: arena.virt_to_phys(va(e.a)),
+            size: e.b,
+        },
+        k => panic!("c-shim event kind {k} unknown to the harness"),
     };
-    let kind = match kind {
-        ffi::kpd_store_kind_KPD_STORE_RELEASE => StoreKind::Release,
-        ffi::kpd_store_kind_KPD_STORE_CMPXCHG => StoreKind::Cmpxchg,
-        _ => StoreKind::WriteOnce,
-    };
-    env.record(Event::Store {
-        pa,
-        old: prev,
-        val: new_val,
-        kind,
-    });
+    trace.push(event);
 }
 
 /// Access number `index` (the runtime's `acc_stop`) is about to happen:
@@ -245,6 +320,7 @@ extern "C" fn kpd_ev_store(
 #[unsafe(no_mangle)]
 extern "C" fn kpd_ev_access(ptep: *const c_void, kind: ffi::kpd_access_kind, index: u64) {
     let env = env();
+    env.drain();
     let mut arena = env.arena.borrow_mut();
     let pa = arena.virt_to_phys(ptep.cast());
     let next = env.race.borrow_mut().on_access(
@@ -262,66 +338,6 @@ extern "C" fn kpd_ev_access(ptep: *const c_void, kind: ffi::kpd_access_kind, ind
     unsafe { (*ffi::kpd_runtime_get()).acc_stop = next };
 }
 
-#[unsafe(no_mangle)]
-extern "C" fn kpd_ev_dsb(kind: ffi::kpd_barrier) {
-    env().record(Event::Dsb(
-        Barrier::from_c(kind).expect("c-shim barrier kinds match Barrier"),
-    ));
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn kpd_ev_isb() {
-    env().record(Event::Isb);
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn kpd_ev_tlbi_hyp(op: ffi::kpd_tlbi_hyp_op, operand: u64, level: c_int) {
-    let op = if op == ffi::kpd_tlbi_hyp_op_KPD_TLBI_vale2is {
-        TlbiHypOp::Vale2is
-    } else {
-        TlbiHypOp::Vae2is
-    };
-    env().record(Event::TlbiHyp { op, operand, level });
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn kpd_ev_tlbi_sync_s1ish_hyp() {
-    env().record(Event::TlbiSyncS1IshHyp);
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn kpd_ev_tlb_flush_vmid() {
-    env().record(Event::TlbFlushVmid);
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn kpd_ev_tlb_flush_vmid_ipa(ipa: u64, level: c_int, nsh: bool) {
-    env().record(Event::TlbFlushVmidIpa { ipa, level, nsh });
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn kpd_ev_tlb_flush_vmid_range(start: u64, pages: u64) {
-    env().record(Event::TlbFlushVmidRange { start, pages });
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn kpd_ev_warn(file: *const c_char, line: c_int, once: bool) {
-    // SAFETY: __FILE__ is a static NUL-terminated string.
-    let file = unsafe { CStr::from_ptr(file) }.to_str().unwrap_or("?");
-    env().record(Event::Warn {
-        once,
-        loc: WarnLoc {
-            file,
-            line: line as u32,
-        },
-    });
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn kpd_ev_rcu(lock: bool) {
-    env().record(Event::Rcu { lock });
-}
-
 // ---- kvm_pgtable_mm_ops hooks ----
 
 fn pa_of(addr: *const c_void) -> u64 {
@@ -331,6 +347,7 @@ fn pa_of(addr: *const c_void) -> u64 {
 /// Runs an arena operation that records into the trace.
 fn with_arena<T>(f: impl FnOnce(&mut Arena, &mut Trace) -> T) -> T {
     let env = env();
+    env.drain();
     f(&mut env.arena.borrow_mut(), &mut env.trace.borrow_mut())
 }
 
@@ -381,6 +398,7 @@ extern "C" fn kpd_mm_free_pages_exact(addr: *mut c_void, size: usize) {
 extern "C" fn kpd_mm_free_unlinked_table(addr: *mut c_void, level: i8) {
     let pa = pa_of(addr);
     let env = env();
+    env.drain();
     env.record(Event::FreeUnlinkedTable { pa, level });
     match env.unlinked.get() {
         (UnlinkedFree::Rcu, Some(fmt)) => {
@@ -401,13 +419,9 @@ extern "C" fn kpd_mm_free_unlinked_table(addr: *mut c_void, level: i8) {
 /// NULL, a hypervisor panic. Only reported; the machine has stopped.
 #[unsafe(no_mangle)]
 extern "C" fn kpd_mm_null_free_unlinked_table(_addr: *mut c_void, _level: i8) {
-    env().record(Event::AbsentHook(Hook::FreeUnlinkedTable));
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn kpd_mm_get_page(addr: *mut c_void) {
-    let pa = pa_of(addr);
-    with_arena(|a, t| a.get_page(pa, t));
+    let env = env();
+    env.drain();
+    env.record(Event::AbsentHook(Hook::FreeUnlinkedTable));
 }
 
 #[unsafe(no_mangle)]
@@ -432,29 +446,12 @@ extern "C" fn kpd_mm_virt_to_phys(addr: *mut c_void) -> u64 {
     pa_of(addr)
 }
 
-#[unsafe(no_mangle)]
-extern "C" fn kpd_mm_dcache_clean_inval_poc(addr: *mut c_void, size: usize) {
-    let pa = pa_of(addr);
-    env().record(Event::DcacheCleanInvalPoc {
-        pa,
-        size: size as u64,
-    });
-}
-
-#[unsafe(no_mangle)]
-extern "C" fn kpd_mm_icache_inval_pou(addr: *mut c_void, size: usize) {
-    let pa = pa_of(addr);
-    env().record(Event::IcacheInvalPou {
-        pa,
-        size: size as u64,
-    });
-}
-
 // ---- force_pte_cb ----
 
 #[unsafe(no_mangle)]
 extern "C" fn kpd_force_pte(addr: u64, end: u64, prot: u64) -> bool {
     let env = env();
+    env.drain();
     let mut trace = env.trace.borrow_mut();
     env.force_pte
         .borrow_mut()
@@ -470,6 +467,8 @@ pub(super) struct VisitorCtx<'a> {
 
 #[unsafe(no_mangle)]
 extern "C" fn kpd_visit(arg: *mut c_void, v: *const ffi::kpd_visit) -> c_int {
+    // The visitor may record (a walk op's visit log) or look at the arena.
+    env().drain();
     // SAFETY: glue.c passes the visit it built on its stack, valid for the
     // duration of this callback.
     let v = unsafe { &*v };

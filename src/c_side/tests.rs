@@ -268,6 +268,54 @@ fn force_pte_cb_true_gives_pages_only() {
     assert_refcounts_match_entries(&c);
 }
 
+/// C buffers its events (runtime.h) and the harness drains the buffer when
+/// it is full, at callbacks and at the end of the call: a map of 512 pages
+/// (about 2500 events, several buffers' worth) still arrives complete and in
+/// program order, the buffered get_page interleaved with the stores.
+#[test]
+fn events_beyond_one_buffer_arrive_in_program_order() {
+    let mut c = stage2_40bit(
+        CpuFeatures::default(),
+        ForcePte::Arbitrary {
+            pattern: !0,
+            calls: 0,
+        },
+    );
+    let out = c.stage2_map(0x20_0000, 0x20_0000, 0x8000_0000, R | W, mc(4), 0);
+    assert_eq!(out.ret, 0);
+    assert!(out.trace.len() > 2 * ffi::KPD_EV_CAP as usize);
+    // The level-3 table is the third page taken: PGD (2 pages), level 2, level 3.
+    let l3 = BASE + 3 * K4;
+    let mut next_slot = 0u64;
+    let mut next_count = 2u32;
+    for e in &out.trace {
+        match *e {
+            // Each slot: locked (WRITE_ONCE), then the page descriptor
+            // (release), slots in ascending order.
+            Event::Store {
+                pa,
+                val,
+                kind: StoreKind::Release,
+                ..
+            } if (l3..l3 + K4).contains(&pa) => {
+                assert_eq!(pa, l3 + 8 * next_slot, "page descriptors in slot order");
+                assert_eq!(val & 0x0000_ffff_ffff_f000, 0x8000_0000 + next_slot * K4);
+                assert_eq!(val & 0b11, 0b11);
+                next_slot += 1;
+            }
+            // One reference per new entry, taken before the entry is published.
+            Event::GetPage { page, count } if page == l3 => {
+                assert_eq!(count, next_count);
+                assert_eq!(u64::from(count), next_slot + 2);
+                next_count += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!((next_slot, next_count), (512, 514));
+    assert_refcounts_match_entries(&c);
+}
+
 #[test]
 fn set_owner_annotates_invalid_entries_and_counts_them() {
     let mut c = stage2_40bit(CpuFeatures::default(), ForcePte::None);
