@@ -527,10 +527,15 @@ impl<'c> Gen<'c> {
             l.device | l.normal_nc | r_ | w,
         ];
         let mut p = menu[(m % 16) as usize];
+        // 7.x: only one of the two execute bits. With FEAT_XNX that is what
+        // KVM's nested fault path maps and relaxes to (mmu.c
+        // adjust_nested_exec_perms drops UX or PX as the guest hypervisor's
+        // stage-2 allows), so high nibbles 8 and 9 ask for it too; without
+        // FEAT_XNX the kernel refuses it (-EINVAL), from 10 and 11 only.
+        let one_x = l.ux != 0 && p & x != 0 && (m >> 4 >= 10 || self.cfg.features.xnx);
         match m >> 4 {
-            // 7.x: only one of the two execute bits (FEAT_XNX territory).
-            10 if l.ux != 0 && p & x != 0 => p &= !l.ux,
-            11 if l.ux != 0 && p & x != 0 => p &= !l.px,
+            8 | 10 if one_x => p &= !l.ux,
+            9 | 11 if one_x => p &= !l.px,
             // Software bits sometimes.
             12 | 13 => p |= ((r.u8() & 0xf) as u64) << 55,
             // Occasionally arbitrary (1 in 32).

@@ -961,6 +961,36 @@ fn guest_maps_are_one_block_by_hand() {
 }
 
 #[test]
+fn one_execute_bit_prots_follow_feat_xnx_by_hand() {
+    // 7.3 (header nibble 1), s2_4k_40 otherwise; features byte: bit 6 = xnx.
+    // Each op: s2_relax_perms (tag 58) at page 1 (addr mode 0), the prot
+    // byte under test, walk flags mode 0.
+    let prots = |xnx: bool, prot_bytes: &[u8]| -> Vec<u64> {
+        let mut bytes = s2_4k_40();
+        bytes[0] = 0x10;
+        bytes[4] = if xnx { 64 } else { 0 };
+        for &b in prot_bytes {
+            bytes.extend_from_slice(&[58, 0, 1, b, 0]);
+        }
+        let s = decode(&bytes, Profile::Stage2);
+        assert_eq!(s.config.features.xnx, xnx);
+        s.ops
+            .iter()
+            .map(|op| match *op {
+                Op::S2RelaxPermsFlags { prot, .. } => prot,
+                _ => panic!("{op:?}"),
+            })
+            .collect()
+    };
+    // 7.x bits: PX 1, UX 2, W 4, R 8. Menu entry 3 is R|W|X (15), 1 is R|W.
+    let bytes = [0x83, 0x93, 0xa3, 0xb3, 0x03, 0x81];
+    // FEAT_XNX: nibbles 8/10 drop UX, 9/11 drop PX; R|W has no X to split.
+    assert_eq!(prots(true, &bytes), [13, 14, 13, 14, 15, 12]);
+    // Without it only 10 and 11 split X (the kernel's -EINVAL path).
+    assert_eq!(prots(false, &bytes), [15, 15, 13, 14, 15, 12]);
+}
+
+#[test]
 fn bias_statistics() {
     let (mut block_aligned, mut unaligned, mut zero_size, mut wraps, mut ia_edge) = (0, 0, 0, 0, 0);
     let (mut mc_ptrs, mut mc_ptrs1, mut mc_none, mut levels) = (0, 0, 0, [0usize; 5]);
