@@ -961,16 +961,51 @@ fn guest_maps_are_one_block_by_hand() {
 }
 
 #[test]
+fn permission_faults_hit_mapped_addresses_by_hand() {
+    // 7.3 KVM guest (context byte 1). s2_map at page 5 (addr mode 0, 5),
+    // size mode 0 (1 page), phys mode 0, prot mode 1 (R|W), mc mode 2,
+    // flags mode 0; then three s2_relax_perms (tag 58) with prot R|W|X
+    // (mode 3) and flags mode 0, their fault_addr modes being:
+    let mut bytes = s2_4k_40();
+    bytes[0] = 0x10;
+    bytes[2] = 1;
+    bytes.extend_from_slice(&[2, 0, 5, 0, 1, 0, 1, 2, 0]);
+    for addr in [
+        // 0: the first address decoded (the map's), no page added.
+        &[0u8, 0][..],
+        // 8 (mode 0, (8 >> 2) % 4 = 2 pages on): the second (the last
+        // relax's), two pages on.
+        &[8, 1],
+        // 3: any address, here addr mode 0, page 9.
+        &[3, 0, 9],
+    ] {
+        bytes.push(58);
+        bytes.extend_from_slice(addr);
+        bytes.extend_from_slice(&[3, 0]);
+    }
+    let s = decode(&bytes, Profile::Stage2);
+    let addrs: Vec<u64> = s
+        .ops
+        .iter()
+        .map(|op| match *op {
+            Op::S2Map { addr, .. } | Op::S2RelaxPermsFlags { addr, .. } => addr,
+            _ => panic!("{op:?}"),
+        })
+        .collect();
+    assert_eq!(addrs, [0x5000, 0x5000, 0x7000, 0x9000]);
+}
+
+#[test]
 fn one_execute_bit_prots_follow_feat_xnx_by_hand() {
     // 7.3 (header nibble 1), s2_4k_40 otherwise; features byte: bit 6 = xnx.
-    // Each op: s2_relax_perms (tag 58) at page 1 (addr mode 0), the prot
-    // byte under test, walk flags mode 0.
+    // Each op: s2_relax_perms (tag 58) at page 1 (fault_addr mode 3: any
+    // address, addr mode 0), the prot byte under test, walk flags mode 0.
     let prots = |xnx: bool, prot_bytes: &[u8]| -> Vec<u64> {
         let mut bytes = s2_4k_40();
         bytes[0] = 0x10;
         bytes[4] = if xnx { 64 } else { 0 };
         for &b in prot_bytes {
-            bytes.extend_from_slice(&[58, 0, 1, b, 0]);
+            bytes.extend_from_slice(&[58, 3, 0, 1, b, 0]);
         }
         let s = decode(&bytes, Profile::Stage2);
         assert_eq!(s.config.features.xnx, xnx);
