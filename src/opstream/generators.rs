@@ -130,8 +130,9 @@ impl<'c> Gen<'c> {
     /// Address of a permission fault (`relax_perms`): KVM relaxes an IPA
     /// the guest touched with too few permissions, so one it mapped before
     /// (mmu.c, the `perm_fault` path of the stage-2 abort handler). Three
-    /// times in four a previously decoded address or one of the three pages
-    /// after it; otherwise any address, as [`Self::addr`].
+    /// times in four a previously decoded address (index 0: the latest, as
+    /// when the guest touches what it was just given) or one of the three
+    /// pages after it; otherwise any address, as [`Self::addr`].
     pub(crate) fn fault_addr(&mut self, r: &mut Reader) -> u64 {
         let m = r.u8();
         let v = if m == LIT {
@@ -139,7 +140,8 @@ impl<'c> Gen<'c> {
         } else if m % 4 == 3 || self.addrs.is_empty() {
             self.addr_inner(r)
         } else {
-            let base = self.addrs[r.u8() as usize % self.addrs.len()];
+            let back = r.u8() as usize % self.addrs.len();
+            let base = self.addrs[self.addrs.len() - 1 - back];
             base.wrapping_add(u64::from((m >> 2) % 4) * self.page())
         };
         self.addrs.push(v);

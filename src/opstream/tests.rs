@@ -971,11 +971,11 @@ fn permission_faults_hit_mapped_addresses_by_hand() {
     bytes[2] = 1;
     bytes.extend_from_slice(&[2, 0, 5, 0, 1, 0, 1, 2, 0]);
     for addr in [
-        // 0: the first address decoded (the map's), no page added.
-        &[0u8, 0][..],
-        // 8 (mode 0, (8 >> 2) % 4 = 2 pages on): the second (the last
-        // relax's), two pages on.
-        &[8, 1],
+        // 4 (mode 0, (4 >> 2) % 4 = 1 page on): the latest address decoded
+        // (the map's), one page on.
+        &[4u8, 0][..],
+        // 8: the latest (the first relax's), two pages on.
+        &[8, 0],
         // 3: any address, here addr mode 0, page 9.
         &[3, 0, 9],
     ] {
@@ -992,7 +992,57 @@ fn permission_faults_hit_mapped_addresses_by_hand() {
             _ => panic!("{op:?}"),
         })
         .collect();
-    assert_eq!(addrs, [0x5000, 0x5000, 0x7000, 0x9000]);
+    assert_eq!(addrs, [0x5000, 0x6000, 0x8000, 0x9000]);
+}
+
+/// The dictionary's `fault_relax_*` phrases decode to what their comment
+/// says: a relax_perms of the address just mapped.
+#[test]
+fn dictionary_fault_phrases_relax_the_latest_map() {
+    let dict = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/oss-fuzz/kvm-pgtable-diff.dict"
+    ))
+    .unwrap();
+    let phrase = |name: &str| -> Vec<u8> {
+        let line = dict
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} not in the dictionary"));
+        let hex = line.split('"').nth(1).unwrap();
+        hex.split("\\x")
+            .skip(1)
+            .map(|h| u8::from_str_radix(h, 16).unwrap())
+            .collect()
+    };
+    // KVM guest, 4K, 40 bits; 7.3 with FEAT_XNX or 6.12. An s2_map of page
+    // 5 (addr mode 0), one page, phys mode 0, R|W (prot mode 1), mc mode 2,
+    // flags mode 0 (7.x and 6.12 alike); then the phrase.
+    let relax = |line: u8, name: &str| -> (u64, u64) {
+        let mut bytes = s2_4k_40();
+        bytes[0] = line;
+        bytes[2] = 1;
+        bytes[4] = 64;
+        bytes.extend_from_slice(&[2, 0, 5, 0, 1, 0, 1, 2, 0]);
+        bytes.extend(phrase(name));
+        let s = decode(&bytes, Profile::Stage2);
+        match s.ops[..] {
+            [
+                Op::S2Map { addr: 0x5000, .. },
+                Op::S2RelaxPermsFlags { addr, prot, .. },
+            ]
+            | [
+                Op::S2Map { addr: 0x5000, .. },
+                Op::S2RelaxPerms { addr, prot },
+            ] => (addr, prot),
+            _ => panic!("{name}: {:?}", s.ops),
+        }
+    };
+    // 7.x: PX 1, UX 2, W 4, R 8. 6.12: X 1, W 2, R 4.
+    assert_eq!(relax(0x10, "fault_relax_rwx"), (0x5000, 15));
+    assert_eq!(relax(0x10, "fault_relax_r_ux"), (0x5000, 8 | 2));
+    assert_eq!(relax(0x10, "fault_relax_r_px"), (0x5000, 8 | 1));
+    assert_eq!(relax(0x00, "fault_relax_rwx_6_12"), (0x5000, 7));
 }
 
 #[test]
