@@ -2210,8 +2210,9 @@ mod tests {
     fn committed_dict_and_options_parse() {
         let dir = root().join("oss-fuzz");
         let dict = fs::read_to_string(dir.join("kvm-pgtable-diff.dict")).unwrap();
-        // 22 op tags and the race tag, 2 mode bytes, 10 u64 literals, 4 u32 literals.
-        assert_eq!(parse_dict(&dict), Ok(39));
+        // 22 op tags and the race tag, 2 mode bytes, 10 u64 literals, 4 u32 literals, 4
+        // permission-fault phrases.
+        assert_eq!(parse_dict(&dict), Ok(43));
         let opts = fs::read_to_string(dir.join("kvm-pgtable-diff.options")).unwrap();
         assert_eq!(
             parse_options(&opts),
