@@ -44,6 +44,10 @@ pub struct RunOptions {
     pub full_memory_each_op: bool,
     /// Check that no owner annotation outside an op's range is destroyed.
     pub owner_invariant: bool,
+    /// With `owner_invariant`: check each update of the annotation set from
+    /// an op's stores against a full read of the tree (panics on a
+    /// difference; for tests).
+    pub owner_cross_check: bool,
     /// Record every op's outcome (for determinism checks and `show`).
     pub keep_log: bool,
     /// Run the C side alone ([`Pairing::COnly`]): the contract and
@@ -97,6 +101,7 @@ fn settle(
     mut a: Outcome,
     mut b: Option<Outcome>,
     check: ArchCheck<'_>,
+    owners: Option<&mut contract::Owners>,
 ) -> Result<bool, Box<(What, Option<Outcome>)>> {
     let fatal = profile.cut_at_fatal(&mut a, b.as_mut());
     let found = b
@@ -118,6 +123,9 @@ fn settle(
     summary.panic = fatal.map(|event| profile.panic(step, event));
     summary.events += a.trace.len();
     let changed = contract::may_change_memory(&a.trace);
+    if let Some(owners) = owners {
+        owners.note(&a.trace);
+    }
     if opts.keep_log {
         summary.log.push(a);
     } else {
@@ -244,6 +252,7 @@ pub fn run_sides(
         oa,
         ob,
         None,
+        None,
     ) {
         let (what, first) = *e;
         return Err(fail(a, Step::Init, what, &mut summary.log, first));
@@ -252,7 +261,14 @@ pub fn run_sides(
         summary.ops_skipped = stream.ops.len();
         return Ok(summary);
     }
-    let mut owners = opts.owner_invariant.then(|| contract::Owners::new(a, fmt));
+    let mut owners = opts.owner_invariant.then(|| {
+        let owners = contract::Owners::new(a, fmt);
+        if opts.owner_cross_check {
+            owners.cross_checked()
+        } else {
+            owners
+        }
+    });
     let mut checker = arch::Checker::new(stream, a);
     if let Some(c) = checker.as_mut().filter(|_| opts.no_arch) {
         c.silence();
@@ -291,6 +307,7 @@ pub fn run_sides(
             oa,
             ob,
             check,
+            owners.as_mut(),
         ) {
             Ok(changed) => changed,
             Err(e) => {
@@ -330,6 +347,7 @@ pub fn run_sides(
         oa,
         ob,
         check,
+        None,
     ) {
         let (what, first) = *e;
         return Err(fail(a, Step::Destroy, what, &mut summary.log, first));
