@@ -48,6 +48,10 @@ pub struct RunOptions {
     /// an op's stores against a full read of the tree (panics on a
     /// difference; for tests).
     pub owner_cross_check: bool,
+    /// Check every break-before-make look-up of the architecture oracle's
+    /// stale-entry index against a scan of every entry (panics on a
+    /// difference; for tests).
+    pub arch_cross_check: bool,
     /// Record every op's outcome (for determinism checks and `show`).
     pub keep_log: bool,
     /// Run the C side alone ([`Pairing::COnly`]): the contract and
@@ -270,8 +274,13 @@ pub fn run_sides(
         }
     });
     let mut checker = arch::Checker::new(stream, a);
-    if let Some(c) = checker.as_mut().filter(|_| opts.no_arch) {
-        c.silence();
+    if let Some(c) = checker.as_mut() {
+        if opts.no_arch {
+            c.silence();
+        }
+        if opts.arch_cross_check {
+            c.cross_check();
+        }
     }
     // No caller uses a table whose init failed (create_unlinked would call
     // through its NULL mm_ops): the ops are not run on either side.

@@ -64,6 +64,7 @@ fn shadow_follows(stream: &OpStream, side: &mut dyn Side) -> Result<(), String> 
     let Some(mut checker) = Checker::new(stream, side) else {
         return Ok(());
     };
+    checker.cross_check();
     let mut known = Vec::new();
     for (i, op) in stream.ops.iter().enumerate() {
         if op.precondition(&stream.config).is_err() {
