@@ -1250,6 +1250,23 @@ fn new_artifacts(d: &Path) -> bool {
         .unwrap_or(false)
 }
 
+/// A `timeout-` or `oom-` artifact in `d` when it holds no `crash-` or
+/// `leak-` one.
+fn resource_artifact(d: &Path) -> Option<PathBuf> {
+    let mut resource = None;
+    for e in fs::read_dir(d).ok()?.flatten() {
+        let name = e.file_name();
+        let name = name.to_str().unwrap_or("");
+        if name.starts_with("crash-") || name.starts_with("leak-") {
+            return None;
+        }
+        if name.starts_with("timeout-") || name.starts_with("oom-") {
+            resource = Some(e.path());
+        }
+    }
+    resource
+}
+
 fn kill(mut j: Job) {
     let _ = j.child.kill();
     let _ = j.child.wait();
@@ -1283,6 +1300,21 @@ fn run_jobs(
             match st {
                 Ok(Some(st)) => {
                     let j = running.remove(i);
+                    // A timeout or out-of-memory is libFuzzer's verdict on an
+                    // input's cost, not the planted bug's divergence (the
+                    // unmutated build times out on it too): the target goes on
+                    // to count as not detecting.
+                    if let Some(a) = resource_artifact(&j.arts) {
+                        warn!(
+                            TAG,
+                            "{}: {} (a slow or large input, not a finding; not counted as \
+                             detection): {}",
+                            j.target,
+                            headline(&j.log),
+                            rel(&a)
+                        );
+                        continue;
+                    }
                     if !st.success() || new_artifacts(&j.arts) {
                         let why = headline(&j.log);
                         for r in running.drain(..) {
@@ -1962,6 +1994,23 @@ mod common {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A timeout or oom alone is not a detection; next to a crash it is the crash that counts.
+    #[test]
+    fn only_a_crash_or_leak_is_a_finding_of_the_planted_bug() {
+        let d = std::env::temp_dir().join(format!("kpd-arts-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        assert_eq!(resource_artifact(&d), None);
+        fs::write(d.join("timeout-abc"), b"x").unwrap();
+        assert_eq!(resource_artifact(&d), Some(d.join("timeout-abc")));
+        fs::remove_file(d.join("timeout-abc")).unwrap();
+        fs::write(d.join("oom-abc"), b"x").unwrap();
+        assert_eq!(resource_artifact(&d), Some(d.join("oom-abc")));
+        fs::write(d.join("crash-def"), b"x").unwrap();
+        assert_eq!(resource_artifact(&d), None);
+        fs::remove_dir_all(&d).unwrap();
+    }
 
     // A made-up C file (not kernel code) exercising the locator and both actions.
     const SRC: &str = "static int helper(int a);\n\
