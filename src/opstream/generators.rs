@@ -66,6 +66,8 @@ pub(crate) struct Gen<'c> {
     pub(crate) cfg: &'c Config,
     pub(crate) profile: Profile,
     addrs: Vec<u64>,
+    /// The addresses of the `s2_map`s decoded so far (for [`Self::fault_addr`]).
+    maps: Vec<u64>,
     sizes: Vec<u64>,
     /// Levels whose entry size fits inside the IA space, 3 first (always
     /// contains 3).
@@ -83,6 +85,7 @@ impl<'c> Gen<'c> {
             cfg,
             profile,
             addrs: Vec::new(),
+            maps: Vec::new(),
             sizes: Vec::new(),
             levels,
         }
@@ -130,9 +133,11 @@ impl<'c> Gen<'c> {
     /// Address of a permission fault (`relax_perms`): KVM relaxes an IPA
     /// the guest touched with too few permissions, so one it mapped before
     /// (mmu.c, the `perm_fault` path of the stage-2 abort handler). Three
-    /// times in four a previously decoded address (index 0: the latest, as
-    /// when the guest touches what it was just given) or one of the three
-    /// pages after it; otherwise any address, as [`Self::addr`].
+    /// times in four the address of an earlier `s2_map` (half of those the
+    /// latest map, as when the guest touches what it was just given; the
+    /// others counted back from it) or one of the three pages after it, or,
+    /// before any map, an earlier address; otherwise any address, as
+    /// [`Self::addr`].
     pub(crate) fn fault_addr(&mut self, r: &mut Reader) -> u64 {
         let m = r.u8();
         let v = if m == LIT {
@@ -140,8 +145,12 @@ impl<'c> Gen<'c> {
         } else if m % 4 == 3 || self.addrs.is_empty() {
             self.addr_inner(r)
         } else {
-            let back = r.u8() as usize % self.addrs.len();
-            let base = self.addrs[self.addrs.len() - 1 - back];
+            let b = r.u8();
+            let base = match (self.maps.last(), b) {
+                (Some(&latest), 0..128) => latest,
+                (Some(_), _) => self.maps[self.maps.len() - 1 - b as usize % self.maps.len()],
+                (None, _) => self.addrs[self.addrs.len() - 1 - b as usize % self.addrs.len()],
+            };
             base.wrapping_add(u64::from((m >> 2) % 4) * self.page())
         };
         self.addrs.push(v);
@@ -265,8 +274,10 @@ impl<'c> Gen<'c> {
     /// on a 64K, 52-bit stage-2): 16 inputs of 1211 were 61% of a steady-state stage2
     /// run. Sizes with the generator's escape (the mode byte's high nibble 15, 1 in 16)
     /// are not cut, so the kernel's handling of any larger range stays reachable; ranges
-    /// past the IA limit are not cut either (the range checks fail them).
+    /// past the IA limit are not cut either (the range checks fail them). `addr` is
+    /// remembered as a map's, for the permission faults of [`Self::fault_addr`].
     pub(crate) fn map_size(&mut self, r: &mut Reader, addr: u64) -> u64 {
+        self.maps.push(addr);
         let (v, escape) = self.size_inner(r, addr);
         let largest = match self.cfg.caller() {
             Caller::KvmGuest => Some(self.lsize(self.cfg.granule.min_block_level())),

@@ -974,7 +974,7 @@ fn permission_faults_hit_mapped_addresses_by_hand() {
         // 4 (mode 0, (4 >> 2) % 4 = 1 page on): the latest address decoded
         // (the map's), one page on.
         &[4u8, 0][..],
-        // 8: the latest (the first relax's), two pages on.
+        // 8: the latest map's (not the first relax's), two pages on.
         &[8, 0],
         // 3: any address, here addr mode 0, page 9.
         &[3, 0, 9],
@@ -992,7 +992,7 @@ fn permission_faults_hit_mapped_addresses_by_hand() {
             _ => panic!("{op:?}"),
         })
         .collect();
-    assert_eq!(addrs, [0x5000, 0x6000, 0x8000, 0x9000]);
+    assert_eq!(addrs, [0x5000, 0x6000, 0x7000, 0x9000]);
 }
 
 /// The dictionary's `fault_relax_*` phrases decode to what their comment
