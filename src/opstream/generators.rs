@@ -577,6 +577,39 @@ impl<'c> Gen<'c> {
         p
     }
 
+    /// Permissions of a permission fault (`relax_perms`): what KVM's stage-2
+    /// abort handler asks for (mmu.c `user_mem_abort`): R, W when the page is
+    /// writable, X on an execute fault, and on 7.x with FEAT_XNX one execute
+    /// bit of the two as the guest hypervisor's stage-2 allows
+    /// (`adjust_nested_exec_perms`). One time in four any prot, as
+    /// [`Self::prot`]. Mode byte: bit 2 W, bit 3 X, bits 4-5 the execute bits
+    /// under FEAT_XNX (2: PX only, 3: UX only).
+    pub(crate) fn fault_prot(&mut self, r: &mut Reader, addr: u64) -> Prot {
+        let m = r.u8();
+        if m == LIT {
+            return r.u64();
+        }
+        if m % 4 == 3 {
+            return self.prot(r, addr, 1);
+        }
+        let l = self.cfg.kernel.prot();
+        let mut p = l.r;
+        if m & 4 != 0 {
+            p |= l.w;
+        }
+        if m & 8 != 0 {
+            p |= l.x();
+            if l.ux != 0 && self.cfg.features.xnx {
+                match (m >> 4) % 4 {
+                    2 => p &= !l.ux,
+                    3 => p &= !l.px,
+                    _ => {}
+                }
+            }
+        }
+        p
+    }
+
     /// Memcache size (`None` = NULL memcache).
     pub(crate) fn memcache(&mut self, r: &mut Reader) -> Memcache {
         let m = r.u8();

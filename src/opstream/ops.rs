@@ -307,7 +307,7 @@ define_ops! {
     /// `kvm_pgtable_stage2_relax_perms` (6.12: fixed walk flags).
     op S2RelaxPerms = 8, "s2_relax_perms", fn stage2_relax_perms, [Stage2] on [V6_12] {
         addr: u64 as Hex = g.fault_addr(r),
-        prot: Prot as ProtBits = g.prot(r, addr, 1),
+        prot: Prot as ProtBits = g.fault_prot(r, addr),
     }
     range(addr, 1);
 
@@ -440,7 +440,7 @@ define_ops! {
     /// `kvm_pgtable_stage2_relax_perms` (7.x): the caller's walk flags.
     op S2RelaxPermsFlags = 58, "s2_relax_perms", fn stage2_relax_perms_flags, [Stage2] on [V7_3] {
         addr: u64 as Hex = g.fault_addr(r),
-        prot: Prot as ProtBits = g.prot(r, addr, 1),
+        prot: Prot as ProtBits = g.fault_prot(r, addr),
         flags: u8 as WalkFlagBits = g.fault_flags(r),
     }
     range(addr, 1);

@@ -965,7 +965,7 @@ fn permission_faults_hit_mapped_addresses_by_hand() {
     // 7.3 KVM guest (context byte 1). s2_map at page 5 (addr mode 0, 5),
     // size mode 0 (1 page), phys mode 0, prot mode 1 (R|W), mc mode 2,
     // flags mode 0; then three s2_relax_perms (tag 58) with prot R|W|X
-    // (mode 3) and flags mode 0, their fault_addr modes being:
+    // (fault_prot mode 12: W and X) and flags mode 0, their fault_addr modes being:
     let mut bytes = s2_4k_40();
     bytes[0] = 0x10;
     bytes[2] = 1;
@@ -981,7 +981,7 @@ fn permission_faults_hit_mapped_addresses_by_hand() {
     ] {
         bytes.push(58);
         bytes.extend_from_slice(addr);
-        bytes.extend_from_slice(&[3, 0]);
+        bytes.extend_from_slice(&[12, 0]);
     }
     let s = decode(&bytes, Profile::Stage2);
     let addrs: Vec<u64> = s
@@ -1049,13 +1049,14 @@ fn dictionary_fault_phrases_relax_the_latest_map() {
 fn one_execute_bit_prots_follow_feat_xnx_by_hand() {
     // 7.3 (header nibble 1), s2_4k_40 otherwise; features byte: bit 6 = xnx.
     // Each op: s2_relax_perms (tag 58) at page 1 (fault_addr mode 3: any
-    // address, addr mode 0), the prot byte under test, walk flags mode 0.
+    // address, addr mode 0), fault_prot mode 3 (any prot, as prot()), the
+    // prot byte under test, walk flags mode 0.
     let prots = |xnx: bool, prot_bytes: &[u8]| -> Vec<u64> {
         let mut bytes = s2_4k_40();
         bytes[0] = 0x10;
         bytes[4] = if xnx { 64 } else { 0 };
         for &b in prot_bytes {
-            bytes.extend_from_slice(&[58, 3, 0, 1, b, 0]);
+            bytes.extend_from_slice(&[58, 3, 0, 1, 3, b, 0]);
         }
         let s = decode(&bytes, Profile::Stage2);
         assert_eq!(s.config.features.xnx, xnx);
@@ -1073,6 +1074,36 @@ fn one_execute_bit_prots_follow_feat_xnx_by_hand() {
     assert_eq!(prots(true, &bytes), [13, 14, 13, 14, 15, 12]);
     // Without it only 10 and 11 split X (the kernel's -EINVAL path).
     assert_eq!(prots(false, &bytes), [15, 15, 13, 14, 15, 12]);
+}
+
+/// A permission fault's prot is what KVM's abort handler builds: R, W and X
+/// as the mode byte says, one execute bit only under FEAT_XNX.
+#[test]
+fn fault_prots_are_kvms_by_hand() {
+    // As one_execute_bit_prots_follow_feat_xnx_by_hand, the fault_prot mode
+    // byte under test in place of the prot.
+    let prots = |xnx: bool, modes: &[u8]| -> Vec<u64> {
+        let mut bytes = s2_4k_40();
+        bytes[0] = 0x10;
+        bytes[4] = if xnx { 64 } else { 0 };
+        for &b in modes {
+            bytes.extend_from_slice(&[58, 3, 0, 1, b, 0]);
+        }
+        decode(&bytes, Profile::Stage2)
+            .ops
+            .iter()
+            .map(|op| match *op {
+                Op::S2RelaxPermsFlags { prot, .. } => prot,
+                _ => panic!("{op:?}"),
+            })
+            .collect()
+    };
+    // 7.x bits: PX 1, UX 2, W 4, R 8. Modes: 0 R, 4 R|W, 8 R|X, 0x0C R|W|X,
+    // 0x28 R|PX, 0x38 R|UX, 0x24 R|W (no X to split).
+    let modes = [0x00, 0x04, 0x08, 0x0C, 0x28, 0x38, 0x24];
+    assert_eq!(prots(true, &modes), [8, 12, 11, 15, 9, 10, 12]);
+    // Without FEAT_XNX, KVM never asks for one execute bit.
+    assert_eq!(prots(false, &modes), [8, 12, 11, 15, 11, 11, 12]);
 }
 
 #[test]
