@@ -1045,6 +1045,51 @@ fn dictionary_fault_phrases_relax_the_latest_map() {
     assert_eq!(relax(0x00, "fault_relax_rwx_6_12"), (0x5000, 7));
 }
 
+/// The dictionary's `split_l1_block_*` phrases map a 1 GiB block and split
+/// it with PTRS_PER_PTE or PTRS_PER_PTE + 1 pages, as their comment says.
+#[test]
+fn dictionary_split_phrases_split_a_level_1_block() {
+    let dict = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/oss-fuzz/kvm-pgtable-diff.dict"
+    ))
+    .unwrap();
+    let phrase = |name: &str| -> Vec<u8> {
+        let line = dict
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}=")))
+            .unwrap_or_else(|| panic!("{name} not in the dictionary"));
+        let hex = line.split('"').nth(1).unwrap();
+        hex.split("\\x")
+            .skip(1)
+            .map(|h| u8::from_str_radix(h, 16).unwrap())
+            .collect()
+    };
+    const G: u64 = 1 << 30;
+    for (name, pages) in [("split_l1_block_ptrs", 512), ("split_l1_block_ptrs_1", 513)] {
+        let mut bytes = s2_4k_40();
+        bytes.extend(phrase(name));
+        let s = decode(&bytes, Profile::Stage2);
+        match s.ops[..] {
+            [
+                Op::S2Map {
+                    addr: G,
+                    size: G,
+                    phys: G,
+                    mc: Some(4),
+                    ..
+                },
+                Op::S2Split {
+                    addr: G,
+                    size: G,
+                    nobjs,
+                },
+            ] => assert_eq!(nobjs, pages, "{name}"),
+            _ => panic!("{name}: {:?}", s.ops),
+        }
+    }
+}
+
 #[test]
 fn one_execute_bit_prots_follow_feat_xnx_by_hand() {
     // 7.3 (header nibble 1), s2_4k_40 otherwise; features byte: bit 6 = xnx.

@@ -2212,7 +2212,7 @@ mod tests {
         let dict = fs::read_to_string(dir.join("kvm-pgtable-diff.dict")).unwrap();
         // 22 op tags and the race tag, 2 mode bytes, 10 u64 literals, 4 u32 literals, 4
         // permission-fault phrases.
-        assert_eq!(parse_dict(&dict), Ok(43));
+        assert_eq!(parse_dict(&dict), Ok(45));
         let opts = fs::read_to_string(dir.join("kvm-pgtable-diff.options")).unwrap();
         assert_eq!(
             parse_options(&opts),
