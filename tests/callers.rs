@@ -13,6 +13,9 @@
 //! 0x7ff, plus XN (bit 54) unless executable; a level-2 block has type
 //! 0b01: 0x7fd.
 
+mod common;
+use common::random_bytes;
+
 use kvm_pgtable_diff::caller::Panic;
 use kvm_pgtable_diff::events::{
     AllocSource, Barrier, CallerBug, CallerWarn, Event, Hook, StoreKind, TlbiHypOp,
@@ -468,14 +471,7 @@ fn host_stage2_target_streams_never_show_cache_maintenance() {
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     let profile = kvm_pgtable_diff::fuzz::profile("host_stage2").unwrap();
     for i in 0..60 {
-        let data: Vec<u8> = (0..(i * 11) % 400)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = random_bytes(&mut x, (i * 11) % 400);
         let s = opstream::decode(&data, profile);
         assert_eq!(s.config.caller(), Caller::PkvmHost);
         let opts = RunOptions {

@@ -3,20 +3,15 @@
 //! agree on all of them (the differential property itself, on a fixed
 //! pseudo-random sample so that CI is deterministic).
 
+mod common;
+use common::{committed_streams, random_bytes};
+
 #[test]
 fn random_streams_agree_on_every_target() {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut findings = Vec::new();
     for i in 0..120 {
-        let len = (i * 7) % 300;
-        let data: Vec<u8> = (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = random_bytes(&mut x, (i * 7) % 300);
         for t in kvm_pgtable_diff::fuzz::TARGETS {
             let p = kvm_pgtable_diff::fuzz::profile(t).unwrap();
             let s = kvm_pgtable_diff::opstream::decode(&data, p);
@@ -41,31 +36,12 @@ fn owner_annotations_from_stores_match_a_full_read() {
     let opts = RunOptions {
         owner_invariant: true,
         owner_cross_check: true,
-        arch_cross_check: true,
         ..RunOptions::default()
     };
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut streams = Vec::new();
-    for dir in ["fuzz/corpus/host_stage2", "fuzz/scenarios/host_stage2"] {
-        for f in std::fs::read_dir(root.join(dir)).unwrap() {
-            let bytes = std::fs::read(f.unwrap().path()).unwrap();
-            streams.push(if opstream::is_text(&bytes) {
-                opstream::parse(std::str::from_utf8(&bytes).unwrap()).unwrap()
-            } else {
-                opstream::decode(&bytes, Profile::HostStage2)
-            });
-        }
-    }
+    let mut streams = committed_streams("host_stage2");
     let mut x: u64 = 0x2545_f491_4f6c_dd1d;
     for i in 0..150 {
-        let data: Vec<u8> = (0..(i * 13) % 300)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect();
+        let data = random_bytes(&mut x, (i * 13) % 300);
         streams.push(opstream::decode(&data, Profile::HostStage2));
     }
     assert!(streams.len() > 150);
@@ -89,14 +65,14 @@ s2_map addr=0x2eaeaea000 size=0x800000 phys=0x2eaeae8000 prot=R mc=64 flags=0
 /// The architecture oracle looks up the stale entries a new descriptor may
 /// conflict with through an index by (level, aligned address); every look-up
 /// is checked here against a scan of the whole list (the executor panics on
-/// a difference), over every target's committed corpus and scenarios and
-/// random streams of each target.
+/// a difference), over random streams of each target and a stream with
+/// thousands of stale pages (the committed inputs are cross-checked, on both
+/// sides, by tests/arch.rs).
 #[test]
 fn arch_index_look_ups_match_a_scan() {
     use kvm_pgtable_diff::executor::{self, RunOptions};
     use kvm_pgtable_diff::fuzz;
     use kvm_pgtable_diff::opstream;
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut runs = 0;
     for &t in fuzz::TARGETS {
@@ -106,16 +82,6 @@ fn arch_index_look_ups_match_a_scan() {
             ..fuzz::options(t)
         };
         let mut streams = Vec::new();
-        for dir in ["fuzz/corpus", "fuzz/scenarios"] {
-            for f in std::fs::read_dir(root.join(dir).join(t)).unwrap() {
-                let bytes = std::fs::read(f.unwrap().path()).unwrap();
-                streams.push(if opstream::is_text(&bytes) {
-                    opstream::parse(std::str::from_utf8(&bytes).unwrap()).unwrap()
-                } else {
-                    opstream::decode(&bytes, profile)
-                });
-            }
-        }
         if t == "stage2" {
             // Thousands of stale pages at once (KVM's wrprotect leaves the
             // flush to its caller): the index is used for every store after
@@ -125,14 +91,7 @@ fn arch_index_look_ups_match_a_scan() {
             }
         }
         for i in 0..40 {
-            let data: Vec<u8> = (0..(i * 29) % 600)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
+            let data = random_bytes(&mut x, (i * 29) % 600);
             streams.push(opstream::decode(&data, profile));
         }
         for s in &streams {

@@ -995,26 +995,29 @@ fn permission_faults_hit_mapped_addresses_by_hand() {
     assert_eq!(addrs, [0x5000, 0x6000, 0x7000, 0x9000]);
 }
 
-/// The dictionary's `fault_relax_*` phrases decode to what their comment
-/// says: a relax_perms of the address just mapped.
-#[test]
-fn dictionary_fault_phrases_relax_the_latest_map() {
+/// The bytes of dictionary entry `name` (`oss-fuzz/kvm-pgtable-diff.dict`,
+/// written as `\\xNN` escapes).
+fn dict_phrase(name: &str) -> Vec<u8> {
     let dict = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/oss-fuzz/kvm-pgtable-diff.dict"
     ))
     .unwrap();
-    let phrase = |name: &str| -> Vec<u8> {
-        let line = dict
-            .lines()
-            .find(|l| l.starts_with(&format!("{name}=")))
-            .unwrap_or_else(|| panic!("{name} not in the dictionary"));
-        let hex = line.split('"').nth(1).unwrap();
-        hex.split("\\x")
-            .skip(1)
-            .map(|h| u8::from_str_radix(h, 16).unwrap())
-            .collect()
-    };
+    let line = dict
+        .lines()
+        .find(|l| l.starts_with(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("{name} not in the dictionary"));
+    let hex = line.split('"').nth(1).unwrap();
+    hex.split("\\x")
+        .skip(1)
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect()
+}
+
+/// The dictionary's `fault_relax_*` phrases decode to what their comment
+/// says: a relax_perms of the address just mapped.
+#[test]
+fn dictionary_fault_phrases_relax_the_latest_map() {
     // KVM guest, 4K, 40 bits; 7.3 with FEAT_XNX or 6.12. An s2_map of page
     // 5 (addr mode 0), one page, phys mode 0, R|W (prot mode 1), mc mode 2,
     // flags mode 0 (7.x and 6.12 alike); then the phrase.
@@ -1024,7 +1027,7 @@ fn dictionary_fault_phrases_relax_the_latest_map() {
         bytes[2] = 1;
         bytes[4] = 64;
         bytes.extend_from_slice(&[2, 0, 5, 0, 1, 0, 1, 2, 0]);
-        bytes.extend(phrase(name));
+        bytes.extend(dict_phrase(name));
         let s = decode(&bytes, Profile::Stage2);
         match s.ops[..] {
             [
@@ -1049,26 +1052,10 @@ fn dictionary_fault_phrases_relax_the_latest_map() {
 /// it with PTRS_PER_PTE or PTRS_PER_PTE + 1 pages, as their comment says.
 #[test]
 fn dictionary_split_phrases_split_a_level_1_block() {
-    let dict = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/oss-fuzz/kvm-pgtable-diff.dict"
-    ))
-    .unwrap();
-    let phrase = |name: &str| -> Vec<u8> {
-        let line = dict
-            .lines()
-            .find(|l| l.starts_with(&format!("{name}=")))
-            .unwrap_or_else(|| panic!("{name} not in the dictionary"));
-        let hex = line.split('"').nth(1).unwrap();
-        hex.split("\\x")
-            .skip(1)
-            .map(|h| u8::from_str_radix(h, 16).unwrap())
-            .collect()
-    };
     const G: u64 = 1 << 30;
     for (name, pages) in [("split_l1_block_ptrs", 512), ("split_l1_block_ptrs_1", 513)] {
         let mut bytes = s2_4k_40();
-        bytes.extend(phrase(name));
+        bytes.extend(dict_phrase(name));
         let s = decode(&bytes, Profile::Stage2);
         match s.ops[..] {
             [
@@ -1090,28 +1077,36 @@ fn dictionary_split_phrases_split_a_level_1_block() {
     }
 }
 
+/// The prots of 7.3 `s2_relax_perms` ops decoded with FEAT_XNX on or off:
+/// s2_4k_40 with kernel nibble 1 and the features byte's bit 6; each op is
+/// tag 58 at page 1 (fault_addr mode 3: any address, addr mode 0), then
+/// `prot` (the bytes the prot field reads), then walk flags mode 0.
+fn relax_prots<'a>(xnx: bool, prots: impl Iterator<Item = &'a [u8]>) -> Vec<u64> {
+    let mut bytes = s2_4k_40();
+    bytes[0] = 0x10;
+    bytes[4] = if xnx { 64 } else { 0 };
+    for prot in prots {
+        bytes.extend_from_slice(&[58, 3, 0, 1]);
+        bytes.extend_from_slice(prot);
+        bytes.push(0);
+    }
+    let s = decode(&bytes, Profile::Stage2);
+    assert_eq!(s.config.features.xnx, xnx);
+    s.ops
+        .iter()
+        .map(|op| match *op {
+            Op::S2RelaxPermsFlags { prot, .. } => prot,
+            _ => panic!("{op:?}"),
+        })
+        .collect()
+}
+
 #[test]
 fn one_execute_bit_prots_follow_feat_xnx_by_hand() {
-    // 7.3 (header nibble 1), s2_4k_40 otherwise; features byte: bit 6 = xnx.
-    // Each op: s2_relax_perms (tag 58) at page 1 (fault_addr mode 3: any
-    // address, addr mode 0), fault_prot mode 3 (any prot, as prot()), the
-    // prot byte under test, walk flags mode 0.
-    let prots = |xnx: bool, prot_bytes: &[u8]| -> Vec<u64> {
-        let mut bytes = s2_4k_40();
-        bytes[0] = 0x10;
-        bytes[4] = if xnx { 64 } else { 0 };
-        for &b in prot_bytes {
-            bytes.extend_from_slice(&[58, 3, 0, 1, 3, b, 0]);
-        }
-        let s = decode(&bytes, Profile::Stage2);
-        assert_eq!(s.config.features.xnx, xnx);
-        s.ops
-            .iter()
-            .map(|op| match *op {
-                Op::S2RelaxPermsFlags { prot, .. } => prot,
-                _ => panic!("{op:?}"),
-            })
-            .collect()
+    // fault_prot mode 3 (any prot, as prot()), then the prot byte under test.
+    let prots = |xnx: bool, bytes: &[u8]| -> Vec<u64> {
+        let fields: Vec<[u8; 2]> = bytes.iter().map(|&b| [3, b]).collect();
+        relax_prots(xnx, fields.iter().map(|f| &f[..]))
     };
     // 7.x bits: PX 1, UX 2, W 4, R 8. Menu entry 3 is R|W|X (15), 1 is R|W.
     let bytes = [0x83, 0x93, 0xa3, 0xb3, 0x03, 0x81];
@@ -1125,24 +1120,7 @@ fn one_execute_bit_prots_follow_feat_xnx_by_hand() {
 /// as the mode byte says, one execute bit only under FEAT_XNX.
 #[test]
 fn fault_prots_are_kvms_by_hand() {
-    // As one_execute_bit_prots_follow_feat_xnx_by_hand, the fault_prot mode
-    // byte under test in place of the prot.
-    let prots = |xnx: bool, modes: &[u8]| -> Vec<u64> {
-        let mut bytes = s2_4k_40();
-        bytes[0] = 0x10;
-        bytes[4] = if xnx { 64 } else { 0 };
-        for &b in modes {
-            bytes.extend_from_slice(&[58, 3, 0, 1, b, 0]);
-        }
-        decode(&bytes, Profile::Stage2)
-            .ops
-            .iter()
-            .map(|op| match *op {
-                Op::S2RelaxPermsFlags { prot, .. } => prot,
-                _ => panic!("{op:?}"),
-            })
-            .collect()
-    };
+    let prots = |xnx: bool, modes: &[u8]| relax_prots(xnx, modes.chunks(1));
     // 7.x bits: PX 1, UX 2, W 4, R 8. Modes: 0 R, 4 R|W, 8 R|X, 0x0C R|W|X,
     // 0x28 R|PX, 0x38 R|UX, 0x24 R|W (no X to split).
     let modes = [0x00, 0x04, 0x08, 0x0C, 0x28, 0x38, 0x24];

@@ -25,3 +25,35 @@ pub fn files(dir: &Path, ext: Option<&str>) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// `len` pseudo-random bytes from the xorshift64 state `x` (advanced): fixed
+/// samples of fuzz inputs, the same on every run.
+pub fn random_bytes(x: &mut u64, len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            *x ^= *x << 13;
+            *x ^= *x >> 7;
+            *x ^= *x << 17;
+            *x as u8
+        })
+        .collect()
+}
+
+/// Every committed input of fuzz target `target` as a stream: its corpus
+/// (decoded with the target's profile) and its text scenarios.
+pub fn committed_streams(target: &str) -> Vec<kvm_pgtable_diff::opstream::OpStream> {
+    use kvm_pgtable_diff::opstream;
+    let profile = kvm_pgtable_diff::fuzz::profile(target).unwrap();
+    let mut out = Vec::new();
+    for dir in ["fuzz/corpus", "fuzz/scenarios"] {
+        for p in files(&root().join(dir).join(target), None) {
+            let bytes = fs::read(&p).unwrap();
+            out.push(if opstream::is_text(&bytes) {
+                opstream::parse(std::str::from_utf8(&bytes).unwrap()).unwrap()
+            } else {
+                opstream::decode(&bytes, profile)
+            });
+        }
+    }
+    out
+}
