@@ -115,27 +115,65 @@ impl TreeIndex {
     /// Every non-zero invalid leaf (owner annotation), as (IA, level, pte).
     pub fn annotations(&self, arena: &Arena, fmt: Format) -> Vec<(u64, i8, u64)> {
         let mut out = Vec::new();
-        for (&pa, pos) in &self.tables {
-            let Some(_) = arena.page_index(pa) else {
-                continue;
-            };
-            if arena.read(pa).is_none() {
-                continue;
-            }
-            for (i, &d) in arena.page_words(pa).iter().enumerate() {
-                if d != 0 && d & 1 == 0 {
-                    let ia = pos
-                        .base
-                        .wrapping_add((i as u64).wrapping_mul(fmt.entry_size(pos.level)));
-                    out.push((ia, pos.level, d));
-                }
-            }
+        for (&pa, &pos) in &self.tables {
+            annotations_in(arena, fmt, pa, pos, &mut out);
         }
         out.sort_unstable();
         out
     }
+
+    /// The table pages of the subtree below the table descriptor `pte` found
+    /// at (`base`, `level`), in the order [`TreeIndex::build`] meets them;
+    /// `None` when the subtree reaches a page twice (a page linked twice, or
+    /// a cycle: only a broken tree does), where only a full read is exact.
+    pub fn subtree(
+        arena: &Arena,
+        fmt: Format,
+        pte: u64,
+        level: i8,
+        base: u64,
+    ) -> Option<Vec<(u64, TablePos)>> {
+        let mut sub = TreeIndex::default();
+        let mut seen = HashSet::new();
+        if !fmt.is_table(pte, level) {
+            return Some(Vec::new());
+        }
+        let repeated = walk(
+            arena,
+            fmt,
+            fmt.output_address(pte),
+            level + 1,
+            base,
+            &mut sub,
+            &mut seen,
+        );
+        (!repeated).then(|| sub.tables.into_iter().collect())
+    }
 }
 
+/// Appends the owner annotations in table page `pa` (at `pos`) to `out`.
+pub fn annotations_in(
+    arena: &Arena,
+    fmt: Format,
+    pa: u64,
+    pos: TablePos,
+    out: &mut Vec<(u64, i8, u64)>,
+) {
+    if arena.read(pa).is_none() {
+        return;
+    }
+    for (i, &d) in arena.page_words(pa).iter().enumerate() {
+        if d != 0 && d & 1 == 0 {
+            let ia = pos
+                .base
+                .wrapping_add((i as u64).wrapping_mul(fmt.entry_size(pos.level)));
+            out.push((ia, pos.level, d));
+        }
+    }
+}
+
+/// Indexes the table at `table` and everything below it; true when a page
+/// was reached again (and not walked twice).
 fn walk(
     arena: &Arena,
     fmt: Format,
@@ -144,22 +182,30 @@ fn walk(
     base: u64,
     idx: &mut TreeIndex,
     seen: &mut HashSet<u64>,
-) {
-    if !(-1..=3).contains(&level) || !seen.insert(table) || arena.read(table).is_none() {
-        return;
+) -> bool {
+    if !(-1..=3).contains(&level) {
+        return false;
+    }
+    if !seen.insert(table) {
+        return true;
+    }
+    if arena.read(table).is_none() {
+        return false;
     }
     idx.tables.insert(table, TablePos { level, base });
     if level == 3 {
-        return;
+        return false;
     }
+    let mut repeated = false;
     let words: Vec<u64> = arena.page_words(table).to_vec();
     for (i, d) in words.into_iter().enumerate() {
         if fmt.is_table(d, level) {
             let child = fmt.output_address(d);
             let child_base = base.wrapping_add((i as u64).wrapping_mul(fmt.entry_size(level)));
-            walk(arena, fmt, child, level + 1, child_base, idx, seen);
+            repeated |= walk(arena, fmt, child, level + 1, child_base, idx, seen);
         }
     }
+    repeated
 }
 
 /// A one-line decoding of a descriptor: kind, output address and attributes.

@@ -17,7 +17,7 @@ use crate::events::{Event, Trace};
 use crate::opstream::Op;
 use crate::results::What;
 use crate::side::Side;
-use crate::tree::{Format, TablePos, TreeIndex};
+use crate::tree::{Format, TablePos, TreeIndex, annotations_in};
 
 /// The first mm_ops contract breach in a step's trace.
 pub fn misuse(trace: &Trace) -> Option<What> {
@@ -48,12 +48,21 @@ pub fn tree_of(side: &dyn Side, fmt: Format) -> TreeIndex {
 
 /// The owner-annotation invariant of the pKVM host stage-2, followed op by op.
 ///
-/// After an op that may have changed the tree's shape (a table descriptor
-/// stored or overwritten, a page allocated or freed, another agent's write,
-/// anything else not known to leave table memory alone) the tree is read
-/// again. After any other op only its descriptor stores can have added or
-/// removed annotations, at slots whose place in the unchanged tree is known:
-/// the annotation set is updated from those stores alone ([`Owners::note`]).
+/// Only an op's descriptor stores can add or remove annotations, so the
+/// annotation set is updated from them ([`Owners::note`], [`Owners::check`])
+/// instead of reading the whole tree after every op:
+/// - a leaf stored into a table page of the tree changes that slot alone;
+/// - a table descriptor stored or overwritten at a slot of the tree replaces
+///   the subtree below that slot: its old pages and annotations are dropped
+///   and the slot's subtree is read again from memory (splits, collapses, a
+///   map that needs a new table, an unmap that frees one);
+/// - stores into pages outside the tree change nothing the tree holds: a page
+///   joins it only through a table descriptor, which the previous rule reads.
+///
+/// Anything else the shortcut cannot follow reads the whole tree again:
+/// another agent's write (a race), a page of the tree freed while still
+/// linked, a subtree that reaches a page twice, any event not known to leave
+/// table memory alone.
 pub struct Owners {
     fmt: Format,
     page_size: u64,
@@ -63,13 +72,28 @@ pub struct Owners {
     index: TreeIndex,
     /// Stores into the tree since the last check, as (IA, level, old, new).
     stores: Vec<(u64, i8, u64, u64)>,
-    /// Something since the last check may have changed the tree's shape:
-    /// the next check reads the tree again.
+    /// Slots of the tree whose table descriptor was stored or overwritten
+    /// since the last check: (level, IA, PA of the slot).
+    relinked: Vec<(i8, u64, u64)>,
+    /// Pages freed since the last check.
+    freed: Vec<u64>,
+    /// Something since the last check the shortcut cannot follow: the next
+    /// check reads the whole tree again.
     reread: bool,
     /// Each touched slot's first old value and last new one (a buffer).
     net: Vec<(u64, i8, u64, u64)>,
     /// Checks every update from stores against a full read (tests).
     cross_check: bool,
+}
+
+/// An annotation lost by an op, as [`What::OwnerLost`] reports it.
+fn lost(ia: u64, level: i8, pte: u64, range: Option<(u64, u64)>) -> What {
+    What::OwnerLost {
+        ia,
+        level,
+        pte,
+        range,
+    }
 }
 
 impl Owners {
@@ -82,22 +106,25 @@ impl Owners {
             seen: by_slot(index.annotations(side.arena(), fmt)),
             index,
             stores: Vec::new(),
+            relinked: Vec::new(),
+            freed: Vec::new(),
             reread: false,
             net: Vec::new(),
             cross_check: false,
         }
     }
 
-    /// After each update from stores, also reads the tree and panics if the
-    /// two annotation sets differ (for tests: the shortcut must be exact).
+    /// After every check, also reads the whole tree and panics unless the
+    /// finding, the annotation set and the index are what that read gives
+    /// (for tests: the shortcut must be exact).
     pub fn cross_checked(mut self) -> Owners {
         self.cross_check = true;
         self
     }
 
     /// Takes note of a step's trace (every step's, before the
-    /// [`Owners::check`] that follows it): whether its stores are all it did
-    /// to table memory, and where they went.
+    /// [`Owners::check`] that follows it): where its stores went in the
+    /// tree as it stood before the step, and which pages it freed.
     pub fn note(&mut self, trace: &Trace) {
         if self.reread {
             return;
@@ -116,22 +143,22 @@ impl Owners {
                             pos
                         }
                     };
-                    // A store outside the tree changes no annotation; its
-                    // page joins the tree only through a table descriptor
-                    // stored in it, which makes the step read the tree.
                     let Some(TablePos { level, base }) = pos else {
                         continue;
                     };
                     let ia = base
                         .wrapping_add(((pa - page) / 8).wrapping_mul(self.fmt.entry_size(level)));
                     if self.fmt.is_table(old, level) || self.fmt.is_table(val, level) {
-                        self.reread = true;
-                        return;
+                        self.relinked.push((level, ia, pa));
                     }
                     self.stores.push((ia, level, old, val));
                 }
-                Event::PutPage { count, .. } if count > 0 => {}
-                Event::TlbiHyp { .. }
+                Event::PutPage { page, count: 0 } => self.freed.push(page),
+                Event::FreeUnlinkedTable { pa, .. } => self.freed.push(pa & !(self.page_size - 1)),
+                Event::PutPage { .. }
+                | Event::ZallocPage { .. }
+                | Event::RcuCallback { .. }
+                | Event::TlbiHyp { .. }
                 | Event::TlbiSyncS1IshHyp
                 | Event::TlbFlushVmid
                 | Event::TlbFlushVmidIpa { .. }
@@ -155,28 +182,75 @@ impl Owners {
     }
 
     /// After `op` ran on `side` (and [`Owners::note`] saw its trace): every
-    /// annotation outside the op's range must still be there.
+    /// annotation outside the op's range must still be there. When several
+    /// are gone, the first by (IA, level) is the one reported.
     pub fn check(&mut self, side: &dyn Side, op: &Op) -> Option<What> {
+        if !self.cross_check {
+            return self.follow(side, op);
+        }
+        let before = self.seen.clone();
+        let found = self.follow(side, op);
+        // What a full read finds: the first annotation from before the op
+        // that is gone and was outside its range.
+        let full = tree_of(side, self.fmt);
+        let now = full.annotations(side.arena(), self.fmt);
+        let expected = before.iter().find_map(|(&(ia, level), &pte)| {
+            let inside = op.range().is_some_and(|(start, s)| {
+                ia < start.saturating_add(s)
+                    && ia.saturating_add(self.fmt.entry_size(level)) > start
+            });
+            (!inside && now.binary_search(&(ia, level, pte)).is_err())
+                .then(|| lost(ia, level, pte, op.range()))
+        });
+        assert_eq!(found, expected, "owner invariant followed through {op:?}");
+        if found.is_none() {
+            assert_eq!(
+                self.index.tables, full.tables,
+                "tree index followed through {op:?}"
+            );
+            let seen: Vec<_> = self.seen.iter().map(|(&(ia, l), &p)| (ia, l, p)).collect();
+            assert_eq!(seen, now, "annotations followed through {op:?}");
+        }
+        found
+    }
+
+    /// [`Owners::check`] itself.
+    fn follow(&mut self, side: &dyn Side, op: &Op) -> Option<What> {
         let range = op.range();
+        let fmt = self.fmt;
         let inside = |ia: u64, level: i8| {
-            let size = self.fmt.entry_size(level);
+            let size = fmt.entry_size(level);
             range.is_some_and(|(start, s)| {
                 let end = start.saturating_add(s);
                 ia < end && ia.saturating_add(size) > start
             })
         };
+        let relinked = std::mem::take(&mut self.relinked);
+        let freed = std::mem::take(&mut self.freed);
+        let mut first_lost: Option<(u64, i8, u64)> = None;
+        let mut lose = |ia: u64, level: i8, pte: u64| {
+            if first_lost.is_none_or(|(i, l, _)| (ia, level) < (i, l)) {
+                first_lost = Some((ia, level, pte));
+            }
+        };
+        if !self.reread && !relinked.is_empty() {
+            self.reread = !self.replace_subtrees(side, relinked, &freed, |ia, level, pte| {
+                if !inside(ia, level) {
+                    lose(ia, level, pte);
+                }
+            });
+        } else if !freed.is_empty() {
+            // A page of the tree freed with no table descriptor changed: only
+            // a broken tree (or a misuse the diff reports) does that.
+            self.reread |= freed.iter().any(|p| self.index.tables.contains_key(p));
+        }
         if std::mem::take(&mut self.reread) {
             self.stores.clear();
             self.index = tree_of(side, self.fmt);
             let now = self.index.annotations(side.arena(), self.fmt);
             for (&(ia, level), &pte) in &self.seen {
                 if !inside(ia, level) && now.binary_search(&(ia, level, pte)).is_err() {
-                    return Some(What::OwnerLost {
-                        ia,
-                        level,
-                        pte,
-                        range,
-                    });
+                    return Some(lost(ia, level, pte, range));
                 }
             }
             self.seen = by_slot(now);
@@ -197,13 +271,11 @@ impl Owners {
         let annotation = |d: u64| d != 0 && d & 1 == 0;
         for &(ia, level, first, last) in &net {
             if annotation(first) && last != first && !inside(ia, level) {
-                return Some(What::OwnerLost {
-                    ia,
-                    level,
-                    pte: first,
-                    range,
-                });
+                lose(ia, level, first);
             }
+        }
+        if let Some((ia, level, pte)) = first_lost {
+            return Some(lost(ia, level, pte, range));
         }
         for &(ia, level, first, last) in &net {
             if first == last {
@@ -217,12 +289,103 @@ impl Owners {
             }
         }
         self.net = net;
-        if self.cross_check {
-            let full = tree_of(side, self.fmt).annotations(side.arena(), self.fmt);
-            let seen: Vec<_> = self.seen.iter().map(|(&(ia, l), &p)| (ia, l, p)).collect();
-            assert_eq!(seen, full, "annotations updated from the stores of {op:?}");
-        }
         None
+    }
+
+    /// Replaces the subtrees below the slots whose table descriptor an op
+    /// stored or overwrote: drops their old pages from the index and their
+    /// annotations from the set (passing each old annotation the new subtree
+    /// lacks to `lose`), reads them again from memory, and drops the op's
+    /// stores inside them (the read saw their result). False, with nothing
+    /// changed, when only a full read is exact.
+    fn replace_subtrees(
+        &mut self,
+        side: &dyn Side,
+        mut relinked: Vec<(i8, u64, u64)>,
+        freed: &[u64],
+        mut lose: impl FnMut(u64, i8, u64),
+    ) -> bool {
+        let fmt = self.fmt;
+        // The outermost slots only: a slot inside another's subtree is read
+        // with it. Coarser levels first, so an outer slot is kept first.
+        relinked.sort_unstable();
+        relinked.dedup_by_key(|&mut (level, ia, _)| (level, ia));
+        // The kept slots by IA, to level and slot PA: disjoint ranges, so
+        // the one that may contain an address starts last at or before it.
+        let mut tops: BTreeMap<u64, (i8, u64)> = BTreeMap::new();
+        let below = |tops: &BTreeMap<u64, (i8, u64)>, ia: u64, level: i8| {
+            tops.range(..=ia)
+                .next_back()
+                .is_some_and(|(&start, &(l, _))| level > l && ia - start < fmt.entry_size(l))
+        };
+        for (level, ia, pa) in relinked {
+            if !below(&tops, ia, level) {
+                tops.insert(ia, (level, pa));
+            }
+        }
+        let stays =
+            |tops: &BTreeMap<u64, (i8, u64)>, pos: &TablePos| !below(tops, pos.base, pos.level);
+        // A freed page still linked outside every replaced subtree.
+        if freed.iter().any(|p| {
+            self.index
+                .tables
+                .get(p)
+                .is_some_and(|pos| stays(&tops, pos))
+        }) {
+            return false;
+        }
+        let arena = side.arena();
+        let mut fresh: Vec<(u64, TablePos)> = Vec::new();
+        for (&ia, &(level, pa)) in &tops {
+            let Some(pte) = arena.read(pa) else {
+                return false;
+            };
+            match TreeIndex::subtree(arena, fmt, pte, level, ia) {
+                Some(pages) => fresh.extend(pages),
+                None => return false,
+            }
+        }
+        // A page reached twice, or also linked where nothing changed.
+        let mut pages: Vec<u64> = fresh.iter().map(|&(pa, _)| pa).collect();
+        pages.sort_unstable();
+        if pages.windows(2).any(|w| w[0] == w[1])
+            || pages.iter().any(|p| {
+                self.index
+                    .tables
+                    .get(p)
+                    .is_some_and(|pos| stays(&tops, pos))
+            })
+        {
+            return false;
+        }
+        self.index.tables.retain(|_, pos| stays(&tops, pos));
+        let mut now = Vec::new();
+        for &(pa, pos) in &fresh {
+            annotations_in(arena, fmt, pa, pos, &mut now);
+            self.index.tables.insert(pa, pos);
+        }
+        now.sort_unstable();
+        for (&start, &(level, _)) in &tops {
+            let end = start.saturating_add(fmt.entry_size(level));
+            let old: Vec<((u64, i8), u64)> = self
+                .seen
+                .range((start, i8::MIN)..(end, i8::MIN))
+                .filter(|&(&(_, l), _)| l > level)
+                .map(|(&k, &v)| (k, v))
+                .collect();
+            for ((ia, l), pte) in old {
+                self.seen.remove(&(ia, l));
+                if now.binary_search(&(ia, l, pte)).is_err() {
+                    lose(ia, l, pte);
+                }
+            }
+        }
+        for (ia, level, pte) in now {
+            self.seen.insert((ia, level), pte);
+        }
+        self.stores
+            .retain(|&(ia, level, ..)| !below(&tops, ia, level));
+        true
     }
 }
 
@@ -253,6 +416,17 @@ mod tests {
     /// page donated (its block split into a table: a full read), then two
     /// more pages of that table donated (stores only: an update from them).
     fn donated() -> (crate::opstream::OpStream, RustSide, Owners) {
+        let (s, mut side, mut owners) = fresh();
+        for op in &s.ops[..3] {
+            let o = side.apply_raced(op, None);
+            owners.note(&o.trace);
+            assert_eq!(owners.check(&side, op), None, "{op:?}");
+        }
+        (s, side, owners)
+    }
+
+    /// The stream of [`donated`], its side initialised, nothing applied.
+    fn fresh() -> (crate::opstream::OpStream, RustSide, Owners) {
         let s = crate::opstream::parse(
             "kvm-pgtable-diff-stream v1
 config stage=stage2 context=nvhe granule=4k ia_bits=40 flags=idmap parange=2 arena_pages=64
@@ -268,12 +442,7 @@ s2_unmap addr=0x40000000 size=0x200000
         let fmt = crate::executor::format_of(&s);
         let mut side = RustSide::for_stream(&s.config);
         side.init();
-        let mut owners = Owners::new(&side, fmt).cross_checked();
-        for op in &s.ops[..3] {
-            let o = side.apply_raced(op, None);
-            owners.note(&o.trace);
-            assert_eq!(owners.check(&side, op), None, "{op:?}");
-        }
+        let owners = Owners::new(&side, fmt).cross_checked();
         (s, side, owners)
     }
 
@@ -313,12 +482,15 @@ s2_unmap addr=0x40000000 size=0x200000
     }
 
     #[test]
-    fn an_unmap_that_frees_the_table_reads_the_tree_again() {
+    fn an_unmap_that_frees_the_table_drops_its_subtree() {
         let (s, mut side, mut owners) = donated();
-        // Unmapping the whole first 2M frees the table of annotations.
+        // Unmapping the whole first 2M frees the table of annotations: its
+        // level-2 slot at 0x40000000 is overwritten.
         let o = side.apply_raced(&s.ops[4], None);
         owners.note(&o.trace);
-        assert!(owners.reread);
+        assert!(!owners.reread, "a subtree replaced, not a full read");
+        let slots: Vec<(i8, u64)> = owners.relinked.iter().map(|&(l, ia, _)| (l, ia)).collect();
+        assert_eq!(slots, [(2, 0x4000_0000)]);
         let elsewhere = crate::opstream::Op::GetLeaf { addr: 0x4010_0000 };
         assert_eq!(
             owners.check(&side, &elsewhere),
@@ -329,5 +501,58 @@ s2_unmap addr=0x40000000 size=0x200000
                 range: Some((0x4010_0000, 1)),
             })
         );
+    }
+
+    #[test]
+    fn another_agents_write_reads_the_whole_tree() {
+        let (s, mut side, mut owners) = donated();
+        // The unmap frees the table of annotations, but the trace shows only
+        // another agent's write: no store tells where, so the tree is read.
+        let _ = side.apply_raced(&s.ops[4], None);
+        let write = Event::Interference {
+            at: 0,
+            access: crate::events::Access::ReadOnce,
+            pa: 0,
+            old: 0,
+            new: 0,
+        };
+        owners.note(&vec![write]);
+        let elsewhere = crate::opstream::Op::GetLeaf { addr: 0x4010_0000 };
+        assert_eq!(
+            owners.check(&side, &elsewhere),
+            Some(What::OwnerLost {
+                ia: 0x4000_1000,
+                level: 3,
+                pte: OWNER_1,
+                range: Some((0x4010_0000, 1)),
+            })
+        );
+    }
+
+    #[test]
+    fn a_split_reads_the_new_table_alone() {
+        let (s, mut fresh, mut owners) = fresh();
+        let o = fresh.apply_raced(&s.ops[0], None);
+        owners.note(&o.trace);
+        assert_eq!(owners.check(&fresh, &s.ops[0]), None);
+        // The first donation splits the 2M block at 0x40000000 into a
+        // table: one table descriptor stored at level 2.
+        let o = fresh.apply_raced(&s.ops[1], None);
+        owners.note(&o.trace);
+        assert!(!owners.reread);
+        let slots: Vec<(i8, u64)> = owners.relinked.iter().map(|&(l, ia, _)| (l, ia)).collect();
+        assert_eq!(slots, [(2, 0x4000_0000)]);
+        assert_eq!(owners.check(&fresh, &s.ops[1]), None);
+        let seen: Vec<_> = owners.seen.iter().map(|(&k, &v)| (k, v)).collect();
+        assert_eq!(seen, [((0x4000_1000, 3), OWNER_1)]);
+        // The new level-3 table covers 0x40000000..0x40200000.
+        let level3: Vec<u64> = owners
+            .index
+            .tables
+            .values()
+            .filter(|p| p.level == 3)
+            .map(|p| p.base)
+            .collect();
+        assert_eq!(level3, [0x4000_0000]);
     }
 }
