@@ -1873,3 +1873,80 @@ fn text_files_and_raw_inputs_are_told_apart() {
     assert!(!is_text(b"\x01kvm"));
     assert!(!is_text(b""));
 }
+
+/// The dictionary's lost-race phrases: another vCPU's walker installs a table
+/// at access 1 or 2 of the next op; `fault_race_lost_table` adds KVM's fault
+/// map of one page at 256 GiB, which on an empty table reads the empty
+/// level-1 entry (access 0), takes a table page and loses its cmpxchg
+/// (access 1): -EAGAIN, and the page goes back (put to 0).
+#[test]
+fn dictionary_race_phrases_lose_a_table_race() {
+    use crate::events::Event;
+    use crate::results::Value;
+    use crate::side::Side;
+    let table_at = |at| Race {
+        at,
+        up: 0,
+        what: Interference::Install(Install::Table),
+    };
+    // Kernel (KVM guest) context, 4K, 40 bits; line byte 0x01 is 6.12, 0x10 7.3.
+    for (line, kernel, flags) in [
+        (
+            0x01,
+            KernelLine::V6_12,
+            walk_flags::SHARED | walk_flags::HANDLE_FAULT,
+        ),
+        (0x10, KernelLine::V7_3, walk_flags::SHARED),
+    ] {
+        let mut config = s2_4k_40();
+        config[0] = line;
+        config[2] = 1;
+        for (name, at) in [("race_table_won_1", 1), ("race_table_won_2", 2)] {
+            let mut bytes = config.clone();
+            bytes.extend(dict_phrase(name));
+            bytes.extend_from_slice(&[14, 0, 2]);
+            let s = decode(&bytes, Profile::Stage2);
+            assert_eq!(s.ops, [Op::GetLeaf { addr: 0x2000 }], "{name}");
+            assert_eq!(s.race(0), Some(&table_at(at)), "{name}");
+        }
+        let mut bytes = config.clone();
+        bytes.extend(dict_phrase("fault_race_lost_table"));
+        let s = decode(&bytes, Profile::Stage2);
+        assert_eq!(s.config.kernel, kernel);
+        let l = s.config.kernel.prot();
+        assert_eq!(
+            s.ops,
+            [Op::S2Map {
+                addr: 0x40_0000_0000,
+                size: 0x1000,
+                phys: 0x40_0000_0000,
+                prot: l.rw(),
+                mc: Some(4),
+                flags,
+            }],
+            "line byte {line:#x}"
+        );
+        assert_eq!(s.race(0), Some(&table_at(1)));
+        let mut side = crate::rust_side::RustSide::for_stream(&s.config);
+        side.init();
+        let o = side.apply_raced(&s.ops[0], s.race(0));
+        assert_eq!(o.value, Value::Int(-11), "-EAGAIN");
+        let taken: Vec<u64> = o
+            .trace
+            .iter()
+            .filter_map(|e| match *e {
+                Event::ZallocPage { pa, .. } => pa,
+                _ => None,
+            })
+            .collect();
+        assert_eq!(taken.len(), 1, "{:?}", o.trace);
+        assert!(
+            o.trace.contains(&Event::PutPage {
+                page: taken[0],
+                count: 0
+            }),
+            "{:?}",
+            o.trace
+        );
+    }
+}

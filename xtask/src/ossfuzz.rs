@@ -2211,8 +2211,8 @@ mod tests {
         let dir = root().join("oss-fuzz");
         let dict = fs::read_to_string(dir.join("kvm-pgtable-diff.dict")).unwrap();
         // 22 op tags and the race tag, 2 mode bytes, 10 u64 literals, 4 u32 literals, 4
-        // permission-fault phrases.
-        assert_eq!(parse_dict(&dict), Ok(45));
+        // permission-fault phrases, 2 split phrases, 3 lost-race phrases.
+        assert_eq!(parse_dict(&dict), Ok(48));
         let opts = fs::read_to_string(dir.join("kvm-pgtable-diff.options")).unwrap();
         assert_eq!(
             parse_options(&opts),
