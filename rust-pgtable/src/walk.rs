@@ -203,6 +203,7 @@ fn kvm_pgtable_walk_lock_held<E: Env>(env: &mut E, cfg: &Config) -> bool {
 
 /// Invoke the visitor, first checking that a shared walk is protected.
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn kvm_pgtable_visitor_cb<E, V>(
     env: &mut E,
     cfg: &Config,
@@ -239,6 +240,7 @@ where
 /// walk go on. Linux 6.12: yes, unless a fault handler walks (it retries
 /// the guest instead). Linux 7.3 turned the flag around: only walks asking
 /// for it go on.
+#[inline]
 fn kvm_pgtable_walk_ignore_eagain(cfg: &Config, flags: WalkFlags) -> bool {
     match cfg.line {
         KernelLine::V6_12 => !flags.contains(WalkFlags::HANDLE_FAULT),
@@ -247,6 +249,7 @@ fn kvm_pgtable_walk_ignore_eagain(cfg: &Config, flags: WalkFlags) -> bool {
 }
 
 /// Whether the walk goes on after a visitor returned `r`.
+#[inline]
 fn kvm_pgtable_walk_continue(cfg: &Config, flags: WalkFlags, r: Result<(), Error>) -> bool {
     if r == Err(Error::Again) {
         return kvm_pgtable_walk_ignore_eagain(cfg, flags);
