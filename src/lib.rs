@@ -10,6 +10,7 @@ pub mod events;
 pub mod executor;
 pub mod force_pte;
 pub mod fuzz;
+pub mod hash;
 pub mod known;
 pub mod opstream;
 pub mod oracle;

@@ -3,10 +3,11 @@
 //! implementation: used to decode descriptors in reports and to check the
 //! host stage-2 ownership invariant.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt::Write as _;
 
 use crate::arena::Arena;
+use crate::hash::FoldMap;
 use crate::opstream::{Granule, Stage};
 
 /// The 7.x invalid-PTE types (bits [63:60]) by number.
@@ -70,7 +71,7 @@ pub struct TablePos {
 /// Table pages of a tree, keyed by PA.
 #[derive(Clone, Debug, Default)]
 pub struct TreeIndex {
-    pub tables: HashMap<u64, TablePos>,
+    pub tables: FoldMap<u64, TablePos>,
 }
 
 impl TreeIndex {

@@ -13,11 +13,13 @@
 
 use std::collections::BTreeMap;
 
+use crate::arena::Arena;
 use crate::events::{Event, Trace};
+use crate::hash::FoldMap;
 use crate::opstream::Op;
 use crate::results::What;
 use crate::side::Side;
-use crate::tree::{Format, TablePos, TreeIndex, annotations_in};
+use crate::tree::{Format, TablePos, TreeIndex};
 
 /// The first mm_ops contract breach in a step's trace.
 pub fn misuse(trace: &Trace) -> Option<What> {
@@ -66,12 +68,15 @@ pub fn tree_of(side: &dyn Side, fmt: Format) -> TreeIndex {
 pub struct Owners {
     fmt: Format,
     page_size: u64,
-    /// Every annotation after the last step: (IA, level) to descriptor.
-    seen: BTreeMap<(u64, i8), u64>,
-    /// The table pages of the tree as last read.
+    /// The table pages of the tree as last followed.
     index: TreeIndex,
-    /// Stores into the tree since the last check, as (IA, level, old, new).
-    stores: Vec<(u64, i8, u64, u64)>,
+    /// The annotation words of each page of `index` (0 where a slot holds
+    /// none), by page PA: an update is a word written, and the annotations
+    /// below a replaced slot are those of the pages it drops.
+    ann: FoldMap<u64, Box<[u64]>>,
+    /// Stores into the tree since the last check, as (IA, level, old, new,
+    /// PA of the slot).
+    stores: Vec<(u64, i8, u64, u64, u64)>,
     /// Slots of the tree whose table descriptor was stored or overwritten
     /// since the last check: (level, IA, PA of the slot).
     relinked: Vec<(i8, u64, u64)>,
@@ -81,7 +86,7 @@ pub struct Owners {
     /// check reads the whole tree again.
     reread: bool,
     /// Each touched slot's first old value and last new one (a buffer).
-    net: Vec<(u64, i8, u64, u64)>,
+    net: Vec<(u64, i8, u64, u64, u64)>,
     /// Checks every update from stores against a full read (tests).
     cross_check: bool,
 }
@@ -100,11 +105,12 @@ impl Owners {
     /// Starts from the annotations of `side`'s tree now.
     pub fn new(side: &dyn Side, fmt: Format) -> Owners {
         let index = tree_of(side, fmt);
+        let ann = annotation_words(side.arena(), &index);
         Owners {
             fmt,
             page_size: side.arena().geometry().page_size,
-            seen: by_slot(index.annotations(side.arena(), fmt)),
             index,
+            ann,
             stores: Vec::new(),
             relinked: Vec::new(),
             freed: Vec::new(),
@@ -120,6 +126,18 @@ impl Owners {
     pub fn cross_checked(mut self) -> Owners {
         self.cross_check = true;
         self
+    }
+
+    /// Every annotation of the tree as followed, as (IA, level, pte), sorted.
+    fn annotations(&self) -> Vec<(u64, i8, u64)> {
+        let mut out = Vec::new();
+        for (pa, &pos) in &self.index.tables {
+            if let Some(words) = self.ann.get(pa) {
+                annotations_of(words, pos, self.fmt, &mut out);
+            }
+        }
+        out.sort_unstable();
+        out
     }
 
     /// Takes note of a step's trace (every step's, before the
@@ -151,7 +169,7 @@ impl Owners {
                     if self.fmt.is_table(old, level) || self.fmt.is_table(val, level) {
                         self.relinked.push((level, ia, pa));
                     }
-                    self.stores.push((ia, level, old, val));
+                    self.stores.push((ia, level, old, val, pa));
                 }
                 Event::PutPage { page, count: 0 } => self.freed.push(page),
                 Event::FreeUnlinkedTable { pa, .. } => self.freed.push(pa & !(self.page_size - 1)),
@@ -188,13 +206,13 @@ impl Owners {
         if !self.cross_check {
             return self.follow(side, op);
         }
-        let before = self.seen.clone();
+        let before = self.annotations();
         let found = self.follow(side, op);
         // What a full read finds: the first annotation from before the op
         // that is gone and was outside its range.
         let full = tree_of(side, self.fmt);
         let now = full.annotations(side.arena(), self.fmt);
-        let expected = before.iter().find_map(|(&(ia, level), &pte)| {
+        let expected = before.iter().find_map(|&(ia, level, pte)| {
             let inside = op.range().is_some_and(|(start, s)| {
                 ia < start.saturating_add(s)
                     && ia.saturating_add(self.fmt.entry_size(level)) > start
@@ -208,8 +226,11 @@ impl Owners {
                 self.index.tables, full.tables,
                 "tree index followed through {op:?}"
             );
-            let seen: Vec<_> = self.seen.iter().map(|(&(ia, l), &p)| (ia, l, p)).collect();
-            assert_eq!(seen, now, "annotations followed through {op:?}");
+            assert_eq!(
+                self.annotations(),
+                now,
+                "annotations followed through {op:?}"
+            );
         }
         found
     }
@@ -246,14 +267,15 @@ impl Owners {
         }
         if std::mem::take(&mut self.reread) {
             self.stores.clear();
+            let before = self.annotations();
             self.index = tree_of(side, self.fmt);
-            let now = self.index.annotations(side.arena(), self.fmt);
-            for (&(ia, level), &pte) in &self.seen {
+            self.ann = annotation_words(side.arena(), &self.index);
+            let now = self.annotations();
+            for &(ia, level, pte) in &before {
                 if !inside(ia, level) && now.binary_search(&(ia, level, pte)).is_err() {
                     return Some(lost(ia, level, pte, range));
                 }
             }
-            self.seen = by_slot(now);
             return None;
         }
         // Each slot's first old value and last new one, in slot order (the
@@ -261,31 +283,33 @@ impl Owners {
         self.stores.sort_by_key(|&(ia, level, ..)| (ia, level));
         let mut net = std::mem::take(&mut self.net);
         net.clear();
-        for &(ia, level, old, new) in &self.stores {
+        for &(ia, level, old, new, pa) in &self.stores {
             match net.last_mut() {
                 Some(last) if (last.0, last.1) == (ia, level) => last.3 = new,
-                _ => net.push((ia, level, old, new)),
+                _ => net.push((ia, level, old, new, pa)),
             }
         }
         self.stores.clear();
-        let annotation = |d: u64| d != 0 && d & 1 == 0;
-        for &(ia, level, first, last) in &net {
-            if annotation(first) && last != first && !inside(ia, level) {
+        for &(ia, level, first, last, _) in &net {
+            if is_annotation(first) && last != first && !inside(ia, level) {
                 lose(ia, level, first);
             }
         }
         if let Some((ia, level, pte)) = first_lost {
             return Some(lost(ia, level, pte, range));
         }
-        for &(ia, level, first, last) in &net {
+        // Slots in page order: runs of one page look it up once.
+        let mut page: Option<(u64, &mut Box<[u64]>)> = None;
+        for &(_, _, first, last, pa) in &net {
             if first == last {
                 continue;
             }
-            if annotation(first) {
-                self.seen.remove(&(ia, level));
+            let base = pa & !(self.page_size - 1);
+            if page.as_ref().is_none_or(|&(p, _)| p != base) {
+                page = self.ann.get_mut(&base).map(|w| (base, w));
             }
-            if annotation(last) {
-                self.seen.insert((ia, level), last);
+            if let Some((_, words)) = page.as_mut() {
+                words[((pa - base) / 8) as usize] = if is_annotation(last) { last } else { 0 };
             }
         }
         self.net = net;
@@ -358,30 +382,30 @@ impl Owners {
         {
             return false;
         }
-        self.index.tables.retain(|_, pos| stays(&tops, pos));
-        let mut now = Vec::new();
-        for &(pa, pos) in &fresh {
-            annotations_in(arena, fmt, pa, pos, &mut now);
-            self.index.tables.insert(pa, pos);
-        }
-        now.sort_unstable();
-        for (&start, &(level, _)) in &tops {
-            let end = start.saturating_add(fmt.entry_size(level));
-            let old: Vec<((u64, i8), u64)> = self
-                .seen
-                .range((start, i8::MIN)..(end, i8::MIN))
-                .filter(|&(&(_, l), _)| l > level)
-                .map(|(&k, &v)| (k, v))
-                .collect();
-            for ((ia, l), pte) in old {
-                self.seen.remove(&(ia, l));
-                if now.binary_search(&(ia, l, pte)).is_err() {
-                    lose(ia, l, pte);
+        // The old subtrees' annotations, from the words of the pages they drop.
+        let mut old = Vec::new();
+        let ann = &mut self.ann;
+        self.index.tables.retain(|pa, pos| {
+            let keep = stays(&tops, pos);
+            if !keep {
+                if let Some(words) = ann.remove(pa) {
+                    annotations_of(&words, *pos, fmt, &mut old);
                 }
             }
+            keep
+        });
+        let mut now = Vec::new();
+        for &(pa, pos) in &fresh {
+            let words = page_annotation_words(arena, pa);
+            annotations_of(&words, pos, fmt, &mut now);
+            self.index.tables.insert(pa, pos);
+            self.ann.insert(pa, words);
         }
-        for (ia, level, pte) in now {
-            self.seen.insert((ia, level), pte);
+        now.sort_unstable();
+        for (ia, l, pte) in old {
+            if now.binary_search(&(ia, l, pte)).is_err() {
+                lose(ia, l, pte);
+            }
         }
         self.stores
             .retain(|&(ia, level, ..)| !below(&tops, ia, level));
@@ -389,11 +413,45 @@ impl Owners {
     }
 }
 
-fn by_slot(annotations: Vec<(u64, i8, u64)>) -> BTreeMap<(u64, i8), u64> {
-    annotations
-        .into_iter()
-        .map(|(ia, level, pte)| ((ia, level), pte))
+/// An owner annotation: a non-zero invalid descriptor.
+fn is_annotation(d: u64) -> bool {
+    d != 0 && d & 1 == 0
+}
+
+/// The annotation words of table page `pa` (0 where a slot holds none; all
+/// 0 for a page that cannot be read, as [`crate::tree::annotations_in`]
+/// skips it).
+fn page_annotation_words(arena: &Arena, pa: u64) -> Box<[u64]> {
+    if arena.read(pa).is_none() {
+        return vec![0; (arena.geometry().page_size / 8) as usize].into();
+    }
+    arena
+        .page_words(pa)
+        .iter()
+        .map(|&d| if is_annotation(d) { d } else { 0 })
         .collect()
+}
+
+/// [`page_annotation_words`] of every page of `index`.
+fn annotation_words(arena: &Arena, index: &TreeIndex) -> FoldMap<u64, Box<[u64]>> {
+    index
+        .tables
+        .keys()
+        .map(|&pa| (pa, page_annotation_words(arena, pa)))
+        .collect()
+}
+
+/// Appends the annotations held in `words` (a page at `pos`) to `out`, as
+/// (IA, level, pte).
+fn annotations_of(words: &[u64], pos: TablePos, fmt: Format, out: &mut Vec<(u64, i8, u64)>) {
+    for (i, &d) in words.iter().enumerate() {
+        if d != 0 {
+            let ia = pos
+                .base
+                .wrapping_add((i as u64).wrapping_mul(fmt.entry_size(pos.level)));
+            out.push((ia, pos.level, d));
+        }
+    }
 }
 
 /// Pages still allocated after both sides' destroy (`a` and `b`).
@@ -477,7 +535,7 @@ s2_unmap addr=0x40000000 size=0x200000
         owners.note(&o.trace);
         assert_eq!(owners.check(&side, &s.ops[3]), None);
         // 0x40001000 and 0x40003000 are still annotated.
-        let ias: Vec<u64> = owners.seen.keys().map(|&(ia, _)| ia).collect();
+        let ias: Vec<u64> = owners.annotations().iter().map(|&(ia, ..)| ia).collect();
         assert_eq!(ias, [0x4000_1000, 0x4000_3000]);
     }
 
@@ -543,8 +601,7 @@ s2_unmap addr=0x40000000 size=0x200000
         let slots: Vec<(i8, u64)> = owners.relinked.iter().map(|&(l, ia, _)| (l, ia)).collect();
         assert_eq!(slots, [(2, 0x4000_0000)]);
         assert_eq!(owners.check(&fresh, &s.ops[1]), None);
-        let seen: Vec<_> = owners.seen.iter().map(|(&k, &v)| (k, v)).collect();
-        assert_eq!(seen, [((0x4000_1000, 3), OWNER_1)]);
+        assert_eq!(owners.annotations(), [(0x4000_1000, 3, OWNER_1)]);
         // The new level-3 table covers 0x40000000..0x40200000.
         let level3: Vec<u64> = owners
             .index
