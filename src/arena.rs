@@ -109,7 +109,7 @@ pub const POISON: u64 = 0x6b6b_6b6b_6b6b_6b6a;
 /// It is owned through a raw pointer only. The C side keeps raw pointers
 /// into it across calls (`pgt->pgd`, every table pointer it derives) and
 /// writes through them, and rust-pgtable does the same through
-/// [`Arena::slot_ptr`]; so Rust code never creates a `&mut [u64]` over it,
+/// [`Arena::table_ptr`]; so Rust code never creates a `&mut [u64]` over it,
 /// which would assert exclusive access and invalidate those pointers. Every
 /// access goes through the one base pointer: raw reads and writes, and
 /// short-lived shared slices for comparisons while no side is running.
@@ -323,13 +323,13 @@ impl Arena {
         (va.addr().wrapping_sub(self.base.addr()) as u64).wrapping_add(self.geo.base_pa)
     }
 
-    /// Host pointer for the descriptor at `pa` when it lies inside the arena
-    /// (live or free page); one compare, as this is on every descriptor
-    /// access of the Rust side.
+    /// Host pointer for the table page at `pa` when `pa` starts a page of
+    /// the arena (live or free), so the whole page lies behind it; the Rust
+    /// side resolves every table page it walks through it.
     #[inline]
-    pub fn slot_ptr(&self, pa: u64) -> Option<*mut u64> {
+    pub fn table_ptr(&self, pa: u64) -> Option<*mut u64> {
         let off = pa.wrapping_sub(self.geo.base_pa);
-        (off < self.geo.page_size * u64::from(self.geo.pages) && off % 8 == 0)
+        (off < self.geo.page_size * u64::from(self.geo.pages) && off % self.geo.page_size == 0)
             .then(|| self.base.wrapping_byte_add(off as usize))
     }
 

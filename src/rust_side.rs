@@ -134,9 +134,10 @@ impl RustEnv {
     }
 }
 
-// SAFETY: phys_to_virt returns either a pointer into the arena's backing
-// store (for arena PAs) or into `scratch` (any other PA); both are valid,
-// 8-byte aligned and live as long as the environment.
+// SAFETY: phys_to_virt returns either a pointer to a page of the arena's
+// backing store (for the PA of an arena page) or to `scratch`, one page
+// long (any other PA); both are valid for a whole page, 8-byte aligned and
+// live as long as the environment.
 unsafe impl rp::MmOps for RustEnv {
     type Memcache = Memcache;
 
@@ -195,7 +196,7 @@ unsafe impl rp::MmOps for RustEnv {
     }
 
     fn phys_to_virt(&mut self, pa: u64) -> *mut u64 {
-        if let Some(p) = self.arena.slot_ptr(pa) {
+        if let Some(p) = self.arena.table_ptr(pa) {
             return p;
         }
         self.trace.push(Event::Misuse(Misuse::ForeignAddress {

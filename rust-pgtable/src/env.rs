@@ -27,12 +27,14 @@ pub const MAX_TLBI_RANGE_PAGES: u64 = (31 + 1) << (5 * 3 + 1);
 ///
 /// # Safety
 ///
-/// [`MmOps::phys_to_virt`] must return a pointer that is valid for
-/// volatile and atomic 8-byte reads and writes, 8-byte aligned, for every
-/// physical address of a table page the implementation handed out through
-/// [`MmOps::zalloc_page`] / [`MmOps::zalloc_pages_exact`] (and that has not
-/// been freed since), and no Rust reference to that memory may be live while
-/// the page-table code runs. The crate dereferences those pointers.
+/// [`MmOps::phys_to_virt`] must return, for the physical address of a
+/// table page the implementation handed out through [`MmOps::zalloc_page`] /
+/// [`MmOps::zalloc_pages_exact`] (and that has not been freed since), an
+/// 8-byte aligned pointer to the start of that page, valid for volatile and
+/// atomic 8-byte reads and writes of each of the page's descriptors (the
+/// page is contiguous behind the pointer, as on the kernel's linear map),
+/// and no Rust reference to that memory may be live while the page-table
+/// code runs. The crate dereferences those pointers.
 #[doc(alias = "kvm_pgtable_mm_ops")]
 pub unsafe trait MmOps {
     /// The memory cache type passed down by stage-2 map/split operations.
@@ -68,8 +70,10 @@ pub unsafe trait MmOps {
     /// Refcount of the page containing `pa`.
     fn page_count(&mut self, pa: PhysAddr) -> i32;
 
-    /// Pointer through which the descriptor at `pa` is accessed. Not an
-    /// observable event: only the crate's memory module calls it.
+    /// Pointer through which the table page at `pa` is accessed: called
+    /// once per table page a walk enters (the kernel's `kvm_pte_follow`),
+    /// whose descriptors are then reached by indexing it. Not an observable
+    /// event: only the crate's memory module calls it.
     fn phys_to_virt(&mut self, pa: PhysAddr) -> *mut u64;
 
     /// Clean and invalidate the data cache to the PoC for `[pa, pa+size)`,

@@ -206,6 +206,7 @@ fn hyp_map_walker_try_leaf<E: Env>(ctx: &mut VisitCtx<'_, E>, data: &HypMapData)
     true
 }
 
+#[inline]
 fn hyp_map_walker<E: Env>(
     ctx: &mut VisitCtx<'_, E>,
     _visit: Visit,
@@ -250,6 +251,7 @@ impl<E: Env> HypPgtable<E> {
     }
 }
 
+#[inline]
 fn hyp_unmap_walker<E: Env>(
     ctx: &mut VisitCtx<'_, E>,
     _visit: Visit,
@@ -338,6 +340,7 @@ impl<E: Env> HypPgtable<E> {
     }
 }
 
+#[inline]
 fn hyp_free_walker<E: Env>(ctx: &mut VisitCtx<'_, E>, _visit: Visit) -> Result<(), Error> {
     if !ctx.old.is_valid() {
         return Ok(());

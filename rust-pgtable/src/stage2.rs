@@ -18,6 +18,7 @@
 use core::ops::{Deref, DerefMut};
 
 use crate::env::{Barrier, Env, MAX_TLBI_RANGE_PAGES, TLBI_TTL_UNKNOWN, warn_on, warn_on_once};
+use crate::mem::Table;
 use crate::pgtable::{Pgtable, kvm_block_mapping_supported};
 use crate::pkvm::{ForcePteCb, NoForcePte};
 use crate::types::{
@@ -561,6 +562,7 @@ fn stage2_map_walk_leaf<E: Env>(
 
 /// Tables are visited on the way down, in case the whole table's range can
 /// become one block; everything else happens at the leaves.
+#[inline]
 fn stage2_map_walker<E: Env>(
     ctx: &mut VisitCtx<'_, E>,
     visit: Visit,
@@ -776,6 +778,7 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
 
 /// Remove a leaf, an annotation or an emptied table; blocks overlapping the
 /// range go whole and are faulted back lazily, like map does.
+#[inline]
 fn stage2_unmap_walker<E: Env>(
     ctx: &mut VisitCtx<'_, E>,
     _visit: Visit,
@@ -846,6 +849,7 @@ struct Stage2AttrData {
     level: Level,
 }
 
+#[inline]
 fn stage2_attr_walker<E: Env>(
     ctx: &mut VisitCtx<'_, E>,
     _visit: Visit,
@@ -964,6 +968,7 @@ struct Stage2AgeData {
     young: bool,
 }
 
+#[inline]
 fn stage2_age_walker<E: Env>(
     ctx: &mut VisitCtx<'_, E>,
     _visit: Visit,
@@ -1076,6 +1081,7 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
     }
 }
 
+#[inline]
 fn stage2_flush_walker<E: Env>(
     ctx: &mut VisitCtx<'_, E>,
     _visit: Visit,
@@ -1160,7 +1166,8 @@ fn stage2_create_unlinked<E: Env>(
 
     let mut visitor =
         |ctx: &mut VisitCtx<'_, E>, visit: Visit| stage2_map_walker(ctx, visit, &mut map_data);
-    let ret = walk_table(env, cfg, &mut data, &mut visitor, pgtable, level.next());
+    let table = Table::follow(env, pgtable, cfg.granule.ptrs_per_pte());
+    let ret = walk_table(env, cfg, &mut data, &mut visitor, table, level.next());
     if let Err(e) = ret {
         stage2_free_unlinked(env, cfg, pgtable, level);
         return Err(e);
@@ -1213,6 +1220,7 @@ fn stage2_block_get_nr_page_tables<E: Env>(
     }
 }
 
+#[inline]
 fn stage2_split_walker<E: Env>(
     ctx: &mut VisitCtx<'_, E>,
     _visit: Visit,
@@ -1341,6 +1349,7 @@ fn stage2_free_table_post<E: Env>(ctx: &mut VisitCtx<'_, E>) -> Result<(), Error
 /// Release everything a (sub)table holds: a reference on the table page
 /// per counted entry, and the child tables themselves. Linux 6.12 frees
 /// every table it meets; 7.3 only emptied ones.
+#[inline]
 fn stage2_free_walker<E: Env>(ctx: &mut VisitCtx<'_, E>, visit: Visit) -> Result<(), Error> {
     if !ctx.old.is_counted() {
         return Ok(());
@@ -1432,12 +1441,13 @@ pub fn stage2_free_unlinked<E: Env>(env: &mut E, cfg: &Config, pgtable: PhysAddr
         flags: WalkFlags::LEAF | WalkFlags::TABLE_POST,
     };
 
+    let table = Table::follow(env, pgtable, cfg.granule.ptrs_per_pte());
     let ret = walk_table(
         env,
         cfg,
         &mut data,
         &mut stage2_free_walker,
-        pgtable,
+        table,
         level.next(),
     );
     warn_on(env, ret.is_err());

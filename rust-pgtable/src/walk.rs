@@ -13,7 +13,7 @@
 //! Rust closure captures.
 
 use crate::env::{Env, warn_on_once};
-use crate::mem;
+use crate::mem::{self, Slot, Table};
 use crate::types::{
     Config, Context, Error, Granule, KernelLine, Level, PhysAddr, Pte, WalkFlags, align_down,
     align_up, bit,
@@ -66,6 +66,9 @@ pub struct VisitCtx<'a, E> {
     pub level: Level,
     /// The walk's flags.
     pub flags: WalkFlags,
+    /// `ptep` and the pointer it is accessed through, resolved once per
+    /// table page by the walker.
+    slot: Slot,
 }
 
 impl<E: Env> VisitCtx<'_, E> {
@@ -107,7 +110,7 @@ impl<E: Env> VisitCtx<'_, E> {
     /// Current value of the descriptor in memory (`READ_ONCE`).
     #[inline]
     pub fn read(&mut self) -> Pte {
-        Pte(mem::read_once(self.env, self.ptep))
+        Pte(mem::read_once(self.env, self.slot))
     }
 
     /// Current value of the descriptor, read the way the kernel reads it
@@ -115,25 +118,25 @@ impl<E: Env> VisitCtx<'_, E> {
     /// with (see [`crate::Hw::pte_access`]).
     #[inline]
     pub(crate) fn load(&mut self) -> Pte {
-        Pte(mem::read_plain(self.env, self.ptep))
+        Pte(mem::read_plain(self.slot))
     }
 
     /// Plain store of `new` into the descriptor (`WRITE_ONCE`).
     #[inline]
     pub fn write_once(&mut self, new: Pte) {
-        mem::write_once(self.env, self.ptep, new.0);
+        mem::write_once(self.env, self.slot, new.0);
     }
 
     /// Release store of `new` into the descriptor.
     #[inline]
     pub fn store_release(&mut self, new: Pte) {
-        mem::store_release(self.env, self.ptep, new.0);
+        mem::store_release(self.env, self.slot, new.0);
     }
 
     /// Replace the descriptor with `new` if it still holds `self.old`.
     #[inline]
     pub fn cmpxchg(&mut self, new: Pte) -> bool {
-        mem::cmpxchg(self.env, self.ptep, self.old.0, new.0) == self.old.0
+        mem::cmpxchg(self.env, self.slot, self.old.0, new.0) == self.old.0
     }
 
     /// Zero the descriptor with a plain store.
@@ -209,7 +212,7 @@ fn kvm_pgtable_visitor_cb<E, V>(
     cfg: &Config,
     data: &WalkData,
     visitor: &mut V,
-    ptep: PhysAddr,
+    slot: Slot,
     old: Pte,
     addr: u64,
     level: Level,
@@ -225,13 +228,14 @@ where
     let mut ctx = VisitCtx {
         env,
         cfg,
-        ptep,
+        ptep: slot.pa,
         old,
         start: data.start,
         addr,
         end: data.end,
         level,
         flags: data.flags,
+        slot,
     };
     visitor(&mut ctx, visit)
 }
@@ -264,7 +268,7 @@ fn visit<E, V>(
     cfg: &Config,
     data: &mut WalkData,
     visitor: &mut V,
-    ptep: PhysAddr,
+    slot: Slot,
     level: Level,
 ) -> Result<(), Error>
 where
@@ -275,7 +279,7 @@ where
     // The context's address is fixed when the descriptor is reached; the
     // walk position moves on as children are visited.
     let addr = data.addr;
-    let mut old = Pte(mem::read_once(env, ptep));
+    let mut old = Pte(mem::read_once(env, slot));
     let mut table = old.is_table(level);
     let mut ret = Ok(());
     let mut reload = false;
@@ -286,7 +290,7 @@ where
             cfg,
             data,
             visitor,
-            ptep,
+            slot,
             old,
             addr,
             level,
@@ -295,14 +299,14 @@ where
         reload = true;
     }
     if !table && flags.contains(WalkFlags::LEAF) {
-        ret = kvm_pgtable_visitor_cb(env, cfg, data, visitor, ptep, old, addr, level, Visit::Leaf);
+        ret = kvm_pgtable_visitor_cb(env, cfg, data, visitor, slot, old, addr, level, Visit::Leaf);
         reload = true;
     }
 
     // The visitor may have installed or replaced a table: look again so
     // the walk follows what is in memory now.
     if reload {
-        old = Pte(mem::read_once(env, ptep));
+        old = Pte(mem::read_once(env, slot));
         table = old.is_table(level);
     }
 
@@ -318,7 +322,7 @@ where
             break 'out;
         }
 
-        let childp = old.to_phys(cfg);
+        let childp = Table::follow(env, old.to_phys(cfg), cfg.granule.ptrs_per_pte());
         ret = walk_table(env, cfg, data, visitor, childp, level.next());
         if !kvm_pgtable_walk_continue(cfg, flags, ret) {
             break 'out;
@@ -330,7 +334,7 @@ where
                 cfg,
                 data,
                 visitor,
-                ptep,
+                slot,
                 old,
                 addr,
                 level,
@@ -352,7 +356,7 @@ fn kvm_pgtable_idx(cfg: &Config, data: &WalkData, level: Level) -> u64 {
     data.addr.wrapping_shr(shift as u32) & (cfg.granule.ptrs_per_pte() - 1)
 }
 
-/// Walk the entries of the table page at `pgtable` (a level-`level` table)
+/// Walk the entries of the table page `table` (a level-`level` table)
 /// from the current walk position to the end of the page or of the walk.
 #[doc(alias = "__kvm_pgtable_walk")]
 pub(crate) fn walk_table<E, V>(
@@ -360,7 +364,7 @@ pub(crate) fn walk_table<E, V>(
     cfg: &Config,
     data: &mut WalkData,
     visitor: &mut V,
-    pgtable: PhysAddr,
+    table: Table,
     level: Level,
 ) -> Result<(), Error>
 where
@@ -376,7 +380,7 @@ where
         if data.addr >= data.end {
             break;
         }
-        visit(env, cfg, data, visitor, pgtable + idx * 8, level)?;
+        visit(env, cfg, data, visitor, table.slot(idx), level)?;
         idx += 1;
     }
     Ok(())
@@ -407,7 +411,8 @@ where
     let page_bytes = cfg.granule.ptrs_per_pte() * 8;
     while data.addr < data.end {
         let pgtable = pgd.wrapping_add((idx as u64).wrapping_mul(page_bytes));
-        walk_table(env, cfg, data, visitor, pgtable, geom.start_level)?;
+        let table = Table::follow(env, pgtable, cfg.granule.ptrs_per_pte());
+        walk_table(env, cfg, data, visitor, table, geom.start_level)?;
         idx = idx.wrapping_add(1);
     }
     Ok(())
@@ -473,6 +478,7 @@ struct LeafWalkData {
     level: Level,
 }
 
+#[inline]
 fn leaf_walker<E: Env>(ctx: &mut VisitCtx<'_, E>, data: &mut LeafWalkData) -> Result<(), Error> {
     data.pte = ctx.old;
     data.level = ctx.level;

@@ -207,6 +207,53 @@ fn map_page_sequence() {
     assert_eq!(pgt.env().refcount(l2), 2);
 }
 
+/// The kernel follows a table descriptor once (`kvm_pte_follow`) and
+/// indexes the page it got; so does the walker: one `phys_to_virt` per
+/// table page entered, however many of its descriptors are visited.
+#[test]
+fn a_walk_resolves_each_table_page_once() {
+    let mut pgt = s2(hyp4k(), 8, 40, Stage2Flags::empty());
+    let mut mc = Mc { nobjs: 10 };
+    pgt.map(
+        P,
+        P,
+        0x9000_1000,
+        Prot::RW,
+        Some(&mut mc),
+        WalkFlags::empty(),
+    )
+    .unwrap();
+    pgt.env_mut().follows.clear();
+
+    // One page: root page 0 (level 1), the level-2 table, the level-3 table.
+    assert_eq!(pgt.get_leaf(P).map(|(_, lvl)| lvl), Ok(Level(3)));
+    assert_eq!(pgt.env_mut().follows, [A, l(2), l(3)]);
+    pgt.env_mut().follows.clear();
+
+    // All 512 entries of the level-3 table and the 511 other level-2
+    // entries of the first GiB: still the same three pages.
+    let mut leaves = 0;
+    pgt.walk(0, G1, WalkFlags::LEAF, |_: &mut VisitCtx<'_, Mock>, _| {
+        leaves += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(leaves, 512 + 511);
+    assert_eq!(pgt.env_mut().follows, [A, l(2), l(3)]);
+    pgt.env_mut().follows.clear();
+
+    // Across both concatenated root pages (512 GiB each): each resolved
+    // once, the second entered at its first entry.
+    pgt.walk(
+        0,
+        1 << 40,
+        WalkFlags::LEAF,
+        |_: &mut VisitCtx<'_, Mock>, _| Ok(()),
+    )
+    .unwrap();
+    assert_eq!(pgt.env_mut().follows, [A, l(2), l(3), l(1)]);
+}
+
 #[test]
 fn map_without_memcache_or_pages() {
     let mut pgt = s2(hyp4k(), 3, 40, Stage2Flags::empty());

@@ -99,6 +99,8 @@ pub struct Mock {
     pub has_icache: bool,
     /// Allocations beyond this many pages fail.
     pub alloc_limit: usize,
+    /// Every address passed to `phys_to_virt`, in order.
+    pub follows: Vec<PhysAddr>,
 }
 
 impl Mock {
@@ -117,6 +119,7 @@ impl Mock {
             has_dcache: true,
             has_icache: true,
             alloc_limit: pages,
+            follows: Vec::new(),
         }
     }
 
@@ -236,6 +239,7 @@ unsafe impl MmOps for Mock {
     }
 
     fn phys_to_virt(&mut self, pa: PhysAddr) -> *mut u64 {
+        self.follows.push(pa);
         let i = self.idx(pa);
         assert!(self.refs[i] > 0, "access to free page {pa:#x}");
         let w = ((pa - ARENA_BASE) / 8) as usize;
