@@ -44,7 +44,9 @@ impl Visit {
 /// What a visitor is told about the descriptor being visited, plus access
 /// to the environment so it can allocate, refcount and store descriptors.
 ///
-/// The fields are a snapshot: changing them does not affect the walk.
+/// The fields are a snapshot: changing them does not affect the walk, nor
+/// which descriptor [`VisitCtx::read`] and the stores reach (they go through
+/// the pointer the walker resolved for `ptep`'s table page).
 #[doc(alias = "kvm_pgtable_visit_ctx")]
 pub struct VisitCtx<'a, E> {
     /// The environment.
