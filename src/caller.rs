@@ -203,6 +203,23 @@ impl CallerProfile {
     pub fn cut_at_fatal(&self, a: &mut Outcome, b: Option<&mut Outcome>) -> Option<Event> {
         let fa = self.fatal_at(&a.trace);
         let fb = b.as_ref().and_then(|b| self.fatal_at(&b.trace));
+        Self::cut(a, fa, b, fb)
+    }
+
+    /// [`CallerProfile::cut_at_fatal`] for two outcomes whose traces are
+    /// equal: one scan finds both sides' fatal event.
+    pub fn cut_at_fatal_same(&self, a: &mut Outcome, b: &mut Outcome) -> Option<Event> {
+        debug_assert!(a.trace == b.trace);
+        let fa = self.fatal_at(&a.trace);
+        Self::cut(a, fa, Some(b), fa)
+    }
+
+    fn cut(
+        a: &mut Outcome,
+        fa: Option<usize>,
+        b: Option<&mut Outcome>,
+        fb: Option<usize>,
+    ) -> Option<Event> {
         if fa.is_none() && fb.is_none() {
             return None;
         }
@@ -461,5 +478,30 @@ mod tests {
         let (mut a, mut b) = (outcome(vec![warn], 0), outcome(vec![warn], -22));
         assert_eq!(kernel.cut_at_fatal(&mut a, Some(&mut b)), None);
         assert!(matches!(diff::compare(&a, &b), Some(What::Value { .. })));
+    }
+
+    #[test]
+    fn equal_traces_are_cut_alike_and_leave_the_returns_to_compare() {
+        use crate::oracle::diff;
+        use crate::results::What;
+        let loc = crate::events::WarnLoc { file: "x", line: 1 };
+        let warn = Event::Warn { once: false, loc };
+        let outcome = |trace: Vec<Event>, v: i64| Outcome::new(Value::Int(v), trace);
+        // At EL2 the WARN stops the machine: both cut after it, results dropped.
+        let el2 = CallerProfile::new(Caller::HypEl2, KernelLine::V6_12);
+        let trace = vec![Event::Isb, warn, Event::Isb];
+        let (mut a, mut b) = (outcome(trace.clone(), 0), outcome(trace, -22));
+        assert_eq!(el2.cut_at_fatal_same(&mut a, &mut b), Some(warn));
+        assert_eq!((a.trace.len(), b.trace.len()), (2, 2));
+        assert_eq!((&a.value, &b.value), (&Value::Unit, &Value::Unit));
+        assert_eq!(diff::compare_returns(&a, &b), None);
+        // In the kernel it does not: nothing is cut and the results differ.
+        let kernel = CallerProfile::new(Caller::KvmGuest, KernelLine::V6_12);
+        let (mut a, mut b) = (outcome(vec![warn], 0), outcome(vec![warn], -22));
+        assert_eq!(kernel.cut_at_fatal_same(&mut a, &mut b), None);
+        assert!(matches!(
+            diff::compare_returns(&a, &b),
+            Some(What::Value { .. })
+        ));
     }
 }

@@ -107,10 +107,20 @@ fn settle(
     check: ArchCheck<'_>,
     owners: Option<&mut contract::Owners>,
 ) -> Result<bool, Box<(What, Option<Outcome>)>> {
-    let fatal = profile.cut_at_fatal(&mut a, b.as_mut());
+    // The two sides almost always record the same trace: one comparison of
+    // the whole traces then stands for the comparison after the cut, and one
+    // scan finds both sides' fatal event.
+    let same = b.as_ref().is_some_and(|b| b.trace == a.trace);
+    let fatal = match b.as_mut() {
+        Some(b) if same => profile.cut_at_fatal_same(&mut a, b),
+        b => profile.cut_at_fatal(&mut a, b),
+    };
     let found = b
         .as_ref()
-        .and_then(|b| diff::compare(&a, b))
+        .and_then(|b| match same {
+            true => diff::compare_returns(&a, b),
+            false => diff::compare(&a, b),
+        })
         .or_else(|| contract::misuse(&a.trace))
         .or_else(|| {
             // When the machine stopped inside the op, its stores up to the

@@ -9,6 +9,17 @@ use crate::side::Side;
 
 /// What differs between two outcomes of the same step, if anything.
 pub fn compare(a: &Outcome, b: &Outcome) -> Option<What> {
+    compare_returns(a, b).or_else(|| {
+        (a.trace != b.trace).then(|| What::Trace {
+            a: a.trace.clone(),
+            b: b.trace.clone(),
+        })
+    })
+}
+
+/// The return value and memcache count of one step, in [`compare`]'s order:
+/// all there is left to compare when the traces are known equal.
+pub fn compare_returns(a: &Outcome, b: &Outcome) -> Option<What> {
     if a.value != b.value {
         return Some(What::Value {
             a: a.value.clone(),
@@ -19,12 +30,6 @@ pub fn compare(a: &Outcome, b: &Outcome) -> Option<What> {
         return Some(What::MemcacheLeft {
             a: a.memcache_left,
             b: b.memcache_left,
-        });
-    }
-    if a.trace != b.trace {
-        return Some(What::Trace {
-            a: a.trace.clone(),
-            b: b.trace.clone(),
         });
     }
     None

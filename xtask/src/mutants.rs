@@ -1445,6 +1445,13 @@ fn test_mutant(
     if INTERRUPTED.load(Ordering::SeqCst) {
         return Ok(None);
     }
+    // A C mutant is planted in one kernel line's tree: inputs decoded on the other line run
+    // the unmutated code and cannot find it, so the fuzzers spend the budget on its line
+    // alone (`KPD_LINE`, as `cargo xtask fuzz --line` does). The replay above is left as it
+    // is: the corpus and scenarios carry their own lines.
+    if let Kind::C(_) = m.kind {
+        common::set_line(Some(m.line.as_deref().unwrap_or(DEFAULT_LINE)));
+    }
     // Expected target first, then the rest; each gets an equal share of the budget.
     let mut order: Vec<&str> = vec![m.expect.as_str()];
     order.extend(TARGETS.iter().copied().filter(|t| *t != m.expect));
@@ -1809,7 +1816,7 @@ mod common {
     /// Keys of a section that are not a rule's.
     const SHARED: &[&str] = &["desc", "expect"];
 
-    static LINE_ONLY: Mutex<Option<&'static str>> = Mutex::new(None);
+    static LINE_ONLY: Mutex<Option<String>> = Mutex::new(None);
     static NO_ARCH: Mutex<bool> = Mutex::new(false);
 
     /// Parses `common.spec`: every section splits into a C rule (`c.` keys) and a Rust rule
@@ -1878,8 +1885,8 @@ mod common {
     }
 
     /// Restricts the fuzzers and CLI runs that follow to `line` (None: no restriction).
-    pub fn set_line(line: Option<&'static str>) {
-        *LINE_ONLY.lock().unwrap_or_else(|e| e.into_inner()) = line;
+    pub fn set_line(line: Option<&str>) {
+        *LINE_ONLY.lock().unwrap_or_else(|e| e.into_inner()) = line.map(str::to_string);
     }
 
     pub fn set_no_arch(on: bool) {
@@ -1889,8 +1896,8 @@ mod common {
     /// Environment for a fuzzer or CLI run of the current mutant.
     pub fn child_env() -> Vec<(&'static str, String)> {
         let mut env = vec![];
-        if let Some(l) = *LINE_ONLY.lock().unwrap_or_else(|e| e.into_inner()) {
-            env.push(("KPD_LINE", l.to_string()));
+        if let Some(l) = LINE_ONLY.lock().unwrap_or_else(|e| e.into_inner()).as_ref() {
+            env.push(("KPD_LINE", l.clone()));
         }
         if *NO_ARCH.lock().unwrap_or_else(|e| e.into_inner()) {
             env.push(("KPD_NO_ARCH", "1".to_string()));
