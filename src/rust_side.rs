@@ -35,8 +35,11 @@ pub struct RustEnv {
     /// pages of the subtree).
     rcu: Vec<(u64, i8, Vec<u64>)>,
     /// Backing for a table pointer that is not in the arena: rust-pgtable's
-    /// accesses stay memory-safe and the breach is reported.
-    scratch: Box<[u64]>,
+    /// accesses stay memory-safe and the breach is reported. Only ever
+    /// touched through `Vec::as_mut_ptr`, which makes no reference to the
+    /// buffer, so a pointer handed out earlier (a walk keeps one per table
+    /// it is in) stays valid when the buffer is zeroed for the next one.
+    scratch: Vec<u64>,
     /// The op's descriptor accesses so far, and the one at which the
     /// injector acts next (as the C side's runtime keeps them).
     acc: Tally,
@@ -50,6 +53,13 @@ pub struct RustEnv {
 impl RustEnv {
     /// An environment with every hook, freeing unlinked tables at once.
     pub fn new(arena: Arena, cfg: rp::Config) -> RustEnv {
+        // rust-pgtable indexes a table page through one pointer: the
+        // arena's pages and the scratch page must be the granule's pages.
+        assert_eq!(
+            arena.geometry().page_size,
+            cfg.granule.page_size(),
+            "the arena's page size is not the granule's"
+        );
         let words = (arena.geometry().page_size / 8) as usize;
         RustEnv {
             acc: Tally::START,
@@ -64,7 +74,7 @@ impl RustEnv {
             unlinked: UnlinkedFree::Immediate,
             fmt: None,
             rcu: Vec::new(),
-            scratch: vec![0; words].into(),
+            scratch: vec![0; words],
         }
     }
 
@@ -136,8 +146,11 @@ impl RustEnv {
 
 // SAFETY: phys_to_virt returns either a pointer to a page of the arena's
 // backing store (for the PA of an arena page) or to `scratch`, one page
-// long (any other PA); both are valid for a whole page, 8-byte aligned and
-// live as long as the environment.
+// long (any other PA; `new` checks the arena's pages are the granule's);
+// both are valid for a whole page, 8-byte aligned and live as long as the
+// environment, and neither buffer is ever reborrowed as a slice while the
+// page-table code runs (arena `Mem`, `scratch`), so earlier pointers stay
+// valid.
 unsafe impl rp::MmOps for RustEnv {
     type Memcache = Memcache;
 
@@ -203,8 +216,11 @@ unsafe impl rp::MmOps for RustEnv {
             op: "phys_to_virt",
             pa,
         }));
-        self.scratch.fill(0);
-        self.scratch.as_mut_ptr()
+        let p = self.scratch.as_mut_ptr();
+        // SAFETY: `p` is valid for the buffer's `len()` words; zeroing
+        // through it makes no reference to the buffer (see `scratch`).
+        unsafe { p.write_bytes(0, self.scratch.len()) };
+        p
     }
 
     fn dcache_clean_inval_poc(&mut self, pa: u64, size: u64) {

@@ -28,13 +28,19 @@ pub const MAX_TLBI_RANGE_PAGES: u64 = (31 + 1) << (5 * 3 + 1);
 /// # Safety
 ///
 /// [`MmOps::phys_to_virt`] must return, for the physical address of a
-/// table page the implementation handed out through [`MmOps::zalloc_page`] /
-/// [`MmOps::zalloc_pages_exact`] (and that has not been freed since), an
-/// 8-byte aligned pointer to the start of that page, valid for volatile and
-/// atomic 8-byte reads and writes of each of the page's descriptors (the
-/// page is contiguous behind the pointer, as on the kernel's linear map),
-/// and no Rust reference to that memory may be live while the page-table
-/// code runs. The crate dereferences those pointers.
+/// table page the implementation handed out (by [`MmOps::zalloc_page`], or
+/// as one of the pages of a [`MmOps::zalloc_pages_exact`] allocation) and
+/// has not freed since, an 8-byte aligned pointer to the start of that
+/// page, valid for volatile and atomic 8-byte reads and writes of each of
+/// the page's descriptors (the page is contiguous behind the pointer, as on
+/// the kernel's linear map). The crate dereferences those pointers, and
+/// keeps each for as long as a walk is inside its page, across later calls
+/// into the environment (allocations, refcounts, frees, other
+/// `phys_to_virt` calls): while the page-table code runs, the
+/// implementation must neither hold nor create a Rust reference to that
+/// memory (a `&mut` to a whole `Vec` backing it, as its indexing makes,
+/// would invalidate the pointers; `Vec::as_mut_ptr` does not), and must not
+/// free the memory of a page the walk may still be in.
 #[doc(alias = "kvm_pgtable_mm_ops")]
 pub unsafe trait MmOps {
     /// The memory cache type passed down by stage-2 map/split operations.

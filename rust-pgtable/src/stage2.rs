@@ -700,7 +700,7 @@ impl<E: Env, F: ForcePteCb<E>> Stage2Pgtable<E, F> {
     /// #     fn page_count(&mut self, pa: PhysAddr) -> i32 { self.refs[((pa - BASE) / PAGE) as usize] }
     /// #     fn phys_to_virt(&mut self, pa: PhysAddr) -> *mut u64 {
     /// #         let idx = ((pa - BASE) / 8) as usize;
-    /// #         self.mem[idx..].as_mut_ptr()
+    /// #         self.mem.as_mut_ptr().wrapping_add(idx)
     /// #     }
     /// #     fn dcache_clean_inval_poc(&mut self, _pa: PhysAddr, _size: u64) {}
     /// #     fn icache_inval_pou(&mut self, _pa: PhysAddr, _size: u64) {}

@@ -229,7 +229,11 @@ unsafe impl MmOps for Mock {
         assert!(self.refs[i] >= 0, "refcount underflow on {pa:#x}");
         if self.refs[i] == 0 {
             let words = self.page as usize / 8;
-            self.mem[i * words..(i + 1) * words].fill(0);
+            // Through `as_mut_ptr`, not a slice: a walk may still hold
+            // pointers into other pages of `mem`, which a `&mut` to the
+            // whole vector would invalidate.
+            // SAFETY: page `i` is inside `mem` (`idx` checked it).
+            unsafe { self.mem.as_mut_ptr().add(i * words).write_bytes(0, words) };
         }
     }
 
@@ -243,7 +247,9 @@ unsafe impl MmOps for Mock {
         let i = self.idx(pa);
         assert!(self.refs[i] > 0, "access to free page {pa:#x}");
         let w = ((pa - ARENA_BASE) / 8) as usize;
-        self.mem[w..].as_mut_ptr()
+        // `as_mut_ptr` makes no reference to the vector, so the pointers
+        // the walker keeps for the tables it is in stay valid.
+        self.mem.as_mut_ptr().wrapping_add(w)
     }
 
     fn dcache_clean_inval_poc(&mut self, pa: PhysAddr, size: u64) {
