@@ -199,39 +199,34 @@ impl CallerProfile {
     /// shows when either side stopped it: each trace up to and including
     /// its first fatal event, and no return value or memcache count (the
     /// call never returned). A fatal event on one side only then shows as
-    /// a trace difference. Returns the first side's fatal event.
-    pub fn cut_at_fatal(&self, a: &mut Outcome, b: Option<&mut Outcome>) -> Option<Event> {
+    /// a trace difference.
+    ///
+    /// The two sides almost always record the same trace: the whole traces
+    /// are compared first, and when equal one scan finds both fatal events
+    /// and [`Cut::same_trace`] tells the comparison that only the returns
+    /// are left to compare.
+    pub fn cut_at_fatal(&self, a: &mut Outcome, b: Option<&mut Outcome>) -> Cut {
+        let same_trace = b.as_ref().is_some_and(|b| b.trace == a.trace);
         let fa = self.fatal_at(&a.trace);
-        let fb = b.as_ref().and_then(|b| self.fatal_at(&b.trace));
-        Self::cut(a, fa, b, fb)
-    }
-
-    /// [`CallerProfile::cut_at_fatal`] for two outcomes whose traces are
-    /// equal: one scan finds both sides' fatal event.
-    pub fn cut_at_fatal_same(&self, a: &mut Outcome, b: &mut Outcome) -> Option<Event> {
-        debug_assert!(a.trace == b.trace);
-        let fa = self.fatal_at(&a.trace);
-        Self::cut(a, fa, Some(b), fa)
-    }
-
-    fn cut(
-        a: &mut Outcome,
-        fa: Option<usize>,
-        b: Option<&mut Outcome>,
-        fb: Option<usize>,
-    ) -> Option<Event> {
-        if fa.is_none() && fb.is_none() {
-            return None;
-        }
-        for (o, at) in [(Some(&mut *a), fa), (b, fb)] {
-            let Some(o) = o else { continue };
-            if let Some(i) = at {
-                o.trace.truncate(i + 1);
+        let fb = match &b {
+            Some(_) if same_trace => fa,
+            Some(b) => self.fatal_at(&b.trace),
+            None => None,
+        };
+        if fa.is_some() || fb.is_some() {
+            for (o, at) in [(Some(&mut *a), fa), (b, fb)] {
+                let Some(o) = o else { continue };
+                if let Some(i) = at {
+                    o.trace.truncate(i + 1);
+                }
+                o.value = Value::Unit;
+                o.memcache_left = None;
             }
-            o.value = Value::Unit;
-            o.memcache_left = None;
         }
-        fa.map(|i| a.trace[i])
+        Cut {
+            fatal: fa.map(|i| a.trace[i]),
+            same_trace,
+        }
     }
 
     /// The stop at `step` by `event`, for the summary.
@@ -242,6 +237,15 @@ impl CallerProfile {
             at_el2: self.caller.at_el2(),
         }
     }
+}
+
+/// What [`CallerProfile::cut_at_fatal`] did to one step's outcomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cut {
+    /// The first side's fatal event, if the machine stopped.
+    pub fatal: Option<Event>,
+    /// Both sides recorded the same whole trace (so the same cut one).
+    pub same_trace: bool,
 }
 
 /// A stream that stopped where the real machine would: the first fatal
@@ -457,7 +461,14 @@ mod tests {
                 -22,
             ),
         );
-        assert_eq!(el2.cut_at_fatal(&mut a, Some(&mut b)), Some(warn));
+        let cut = el2.cut_at_fatal(&mut a, Some(&mut b));
+        assert_eq!(
+            cut,
+            Cut {
+                fatal: Some(warn),
+                same_trace: false
+            }
+        );
         assert_eq!(a.trace, vec![Event::Isb, warn]);
         assert_eq!(diff::compare(&a, &b), None);
         // A WARN on one side only is still a finding (the traces differ).
@@ -465,18 +476,18 @@ mod tests {
             outcome(vec![Event::Isb, warn, Event::Isb], 0),
             outcome(vec![Event::Isb, Event::Isb], 0),
         );
-        assert_eq!(el2.cut_at_fatal(&mut a, Some(&mut b)), Some(warn));
+        assert_eq!(el2.cut_at_fatal(&mut a, Some(&mut b)).fatal, Some(warn));
         assert!(matches!(diff::compare(&a, &b), Some(What::Trace { .. })));
         let (mut a, mut b) = (
             outcome(vec![Event::Isb, Event::Isb], 0),
             outcome(vec![Event::Isb, warn], 0),
         );
-        assert_eq!(el2.cut_at_fatal(&mut a, Some(&mut b)), None);
+        assert_eq!(el2.cut_at_fatal(&mut a, Some(&mut b)).fatal, None);
         assert!(matches!(diff::compare(&a, &b), Some(What::Trace { .. })));
         // In the kernel a WARN is not fatal: everything is compared.
         let kernel = CallerProfile::new(Caller::KvmGuest, KernelLine::V6_12);
         let (mut a, mut b) = (outcome(vec![warn], 0), outcome(vec![warn], -22));
-        assert_eq!(kernel.cut_at_fatal(&mut a, Some(&mut b)), None);
+        assert_eq!(kernel.cut_at_fatal(&mut a, Some(&mut b)).fatal, None);
         assert!(matches!(diff::compare(&a, &b), Some(What::Value { .. })));
     }
 
@@ -491,14 +502,28 @@ mod tests {
         let el2 = CallerProfile::new(Caller::HypEl2, KernelLine::V6_12);
         let trace = vec![Event::Isb, warn, Event::Isb];
         let (mut a, mut b) = (outcome(trace.clone(), 0), outcome(trace, -22));
-        assert_eq!(el2.cut_at_fatal_same(&mut a, &mut b), Some(warn));
+        let cut = el2.cut_at_fatal(&mut a, Some(&mut b));
+        assert_eq!(
+            cut,
+            Cut {
+                fatal: Some(warn),
+                same_trace: true
+            }
+        );
         assert_eq!((a.trace.len(), b.trace.len()), (2, 2));
         assert_eq!((&a.value, &b.value), (&Value::Unit, &Value::Unit));
         assert_eq!(diff::compare_returns(&a, &b), None);
         // In the kernel it does not: nothing is cut and the results differ.
         let kernel = CallerProfile::new(Caller::KvmGuest, KernelLine::V6_12);
         let (mut a, mut b) = (outcome(vec![warn], 0), outcome(vec![warn], -22));
-        assert_eq!(kernel.cut_at_fatal_same(&mut a, &mut b), None);
+        let cut = kernel.cut_at_fatal(&mut a, Some(&mut b));
+        assert_eq!(
+            cut,
+            Cut {
+                fatal: None,
+                same_trace: true
+            }
+        );
         assert!(matches!(
             diff::compare_returns(&a, &b),
             Some(What::Value { .. })

@@ -107,17 +107,11 @@ fn settle(
     check: ArchCheck<'_>,
     owners: Option<&mut contract::Owners>,
 ) -> Result<bool, Box<(What, Option<Outcome>)>> {
-    // The two sides almost always record the same trace: one comparison of
-    // the whole traces then stands for the comparison after the cut, and one
-    // scan finds both sides' fatal event.
-    let same = b.as_ref().is_some_and(|b| b.trace == a.trace);
-    let fatal = match b.as_mut() {
-        Some(b) if same => profile.cut_at_fatal_same(&mut a, b),
-        b => profile.cut_at_fatal(&mut a, b),
-    };
+    let cut = profile.cut_at_fatal(&mut a, b.as_mut());
+    let fatal = cut.fatal;
     let found = b
         .as_ref()
-        .and_then(|b| match same {
+        .and_then(|b| match cut.same_trace {
             true => diff::compare_returns(&a, b),
             false => diff::compare(&a, b),
         })

@@ -12,7 +12,7 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use crate::env::{Access, Hw, MmOps, StoreKind};
-use crate::types::PhysAddr;
+use crate::types::{Granule, PhysAddr};
 
 /// One descriptor: the physical address the environment is told about,
 /// and the pointer it is accessed through.
@@ -35,18 +35,28 @@ pub(crate) struct Table {
 }
 
 impl Table {
-    /// Resolve the table page at `pa`, which holds `ptrs` descriptors,
-    /// checking the alignment the contract promises (a misaligned pointer
-    /// would make the accesses below undefined).
+    /// Resolve the table page of `granule` at `pa`, checking the alignment
+    /// the contract promises (a misaligned pointer would make the accesses
+    /// below undefined).
     #[doc(alias = "kvm_pte_follow")]
     #[inline(always)]
-    pub(crate) fn follow<E: MmOps + ?Sized>(env: &mut E, pa: PhysAddr, ptrs: u64) -> Table {
+    pub(crate) fn follow<E: MmOps + ?Sized>(env: &mut E, granule: Granule, pa: PhysAddr) -> Table {
         let p = env.phys_to_virt(pa);
         assert!(
             !p.is_null() && p.is_aligned(),
             "phys_to_virt returned a null or misaligned table pointer"
         );
-        Table { pa, p, ptrs }
+        Table {
+            pa,
+            p,
+            ptrs: granule.ptrs_per_pte(),
+        }
+    }
+
+    /// Descriptors in the page (`PTRS_PER_PTE`).
+    #[inline(always)]
+    pub(crate) fn len(self) -> u64 {
+        self.ptrs
     }
 
     /// The descriptor at index `idx` of the page.

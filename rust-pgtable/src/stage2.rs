@@ -1166,7 +1166,7 @@ fn stage2_create_unlinked<E: Env>(
 
     let mut visitor =
         |ctx: &mut VisitCtx<'_, E>, visit: Visit| stage2_map_walker(ctx, visit, &mut map_data);
-    let table = Table::follow(env, pgtable, cfg.granule.ptrs_per_pte());
+    let table = Table::follow(env, cfg.granule, pgtable);
     let ret = walk_table(env, cfg, &mut data, &mut visitor, table, level.next());
     if let Err(e) = ret {
         stage2_free_unlinked(env, cfg, pgtable, level);
@@ -1441,7 +1441,7 @@ pub fn stage2_free_unlinked<E: Env>(env: &mut E, cfg: &Config, pgtable: PhysAddr
         flags: WalkFlags::LEAF | WalkFlags::TABLE_POST,
     };
 
-    let table = Table::follow(env, pgtable, cfg.granule.ptrs_per_pte());
+    let table = Table::follow(env, cfg.granule, pgtable);
     let ret = walk_table(
         env,
         cfg,

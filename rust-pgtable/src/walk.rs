@@ -324,7 +324,7 @@ where
             break 'out;
         }
 
-        let childp = Table::follow(env, old.to_phys(cfg), cfg.granule.ptrs_per_pte());
+        let childp = Table::follow(env, cfg.granule, old.to_phys(cfg));
         ret = walk_table(env, cfg, data, visitor, childp, level.next());
         if !kvm_pgtable_walk_continue(cfg, flags, ret) {
             break 'out;
@@ -378,7 +378,8 @@ where
     }
 
     let mut idx = kvm_pgtable_idx(cfg, data, level);
-    while idx < cfg.granule.ptrs_per_pte() {
+    // The page's own length (PTRS_PER_PTE): the bound `Table::slot` checks.
+    while idx < table.len() {
         if data.addr >= data.end {
             break;
         }
@@ -413,7 +414,7 @@ where
     let page_bytes = cfg.granule.ptrs_per_pte() * 8;
     while data.addr < data.end {
         let pgtable = pgd.wrapping_add((idx as u64).wrapping_mul(page_bytes));
-        let table = Table::follow(env, pgtable, cfg.granule.ptrs_per_pte());
+        let table = Table::follow(env, cfg.granule, pgtable);
         walk_table(env, cfg, data, visitor, table, geom.start_level)?;
         idx = idx.wrapping_add(1);
     }
