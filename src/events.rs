@@ -334,6 +334,11 @@ pub fn fresh_trace() -> Trace {
         .unwrap_or_else(|| Vec::with_capacity(64))
 }
 
+/// How many recycled traces wait for reuse on this thread.
+pub fn spare_traces() -> usize {
+    SPARE.with(|s| s.borrow().len())
+}
+
 /// Hands a trace back for reuse once it has been compared.
 pub fn recycle(mut t: Trace) {
     t.clear();
@@ -343,6 +348,20 @@ pub fn recycle(mut t: Trace) {
             s.push(t);
         }
     });
+}
+
+/// Appends `from` to `into` and hands whichever vector is left over back
+/// for reuse (dropping it would drain the spares, and every op would then
+/// regrow its traces from empty).
+pub fn append(into: &mut Trace, mut from: Trace) {
+    if into.is_empty() && into.capacity() < from.capacity() {
+        std::mem::swap(into, &mut from);
+    } else {
+        into.extend_from_slice(&from);
+    }
+    if from.capacity() > 0 {
+        recycle(from);
+    }
 }
 
 /// One visitor callback of a walk, as either side reports it.

@@ -396,16 +396,23 @@ fn precondition(
 /// implementation plus its environment (init, ops, teardown, as in the
 /// diff), for `cargo xtask bench`. Returns the number of events recorded.
 pub fn run_single(stream: &OpStream, side: &mut dyn Side) -> usize {
-    let mut events = side.init().trace.len();
+    // Traces are recycled as `settle` does, so the side alone pays for
+    // its traces what it pays in the diff.
+    let len = |o: Outcome| {
+        let n = o.trace.len();
+        crate::events::recycle(o.trace);
+        n
+    };
+    let mut events = len(side.init());
     if side.root().is_some() {
         for (i, op) in stream.ops.iter().enumerate() {
             let race = stream.race(i);
             if precondition(op, race, &stream.config).is_ok() {
-                events += side.apply_raced(op, race).trace.len();
+                events += len(side.apply_raced(op, race));
             }
         }
     }
-    events + side.destroy().trace.len()
+    events + len(side.destroy())
 }
 
 /// Checks that a stream can run: a valid config and only ops of its stage.
@@ -420,5 +427,45 @@ pub struct InvalidStream(pub String);
 impl std::fmt::Display for InvalidStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "invalid stream: {}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{fresh_trace, recycle, spare_traces};
+
+    const STREAM: &str = "kvm-pgtable-diff-stream v1
+config stage=stage2 context=nvhe granule=4k ia_bits=40 features=fwb arena_pages=64
+s2_map addr=0x80000000 size=0x1000 phys=0x100000000 prot=RW mc=3 flags=0
+s2_map addr=0x80200000 size=0x1000 phys=0x100003000 prot=RW mc=3 flags=0
+s2_unmap addr=0x80000000 size=0x1000
+s2_map addr=0x80400000 size=0x1000 phys=0x100006000 prot=RW mc=3 flags=0
+s2_unmap addr=0x80200000 size=0x1000
+";
+
+    /// A side takes one spare per step and `run_single` recycles one: a run
+    /// leaves as many spares as it found. Dropping the vector a side keeps
+    /// recording into (by taking it to append it) would empty the pool after
+    /// a few ops, and every later op would regrow its trace from empty.
+    #[test]
+    fn a_run_leaves_the_spare_traces_it_found() {
+        let stream = crate::opstream::text::parse(STREAM).expect("the stream parses");
+        while spare_traces() > 0 {
+            drop(fresh_trace());
+        }
+        for _ in 0..4 {
+            recycle(Vec::with_capacity(256));
+        }
+        let mut rust = RustSide::for_stream(&stream.config);
+        run_single(&stream, &mut rust);
+        drop(rust);
+        assert_eq!(spare_traces(), 4, "Rust side");
+        let mut c = CSide::for_stream(&stream.config);
+        run_single(&stream, &mut c);
+        drop(c);
+        assert_eq!(spare_traces(), 4, "C side");
+        run(&stream, RunOptions::default()).expect("the sides agree");
+        assert_eq!(spare_traces(), 4, "diff");
     }
 }

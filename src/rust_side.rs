@@ -487,7 +487,7 @@ impl RustSide {
         for (pa, level) in done {
             self.env().trace.push(Event::RcuCallback { pa, level });
             self.s2().free_unlinked(pa, rp::Level(level));
-            trace.extend(self.trace());
+            trace.append(&mut self.env().trace);
         }
         trace
     }
@@ -538,8 +538,9 @@ impl Side for RustSide {
         self.env().begin_op(Some(op), race, root);
         let mut o = op.dispatch(self);
         self.env().end_walk();
-        o.trace.extend(self.trace());
-        o.trace.extend(self.grace_period());
+        // Moved, not taken: taking would drain the pool of spare traces.
+        o.trace.append(&mut self.env().trace);
+        crate::events::append(&mut o.trace, self.grace_period());
         o.trace.push(self.env().acc.event());
         o
     }
@@ -591,7 +592,7 @@ impl Side for RustSide {
             Table::Stage2(t) if t.pgd().is_some() => t.destroy(),
             _ => {}
         }
-        trace.extend(self.trace());
+        crate::events::append(&mut trace, self.trace());
         trace.push(self.env().acc.event());
         Outcome::new(Value::Unit, trace)
     }

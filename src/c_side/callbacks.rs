@@ -163,6 +163,12 @@ impl CEnv {
         self.trace.replace(crate::events::fresh_trace())
     }
 
+    /// Moves the events recorded so far to the end of `into`, keeping this
+    /// trace's capacity.
+    pub(super) fn append_trace(&self, into: &mut Trace) {
+        into.append(&mut self.trace.borrow_mut());
+    }
+
     fn record(&self, e: Event) {
         self.trace.borrow_mut().push(e);
     }

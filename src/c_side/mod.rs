@@ -155,6 +155,15 @@ pub struct Call<T> {
     pub trace: Trace,
 }
 
+impl<T> Call<T> {
+    /// The return value alone, the trace handed back for reuse (the pure
+    /// functions record nothing worth keeping).
+    fn value(self) -> T {
+        crate::events::recycle(self.trace);
+        self.ret
+    }
+}
+
 /// The build's entry points, and those of its teardown copy (see `teardown` in [`CSide`]).
 fn api_for(build: Build) -> (&'static ffi::kpd_api, &'static ffi::kpd_api) {
     ffi::builds()
@@ -352,7 +361,7 @@ impl CSide {
     pub fn hyp_pte_prot(&mut self, pte: u64) -> u64 {
         // SAFETY: a pure function of its argument (it reads CPU features).
         self.call(|a, _| unsafe { (a.hyp_pte_prot.unwrap())(pte) })
-            .ret
+            .value()
     }
 
     // ---- stage-2 ----
@@ -360,13 +369,13 @@ impl CSide {
     pub fn get_vtcr(&mut self, mmfr0: u64, mmfr1: u64, phys_shift: u32) -> u64 {
         // SAFETY: pure.
         self.call(|a, _| unsafe { (a.get_vtcr.unwrap())(mmfr0, mmfr1, phys_shift) })
-            .ret
+            .value()
     }
 
     pub fn stage2_pgd_size(&mut self, vtcr: u64) -> u64 {
         // SAFETY: pure.
         self.call(|a, _| unsafe { (a.stage2_pgd_size.unwrap())(vtcr) })
-            .ret
+            .value()
     }
 
     /// `__kvm_pgtable_stage2_init` with `mmu->vtcr = vtcr`; the force_pte_cb
@@ -536,7 +545,7 @@ impl CSide {
     pub fn stage2_pte_prot(&mut self, pte: u64) -> u64 {
         // SAFETY: pure.
         self.call(|a, _| unsafe { (a.stage2_pte_prot.unwrap())(pte) })
-            .ret
+            .value()
     }
 
     // ---- walker ----
@@ -604,7 +613,10 @@ impl CSide {
         let mut trace = Trace::new();
         for (pa, level) in self.env.end_grace_period() {
             trace.push(crate::events::Event::RcuCallback { pa, level });
-            trace.extend(CSide::stage2_free_unlinked(self, pa, level).trace);
+            crate::events::append(
+                &mut trace,
+                CSide::stage2_free_unlinked(self, pa, level).trace,
+            );
         }
         trace
     }
@@ -639,8 +651,9 @@ impl Side for CSide {
         self.env.begin_op(Some(op), race, self.root());
         let mut o = op.dispatch(self);
         self.env.end_walk();
-        o.trace.extend(self.env.take_trace());
-        o.trace.extend(self.grace_period());
+        // Moved, not taken: taking would drain the pool of spare traces.
+        self.env.append_trace(&mut o.trace);
+        crate::events::append(&mut o.trace, self.grace_period());
         o.trace.push(self.env.tally().event());
         o
     }
@@ -673,18 +686,18 @@ impl Side for CSide {
         self.env.begin_op(None, None, None);
         let mut trace = self.grace_period();
         for (pa, level) in std::mem::take(&mut self.unlinked) {
-            trace.extend(self.stage2_free_unlinked(pa, level).trace);
+            crate::events::append(&mut trace, self.stage2_free_unlinked(pa, level).trace);
         }
         let cfg = self.stream_cfg().clone();
         match cfg.stage {
-            Stage::Hyp => trace.extend(self.hyp_destroy().trace),
+            Stage::Hyp => crate::events::append(&mut trace, self.hyp_destroy().trace),
             Stage::Stage2 if self.pgd().is_some() && cfg.teardown != Teardown::Destroy => {
                 for (addr, size) in side::teardown_chunks(&cfg, self.geometry().0) {
-                    trace.extend(self.stage2_destroy_range(addr, size).trace);
+                    crate::events::append(&mut trace, self.stage2_destroy_range(addr, size).trace);
                 }
-                trace.extend(self.stage2_destroy_pgd().trace);
+                crate::events::append(&mut trace, self.stage2_destroy_pgd().trace);
             }
-            Stage::Stage2 => trace.extend(self.stage2_destroy().trace),
+            Stage::Stage2 => crate::events::append(&mut trace, self.stage2_destroy().trace),
         }
         trace.push(self.env.tally().event());
         Outcome::new(Value::Unit, trace)

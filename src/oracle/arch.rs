@@ -399,6 +399,10 @@ pub struct Checker {
     completed: u64,
     /// Slots holding a LOCKED descriptor now (a set: an op may lock many).
     locked: Locked,
+    /// `pte & lock_mask == lock_bits` for exactly the LOCKED markers
+    /// ([`Checker::is_locked`]).
+    lock_mask: u64,
+    lock_bits: u64,
     touched: Vec<u32>,
     stamp: u32,
     /// The known kernel divergences recognised in the current step.
@@ -466,6 +470,14 @@ impl Checker {
             geo.pages as usize,
         );
         let (index, chain, hit) = SCRATCH.with(|s| s.borrow_mut().take()).unwrap_or_default();
+        // pgtable.c's LOCKED marker is an invalid entry (bit 0 clear) with,
+        // in 6.12, bit 10 set, in 7.x invalid type 1 in bits [63:60]. Hyp
+        // tables have none: `pte & 1 == 2` is never true.
+        let (lock_mask, lock_bits) = match (cfg.stage, fmt.v7) {
+            (Stage::Hyp, _) => (1, 2),
+            (Stage::Stage2, true) => ((0xf << 60) | 1, 1 << 60),
+            (Stage::Stage2, false) => ((1 << 10) | 1, 1 << 10),
+        };
         let mut c = Checker {
             cfg: cfg.clone(),
             fmt,
@@ -492,6 +504,8 @@ impl Checker {
             ordered: 0,
             completed: 0,
             locked: Locked::default(),
+            lock_mask,
+            lock_bits,
             touched: Vec::new(),
             stamp: 0,
             explained: Vec::new(),
@@ -575,14 +589,9 @@ impl Checker {
 
     /// pgtable.c's LOCKED marker of an entry in break-before-make: 6.12
     /// bit 10 of an invalid entry, 7.x invalid type 1 in bits [63:60].
+    #[inline]
     fn is_locked(&self, pte: u64) -> bool {
-        self.stage == Stage::Stage2
-            && !valid(pte)
-            && if self.fmt.v7 {
-                pte >> 60 == 1
-            } else {
-                pte & (1 << 10) != 0
-            }
+        pte & self.lock_mask == self.lock_bits
     }
 
     /// Whether pgtable.c counts `pte` in its table page's refcount: hyp
@@ -1793,14 +1802,22 @@ fn perm_names(r: u8) -> String {
 struct Locked(Vec<u64>);
 
 impl Locked {
+    #[inline]
     fn insert(&mut self, pa: u64) {
-        if let Err(i) = self.0.binary_search(&pa) {
+        // Walkers lock in address order: usually past the last one.
+        if self.0.last().is_none_or(|&l| l < pa) {
+            self.0.push(pa);
+        } else if let Err(i) = self.0.binary_search(&pa) {
             self.0.insert(i, pa);
         }
     }
 
+    #[inline]
     fn remove(&mut self, pa: u64) {
-        if let Ok(i) = self.0.binary_search(&pa) {
+        // A make usually follows its own break at once: the last one.
+        if self.0.last() == Some(&pa) {
+            self.0.pop();
+        } else if let Ok(i) = self.0.binary_search(&pa) {
             self.0.remove(i);
         }
     }
