@@ -289,6 +289,9 @@ fn extra_flags() -> Vec<String> {
         if !cflags.contains("-fsanitize=fuzzer") && !coverage {
             extra.push("-fsanitize=fuzzer-no-link".into());
         }
+        if !coverage && !keep_c_hooks() {
+            extra.push(C_HOOKS_DROPPED.into());
+        }
         let sanitize = env::var("CARGO_CFG_SANITIZE").unwrap_or_default();
         if sanitize.split(',').any(|s| s == "address") && !cflags.contains("-fsanitize=address") {
             extra.push("-fsanitize=address".into());
@@ -299,6 +302,31 @@ fn extra_flags() -> Vec<String> {
         extra.push("-fcoverage-mapping".into());
     }
     extra
+}
+
+/// libFuzzer's hooks the kernel code goes without in fuzzing builds: compare tracing and
+/// indirect-call tracing. Edges (inline 8-bit counters, the PC table) stay: they are what
+/// libFuzzer keeps inputs for.
+///
+/// The compare hooks fed libFuzzer's table of recent compares, from which its CMP mutation
+/// copies operands into inputs. An input here is an op stream the harness decodes (no pgtable.c
+/// compare reads input bytes directly), and every one of pgtable.c's compares ran the hook,
+/// ~30% of a fuzz target's time with the indirect-call hooks. Measured (docs/PERFORMANCE.md,
+/// sixth round): instructions per corpus replay -43% (stage2) and -25% (host_stage2), and
+/// coverage from an empty corpus and the mutants' detection no worse. `KPD_C_TRACE_CMP=1`
+/// keeps the hooks (for comparing the two).
+const C_HOOKS_DROPPED: &str = "-fno-sanitize-coverage=trace-cmp,indirect-calls";
+
+/// Every coverage feature clang's `-fsanitize=fuzzer-no-link` turns on: c-shim/runtime.c (the
+/// event recorder, ours) goes without all of them. Its branches say how many events an op
+/// recorded, not which kernel paths ran: as features they only made libFuzzer keep inputs for
+/// their length.
+const NO_COVERAGE: &str =
+    "-fno-sanitize-coverage=inline-8bit-counters,pc-table,trace-cmp,indirect-calls,stack-depth";
+
+/// Whether the kernel code keeps libFuzzer's compare hooks (`KPD_C_TRACE_CMP=1`).
+fn keep_c_hooks() -> bool {
+    env::var_os("KPD_C_TRACE_CMP").is_some_and(|v| v == "1")
 }
 
 /// Whether each build gets a second copy, compiled without libFuzzer's compare hooks,
@@ -314,6 +342,7 @@ fn teardown_copies(extra: &[String]) -> bool {
     let cflags = env::var("CFLAGS").unwrap_or_default();
     let hooked = |f: &str| f.contains("-fsanitize=fuzzer") || f.contains("trace-cmp");
     (extra.iter().any(|f| hooked(f)) || hooked(&cflags))
+        && !extra.iter().any(|f| f == C_HOOKS_DROPPED)
         && !cflags.contains("-fprofile-instr-generate")
         && env::var_os("KPD_C_COVERAGE").is_none()
 }
@@ -325,7 +354,13 @@ fn main() {
     println!("cargo:rerun-if-changed=c-shim");
     println!("cargo:rerun-if-changed=build-support");
     println!("cargo:rerun-if-changed=kernel.lock");
-    for var in ["CC", "CFLAGS", "KPD_C_COVERAGE", "LIBCLANG_PATH"] {
+    for var in [
+        "CC",
+        "CFLAGS",
+        "KPD_C_COVERAGE",
+        "KPD_C_TRACE_CMP",
+        "LIBCLANG_PATH",
+    ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
 
@@ -482,8 +517,11 @@ fn main() {
         .file(shim.join("runtime.c"))
         .warnings(false)
         .opt_level(2);
-    for f in &extra {
+    for f in extra.iter().filter(|f| *f != C_HOOKS_DROPPED) {
         rt.flag(f);
+    }
+    if env::var_os("CARGO_CFG_FUZZING").is_some() {
+        rt.flag(NO_COVERAGE);
     }
     rt.compile("kpd_runtime");
 
