@@ -133,9 +133,10 @@ esac
 # -O -a: optimised, with debug assertions and overflow checks. An overflow in rust-pgtable
 # where the kernel's C arithmetic is defined (u64 wraps) is a bug in the port, and the
 # harness' own assertions are part of the oracle; `compile` itself passes neither.
-# --no-trace-compares: compare hooks stay in the C code (OSS-Fuzz's CFLAGS), not in the
-# Rust code, whose compares mirror pgtable.c's; it makes the fuzzers 2.5x faster (see
-# BUILD_FLAGS in xtask/src/fuzz.rs).
+# --no-trace-compares: no compare hooks in the Rust code, whose compares mirror pgtable.c's;
+# it makes the fuzzers 2.5x faster (see BUILD_FLAGS in xtask/src/fuzz.rs). build.rs leaves
+# them out of the kernel code too, whatever OSS-Fuzz's CFLAGS say (C_HOOKS_DROPPED there):
+# the kernel code keeps its edges.
 log "cargo fuzz build -O -a --no-trace-compares --sanitizer $CARGO_FUZZ_SANITIZER (SANITIZER=$SANITIZER)"
 cargo fuzz build -O -a --no-trace-compares --sanitizer "$CARGO_FUZZ_SANITIZER"
 

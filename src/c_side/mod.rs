@@ -189,8 +189,9 @@ pub struct CSide {
     api: &'static ffi::kpd_api,
     /// The destroy entry points come from a second copy of the same build: the same
     /// pgtable.c, glue.c and struct layouts, compiled without libFuzzer's compare hooks
-    /// in fuzz builds (`teardown_copies` in build.rs), `api` itself elsewhere. The
-    /// copy has no state of its own: it works on this side's table state like `api`.
+    /// in fuzz builds that keep them elsewhere (`KPD_C_TRACE_CMP=1`; `teardown_copies` in
+    /// build.rs), `api` itself otherwise. The copy has no state of its own: it works on
+    /// this side's table state like `api`.
     teardown: &'static ffi::kpd_api,
     state: *mut ffi::kpd_state,
     env: CEnv,

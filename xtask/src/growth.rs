@@ -122,8 +122,19 @@ fn commit_of(dir: &Path) -> String {
                 .arg(dir)
                 .args(["rev-parse", "--short", "HEAD"]),
         );
+    // A tree with uncommitted changes is not its HEAD: say so on the plot.
+    let (_, status, _) = capture(Command::new("git").arg("-C").arg(dir).args([
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+    ]));
+    let dirty = if status.trim().is_empty() {
+        ""
+    } else {
+        "+dirty"
+    };
     match out.trim() {
-        c if ok && !c.is_empty() => c.to_string(),
+        c if ok && !c.is_empty() => format!("{c}{dirty}"),
         _ => dir
             .file_name()
             .unwrap_or_default()
