@@ -517,7 +517,7 @@ fn main() {
         .file(shim.join("runtime.c"))
         .warnings(false)
         .opt_level(2);
-    for f in extra.iter().filter(|f| *f != C_HOOKS_DROPPED) {
+    for f in &extra {
         rt.flag(f);
     }
     if env::var_os("CARGO_CFG_FUZZING").is_some() {

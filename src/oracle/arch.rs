@@ -1847,7 +1847,7 @@ mod tests {
     use super::*;
     use crate::arena::{Geometry, Memcache, PageSource};
     use crate::events::{StoreKind, Trace};
-    use crate::opstream::{Config, OpStream, Stage};
+    use crate::opstream::{Config, KernelLine, OpStream, Stage};
 
     const P0: u64 = 0x4000_0000;
     const PAGE: u64 = 0x1000;
@@ -1885,6 +1885,48 @@ mod tests {
             .collect();
         // 1024 keys into 1024 buckets: a uniform hash fills about 1 - 1/e of them.
         assert!(low.len() > 512, "{} distinct buckets of 1024", low.len());
+    }
+
+    /// The LOCKED marker of each line, by hand from pgtable.c's definitions:
+    /// 6.12 `KVM_INVALID_PTE_LOCKED` is bit 10 of an invalid entry; 7.x marks
+    /// an invalid entry of type 1 in bits [63:60]. A valid entry with those
+    /// bits, another invalid type, or any hyp entry is not LOCKED.
+    #[test]
+    fn locked_markers_follow_each_line() {
+        let checker = |stage: Stage, kernel: KernelLine| {
+            let mut config = Config::new(stage);
+            config.kernel = kernel;
+            let stream = OpStream {
+                config,
+                ops: vec![],
+                races: Default::default(),
+            };
+            let mut arena = Arena::new(Geometry::new(PAGE, 64), PageSource::Pool, None);
+            let pgd = arena.zalloc_page(None, &mut Trace::new()).unwrap();
+            let root = Root {
+                pgd,
+                pages: 1,
+                start_level: if stage == Stage::Hyp { 0 } else { 1 },
+            };
+            Checker::with_root(&stream, &arena, root).unwrap()
+        };
+        let v6 = checker(Stage::Stage2, KernelLine::V6_12);
+        assert!(v6.is_locked(1 << 10));
+        assert!(v6.is_locked((1 << 10) | (0xab << 12)));
+        assert!(!v6.is_locked((1 << 10) | 1));
+        assert!(!v6.is_locked(1 << 60));
+        assert!(!v6.is_locked(0));
+        let v7 = checker(Stage::Stage2, KernelLine::V7_3);
+        assert!(v7.is_locked(1 << 60));
+        assert!(v7.is_locked((1 << 60) | (0x5 << 2)));
+        assert!(!v7.is_locked((1 << 60) | 1));
+        assert!(!v7.is_locked(2 << 60));
+        assert!(!v7.is_locked(3 << 60));
+        assert!(!v7.is_locked(1 << 10));
+        let hyp = checker(Stage::Hyp, KernelLine::V6_12);
+        assert!(!hyp.is_locked(1 << 10));
+        assert!(!hyp.is_locked(1 << 60));
+        assert!(!hyp.is_locked(0));
     }
 
     struct Fx {
