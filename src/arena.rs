@@ -669,7 +669,8 @@ impl Arena {
 
     /// The live pages in PA order, as (pa, refcount).
     pub fn live(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
-        (0..self.geo.pages)
+        // Pages at or above the high-water mark were never allocated.
+        (0..self.high_water.min(self.geo.pages))
             .filter(|&i| self.state[i as usize] != PageState::Free)
             .map(|i| (self.page_pa(i), self.refcount[i as usize]))
     }

@@ -420,7 +420,9 @@ pub struct Checker {
     explained: Vec<&'static Known>,
     /// Report nothing, only recognise known divergences (`KPD_NO_ARCH`).
     silent: bool,
-    /// Checks every indexed look-up against a scan of the whole list (tests).
+    /// Checks every indexed look-up against a scan of the whole list, and
+    /// brings lazy pages up to date by replaying the trace, never from
+    /// memory (tests).
     cross_check: bool,
     /// Bits every valid descriptor must leave clear: [49:48] without LPA2.
     res0_mask: u64,
@@ -849,7 +851,9 @@ impl Checker {
 
     /// Checks every break-before-make look-up through the stale-entry
     /// index against a scan of every entry, and panics if the two differ
-    /// (for tests: the index must find exactly what the scan finds).
+    /// (for tests: the index must find exactly what the scan finds). Lazy
+    /// pages then always catch up by replaying the trace, so that the
+    /// shadow stays what the trace alone says (`shadow_matches`).
     pub fn cross_check(&mut self) {
         self.cross_check = true;
     }
