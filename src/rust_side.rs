@@ -50,6 +50,14 @@ pub struct RustEnv {
     race: Injector,
 }
 
+/// The recording goes back to the pool of spare traces: it holds the
+/// capacity the run's largest op grew (`crate::events::fresh_trace`).
+impl Drop for RustEnv {
+    fn drop(&mut self) {
+        crate::events::recycle(std::mem::take(&mut self.trace));
+    }
+}
+
 impl RustEnv {
     /// An environment with every hook, freeing unlinked tables at once.
     pub fn new(arena: Arena, cfg: rp::Config) -> RustEnv {
@@ -67,7 +75,7 @@ impl RustEnv {
             base_pa: arena.geometry().base_pa,
             race: Injector::default(),
             arena,
-            trace: Trace::new(),
+            trace: crate::events::fresh_trace(),
             cfg,
             rcu_depth: 0,
             hooks: Hooks::ALL,

@@ -44,6 +44,14 @@ pub(super) struct CEnv {
     arena_base: u64,
 }
 
+/// The recording goes back to the pool of spare traces: it holds the
+/// capacity the run's largest op grew (`crate::events::fresh_trace`).
+impl Drop for CEnv {
+    fn drop(&mut self) {
+        crate::events::recycle(self.trace.take());
+    }
+}
+
 impl CEnv {
     pub(super) fn new(arena: Arena, force_pte: ForcePte, api: &'static ffi::kpd_api) -> CEnv {
         let arena_base = arena.phys_to_virt(arena.geometry().base_pa).addr() as u64;
@@ -51,7 +59,7 @@ impl CEnv {
             arena_base,
             race: RefCell::new(Injector::default()),
             arena: RefCell::new(arena),
-            trace: RefCell::new(Trace::new()),
+            trace: RefCell::new(crate::events::fresh_trace()),
             force_pte: RefCell::new(force_pte),
             api,
             state: Cell::new(ptr::null_mut()),
