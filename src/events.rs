@@ -400,3 +400,51 @@ pub struct Visit {
     /// The walk's flags as the visitor sees them.
     pub flags: u32,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pool hands out its largest spare and, when full, drops the
+    /// smallest trace (the one given back or one waiting), so that a large
+    /// op finds the capacity an earlier large op grew.
+    #[test]
+    fn the_largest_spare_goes_out_first_and_the_smallest_is_dropped() {
+        // The pool is per thread: empty it first.
+        while spare_traces() > 0 {
+            drop(fresh_trace());
+        }
+        for cap in [10, 1000, 100] {
+            recycle(Vec::with_capacity(cap));
+        }
+        let first = fresh_trace();
+        assert!(first.capacity() >= 1000, "{}", first.capacity());
+        let second = fresh_trace();
+        assert!(
+            (100..1000).contains(&second.capacity()),
+            "{}",
+            second.capacity()
+        );
+        recycle(first);
+        recycle(second);
+        // Full: SPARES traces with the two above among them.
+        while spare_traces() < SPARES {
+            recycle(Vec::with_capacity(20));
+        }
+        // A small one given back is dropped, a large one replaces the smallest.
+        recycle(Vec::with_capacity(1));
+        assert_eq!(spare_traces(), SPARES);
+        recycle(Vec::with_capacity(5000));
+        assert_eq!(spare_traces(), SPARES);
+        let mut caps: Vec<usize> = (0..SPARES).map(|_| fresh_trace().capacity()).collect();
+        caps.sort_unstable();
+        assert!(
+            caps[SPARES - 1] >= 5000 && caps[SPARES - 2] >= 1000,
+            "{caps:?}"
+        );
+        assert!(
+            caps.iter().all(|&c| c >= 20),
+            "the smallest stayed: {caps:?}"
+        );
+    }
+}
