@@ -864,11 +864,14 @@ impl Checker {
                 // A store outside live table memory is an mm_ops contract
                 // breach (`Misuse::StoreOutsideTables`), reported by the
                 // contract oracle.
-                Event::Store { pa, old, val, .. } => match self.live_page(pa) {
-                    Some(p) if self.pages[p].pos.is_none() => self.defer(p, pa, val),
-                    Some(p) => self.on_store(cx, i, p, pa, old, val)?,
-                    None => {}
-                },
+                Event::Store { pa, old, val, .. } => {
+                    if let Some(p) = self.live_page(pa) {
+                        match self.pages[p].pos {
+                            None => self.defer(p, pa, val),
+                            Some(pos) => self.on_store(cx, i, p, pos, pa, old, val)?,
+                        }
+                    }
+                }
                 Event::ZallocPage { pa: Some(pa), .. } => self.on_alloc(pa, 1),
                 Event::ZallocPagesExact { pa: Some(pa), size } => {
                     let n = size.div_ceil(1 << self.shift);
@@ -1136,21 +1139,20 @@ impl Checker {
         }
     }
 
-    /// The rules of a store into live page `p` of a tree (live or
+    /// The rules of a store into live page `p` at `pos` in a tree (live or
     /// unlinked); stores into a page no tree reaches are deferred.
+    #[allow(clippy::too_many_arguments)]
     fn on_store(
         &mut self,
         cx: &Cx<'_>,
         i: usize,
         p: usize,
+        pos: Pos,
         pa: u64,
         old: u64,
         val: u64,
     ) -> Result<(), Box<Breach>> {
         let w = self.shadow_store_in(p, pa, old, val);
-        let Some(pos) = self.pages[p].pos else {
-            return Ok(());
-        };
         let level = pos.level;
         let slot = Slot {
             pa,
@@ -2022,6 +2024,27 @@ mod tests {
     }
 
     /// The LOCKED marker of each line, by hand from pgtable.c's definitions:
+    /// An arena of 64 granule pages and a checker of `config` following a
+    /// fresh one-page root (hyp's at level 0, stage-2's at level 1).
+    fn one_page_root(config: Config) -> (Arena, Checker) {
+        let start_level = if config.stage == Stage::Hyp { 0 } else { 1 };
+        let page = config.granule.page_size();
+        let stream = OpStream {
+            config,
+            ops: vec![],
+            races: Default::default(),
+        };
+        let mut arena = Arena::new(Geometry::new(page, 64), PageSource::Pool, None);
+        let pgd = arena.zalloc_page(None, &mut Trace::new()).unwrap();
+        let root = Root {
+            pgd,
+            pages: 1,
+            start_level,
+        };
+        let checker = Checker::with_root(&stream, &arena, root).unwrap();
+        (arena, checker)
+    }
+
     /// 6.12 `KVM_INVALID_PTE_LOCKED` is bit 10 of an invalid entry; 7.x marks
     /// an invalid entry of type 1 in bits [63:60]. A valid entry with those
     /// bits, another invalid type, or any hyp entry is not LOCKED.
@@ -2030,19 +2053,7 @@ mod tests {
         let checker = |stage: Stage, kernel: KernelLine| {
             let mut config = Config::new(stage);
             config.kernel = kernel;
-            let stream = OpStream {
-                config,
-                ops: vec![],
-                races: Default::default(),
-            };
-            let mut arena = Arena::new(Geometry::new(PAGE, 64), PageSource::Pool, None);
-            let pgd = arena.zalloc_page(None, &mut Trace::new()).unwrap();
-            let root = Root {
-                pgd,
-                pages: 1,
-                start_level: if stage == Stage::Hyp { 0 } else { 1 },
-            };
-            Checker::with_root(&stream, &arena, root).unwrap()
+            one_page_root(config).1
         };
         let v6 = checker(Stage::Stage2, KernelLine::V6_12);
         assert!(v6.is_locked(1 << 10));
@@ -2075,20 +2086,7 @@ mod tests {
             config.granule = granule;
             config.features.lpa2 = lpa2;
             config.mmfr0_parange = 6;
-            let stream = OpStream {
-                config,
-                ops: vec![],
-                races: Default::default(),
-            };
-            let page = granule.page_size();
-            let mut arena = Arena::new(Geometry::new(page, 64), PageSource::Pool, None);
-            let pgd = arena.zalloc_page(None, &mut Trace::new()).unwrap();
-            let root = Root {
-                pgd,
-                pages: 1,
-                start_level: 1,
-            };
-            Checker::with_root(&stream, &arena, root).unwrap()
+            one_page_root(config).1
         };
         let mut seen = [0usize; 2];
         for stage in [Stage::Hyp, Stage::Stage2] {
@@ -2152,19 +2150,7 @@ mod tests {
     impl Fx {
         /// A hyp table: 4K, 48-bit VA, root (level 0) at P0.
         fn hyp() -> Fx {
-            let stream = OpStream {
-                config: Config::new(Stage::Hyp),
-                ops: vec![],
-                races: Default::default(),
-            };
-            let mut arena = Arena::new(Geometry::new(PAGE, 64), PageSource::Pool, None);
-            let pgd = arena.zalloc_page(None, &mut Trace::new()).unwrap();
-            let root = Root {
-                pgd,
-                pages: 1,
-                start_level: 0,
-            };
-            let mut checker = Checker::with_root(&stream, &arena, root).unwrap();
+            let (arena, mut checker) = one_page_root(Config::new(Stage::Hyp));
             checker.cross_check();
             Fx {
                 arena,
