@@ -134,15 +134,22 @@ impl TreeIndex {
         level: i8,
         base: u64,
     ) -> Option<Vec<(u64, TablePos)>> {
-        let mut sub = TreeIndex::default();
-        let mut seen = HashSet::new();
         if !fmt.is_table(pte, level) {
             return Some(Vec::new());
         }
+        let table = fmt.output_address(pte);
+        if level + 1 == 3 {
+            // A last-level table (what a block's split makes) is the whole
+            // subtree: no set or map for one page.
+            let pos = TablePos { level: 3, base };
+            return Some(arena.read(table).map(|_| (table, pos)).into_iter().collect());
+        }
+        let mut sub = TreeIndex::default();
+        let mut seen = HashSet::new();
         let repeated = walk(
             arena,
             fmt,
-            fmt.output_address(pte),
+            table,
             level + 1,
             base,
             &mut sub,
@@ -198,8 +205,7 @@ fn walk(
         return false;
     }
     let mut repeated = false;
-    let words: Vec<u64> = arena.page_words(table).to_vec();
-    for (i, d) in words.into_iter().enumerate() {
+    for (i, &d) in arena.page_words(table).iter().enumerate() {
         if fmt.is_table(d, level) {
             let child = fmt.output_address(d);
             let child_base = base.wrapping_add((i as u64).wrapping_mul(fmt.entry_size(level)));

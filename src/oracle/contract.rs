@@ -70,9 +70,11 @@ pub struct Owners {
     page_size: u64,
     /// The table pages of the tree as last followed.
     index: TreeIndex,
-    /// The annotation words of each page of `index` (0 where a slot holds
-    /// none), by page PA: an update is a word written, and the annotations
-    /// below a replaced slot are those of the pages it drops.
+    /// The annotation words of each page of `index` that holds one (0 where
+    /// a slot holds none), by page PA: an update is a word written, and the
+    /// annotations below a replaced slot are those of the pages it drops. A
+    /// page of `index` missing here holds none, so a fresh subtree's pages
+    /// with no annotation cost a scan, not a copy.
     ann: FoldMap<u64, Box<[u64]>>,
     /// Stores into the tree since the last check, as (IA, level, old, new,
     /// PA of the slot).
@@ -298,18 +300,32 @@ impl Owners {
         if let Some((ia, level, pte)) = first_lost {
             return Some(lost(ia, level, pte, range));
         }
-        // Slots in page order: runs of one page look it up once.
-        let mut page: Option<(u64, &mut Box<[u64]>)> = None;
+        // Slots in page order: runs of one page look it up once. A page of
+        // the tree with no words yet gets them with its first annotation.
+        let words_per_page = (self.page_size / 8) as usize;
+        let mut page: Option<(u64, Option<&mut Box<[u64]>>)> = None;
         for &(_, _, first, last, pa) in &net {
             if first == last {
                 continue;
             }
             let base = pa & !(self.page_size - 1);
             if page.as_ref().is_none_or(|&(p, _)| p != base) {
-                page = self.ann.get_mut(&base).map(|w| (base, w));
+                page = Some((base, self.ann.get_mut(&base)));
             }
-            if let Some((_, words)) = page.as_mut() {
-                words[((pa - base) / 8) as usize] = if is_annotation(last) { last } else { 0 };
+            let Some((_, words)) = page.as_mut() else {
+                unreachable!("set just above")
+            };
+            let slot = ((pa - base) / 8) as usize;
+            match words {
+                Some(words) => words[slot] = if is_annotation(last) { last } else { 0 },
+                None if is_annotation(last) && self.index.tables.contains_key(&base) => {
+                    let mut fresh = vec![0; words_per_page].into_boxed_slice();
+                    fresh[slot] = last;
+                    self.ann.insert(base, fresh);
+                    // Later slots of this page find the words just made.
+                    page = None;
+                }
+                None => {}
             }
         }
         self.net = net;
@@ -396,10 +412,11 @@ impl Owners {
         });
         let mut now = Vec::new();
         for &(pa, pos) in &fresh {
-            let words = page_annotation_words(arena, pa);
-            annotations_of(&words, pos, fmt, &mut now);
             self.index.tables.insert(pa, pos);
-            self.ann.insert(pa, words);
+            if let Some(words) = page_annotation_words(arena, pa) {
+                annotations_of(&words, pos, fmt, &mut now);
+                self.ann.insert(pa, words);
+            }
         }
         now.sort_unstable();
         for (ia, l, pte) in old {
@@ -418,26 +435,30 @@ fn is_annotation(d: u64) -> bool {
     d != 0 && d & 1 == 0
 }
 
-/// The annotation words of table page `pa` (0 where a slot holds none; all
-/// 0 for a page that cannot be read, as [`crate::tree::annotations_in`]
-/// skips it).
-fn page_annotation_words(arena: &Arena, pa: u64) -> Box<[u64]> {
-    if arena.read(pa).is_none() {
-        return vec![0; (arena.geometry().page_size / 8) as usize].into();
+/// The annotation words of table page `pa` (0 where a slot holds none), or
+/// `None` when it holds none at all or cannot be read (as
+/// [`crate::tree::annotations_in`] skips such a page).
+fn page_annotation_words(arena: &Arena, pa: u64) -> Option<Box<[u64]>> {
+    arena.read(pa)?;
+    let words = arena.page_words(pa);
+    // A plain scan first: it is the whole cost of the pages with none.
+    if !words.iter().any(|&d| is_annotation(d)) {
+        return None;
     }
-    arena
-        .page_words(pa)
-        .iter()
-        .map(|&d| if is_annotation(d) { d } else { 0 })
-        .collect()
+    Some(
+        words
+            .iter()
+            .map(|&d| if is_annotation(d) { d } else { 0 })
+            .collect(),
+    )
 }
 
-/// [`page_annotation_words`] of every page of `index`.
+/// [`page_annotation_words`] of every page of `index` that holds one.
 fn annotation_words(arena: &Arena, index: &TreeIndex) -> FoldMap<u64, Box<[u64]>> {
     index
         .tables
         .keys()
-        .map(|&pa| (pa, page_annotation_words(arena, pa)))
+        .filter_map(|&pa| Some((pa, page_annotation_words(arena, pa)?)))
         .collect()
 }
 
@@ -521,6 +542,45 @@ s2_unmap addr=0x40000000 size=0x200000
             lost,
             Some(What::OwnerLost {
                 ia: 0x4000_2000,
+                level: 3,
+                pte: OWNER_1,
+                range: Some((0x4010_0000, 1)),
+            })
+        );
+    }
+
+    #[test]
+    fn an_annotation_stored_into_a_page_that_held_none_is_followed() {
+        // A level-3 table with one page mapped and no annotation (read with
+        // its new subtree: no words kept), then an owner stored into it, then
+        // that owner overwritten by a map.
+        let s = crate::opstream::parse(
+            "kvm-pgtable-diff-stream v1
+config stage=stage2 context=nvhe granule=4k ia_bits=40 flags=idmap parange=2 arena_pages=64
+s2_map addr=0x40200000 size=0x1000 phys=0x40200000 prot=RWX mc=4 flags=0
+s2_set_owner addr=0x40201000 size=0x1000 mc=4 owner=1
+s2_map addr=0x40201000 size=0x1000 phys=0x40201000 prot=RWX mc=4 flags=0
+",
+        )
+        .unwrap();
+        let fmt = crate::executor::format_of(&s);
+        let mut side = RustSide::for_stream(&s.config);
+        side.init();
+        let mut owners = Owners::new(&side, fmt).cross_checked();
+        for op in &s.ops[..2] {
+            let o = side.apply_raced(op, None);
+            owners.note(&o.trace);
+            assert_eq!(owners.check(&side, op), None, "{op:?}");
+        }
+        assert!(!owners.reread);
+        assert_eq!(owners.annotations(), [(0x4020_1000, 3, OWNER_1)]);
+        let o = side.apply_raced(&s.ops[2], None);
+        owners.note(&o.trace);
+        let elsewhere = crate::opstream::Op::GetLeaf { addr: 0x4010_0000 };
+        assert_eq!(
+            owners.check(&side, &elsewhere),
+            Some(What::OwnerLost {
+                ia: 0x4020_1000,
                 level: 3,
                 pte: OWNER_1,
                 range: Some((0x4010_0000, 1)),
