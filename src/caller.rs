@@ -47,7 +47,7 @@
 
 use std::fmt;
 
-use crate::events::{CallerBug, Event, Hook, Trace};
+use crate::events::{CallerBug, Event, Hook, Misuse, Trace};
 use crate::opstream::{Caller, Config, KernelLine};
 use crate::results::{Outcome, Step, Value};
 
@@ -205,9 +205,15 @@ impl CallerProfile {
     /// are compared first, and when equal one scan finds both fatal events
     /// and [`Cut::same_trace`] tells the comparison that only the returns
     /// are left to compare.
+    ///
+    /// The scan for the fatal event also finds what the step's other checks
+    /// look for in the first side's cut trace ([`Cut::misuse`],
+    /// [`Cut::changes_memory`]): a step's trace can hold hundreds of
+    /// thousands of events, and three scans cost three times one.
     pub fn cut_at_fatal(&self, a: &mut Outcome, b: Option<&mut Outcome>) -> Cut {
         let same_trace = b.as_ref().is_some_and(|b| b.trace == a.trace);
-        let fa = self.fatal_at(&a.trace);
+        let scan = self.scan(&a.trace);
+        let fa = scan.fatal;
         let fb = match &b {
             Some(_) if same_trace => fa,
             Some(b) => self.fatal_at(&b.trace),
@@ -226,7 +232,36 @@ impl CallerProfile {
         Cut {
             fatal: fa.map(|i| a.trace[i]),
             same_trace,
+            misuse: scan.misuse,
+            changes_memory: scan.changes_memory,
         }
+    }
+
+    /// One pass over `trace` up to its first fatal event.
+    fn scan(&self, trace: &[Event]) -> Scan {
+        let mut scan = Scan {
+            fatal: None,
+            misuse: None,
+            changes_memory: false,
+        };
+        for (i, e) in trace.iter().enumerate() {
+            match *e {
+                Event::Store { .. } | Event::PutPage { .. } | Event::FreeUnlinkedTable { .. } => {
+                    scan.changes_memory = true;
+                }
+                Event::Misuse(m) => {
+                    scan.misuse.get_or_insert(m);
+                }
+                Event::Warn { .. } | Event::CallerBug(_) | Event::AbsentHook(_)
+                    if self.is_fatal(e) =>
+                {
+                    scan.fatal = Some(i);
+                    break;
+                }
+                _ => {}
+            }
+        }
+        scan
     }
 
     /// The stop at `step` by `event`, for the summary.
@@ -246,6 +281,19 @@ pub struct Cut {
     pub fatal: Option<Event>,
     /// Both sides recorded the same whole trace (so the same cut one).
     pub same_trace: bool,
+    /// The first mm_ops contract breach in the first side's cut trace.
+    pub misuse: Option<Misuse>,
+    /// The first side's cut trace holds an event that can change table
+    /// memory or an owner annotation: a store, a `put_page`, a freed
+    /// unlinked table.
+    pub changes_memory: bool,
+}
+
+/// What [`CallerProfile::scan`] found.
+struct Scan {
+    fatal: Option<usize>,
+    misuse: Option<Misuse>,
+    changes_memory: bool,
 }
 
 /// A stream that stopped where the real machine would: the first fatal
@@ -466,7 +514,9 @@ mod tests {
             cut,
             Cut {
                 fatal: Some(warn),
-                same_trace: false
+                same_trace: false,
+                misuse: None,
+                changes_memory: false,
             }
         );
         assert_eq!(a.trace, vec![Event::Isb, warn]);
@@ -492,6 +542,80 @@ mod tests {
     }
 
     #[test]
+    fn the_cut_reports_the_first_misuse_and_any_memory_change_before_the_stop() {
+        use crate::events::{Misuse, StoreKind};
+        let loc = crate::events::WarnLoc { file: "x", line: 1 };
+        let warn = Event::Warn { once: false, loc };
+        let first = Misuse::StoreOutsideTables { pa: 0x10 };
+        let second = Misuse::BadFreeExact { pa: 0x20, size: 1 };
+        let store = Event::Store {
+            pa: 0x1000,
+            old: 0,
+            val: 3,
+            kind: StoreKind::WriteOnce,
+        };
+        let put = Event::PutPage {
+            page: 0x2000,
+            count: 0,
+        };
+        let outcome = |trace: Vec<Event>| Outcome::new(Value::Int(0), trace);
+        let el2 = CallerProfile::new(Caller::HypEl2, KernelLine::V6_12);
+        let kernel = CallerProfile::new(Caller::KvmGuest, KernelLine::V6_12);
+        // Misuses on both sides of a WARN: the first one counts, whether or
+        // not the WARN stops the machine.
+        let trace = vec![
+            Event::Isb,
+            Event::Misuse(first),
+            warn,
+            Event::Misuse(second),
+        ];
+        for profile in [&el2, &kernel] {
+            let cut = profile.cut_at_fatal(&mut outcome(trace.clone()), None);
+            assert_eq!(cut.misuse, Some(first));
+            assert!(!cut.changes_memory);
+        }
+        // A misuse after the stop is not seen: the machine never ran it.
+        let late = vec![Event::Isb, warn, Event::Misuse(second)];
+        assert_eq!(
+            el2.cut_at_fatal(&mut outcome(late.clone()), None).misuse,
+            None
+        );
+        assert_eq!(
+            kernel.cut_at_fatal(&mut outcome(late), None).misuse,
+            Some(second)
+        );
+        // A store, a put_page or a freed unlinked table after the stop does
+        // not change what the machine holds; before it, each one does.
+        for change in [
+            store,
+            put,
+            Event::FreeUnlinkedTable {
+                pa: 0x3000,
+                level: 2,
+            },
+        ] {
+            let after = vec![Event::Isb, warn, change];
+            assert!(
+                !el2.cut_at_fatal(&mut outcome(after.clone()), None)
+                    .changes_memory
+            );
+            assert!(
+                kernel
+                    .cut_at_fatal(&mut outcome(after), None)
+                    .changes_memory
+            );
+            let before = vec![change, warn];
+            assert!(el2.cut_at_fatal(&mut outcome(before), None).changes_memory);
+        }
+        // A get_page changes a count, never memory or an annotation.
+        let get = vec![Event::GetPage {
+            page: 0x2000,
+            count: 2,
+        }];
+        assert!(!kernel.cut_at_fatal(&mut outcome(get), None).changes_memory);
+    }
+
+    #[test]
     fn equal_traces_are_cut_alike_and_leave_the_returns_to_compare() {
         use crate::oracle::diff;
         use crate::results::What;
@@ -507,7 +631,9 @@ mod tests {
             cut,
             Cut {
                 fatal: Some(warn),
-                same_trace: true
+                same_trace: true,
+                misuse: None,
+                changes_memory: false,
             }
         );
         assert_eq!((a.trace.len(), b.trace.len()), (2, 2));
@@ -521,7 +647,9 @@ mod tests {
             cut,
             Cut {
                 fatal: None,
-                same_trace: true
+                same_trace: true,
+                misuse: None,
+                changes_memory: false,
             }
         );
         assert!(matches!(

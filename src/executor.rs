@@ -115,7 +115,7 @@ fn settle(
             true => diff::compare_returns(&a, b),
             false => diff::compare(&a, b),
         })
-        .or_else(|| contract::misuse(&a.trace))
+        .or_else(|| cut.misuse.map(|event| What::Misuse { event }))
         .or_else(|| {
             // When the machine stopped inside the op, its stores up to the
             // fatal event are judged, its end-of-op rules are not.
@@ -130,7 +130,7 @@ fn settle(
     }
     summary.panic = fatal.map(|event| profile.panic(step, event));
     summary.events += a.trace.len();
-    let changed = contract::may_change_memory(&a.trace);
+    let changed = cut.changes_memory;
     if let Some(owners) = owners {
         owners.note(&a.trace);
     }

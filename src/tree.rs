@@ -142,19 +142,17 @@ impl TreeIndex {
             // A last-level table (what a block's split makes) is the whole
             // subtree: no set or map for one page.
             let pos = TablePos { level: 3, base };
-            return Some(arena.read(table).map(|_| (table, pos)).into_iter().collect());
+            return Some(
+                arena
+                    .read(table)
+                    .map(|_| (table, pos))
+                    .into_iter()
+                    .collect(),
+            );
         }
         let mut sub = TreeIndex::default();
         let mut seen = HashSet::new();
-        let repeated = walk(
-            arena,
-            fmt,
-            table,
-            level + 1,
-            base,
-            &mut sub,
-            &mut seen,
-        );
+        let repeated = walk(arena, fmt, table, level + 1, base, &mut sub, &mut seen);
         (!repeated).then(|| sub.tables.into_iter().collect())
     }
 }

@@ -5,7 +5,9 @@
 //!
 //! - `kvm_pgtable_mm_ops` (kvm_pgtable.h): page operations on live pages,
 //!   counts that do not underflow, `free_pages_exact` of exactly what
-//!   `zalloc_pages_exact` gave ([`misuse`]);
+//!   `zalloc_pages_exact` gave (the sides record each breach as an
+//!   [`Event::Misuse`]; the first in a step's trace is found by the scan
+//!   that cuts the step at its fatal event, [`crate::caller::Cut::misuse`]);
 //! - destroy releases everything the table held ([`leftovers`]);
 //! - pKVM's host stage-2 keeps ownership only in invalid descriptors, so an
 //!   annotation outside an op's range must survive it ([`Owners`]; the
@@ -20,25 +22,6 @@ use crate::opstream::Op;
 use crate::results::What;
 use crate::side::Side;
 use crate::tree::{Format, TablePos, TreeIndex};
-
-/// The first mm_ops contract breach in a step's trace.
-pub fn misuse(trace: &Trace) -> Option<What> {
-    trace.iter().find_map(|e| match e {
-        Event::Misuse(m) => Some(What::Misuse { event: *m }),
-        _ => None,
-    })
-}
-
-/// Whether a step can have removed an annotation: only a store or a freed
-/// page or table can.
-pub fn may_change_memory(trace: &Trace) -> bool {
-    trace.iter().any(|e| {
-        matches!(
-            e,
-            Event::Store { .. } | Event::PutPage { .. } | Event::FreeUnlinkedTable { .. }
-        )
-    })
-}
 
 /// Index of a side's current tree.
 pub fn tree_of(side: &dyn Side, fmt: Format) -> TreeIndex {
