@@ -14,7 +14,7 @@
 
 use std::ptr::NonNull;
 
-use crate::events::{AllocSource, CallerBug, CallerWarn, Event, Misuse, Trace};
+use crate::events::{AllocSource, CallerBug, CallerWarn, Event, Misuse, MmOp, Trace};
 
 /// The size and placement of an arena.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -499,7 +499,10 @@ impl Arena {
             return Some(Misuse::StoreOutsideTables { pa });
         }
         self.use_after_unlink(pa)
-            .then_some(Misuse::UnlinkedTableUsed { op: "store", pa })
+            .then_some(Misuse::UnlinkedTableUsed {
+                op: MmOp::Store,
+                pa,
+            })
     }
 
     /// Another agent's store of `val` into the descriptor at `pa` (a
@@ -567,7 +570,7 @@ impl Arena {
         let n = size.div_ceil(self.geo.page_size) as u32;
         let Some(first) = self.page_index(pa) else {
             trace.push(Event::Misuse(Misuse::ForeignAddress {
-                op: "free_pages_exact",
+                op: MmOp::FreePagesExact,
                 pa,
             }));
             return;
@@ -609,7 +612,7 @@ impl Arena {
         }
     }
 
-    fn live_index(&self, op: &'static str, pa: u64, trace: &mut Trace) -> Option<u32> {
+    fn live_index(&self, op: MmOp, pa: u64, trace: &mut Trace) -> Option<u32> {
         match self.page_index(pa) {
             None => {
                 trace.push(Event::Misuse(Misuse::ForeignAddress { op, pa }));
@@ -630,7 +633,7 @@ impl Arena {
 
     /// `get_page(addr)`: addr may be anywhere inside the page.
     pub fn get_page(&mut self, pa: u64, trace: &mut Trace) {
-        if let Some(i) = self.live_index("get_page", pa, trace) {
+        if let Some(i) = self.live_index(MmOp::GetPage, pa, trace) {
             self.refcount[i as usize] += 1;
             trace.push(Event::GetPage {
                 page: self.page_pa(i),
@@ -641,7 +644,7 @@ impl Arena {
 
     /// `put_page(addr)`: frees the page when its count reaches 0.
     pub fn put_page(&mut self, pa: u64, trace: &mut Trace) {
-        if let Some(i) = self.live_index("put_page", pa, trace) {
+        if let Some(i) = self.live_index(MmOp::PutPage, pa, trace) {
             self.refcount[i as usize] -= 1;
             let count = self.refcount[i as usize];
             trace.push(Event::PutPage {
@@ -656,7 +659,7 @@ impl Arena {
 
     /// `page_count(addr)`; 0 (with a finding) for a page that is not live.
     pub fn page_count(&self, pa: u64, trace: &mut Trace) -> i32 {
-        match self.live_index("page_count", pa, trace) {
+        match self.live_index(MmOp::PageCount, pa, trace) {
             Some(i) => self.refcount[i as usize] as i32,
             None => 0,
         }
@@ -734,7 +737,7 @@ mod tests {
         assert_eq!(
             t,
             vec![Event::Misuse(Misuse::FreePage {
-                op: "put_page",
+                op: MmOp::PutPage,
                 pa: p
             })]
         );
@@ -748,7 +751,7 @@ mod tests {
         assert_eq!(
             t,
             vec![Event::Misuse(Misuse::ForeignAddress {
-                op: "get_page",
+                op: MmOp::GetPage,
                 pa: 0x1000
             })]
         );
@@ -863,14 +866,14 @@ mod tests {
         assert_eq!(
             t[0],
             Event::Misuse(Misuse::UnlinkedTableUsed {
-                op: "get_page",
+                op: MmOp::GetPage,
                 pa: p + 8
             })
         );
         assert_eq!(
             a.check_store(p + 16),
             Some(Misuse::UnlinkedTableUsed {
-                op: "store",
+                op: MmOp::Store,
                 pa: p + 16
             })
         );
@@ -899,7 +902,7 @@ mod tests {
         assert_eq!(
             a.check_store(p + 8),
             Some(Misuse::UnlinkedTableUsed {
-                op: "store",
+                op: MmOp::Store,
                 pa: p + 8
             })
         );

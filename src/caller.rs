@@ -211,7 +211,9 @@ impl CallerProfile {
     /// [`Cut::changes_memory`]): a step's trace can hold hundreds of
     /// thousands of events, and three scans cost three times one.
     pub fn cut_at_fatal(&self, a: &mut Outcome, b: Option<&mut Outcome>) -> Cut {
-        let same_trace = b.as_ref().is_some_and(|b| b.trace == a.trace);
+        let same_trace = b
+            .as_ref()
+            .is_some_and(|b| crate::events::same_trace(&b.trace, &a.trace));
         let scan = self.scan(&a.trace);
         let fa = scan.fatal;
         let fb = match &b {

@@ -10,7 +10,7 @@ use rust_pgtable as rp;
 use crate::arena::{Arena, Memcache};
 use crate::caller::{CallerProfile, Hooks, UnlinkedFree};
 use crate::events::{
-    Access, Barrier, Event, Hook, Misuse, StoreKind, TlbiHypOp, Trace, Visit, WarnLoc,
+    Access, Barrier, Event, Hook, Misuse, MmOp, StoreKind, TlbiHypOp, Trace, Visit, WarnLoc,
 };
 use crate::force_pte::ForcePte;
 use crate::opstream::{Config, Context, KernelLine, OpHandler, Prot, Stage, Teardown, VisitScript};
@@ -221,7 +221,7 @@ unsafe impl rp::MmOps for RustEnv {
             return p;
         }
         self.trace.push(Event::Misuse(Misuse::ForeignAddress {
-            op: "phys_to_virt",
+            op: MmOp::PhysToVirt,
             pa,
         }));
         let p = self.scratch.as_mut_ptr();

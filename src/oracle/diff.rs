@@ -10,7 +10,7 @@ use crate::side::Side;
 /// What differs between two outcomes of the same step, if anything.
 pub fn compare(a: &Outcome, b: &Outcome) -> Option<What> {
     compare_returns(a, b).or_else(|| {
-        (a.trace != b.trace).then(|| What::Trace {
+        (!crate::events::same_trace(&a.trace, &b.trace)).then(|| What::Trace {
             a: a.trace.clone(),
             b: b.trace.clone(),
         })
