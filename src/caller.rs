@@ -201,20 +201,16 @@ impl CallerProfile {
     /// call never returned). A fatal event on one side only then shows as
     /// a trace difference.
     ///
-    /// The two sides almost always record the same trace: the whole traces
-    /// are compared first, and when equal one scan finds both fatal events
-    /// and [`Cut::same_trace`] tells the comparison that only the returns
-    /// are left to compare.
-    ///
-    /// The scan for the fatal event also finds what the step's other checks
-    /// look for in the first side's cut trace ([`Cut::misuse`],
+    /// The two sides almost always record the same trace: one pass compares
+    /// the two and finds the first side's fatal event, which is then both
+    /// sides', and [`Cut::same_trace`] tells the comparison that only the
+    /// returns are left to compare. The same pass finds what the step's
+    /// other checks look for in the first side's cut trace ([`Cut::misuse`],
     /// [`Cut::changes_memory`]): a step's trace can hold hundreds of
-    /// thousands of events, and three scans cost three times one.
+    /// thousands of events, more than the caches hold, and each pass over it
+    /// reads it from memory again.
     pub fn cut_at_fatal(&self, a: &mut Outcome, b: Option<&mut Outcome>) -> Cut {
-        let same_trace = b
-            .as_ref()
-            .is_some_and(|b| crate::events::same_trace(&b.trace, &a.trace));
-        let scan = self.scan(&a.trace);
+        let (same_trace, scan) = self.scan(&a.trace, b.as_ref().map(|b| &b.trace[..]));
         let fa = scan.fatal;
         let fb = match &b {
             Some(_) if same_trace => fa,
@@ -239,31 +235,58 @@ impl CallerProfile {
         }
     }
 
-    /// One pass over `trace` up to its first fatal event.
-    fn scan(&self, trace: &[Event]) -> Scan {
+    /// One pass over `a` up to its first fatal event, comparing it with `b`
+    /// on the way (traces far larger than the caches are read once, not
+    /// twice): whether `a` and `b` are the same whole trace, and what the
+    /// pass found in `a`.
+    fn scan(&self, a: &[Event], b: Option<&[Event]>) -> (bool, Scan) {
         let mut scan = Scan {
             fatal: None,
             misuse: None,
             changes_memory: false,
         };
-        for (i, e) in trace.iter().enumerate() {
-            match *e {
-                Event::Store { .. } | Event::PutPage { .. } | Event::FreeUnlinkedTable { .. } => {
-                    scan.changes_memory = true;
-                }
-                Event::Misuse(m) => {
-                    scan.misuse.get_or_insert(m);
-                }
-                Event::Warn { .. } | Event::CallerBug(_) | Event::AbsentHook(_)
-                    if self.is_fatal(e) =>
-                {
-                    scan.fatal = Some(i);
+        let mut from = 0;
+        if let Some(b) = b.filter(|b| b.len() == a.len()) {
+            for (i, (x, y)) in a.iter().zip(b).enumerate() {
+                if !crate::events::same_event(x, y) {
+                    from = i;
                     break;
                 }
-                _ => {}
+                if self.note(&mut scan, i, x) {
+                    let rest = i + 1;
+                    return (crate::events::same_trace(&a[rest..], &b[rest..]), scan);
+                }
+                from = i + 1;
+            }
+            if from == a.len() {
+                return (true, scan);
             }
         }
-        scan
+        for (i, e) in a.iter().enumerate().skip(from) {
+            if self.note(&mut scan, i, e) {
+                break;
+            }
+        }
+        (false, scan)
+    }
+
+    /// Takes note of event `i` of a trace in `scan`; true when it is fatal.
+    #[inline(always)]
+    fn note(&self, scan: &mut Scan, i: usize, e: &Event) -> bool {
+        match *e {
+            Event::Store { .. } | Event::PutPage { .. } | Event::FreeUnlinkedTable { .. } => {
+                scan.changes_memory = true;
+            }
+            Event::Misuse(m) => {
+                scan.misuse.get_or_insert(m);
+            }
+            Event::Warn { .. } | Event::CallerBug(_) | Event::AbsentHook(_) if self.is_fatal(e) => {
+                scan.fatal = Some(i);
+                return true;
+            }
+            _ => {}
+        }
+        false
     }
 
     /// The stop at `step` by `event`, for the summary.
@@ -609,6 +632,23 @@ mod tests {
             let before = vec![change, warn];
             assert!(el2.cut_at_fatal(&mut outcome(before), None).changes_memory);
         }
+        // With a second trace that differs before them, they are found all the
+        // same (the comparison and the scan share one pass).
+        let (mut a, mut b) = (
+            outcome(vec![Event::Isb, Event::Misuse(first), store, warn]),
+            outcome(vec![
+                Event::Dsb(crate::events::Barrier::Sy),
+                Event::Misuse(first),
+                store,
+                warn,
+            ]),
+        );
+        let cut = el2.cut_at_fatal(&mut a, Some(&mut b));
+        assert!(!cut.same_trace);
+        assert_eq!(
+            (cut.fatal, cut.misuse, cut.changes_memory),
+            (Some(warn), Some(first), true)
+        );
         // A get_page changes a count, never memory or an annotation.
         let get = vec![Event::GetPage {
             page: 0x2000,

@@ -372,8 +372,9 @@ pub fn same_trace(a: &[Event], b: &[Event]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| same_event(x, y))
 }
 
+/// Whether two events are the same ([`same_trace`] of one event).
 #[inline(always)]
-fn same_event(x: &Event, y: &Event) -> bool {
+pub fn same_event(x: &Event, y: &Event) -> bool {
     match (x, y) {
         (
             &Event::Store { pa, old, val, kind },
