@@ -364,6 +364,8 @@ struct Cx<'a> {
 pub struct Checker {
     /// The stream's configuration (known divergences are recognised by it).
     cfg: Config,
+    /// The hardware set an access flag during the step being checked.
+    hardware_set_af: bool,
     fmt: Format,
     stage: Stage,
     granule: Granule,
@@ -447,13 +449,11 @@ impl Drop for Checker {
     }
 }
 
-/// Whether the hardware set an access flag during the op (a scheduled
-/// [`Interference::Af`](crate::opstream::Interference::Af) race).
-fn hardware_af_lost(trace: &[Event]) -> bool {
-    trace.iter().any(|e| {
-        matches!(*e, Event::Interference { old, new, .. }
-            if old ^ new == rust_pgtable::pte_bits::S2_AF)
-    })
+/// Whether `e` is the hardware setting an access flag during the op (a
+/// scheduled [`Interference::Af`](crate::opstream::Interference::Af) race).
+fn hardware_sets_af(e: &Event) -> bool {
+    matches!(*e, Event::Interference { old, new, .. }
+        if old ^ new == rust_pgtable::pte_bits::S2_AF)
 }
 
 fn valid(pte: u64) -> bool {
@@ -525,6 +525,7 @@ impl Checker {
             stamp: 0,
             explained: Vec::new(),
             silent: false,
+            hardware_set_af: false,
             cross_check: false,
             res0_mask: if fmt.lpa2 { 0 } else { 3 << 48 },
             lazy: Vec::new(),
@@ -766,20 +767,27 @@ impl Checker {
                 Some(Op::S2Wrprotect { .. }) => PERM_W,
                 Some(Op::S2TestClearYoung { .. }) => PERM_AF,
                 _ => 0,
-            } | if hardware_af_lost(&outcome.trace) {
-                // The walker overwrote an access flag the hardware set in
-                // between (docs/CALLERS.md §8 R1, R5e): the kernel accepts the
-                // lost update, which only makes the page look old (no
-                // translation goes wrong), and never invalidates for it.
-                PERM_AF
-            } else {
-                0
             },
             allow_known,
         };
         self.explained.clear();
+        self.hardware_set_af = false;
         let observed = self.observe(&cx, &outcome.trace);
         self.recount_lazy();
+        // Only the end-of-op rules use the exemption, so the pass over the
+        // trace finds it (a trace can be far larger than the caches).
+        let cx = Cx {
+            perm_exempt: if self.hardware_set_af {
+                // The walker overwrote an access flag the hardware set in
+                // between (docs/CALLERS.md §8 R1, R5e): the kernel accepts the
+                // lost update, which only makes the page look old (no
+                // translation goes wrong), and never invalidates for it.
+                cx.perm_exempt | PERM_AF
+            } else {
+                cx.perm_exempt
+            },
+            ..cx
+        };
         let r = observed.and_then(|()| match ended {
             true => Ok(()),
             false => self.finish(&cx, arena, &outcome.value),
@@ -899,6 +907,7 @@ impl Checker {
                     }
                 }
                 Event::Interference { pa, old, new, .. } | Event::Published { pa, old, new } => {
+                    self.hardware_set_af |= hardware_sets_af(e);
                     match self.live_page(pa) {
                         Some(p) if self.pages[p].pos.is_none() => self.defer(p, pa, new),
                         _ => self.on_foreign_store(pa, old, new),
