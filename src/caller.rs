@@ -47,7 +47,7 @@
 
 use std::fmt;
 
-use crate::events::{CallerBug, Event, Hook, Misuse, Trace};
+use crate::events::{CallerBug, Event, Hook, Misuse, Trace, same_event, same_trace};
 use crate::opstream::{Caller, Config, KernelLine};
 use crate::results::{Outcome, Step, Value};
 
@@ -248,13 +248,13 @@ impl CallerProfile {
         let mut from = 0;
         if let Some(b) = b.filter(|b| b.len() == a.len()) {
             for (i, (x, y)) in a.iter().zip(b).enumerate() {
-                if !crate::events::same_event(x, y) {
+                if !same_event(x, y) {
                     from = i;
                     break;
                 }
                 if self.note(&mut scan, i, x) {
                     let rest = i + 1;
-                    return (crate::events::same_trace(&a[rest..], &b[rest..]), scan);
+                    return (same_trace(&a[rest..], &b[rest..]), scan);
                 }
                 from = i + 1;
             }

@@ -295,11 +295,8 @@ impl Owners {
             if page.as_ref().is_none_or(|&(p, _)| p != base) {
                 page = Some((base, self.ann.get_mut(&base)));
             }
-            let Some((_, words)) = page.as_mut() else {
-                unreachable!("set just above")
-            };
             let slot = ((pa - base) / 8) as usize;
-            match words {
+            match page.as_mut().and_then(|(_, words)| words.as_deref_mut()) {
                 Some(words) => words[slot] = if is_annotation(last) { last } else { 0 },
                 None if is_annotation(last) && self.index.tables.contains_key(&base) => {
                     let mut fresh = vec![0; words_per_page].into_boxed_slice();
@@ -479,17 +476,49 @@ mod tests {
     /// more pages of that table donated (stores only: an update from them).
     fn donated() -> (crate::opstream::OpStream, RustSide, Owners) {
         let (s, mut side, mut owners) = fresh();
-        for op in &s.ops[..3] {
+        apply_each(&mut side, &mut owners, &s.ops[..3]);
+        (s, side, owners)
+    }
+
+    /// Applies `ops` in turn; each loses nothing outside its own range.
+    fn apply_each(side: &mut RustSide, owners: &mut Owners, ops: &[crate::opstream::Op]) {
+        for op in ops {
             let o = side.apply_raced(op, None);
             owners.note(&o.trace);
-            assert_eq!(owners.check(&side, op), None, "{op:?}");
+            assert_eq!(owners.check(side, op), None, "{op:?}");
         }
+    }
+
+    /// `stream` on an initialised Rust side, nothing applied, its owners
+    /// followed and cross-checked against a full read after every check.
+    fn followed(stream: &str) -> (crate::opstream::OpStream, RustSide, Owners) {
+        let s = crate::opstream::parse(stream).unwrap();
+        let fmt = crate::executor::format_of(&s);
+        let mut side = RustSide::for_stream(&s.config);
+        side.init();
+        let owners = Owners::new(&side, fmt).cross_checked();
         (s, side, owners)
+    }
+
+    /// What `owners` finds when the op judged is elsewhere (a look-up at
+    /// 0x40100000, inside no annotation of these streams).
+    fn check_elsewhere(owners: &mut Owners, side: &RustSide) -> Option<What> {
+        owners.check(side, &crate::opstream::Op::GetLeaf { addr: 0x4010_0000 })
+    }
+
+    /// Owner 1 at the level-3 slot `ia`, lost by an op elsewhere.
+    fn lost_elsewhere(ia: u64) -> Option<What> {
+        Some(What::OwnerLost {
+            ia,
+            level: 3,
+            pte: OWNER_1,
+            range: Some((0x4010_0000, 1)),
+        })
     }
 
     /// The stream of [`donated`], its side initialised, nothing applied.
     fn fresh() -> (crate::opstream::OpStream, RustSide, Owners) {
-        let s = crate::opstream::parse(
+        followed(
             "kvm-pgtable-diff-stream v1
 config stage=stage2 context=nvhe granule=4k ia_bits=40 flags=idmap parange=2 arena_pages=64
 force_pte host memory:0x40000000+0x10000000
@@ -500,12 +529,6 @@ s2_map addr=0x40002000 size=0x1000 phys=0x40002000 prot=RWX mc=4 flags=0
 s2_unmap addr=0x40000000 size=0x200000
 ",
         )
-        .unwrap();
-        let fmt = crate::executor::format_of(&s);
-        let mut side = RustSide::for_stream(&s.config);
-        side.init();
-        let owners = Owners::new(&side, fmt).cross_checked();
-        (s, side, owners)
     }
 
     /// Owner 1 in an invalid descriptor: the owner field is bits [9:2].
@@ -519,16 +542,9 @@ s2_unmap addr=0x40000000 size=0x200000
         owners.note(&o.trace);
         assert!(!owners.reread, "only stores into the tree");
         // Judged against an op elsewhere, the annotation at 0x40002000 is lost.
-        let elsewhere = crate::opstream::Op::GetLeaf { addr: 0x4010_0000 };
-        let lost = owners.check(&side, &elsewhere);
         assert_eq!(
-            lost,
-            Some(What::OwnerLost {
-                ia: 0x4000_2000,
-                level: 3,
-                pte: OWNER_1,
-                range: Some((0x4010_0000, 1)),
-            })
+            check_elsewhere(&mut owners, &side),
+            lost_elsewhere(0x4000_2000)
         );
     }
 
@@ -537,37 +553,22 @@ s2_unmap addr=0x40000000 size=0x200000
         // A level-3 table with one page mapped and no annotation (read with
         // its new subtree: no words kept), then an owner stored into it, then
         // that owner overwritten by a map.
-        let s = crate::opstream::parse(
+        let (s, mut side, mut owners) = followed(
             "kvm-pgtable-diff-stream v1
 config stage=stage2 context=nvhe granule=4k ia_bits=40 flags=idmap parange=2 arena_pages=64
 s2_map addr=0x40200000 size=0x1000 phys=0x40200000 prot=RWX mc=4 flags=0
 s2_set_owner addr=0x40201000 size=0x1000 mc=4 owner=1
 s2_map addr=0x40201000 size=0x1000 phys=0x40201000 prot=RWX mc=4 flags=0
 ",
-        )
-        .unwrap();
-        let fmt = crate::executor::format_of(&s);
-        let mut side = RustSide::for_stream(&s.config);
-        side.init();
-        let mut owners = Owners::new(&side, fmt).cross_checked();
-        for op in &s.ops[..2] {
-            let o = side.apply_raced(op, None);
-            owners.note(&o.trace);
-            assert_eq!(owners.check(&side, op), None, "{op:?}");
-        }
+        );
+        apply_each(&mut side, &mut owners, &s.ops[..2]);
         assert!(!owners.reread);
         assert_eq!(owners.annotations(), [(0x4020_1000, 3, OWNER_1)]);
         let o = side.apply_raced(&s.ops[2], None);
         owners.note(&o.trace);
-        let elsewhere = crate::opstream::Op::GetLeaf { addr: 0x4010_0000 };
         assert_eq!(
-            owners.check(&side, &elsewhere),
-            Some(What::OwnerLost {
-                ia: 0x4020_1000,
-                level: 3,
-                pte: OWNER_1,
-                range: Some((0x4010_0000, 1)),
-            })
+            check_elsewhere(&mut owners, &side),
+            lost_elsewhere(0x4020_1000)
         );
     }
 
@@ -592,15 +593,9 @@ s2_map addr=0x40201000 size=0x1000 phys=0x40201000 prot=RWX mc=4 flags=0
         assert!(!owners.reread, "a subtree replaced, not a full read");
         let slots: Vec<(i8, u64)> = owners.relinked.iter().map(|&(l, ia, _)| (l, ia)).collect();
         assert_eq!(slots, [(2, 0x4000_0000)]);
-        let elsewhere = crate::opstream::Op::GetLeaf { addr: 0x4010_0000 };
         assert_eq!(
-            owners.check(&side, &elsewhere),
-            Some(What::OwnerLost {
-                ia: 0x4000_1000,
-                level: 3,
-                pte: OWNER_1,
-                range: Some((0x4010_0000, 1)),
-            })
+            check_elsewhere(&mut owners, &side),
+            lost_elsewhere(0x4000_1000)
         );
     }
 
@@ -618,15 +613,9 @@ s2_map addr=0x40201000 size=0x1000 phys=0x40201000 prot=RWX mc=4 flags=0
             new: 0,
         };
         owners.note(&vec![write]);
-        let elsewhere = crate::opstream::Op::GetLeaf { addr: 0x4010_0000 };
         assert_eq!(
-            owners.check(&side, &elsewhere),
-            Some(What::OwnerLost {
-                ia: 0x4000_1000,
-                level: 3,
-                pte: OWNER_1,
-                range: Some((0x4010_0000, 1)),
-            })
+            check_elsewhere(&mut owners, &side),
+            lost_elsewhere(0x4000_1000)
         );
     }
 
