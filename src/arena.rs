@@ -14,7 +14,7 @@
 
 use std::ptr::NonNull;
 
-use crate::events::{AllocSource, CallerBug, CallerWarn, Event, Misuse, MmOp, Trace};
+use crate::events::{AllocSource, CallerBug, CallerWarn, Event, Misuse, MmOp, Record};
 
 /// The size and placement of an arena.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -374,7 +374,11 @@ impl Arena {
     /// kernel memcache's (topped up before the walk), or a pKVM guest's
     /// `vm->pool`. It does apply to a pKVM guest's memcache, which the host
     /// fills page by page at each hypercall (hyp-main.c `refill_memcache`).
-    pub fn zalloc_page(&mut self, mc: Option<&mut Memcache>, trace: &mut Trace) -> Option<u64> {
+    pub fn zalloc_page(
+        &mut self,
+        mc: Option<&mut Memcache>,
+        trace: &mut impl Record,
+    ) -> Option<u64> {
         let (source, pa) = match (self.source, mc) {
             (PageSource::Pool, _) => (AllocSource::Pool, self.alloc_run(1, false)),
             (PageSource::Budget, None) => (AllocSource::NoCache, None),
@@ -525,7 +529,7 @@ impl Arena {
     }
 
     /// `zalloc_pages_exact(size)`: a zeroed, contiguous run, each page with refcount 1.
-    pub fn zalloc_pages_exact(&mut self, size: u64, trace: &mut Trace) -> Option<u64> {
+    pub fn zalloc_pages_exact(&mut self, size: u64, trace: &mut impl Record) -> Option<u64> {
         let n = size.div_ceil(self.geo.page_size);
         let pa = if n == 0 || n > u64::from(self.geo.pages) {
             None
@@ -565,7 +569,7 @@ impl Arena {
     }
 
     /// `free_pages_exact(pa, size)`.
-    pub fn free_pages_exact(&mut self, pa: u64, size: u64, trace: &mut Trace) {
+    pub fn free_pages_exact(&mut self, pa: u64, size: u64, trace: &mut impl Record) {
         trace.push(Event::FreePagesExact { pa, size });
         let n = size.div_ceil(self.geo.page_size) as u32;
         let Some(first) = self.page_index(pa) else {
@@ -612,7 +616,7 @@ impl Arena {
         }
     }
 
-    fn live_index(&self, op: MmOp, pa: u64, trace: &mut Trace) -> Option<u32> {
+    fn live_index(&self, op: MmOp, pa: u64, trace: &mut impl Record) -> Option<u32> {
         match self.page_index(pa) {
             None => {
                 trace.push(Event::Misuse(Misuse::ForeignAddress { op, pa }));
@@ -632,7 +636,7 @@ impl Arena {
     }
 
     /// `get_page(addr)`: addr may be anywhere inside the page.
-    pub fn get_page(&mut self, pa: u64, trace: &mut Trace) {
+    pub fn get_page(&mut self, pa: u64, trace: &mut impl Record) {
         if let Some(i) = self.live_index(MmOp::GetPage, pa, trace) {
             self.refcount[i as usize] += 1;
             trace.push(Event::GetPage {
@@ -643,7 +647,7 @@ impl Arena {
     }
 
     /// `put_page(addr)`: frees the page when its count reaches 0.
-    pub fn put_page(&mut self, pa: u64, trace: &mut Trace) {
+    pub fn put_page(&mut self, pa: u64, trace: &mut impl Record) {
         if let Some(i) = self.live_index(MmOp::PutPage, pa, trace) {
             self.refcount[i as usize] -= 1;
             let count = self.refcount[i as usize];
@@ -658,7 +662,7 @@ impl Arena {
     }
 
     /// `page_count(addr)`; 0 (with a finding) for a page that is not live.
-    pub fn page_count(&self, pa: u64, trace: &mut Trace) -> i32 {
+    pub fn page_count(&self, pa: u64, trace: &mut impl Record) -> i32 {
         match self.live_index(MmOp::PageCount, pa, trace) {
             Some(i) => self.refcount[i as usize] as i32,
             None => 0,
@@ -698,6 +702,7 @@ impl Arena {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Trace;
 
     fn arena(pages: u32) -> Arena {
         Arena::new(Geometry::new(4096, pages), PageSource::Pool, None)

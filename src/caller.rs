@@ -209,8 +209,15 @@ impl CallerProfile {
     /// [`Cut::changes_memory`]): a step's trace can hold hundreds of
     /// thousands of events, more than the caches hold, and each pass over it
     /// reads it from memory again.
-    pub fn cut_at_fatal(&self, a: &mut Outcome, b: Option<&mut Outcome>) -> Cut {
-        let (same_trace, scan) = self.scan(&a.trace, b.as_ref().map(|b| &b.trace[..]));
+    ///
+    /// `b_is_a`: the second side compared its events with `a`'s as it
+    /// recorded them and they were the same ([`crate::events::Recorder`]);
+    /// `b` then holds no trace and only `a`'s is read.
+    pub fn cut_at_fatal(&self, a: &mut Outcome, b: Option<&mut Outcome>, b_is_a: bool) -> Cut {
+        let (same_trace, scan) = match b_is_a {
+            true => (true, self.scan(&a.trace, None).1),
+            false => self.scan(&a.trace, b.as_ref().map(|b| &b.trace[..])),
+        };
         let fa = scan.fatal;
         let fb = match &b {
             Some(_) if same_trace => fa,
@@ -534,7 +541,7 @@ mod tests {
                 -22,
             ),
         );
-        let cut = el2.cut_at_fatal(&mut a, Some(&mut b));
+        let cut = el2.cut_at_fatal(&mut a, Some(&mut b), false);
         assert_eq!(
             cut,
             Cut {
@@ -551,18 +558,21 @@ mod tests {
             outcome(vec![Event::Isb, warn, Event::Isb], 0),
             outcome(vec![Event::Isb, Event::Isb], 0),
         );
-        assert_eq!(el2.cut_at_fatal(&mut a, Some(&mut b)).fatal, Some(warn));
+        assert_eq!(
+            el2.cut_at_fatal(&mut a, Some(&mut b), false).fatal,
+            Some(warn)
+        );
         assert!(matches!(diff::compare(&a, &b), Some(What::Trace { .. })));
         let (mut a, mut b) = (
             outcome(vec![Event::Isb, Event::Isb], 0),
             outcome(vec![Event::Isb, warn], 0),
         );
-        assert_eq!(el2.cut_at_fatal(&mut a, Some(&mut b)).fatal, None);
+        assert_eq!(el2.cut_at_fatal(&mut a, Some(&mut b), false).fatal, None);
         assert!(matches!(diff::compare(&a, &b), Some(What::Trace { .. })));
         // In the kernel a WARN is not fatal: everything is compared.
         let kernel = CallerProfile::new(Caller::KvmGuest, KernelLine::V6_12);
         let (mut a, mut b) = (outcome(vec![warn], 0), outcome(vec![warn], -22));
-        assert_eq!(kernel.cut_at_fatal(&mut a, Some(&mut b)).fatal, None);
+        assert_eq!(kernel.cut_at_fatal(&mut a, Some(&mut b), false).fatal, None);
         assert!(matches!(diff::compare(&a, &b), Some(What::Value { .. })));
     }
 
@@ -595,18 +605,19 @@ mod tests {
             Event::Misuse(second),
         ];
         for profile in [&el2, &kernel] {
-            let cut = profile.cut_at_fatal(&mut outcome(trace.clone()), None);
+            let cut = profile.cut_at_fatal(&mut outcome(trace.clone()), None, false);
             assert_eq!(cut.misuse, Some(first));
             assert!(!cut.changes_memory);
         }
         // A misuse after the stop is not seen: the machine never ran it.
         let late = vec![Event::Isb, warn, Event::Misuse(second)];
         assert_eq!(
-            el2.cut_at_fatal(&mut outcome(late.clone()), None).misuse,
+            el2.cut_at_fatal(&mut outcome(late.clone()), None, false)
+                .misuse,
             None
         );
         assert_eq!(
-            kernel.cut_at_fatal(&mut outcome(late), None).misuse,
+            kernel.cut_at_fatal(&mut outcome(late), None, false).misuse,
             Some(second)
         );
         // A store, a put_page or a freed unlinked table after the stop does
@@ -621,16 +632,19 @@ mod tests {
         ] {
             let after = vec![Event::Isb, warn, change];
             assert!(
-                !el2.cut_at_fatal(&mut outcome(after.clone()), None)
+                !el2.cut_at_fatal(&mut outcome(after.clone()), None, false)
                     .changes_memory
             );
             assert!(
                 kernel
-                    .cut_at_fatal(&mut outcome(after), None)
+                    .cut_at_fatal(&mut outcome(after), None, false)
                     .changes_memory
             );
             let before = vec![change, warn];
-            assert!(el2.cut_at_fatal(&mut outcome(before), None).changes_memory);
+            assert!(
+                el2.cut_at_fatal(&mut outcome(before), None, false)
+                    .changes_memory
+            );
         }
         // With a second trace that differs before them, they are found all the
         // same (the comparison and the scan share one pass).
@@ -643,7 +657,7 @@ mod tests {
                 warn,
             ]),
         );
-        let cut = el2.cut_at_fatal(&mut a, Some(&mut b));
+        let cut = el2.cut_at_fatal(&mut a, Some(&mut b), false);
         assert!(!cut.same_trace);
         assert_eq!(
             (cut.fatal, cut.misuse, cut.changes_memory),
@@ -654,7 +668,11 @@ mod tests {
             page: 0x2000,
             count: 2,
         }];
-        assert!(!kernel.cut_at_fatal(&mut outcome(get), None).changes_memory);
+        assert!(
+            !kernel
+                .cut_at_fatal(&mut outcome(get), None, false)
+                .changes_memory
+        );
     }
 
     #[test]
@@ -668,7 +686,7 @@ mod tests {
         let el2 = CallerProfile::new(Caller::HypEl2, KernelLine::V6_12);
         let trace = vec![Event::Isb, warn, Event::Isb];
         let (mut a, mut b) = (outcome(trace.clone(), 0), outcome(trace, -22));
-        let cut = el2.cut_at_fatal(&mut a, Some(&mut b));
+        let cut = el2.cut_at_fatal(&mut a, Some(&mut b), false);
         assert_eq!(
             cut,
             Cut {
@@ -684,7 +702,7 @@ mod tests {
         // In the kernel it does not: nothing is cut and the results differ.
         let kernel = CallerProfile::new(Caller::KvmGuest, KernelLine::V6_12);
         let (mut a, mut b) = (outcome(vec![warn], 0), outcome(vec![warn], -22));
-        let cut = kernel.cut_at_fatal(&mut a, Some(&mut b));
+        let cut = kernel.cut_at_fatal(&mut a, Some(&mut b), false);
         assert_eq!(
             cut,
             Cut {

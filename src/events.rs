@@ -437,8 +437,12 @@ pub fn spare_traces() -> usize {
 /// Hands a trace back for reuse once it has been compared.
 ///
 /// With [`SPARES`] waiting already, the smallest of them all is dropped, so
-/// that a large trace is never the one given back to the allocator.
+/// that a large trace is never the one given back to the allocator. A trace
+/// that never allocated is not kept.
 pub fn recycle(mut t: Trace) {
+    if t.capacity() == 0 {
+        return;
+    }
     t.clear();
     SPARE.with(|s| {
         let mut s = s.borrow_mut();
@@ -463,6 +467,155 @@ pub fn append(into: &mut Trace, mut from: Trace) {
     }
     if from.capacity() > 0 {
         recycle(from);
+    }
+}
+
+/// Where a side's environment puts each event it records: a [`Trace`], or
+/// a [`Recorder`], which can compare them with another side's as they come.
+pub trait Record {
+    fn push(&mut self, e: Event);
+}
+
+impl Record for Trace {
+    #[inline(always)]
+    fn push(&mut self, e: Event) {
+        Vec::push(self, e);
+    }
+}
+
+/// A side's recording of its steps, which can also compare a step's events
+/// with the first side's trace of the same step as they are recorded
+/// ([`Recorder::compare_with`]): the second side of a pair.
+///
+/// Both sides nearly always record the same events, and a step's trace can
+/// hold hundreds of thousands of them. Compared as they come, the events
+/// that agree are never written, and the first side's trace is read once,
+/// in order, instead of storing a second trace and reading both later. The
+/// first event that differs ends the comparison: the agreeing prefix is
+/// copied from the first side's trace and the rest is recorded, so a step
+/// that differs still has its whole trace for the report.
+///
+/// ```
+/// use kvm_pgtable_diff::events::{Event, Record, Recorder};
+///
+/// let first = vec![Event::Isb, Event::TlbFlushVmid];
+/// let mut r = Recorder::new();
+/// r.compare_with(first.clone());
+/// r.push(Event::Isb);
+/// r.push(Event::TlbFlushVmid);
+/// assert_eq!(r.end_compare(), (first.clone(), None));
+///
+/// r.compare_with(first.clone());
+/// r.push(Event::Isb);
+/// r.push(Event::Isb);
+/// assert_eq!(r.end_compare(), (first, Some(vec![Event::Isb, Event::Isb])));
+/// ```
+#[derive(Debug)]
+pub struct Recorder {
+    /// The events recorded: all of them, or during a comparison those from
+    /// the first that differs (with the agreeing prefix before it).
+    trace: Trace,
+    /// During a comparison, the first side's trace of the step.
+    first: Trace,
+    /// A comparison is under way: [`Recorder::take`] leaves the step's
+    /// events for [`Recorder::end_compare`].
+    comparing: bool,
+    /// Every event so far agreed with `first` (and none is in `trace`).
+    agreeing: bool,
+    /// How many events agreed.
+    agreed: usize,
+}
+
+impl Record for Recorder {
+    #[inline(always)]
+    fn push(&mut self, e: Event) {
+        if self.agreeing {
+            if let Some(x) = self.first.get(self.agreed) {
+                if same_event(x, &e) {
+                    self.agreed += 1;
+                    return;
+                }
+            }
+            self.differ();
+        }
+        self.trace.push(e);
+    }
+}
+
+impl Drop for Recorder {
+    /// The recording goes back to the pool of spare traces: it holds the
+    /// capacity the largest step grew ([`fresh_trace`]).
+    fn drop(&mut self) {
+        recycle(std::mem::take(&mut self.trace));
+    }
+}
+
+impl Default for Recorder {
+    fn default() -> Recorder {
+        Recorder::new()
+    }
+}
+
+impl Recorder {
+    /// An empty recording, on a spare trace's capacity.
+    pub fn new() -> Recorder {
+        Recorder {
+            trace: fresh_trace(),
+            first: Trace::new(),
+            comparing: false,
+            agreeing: false,
+            agreed: 0,
+        }
+    }
+
+    /// The events recorded since the last take, or none during a
+    /// comparison (they wait for [`Recorder::end_compare`]).
+    pub fn take(&mut self) -> Trace {
+        match self.comparing {
+            true => Trace::new(),
+            false => std::mem::replace(&mut self.trace, fresh_trace()),
+        }
+    }
+
+    /// Moves the events recorded since the last take to the end of `into`,
+    /// keeping the recording's capacity (none during a comparison).
+    pub fn append_to(&mut self, into: &mut Trace) {
+        if !self.comparing {
+            into.append(&mut self.trace);
+        }
+    }
+
+    /// Compares the events of the next step with `first`, the first side's
+    /// trace of the same step, until [`Recorder::end_compare`].
+    pub fn compare_with(&mut self, first: Trace) {
+        debug_assert!(self.trace.is_empty() && !self.comparing);
+        self.first = first;
+        self.comparing = true;
+        self.agreeing = true;
+        self.agreed = 0;
+    }
+
+    /// Ends the comparison: gives the first side's trace back, with this
+    /// side's trace of the step when the two differ (None when it was the
+    /// first side's exactly).
+    pub fn end_compare(&mut self) -> (Trace, Option<Trace>) {
+        let same = self.agreeing && self.agreed == self.first.len();
+        if self.agreeing && !same {
+            // A strict prefix of the first side's trace.
+            self.differ();
+        }
+        self.comparing = false;
+        self.agreeing = false;
+        let own = (!same).then(|| std::mem::replace(&mut self.trace, fresh_trace()));
+        (std::mem::take(&mut self.first), own)
+    }
+
+    /// The first event that differs: the recording from here on holds the
+    /// agreeing prefix, then every event.
+    #[cold]
+    fn differ(&mut self) {
+        self.agreeing = false;
+        self.trace.extend_from_slice(&self.first[..self.agreed]);
     }
 }
 
@@ -504,6 +657,78 @@ mod tests {
             pa: 0x4000,
         };
         assert_eq!(format!("{m:x?}"), "FreePage { op: \"put_page\", pa: 4000 }");
+    }
+
+    /// What a comparison leaves, case by case (expected by hand): nothing
+    /// when the second side's events are the first side's exactly, else
+    /// the second side's whole trace, whether it differs inside, stops
+    /// early or goes on longer.
+    #[test]
+    fn a_comparison_keeps_the_whole_second_trace_only_when_it_differs() {
+        let (a, b, c) = (
+            Event::Isb,
+            Event::TlbFlushVmid,
+            Event::Store {
+                pa: 0x1000,
+                old: 0,
+                val: 3,
+                kind: StoreKind::Release,
+            },
+        );
+        let first = vec![a, b, c, a];
+        let cases: [(&[Event], Option<Vec<Event>>); 6] = [
+            (&[a, b, c, a], None),
+            (&[a, b, b, a], Some(vec![a, b, b, a])),
+            (&[a, b], Some(vec![a, b])),
+            (&[a, b, c, a, c], Some(vec![a, b, c, a, c])),
+            (&[], Some(vec![])),
+            (&[c], Some(vec![c])),
+        ];
+        let mut r = Recorder::new();
+        for (second, expected) in cases {
+            r.compare_with(first.clone());
+            for &e in second {
+                r.push(e);
+            }
+            let (back, own) = r.end_compare();
+            assert_eq!(back, first, "the first trace comes back whole");
+            assert_eq!(own, expected, "second side {second:?}");
+        }
+        // The same store with another value is another event.
+        r.compare_with(vec![c]);
+        let Event::Store { pa, old, kind, .. } = c else {
+            unreachable!()
+        };
+        r.push(Event::Store {
+            pa,
+            old,
+            val: 7,
+            kind,
+        });
+        assert!(r.end_compare().1.is_some());
+    }
+
+    /// During a comparison the step's events stay in the recorder: a side
+    /// that takes its trace piece by piece (an op, then its RCU callbacks)
+    /// gets empty pieces, and the comparison sees every event in order.
+    /// Outside one, take and append hand the events out as a trace does.
+    #[test]
+    fn a_comparison_keeps_the_events_of_the_whole_step() {
+        let mut r = Recorder::new();
+        r.compare_with(vec![Event::Isb, Event::TlbFlushVmid]);
+        r.push(Event::Isb);
+        assert!(r.take().is_empty());
+        let mut piece = Trace::new();
+        r.append_to(&mut piece);
+        assert!(piece.is_empty());
+        r.push(Event::TlbFlushVmid);
+        assert_eq!(r.end_compare().1, None);
+        r.push(Event::Isb);
+        assert_eq!(r.take(), vec![Event::Isb]);
+        r.push(Event::TlbFlushVmid);
+        r.append_to(&mut piece);
+        assert_eq!(piece, vec![Event::TlbFlushVmid]);
+        assert!(r.take().is_empty());
     }
 
     /// The pool hands out its largest spare and, when full, drops the

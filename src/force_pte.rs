@@ -5,7 +5,7 @@
 //! with what arguments the callback is consulted shows up as a difference in
 //! the `ForcePteCb` events, not as a difference in policy.
 
-use crate::events::{Event, Trace};
+use crate::events::{Event, Record};
 
 use crate::opstream::ProtLayout;
 
@@ -40,7 +40,7 @@ impl ForcePte {
     }
 
     /// The callback: decides and records the question and the answer.
-    pub fn decide(&mut self, addr: u64, end: u64, prot: u64, trace: &mut Trace) -> bool {
+    pub fn decide(&mut self, addr: u64, end: u64, prot: u64, trace: &mut impl Record) -> bool {
         let answer = match self {
             ForcePte::None => false,
             ForcePte::Host { memory, prot: l } => {
@@ -76,6 +76,7 @@ impl ForcePte {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::Trace;
 
     #[test]
     fn host_policy_follows_pkvm() {

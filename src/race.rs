@@ -46,7 +46,7 @@ use std::collections::{HashMap, HashSet};
 use rust_pgtable as rp;
 
 use crate::arena::Arena;
-use crate::events::{Access, Event, Trace};
+use crate::events::{Access, Event, Record, Trace};
 use crate::opstream::{Config, Install, Interference, KernelLine, Op, Race};
 use crate::side::Root;
 use crate::tree::Format;
@@ -91,7 +91,7 @@ impl Tally {
 /// What a race acts on besides the injector: one side's world.
 pub struct World<'a> {
     pub arena: &'a mut Arena,
-    pub trace: &'a mut Trace,
+    pub trace: &'a mut dyn Record,
     /// The side's unlinked tables waiting for an RCU grace period.
     pub rcu: &'a mut Vec<(u64, i8, Vec<u64>)>,
 }

@@ -10,7 +10,8 @@ use rust_pgtable as rp;
 use crate::arena::{Arena, Memcache};
 use crate::caller::{CallerProfile, Hooks, UnlinkedFree};
 use crate::events::{
-    Access, Barrier, Event, Hook, Misuse, MmOp, StoreKind, TlbiHypOp, Trace, Visit, WarnLoc,
+    Access, Barrier, Event, Hook, Misuse, MmOp, Record, Recorder, StoreKind, TlbiHypOp, Trace,
+    Visit, WarnLoc,
 };
 use crate::force_pte::ForcePte;
 use crate::opstream::{Config, Context, KernelLine, OpHandler, Prot, Stage, Teardown, VisitScript};
@@ -22,7 +23,7 @@ use crate::tree::Format;
 /// Arena + trace, as seen by rust-pgtable.
 pub struct RustEnv {
     pub arena: Arena,
-    pub trace: Trace,
+    pub trace: Recorder,
     cfg: rp::Config,
     rcu_depth: i32,
     /// The optional mm_ops hooks the caller installs.
@@ -50,14 +51,6 @@ pub struct RustEnv {
     race: Injector,
 }
 
-/// The recording goes back to the pool of spare traces: it holds the
-/// capacity the run's largest op grew (`crate::events::fresh_trace`).
-impl Drop for RustEnv {
-    fn drop(&mut self) {
-        crate::events::recycle(std::mem::take(&mut self.trace));
-    }
-}
-
 impl RustEnv {
     /// An environment with every hook, freeing unlinked tables at once.
     pub fn new(arena: Arena, cfg: rp::Config) -> RustEnv {
@@ -75,7 +68,7 @@ impl RustEnv {
             base_pa: arena.geometry().base_pa,
             race: Injector::default(),
             arena,
-            trace: crate::events::fresh_trace(),
+            trace: Recorder::new(),
             cfg,
             rcu_depth: 0,
             hooks: Hooks::ALL,
@@ -96,7 +89,7 @@ impl RustEnv {
     }
 
     pub fn take_trace(&mut self) -> Trace {
-        std::mem::replace(&mut self.trace, crate::events::fresh_trace())
+        self.trace.take()
     }
 
     /// Races are applied for streams configured by `cfg`.
@@ -282,6 +275,7 @@ impl rp::Hw for RustEnv {
         }
     }
 
+    #[inline(always)]
     fn pte_store(&mut self, pa: u64, prev: u64, new: u64, kind: rp::StoreKind) {
         if let Some(m) = self.arena.check_store(pa) {
             self.trace.push(Event::Misuse(m));
@@ -483,6 +477,14 @@ impl RustSide {
         self.env().take_trace()
     }
 
+    /// Ends a step's trace, `trace`, with its accesses (recorded like any
+    /// event: a comparison under way sees it too).
+    fn record_accesses(&mut self, trace: &mut Trace) {
+        let acc = self.env().acc.event();
+        self.env().trace.push(acc);
+        self.env().trace.append_to(trace);
+    }
+
     /// Ends the RCU grace period: the callbacks of the deferred
     /// free_unlinked_table calls run (as mmu.c's
     /// `stage2_free_unlinked_table_rcu_cb`). Returns their trace.
@@ -495,7 +497,7 @@ impl RustSide {
         for (pa, level) in done {
             self.env().trace.push(Event::RcuCallback { pa, level });
             self.s2().free_unlinked(pa, rp::Level(level));
-            trace.append(&mut self.env().trace);
+            self.env().trace.append_to(&mut trace);
         }
         trace
     }
@@ -547,9 +549,9 @@ impl Side for RustSide {
         let mut o = op.dispatch(self);
         self.env().end_walk();
         // Moved, not taken: taking would drain the pool of spare traces.
-        o.trace.append(&mut self.env().trace);
+        self.env().trace.append_to(&mut o.trace);
         crate::events::append(&mut o.trace, self.grace_period());
-        o.trace.push(self.env().acc.event());
+        self.record_accesses(&mut o.trace);
         o
     }
 
@@ -601,12 +603,21 @@ impl Side for RustSide {
             _ => {}
         }
         crate::events::append(&mut trace, self.trace());
-        trace.push(self.env().acc.event());
+        self.record_accesses(&mut trace);
         Outcome::new(Value::Unit, trace)
     }
 
     fn arena(&self) -> &Arena {
         &self.env_ref().arena
+    }
+
+    fn compare_next(&mut self, first: Trace) -> Result<(), Trace> {
+        self.env().trace.compare_with(first);
+        Ok(())
+    }
+
+    fn compared(&mut self) -> (Trace, Option<Trace>) {
+        self.env().trace.end_compare()
     }
 
     fn root(&self) -> Option<Root> {

@@ -17,7 +17,7 @@ use rust_pgtable as rp;
 
 use crate::arena::{Arena, Geometry, Memcache};
 use crate::caller::CallerProfile;
-use crate::events::Access;
+use crate::events::{Access, Trace};
 use crate::force_pte::{ForcePte, MemRegion};
 use crate::opstream::{
     self, Config, ForcePtePolicy, Op, OpHandler, Race, RegionKind, Teardown, VisitScript,
@@ -72,6 +72,23 @@ pub trait Side: OpHandler {
     /// The table's root, once created (None before init, after destroy, or
     /// when init failed).
     fn root(&self) -> Option<Root>;
+
+    /// Compares the events of the next [`Side::apply_raced`] or
+    /// [`Side::destroy`] with `first`, the first side's trace of the same
+    /// step, as they are recorded (see [`crate::events::Recorder`]), until
+    /// [`Side::compared`]. Gives `first` back when this side records whole
+    /// traces only (the default: the C side).
+    fn compare_next(&mut self, first: Trace) -> Result<(), Trace> {
+        Err(first)
+    }
+
+    /// Ends the comparison [`Side::compare_next`] began: `first` back, and
+    /// this side's trace of the step when it differs from `first` (None:
+    /// the step's outcome then holds no trace, the step's events were
+    /// `first`'s exactly).
+    fn compared(&mut self) -> (Trace, Option<Trace>) {
+        unreachable!("compared() without a comparison under way")
+    }
 }
 
 /// A stream's arena: the granule's page size, `arena_pages` pages, and the

@@ -118,7 +118,7 @@ impl CEnv {
             count,
             World {
                 arena: &mut self.arena.borrow_mut(),
-                trace: &mut self.trace.borrow_mut(),
+                trace: &mut *self.trace.borrow_mut(),
                 rcu: &mut self.rcu.borrow_mut(),
             },
         );
@@ -343,7 +343,7 @@ extern "C" fn kpd_ev_access(ptep: *const c_void, kind: ffi::kpd_access_kind, ind
         Access::from_c(kind),
         World {
             arena: &mut arena,
-            trace: &mut env.trace.borrow_mut(),
+            trace: &mut *env.trace.borrow_mut(),
             rcu: &mut env.rcu.borrow_mut(),
         },
     );
@@ -469,7 +469,7 @@ extern "C" fn kpd_force_pte(addr: u64, end: u64, prot: u64) -> bool {
     let mut trace = env.trace.borrow_mut();
     env.force_pte
         .borrow_mut()
-        .decide(addr, end, prot, &mut trace)
+        .decide(addr, end, prot, &mut *trace)
 }
 
 // ---- walker with a Rust visitor ----
