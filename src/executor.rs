@@ -84,7 +84,9 @@ type ArchCheck<'a> = Option<(&'a mut arch::Checker, &'a dyn Side, ArchStep<'a>)>
 /// `a` runs alone), runs the contract and architecture oracles on `a` and,
 /// when nothing is found, books the first outcome into the summary (event
 /// count, known divergences, the log with `keep_log`) and recycles the
-/// traces. Returns whether the step changed table memory (a store or a
+/// traces. `b_is_a`: `b` compared its events with `a`'s as it recorded
+/// them and they were the same ([`Side::compare_next`]), so `b` holds no
+/// trace. Returns whether the step changed table memory (a store or a
 /// freed page/table), or what was found together with the first outcome
 /// for the log.
 ///
