@@ -94,6 +94,23 @@ enum Grace {
     Entered,
 }
 
+/// What the arena knows of one page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Page {
+    state: PageState,
+    refcount: u32,
+    /// Whether the page waits for an RCU grace period (pages of unlinked tables).
+    grace: Grace,
+}
+
+impl Page {
+    const FREE: Page = Page {
+        state: PageState::Free,
+        refcount: 0,
+        grace: Grace::None,
+    };
+}
+
 /// A memcache: a budget of pages that `zalloc_page(mc)` may take.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Memcache {
@@ -229,13 +246,16 @@ pub struct Arena {
     /// `mem`'s base pointer, kept at hand: every descriptor access of the
     /// Rust side and every C callback translates through it.
     base: *mut u64,
-    state: Vec<PageState>,
-    refcount: Vec<u32>,
+    /// `log2(page_size)` and the arena's size in bytes: every store either
+    /// side reports and every get/put_page finds its page through them.
+    page_shift: u32,
+    span: u64,
+    /// Per page: what the arena knows of it, in one record so that the
+    /// checks of a store or a refcount change touch one cache line.
+    pages: Vec<Page>,
     source: PageSource,
     /// Free pages in a pKVM guest's `vm->pool` (pages its table released).
     vm_pool: u32,
-    /// Pages of unlinked tables waiting for their RCU grace period.
-    rcu_pending: Vec<Grace>,
     /// Successful allocations still allowed before every allocation fails.
     budget: Option<u32>,
     live: u32,
@@ -266,11 +286,11 @@ impl Arena {
             geo,
             mem: Some(mem),
             base,
-            state: vec![PageState::Free; geo.pages as usize],
-            refcount: vec![0; geo.pages as usize],
+            page_shift: geo.page_size.trailing_zeros(),
+            span: geo.page_size * u64::from(geo.pages),
+            pages: vec![Page::FREE; geo.pages as usize],
             source,
             vm_pool: 0,
-            rcu_pending: vec![Grace::None; geo.pages as usize],
             budget: fail_after,
             live: 0,
             high_water: 0,
@@ -292,14 +312,18 @@ impl Arena {
 
     /// Index of the page holding `pa`, if it is inside the arena.
     pub fn page_index(&self, pa: u64) -> Option<u32> {
-        if pa < self.geo.base_pa || pa >= self.geo.end_pa() {
-            return None;
-        }
-        Some(((pa - self.geo.base_pa) / self.geo.page_size) as u32)
+        let off = pa.wrapping_sub(self.geo.base_pa);
+        (off < self.span).then_some((off >> self.page_shift) as u32)
     }
 
     fn page_pa(&self, idx: u32) -> u64 {
-        self.geo.base_pa + u64::from(idx) * self.geo.page_size
+        self.geo.base_pa + (u64::from(idx) << self.page_shift)
+    }
+
+    /// The record of the page holding `pa`, if it is inside the arena.
+    #[inline]
+    fn page(&self, pa: u64) -> Option<&Page> {
+        self.page_index(pa).map(|i| &self.pages[i as usize])
     }
 
     fn mem(&self) -> &Mem {
@@ -329,7 +353,7 @@ impl Arena {
     #[inline]
     pub fn table_ptr(&self, pa: u64) -> Option<*mut u64> {
         let off = pa.wrapping_sub(self.geo.base_pa);
-        (off < self.geo.page_size * u64::from(self.geo.pages) && off % self.geo.page_size == 0)
+        (off < self.span && off % self.geo.page_size == 0)
             .then(|| self.base.wrapping_byte_add(off as usize))
     }
 
@@ -341,10 +365,7 @@ impl Arena {
 
     /// Whether `pa` is an 8-byte slot inside an allocated page.
     pub fn is_table_slot(&self, pa: u64) -> bool {
-        pa % 8 == 0
-            && self
-                .page_index(pa)
-                .is_some_and(|i| self.state[i as usize] != PageState::Free)
+        pa % 8 == 0 && self.page(pa).is_some_and(|p| p.state != PageState::Free)
     }
 
     fn take_budget(&mut self) -> bool {
@@ -461,8 +482,9 @@ impl Arena {
     pub fn revoke_entered(&mut self, pages: &[u64]) {
         for &pa in pages {
             if let Some(i) = self.page_index(pa) {
-                if self.rcu_pending[i as usize] == Grace::Entered {
-                    self.rcu_pending[i as usize] = Grace::Pending;
+                let page = &mut self.pages[i as usize];
+                if page.grace == Grace::Entered {
+                    page.grace = Grace::Pending;
                 }
             }
         }
@@ -476,37 +498,36 @@ impl Arena {
     fn set_grace(&mut self, pages: &[u64], g: Grace) {
         for &pa in pages {
             if let Some(i) = self.page_index(pa) {
-                self.rcu_pending[i as usize] = g;
+                self.pages[i as usize].grace = g;
             }
         }
     }
 
     /// Whether the page holding `pa` waits for an RCU grace period.
     pub fn rcu_pending(&self, pa: u64) -> bool {
-        self.page_index(pa)
-            .is_some_and(|i| self.rcu_pending[i as usize] != Grace::None)
-    }
-
-    /// Whether a use of the page holding `pa` breaks RCU: it waits for a
-    /// grace period and no walker that was inside it when it was unlinked
-    /// is still running.
-    fn use_after_unlink(&self, pa: u64) -> bool {
-        self.page_index(pa)
-            .is_some_and(|i| self.rcu_pending[i as usize] == Grace::Pending)
+        self.page(pa).is_some_and(|p| p.grace != Grace::None)
     }
 
     /// Checks a descriptor store at `pa` (either side reports every store):
-    /// it must hit a live table page that is not waiting to be freed.
+    /// it must hit a live table page that is not waiting to be freed (a
+    /// page waiting for a grace period that no walker still inside it may
+    /// use: [`Grace::Pending`]).
+    #[inline]
     pub fn check_store(&mut self, pa: u64) -> Option<Misuse> {
-        if !self.is_table_slot(pa) {
-            self.taint();
-            return Some(Misuse::StoreOutsideTables { pa });
+        match self.page(pa) {
+            Some(p) if pa % 8 == 0 && p.state != PageState::Free => (p.grace == Grace::Pending)
+                .then_some(Misuse::UnlinkedTableUsed {
+                    op: MmOp::Store,
+                    pa,
+                }),
+            _ => self.stray_store(pa),
         }
-        self.use_after_unlink(pa)
-            .then_some(Misuse::UnlinkedTableUsed {
-                op: MmOp::Store,
-                pa,
-            })
+    }
+
+    #[cold]
+    fn stray_store(&mut self, pa: u64) -> Option<Misuse> {
+        self.taint();
+        Some(Misuse::StoreOutsideTables { pa })
     }
 
     /// Another agent's store of `val` into the descriptor at `pa` (a
@@ -544,19 +565,20 @@ impl Arena {
         let total = self.geo.pages;
         let mut first = 0;
         while first + len <= total {
-            match (first..first + len).find(|&i| self.state[i as usize] != PageState::Free) {
+            match (first..first + len).find(|&i| self.pages[i as usize].state != PageState::Free) {
                 Some(busy) => first = busy + 1,
                 None => {
                     if !self.take_budget() {
                         return None;
                     }
                     for i in first..first + len {
-                        self.state[i as usize] = if exact {
+                        let page = &mut self.pages[i as usize];
+                        page.state = if exact {
                             PageState::Exact { first, len }
                         } else {
                             PageState::Single
                         };
-                        self.refcount[i as usize] = 1;
+                        page.refcount = 1;
                     }
                     self.zero(first, len);
                     self.live += len;
@@ -583,13 +605,13 @@ impl Arena {
             && n > 0
             && first + n <= self.geo.pages
             && (first..first + n)
-                .all(|i| self.state[i as usize] == PageState::Exact { first, len: n });
+                .all(|i| self.pages[i as usize].state == PageState::Exact { first, len: n });
         if !ok {
             trace.push(Event::Misuse(Misuse::BadFreeExact { pa, size }));
             return;
         }
         for i in first..first + n {
-            let count = self.refcount[i as usize];
+            let count = self.pages[i as usize].refcount;
             if count != 1 {
                 trace.push(Event::Misuse(Misuse::FreeWithReferences {
                     pa: self.page_pa(i),
@@ -606,9 +628,7 @@ impl Arena {
         let w = self.geo.words_per_page();
         self.mem()
             .fill(idx as usize * w..(idx as usize + 1) * w, POISON);
-        self.state[idx as usize] = PageState::Free;
-        self.refcount[idx as usize] = 0;
-        self.rcu_pending[idx as usize] = Grace::None;
+        self.pages[idx as usize] = Page::FREE;
         self.live -= 1;
         if self.source == PageSource::GuestPool {
             // hyp_put_page / guest_s2_free_pages_exact return it to vm->pool.
@@ -622,12 +642,12 @@ impl Arena {
                 trace.push(Event::Misuse(Misuse::ForeignAddress { op, pa }));
                 None
             }
-            Some(i) if self.state[i as usize] == PageState::Free => {
+            Some(i) if self.pages[i as usize].state == PageState::Free => {
                 trace.push(Event::Misuse(Misuse::FreePage { op, pa }));
                 None
             }
             Some(i) => {
-                if self.rcu_pending[i as usize] == Grace::Pending {
+                if self.pages[i as usize].grace == Grace::Pending {
                     trace.push(Event::Misuse(Misuse::UnlinkedTableUsed { op, pa }));
                 }
                 Some(i)
@@ -638,10 +658,12 @@ impl Arena {
     /// `get_page(addr)`: addr may be anywhere inside the page.
     pub fn get_page(&mut self, pa: u64, trace: &mut impl Record) {
         if let Some(i) = self.live_index(MmOp::GetPage, pa, trace) {
-            self.refcount[i as usize] += 1;
+            let page = &mut self.pages[i as usize];
+            page.refcount += 1;
+            let count = page.refcount;
             trace.push(Event::GetPage {
                 page: self.page_pa(i),
-                count: self.refcount[i as usize],
+                count,
             });
         }
     }
@@ -649,8 +671,9 @@ impl Arena {
     /// `put_page(addr)`: frees the page when its count reaches 0.
     pub fn put_page(&mut self, pa: u64, trace: &mut impl Record) {
         if let Some(i) = self.live_index(MmOp::PutPage, pa, trace) {
-            self.refcount[i as usize] -= 1;
-            let count = self.refcount[i as usize];
+            let page = &mut self.pages[i as usize];
+            page.refcount -= 1;
+            let count = page.refcount;
             trace.push(Event::PutPage {
                 page: self.page_pa(i),
                 count,
@@ -664,22 +687,22 @@ impl Arena {
     /// `page_count(addr)`; 0 (with a finding) for a page that is not live.
     pub fn page_count(&self, pa: u64, trace: &mut impl Record) -> i32 {
         match self.live_index(MmOp::PageCount, pa, trace) {
-            Some(i) => self.refcount[i as usize] as i32,
+            Some(i) => self.pages[i as usize].refcount as i32,
             None => 0,
         }
     }
 
     /// Refcount of page `idx` (0 when free).
     pub fn refcount(&self, idx: u32) -> u32 {
-        self.refcount[idx as usize]
+        self.pages[idx as usize].refcount
     }
 
     /// The live pages in PA order, as (pa, refcount).
     pub fn live(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
         // Pages at or above the high-water mark were never allocated.
         (0..self.high_water.min(self.geo.pages))
-            .filter(|&i| self.state[i as usize] != PageState::Free)
-            .map(|i| (self.page_pa(i), self.refcount[i as usize]))
+            .filter(|&i| self.pages[i as usize].state != PageState::Free)
+            .map(|i| (self.page_pa(i), self.pages[i as usize].refcount))
     }
 
     /// The descriptors of the live page at `pa`.
@@ -695,7 +718,8 @@ impl Arena {
     pub fn read(&self, pa: u64) -> Option<u64> {
         let idx = self.page_index(pa)?;
         let off = ((pa - self.geo.base_pa) / 8) as usize;
-        (pa % 8 == 0 && self.state[idx as usize] != PageState::Free).then(|| self.mem().read(off))
+        (pa % 8 == 0 && self.pages[idx as usize].state != PageState::Free)
+            .then(|| self.mem().read(off))
     }
 }
 
