@@ -212,8 +212,21 @@ impl CallerProfile {
     ///
     /// `b_is_a`: the second side compared its events with `a`'s as it
     /// recorded them and they were the same ([`crate::events::Recorder`]);
-    /// `b` then holds no trace and only `a`'s is read.
+    /// `b` then holds no trace and only `a`'s is read, if at all: not when
+    /// `a`'s side noted its [`Outcome::marks`] as it recorded it and they
+    /// hold no alarm.
     pub fn cut_at_fatal(&self, a: &mut Outcome, b: Option<&mut Outcome>, b_is_a: bool) -> Cut {
+        // A first trace whose side noted no alarm as it recorded it has no
+        // fatal event or misuse to find: unless the two traces are still to
+        // be compared, it is not read here.
+        if let Some(marks) = a.marks.filter(|m| !m.alarm && (b_is_a || b.is_none())) {
+            return Cut {
+                fatal: None,
+                same_trace: b_is_a,
+                misuse: None,
+                changes_memory: marks.changes_memory,
+            };
+        }
         let (same_trace, scan) = match b_is_a {
             true => (true, self.scan(&a.trace, None).1),
             false => self.scan(&a.trace, b.as_ref().map(|b| &b.trace[..])),
@@ -281,9 +294,7 @@ impl CallerProfile {
     #[inline(always)]
     fn note(&self, scan: &mut Scan, i: usize, e: &Event) -> bool {
         match *e {
-            Event::Store { .. } | Event::PutPage { .. } | Event::FreeUnlinkedTable { .. } => {
-                scan.changes_memory = true;
-            }
+            _ if e.changes_memory() => scan.changes_memory = true,
             Event::Misuse(m) => {
                 scan.misuse.get_or_insert(m);
             }
@@ -395,6 +406,7 @@ pub fn unlinked_pages(
 mod tests {
     use super::*;
     use crate::arena::PageSource;
+    use crate::events::{MmOp, StoreKind};
     use crate::opstream::{Context, Stage};
 
     #[test]
@@ -673,6 +685,70 @@ mod tests {
                 .cut_at_fatal(&mut outcome(get), None, false)
                 .changes_memory
         );
+    }
+
+    /// A first trace whose side noted its marks is cut as if it were read:
+    /// with no alarm the marks stand for the pass (and say whether memory
+    /// changed); with one, the trace is read all the same. Expected by hand
+    /// for each case, and equal to the cut of the same trace unmarked.
+    #[test]
+    fn marks_noted_while_recording_stand_for_the_pass_over_the_trace() {
+        let loc = crate::events::WarnLoc { file: "x", line: 1 };
+        let warn = Event::Warn { once: false, loc };
+        let misuse = Misuse::FreePage {
+            op: MmOp::PutPage,
+            pa: 0x10,
+        };
+        let store = Event::Store {
+            pa: 0x1000,
+            old: 0,
+            val: 3,
+            kind: StoreKind::WriteOnce,
+        };
+        let get = Event::GetPage {
+            page: 0x2000,
+            count: 2,
+        };
+        let el2 = CallerProfile::new(Caller::HypEl2, KernelLine::V6_12);
+        let kernel = CallerProfile::new(Caller::KvmGuest, KernelLine::V6_12);
+        // (profile, trace, fatal, misuse, changes memory)
+        let cases = [
+            (&el2, vec![Event::Isb, get], None, None, false),
+            (&el2, vec![get, store, Event::Isb], None, None, true),
+            (&kernel, vec![Event::Isb, warn, store], None, None, true),
+            (&el2, vec![Event::Isb, warn, store], Some(warn), None, false),
+            (
+                &kernel,
+                vec![store, Event::Misuse(misuse)],
+                None,
+                Some(misuse),
+                true,
+            ),
+            (
+                &kernel,
+                vec![Event::CallerBug(CallerBug::MemcacheAllocFailed), store],
+                Some(Event::CallerBug(CallerBug::MemcacheAllocFailed)),
+                None,
+                false,
+            ),
+        ];
+        for (profile, trace, fatal, misuse, changes_memory) in cases {
+            for b_is_a in [false, true] {
+                let mut marked = Outcome::new(Value::Int(0), trace.clone());
+                marked.marks = Some(crate::events::Marks::of(&trace));
+                let mut plain = Outcome::new(Value::Int(0), trace.clone());
+                let cut = profile.cut_at_fatal(&mut marked, None, b_is_a);
+                let want = Cut {
+                    fatal,
+                    same_trace: b_is_a,
+                    misuse,
+                    changes_memory,
+                };
+                assert_eq!(cut, want, "{trace:?}");
+                assert_eq!(cut, profile.cut_at_fatal(&mut plain, None, b_is_a));
+                assert_eq!(marked, plain, "cut alike: {trace:?}");
+            }
+        }
     }
 
     #[test]

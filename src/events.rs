@@ -358,6 +358,70 @@ pub enum Event {
 /// The ordered events of one side for one operation.
 pub type Trace = Vec<Event>;
 
+impl Event {
+    /// Whether the event changes table memory: a descriptor store, a
+    /// `put_page` or an unlinked table freed.
+    #[inline(always)]
+    pub fn changes_memory(&self) -> bool {
+        matches!(
+            self,
+            Event::Store { .. } | Event::PutPage { .. } | Event::FreeUnlinkedTable { .. }
+        )
+    }
+
+    /// Whether the event is a finding by itself or may stop the machine: a
+    /// misuse of the environment, a WARN, a caller's BUG or a NULL hook
+    /// (whether one stops it depends on the caller:
+    /// [`crate::caller::CallerProfile::is_fatal`]).
+    #[inline(always)]
+    pub fn is_alarm(&self) -> bool {
+        matches!(
+            self,
+            Event::Misuse(_) | Event::Warn { .. } | Event::CallerBug(_) | Event::AbsentHook(_)
+        )
+    }
+}
+
+/// What the harness looks for in a step's trace before it compares and
+/// checks it ([`crate::caller::CallerProfile::cut_at_fatal`]), noted while
+/// the events are recorded: a trace with no alarm need not be read for it.
+///
+/// ```
+/// use kvm_pgtable_diff::events::{Event, Marks};
+/// let m = Marks::of(&[Event::Isb, Event::PutPage { page: 0x4000_0000, count: 1 }]);
+/// assert_eq!(m, Marks { alarm: false, changes_memory: true });
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// Some event is an alarm ([`Event::is_alarm`]).
+    pub alarm: bool,
+    /// Some event changes table memory ([`Event::changes_memory`]).
+    pub changes_memory: bool,
+}
+
+impl Marks {
+    #[inline(always)]
+    pub fn note(&mut self, e: &Event) {
+        self.alarm |= e.is_alarm();
+        self.changes_memory |= e.changes_memory();
+    }
+
+    /// The marks of `trace`'s events.
+    pub fn of(trace: &[Event]) -> Marks {
+        let mut m = Marks::default();
+        trace.iter().for_each(|e| m.note(e));
+        m
+    }
+
+    /// The marks of two traces one after the other.
+    pub fn join(self, other: Marks) -> Marks {
+        Marks {
+            alarm: self.alarm | other.alarm,
+            changes_memory: self.changes_memory | other.changes_memory,
+        }
+    }
+}
+
 /// Whether two traces hold the same events in the same order: `a == b`,
 /// written out for the kinds nearly every trace is made of.
 ///
@@ -515,6 +579,8 @@ pub struct Recorder {
     /// The events recorded: all of them, or during a comparison those from
     /// the first that differs (with the agreeing prefix before it).
     trace: Trace,
+    /// The marks of `trace`'s events, outside a comparison.
+    marks: Marks,
     /// During a comparison, the first side's trace of the step.
     first: Trace,
     /// A comparison is under way: [`Recorder::take`] leaves the step's
@@ -538,6 +604,7 @@ impl Record for Recorder {
             }
             self.differ();
         }
+        self.marks.note(&e);
         self.trace.push(e);
     }
 }
@@ -561,6 +628,7 @@ impl Recorder {
     pub fn new() -> Recorder {
         Recorder {
             trace: fresh_trace(),
+            marks: Marks::default(),
             first: Trace::new(),
             comparing: false,
             agreeing: false,
@@ -571,17 +639,30 @@ impl Recorder {
     /// The events recorded since the last take, or none during a
     /// comparison (they wait for [`Recorder::end_compare`]).
     pub fn take(&mut self) -> Trace {
+        self.take_marked().0
+    }
+
+    /// [`Recorder::take`], with the marks of the events taken.
+    pub fn take_marked(&mut self) -> (Trace, Marks) {
         match self.comparing {
-            true => Trace::new(),
-            false => std::mem::replace(&mut self.trace, fresh_trace()),
+            true => Default::default(),
+            false => (
+                std::mem::replace(&mut self.trace, fresh_trace()),
+                std::mem::take(&mut self.marks),
+            ),
         }
     }
 
     /// Moves the events recorded since the last take to the end of `into`,
-    /// keeping the recording's capacity (none during a comparison).
-    pub fn append_to(&mut self, into: &mut Trace) {
-        if !self.comparing {
-            into.append(&mut self.trace);
+    /// keeping the recording's capacity (none during a comparison), and
+    /// returns their marks.
+    pub fn append_to(&mut self, into: &mut Trace) -> Marks {
+        match self.comparing {
+            true => Marks::default(),
+            false => {
+                into.append(&mut self.trace);
+                std::mem::take(&mut self.marks)
+            }
         }
     }
 
@@ -607,6 +688,7 @@ impl Recorder {
         self.comparing = false;
         self.agreeing = false;
         let own = (!same).then(|| std::mem::replace(&mut self.trace, fresh_trace()));
+        self.marks = Marks::default();
         (std::mem::take(&mut self.first), own)
     }
 

@@ -405,13 +405,15 @@ fn second<'s>(
     let b_is_a = own.is_none();
     if let Some(own) = own {
         crate::events::recycle(std::mem::replace(&mut o.trace, own));
+        // Noted during the comparison: not the marks of `own`.
+        o.marks = None;
     }
     (Some(o), b_is_a)
 }
 
 /// Whether `op`, with its race, may run under `cfg`: the op's own
 /// precondition, then what the race's agent could do during it.
-fn precondition(
+pub(crate) fn precondition(
     op: &crate::opstream::Op,
     race: Option<&crate::opstream::Race>,
     cfg: &crate::opstream::Config,
@@ -499,47 +501,57 @@ s2_unmap addr=0x80200000 size=0x1000
 
     /// The second side compares its events with the first side's as it
     /// records them: a step where the two differ is still reported with
-    /// both whole traces. Two Rust sides, one with FEAT_TLBIRANGE and one
-    /// without, agree on the maps and differ inside the unmap (a deferred
-    /// range TLBI after the stores against a TLBI per entry). The expected
-    /// finding comes from running each side alone, its traces recorded
-    /// whole, and comparing step by step.
+    /// both whole traces. Two sides of one implementation, one with
+    /// FEAT_TLBIRANGE and one without, agree on the maps and differ inside
+    /// the unmap (a deferred range TLBI after the stores against a TLBI per
+    /// entry): two Rust sides, and two C sides (as in a C-against-C run,
+    /// `KPD_AGAINST`). The expected finding comes from running each side
+    /// alone, its traces recorded whole, and comparing step by step.
     #[test]
     fn a_trace_compared_as_it_is_recorded_is_reported_whole() {
+        fn rust(c: &crate::opstream::Config) -> Box<dyn Side> {
+            Box::new(RustSide::for_stream(c))
+        }
+        fn c(c: &crate::opstream::Config) -> Box<dyn Side> {
+            Box::new(CSide::for_stream(c))
+        }
         let with_range = crate::opstream::text::parse(&STREAM.replace("fwb", "fwb,tlb_range"))
             .expect("the stream parses");
         let without = crate::opstream::text::parse(STREAM).expect("the stream parses");
-        let (mut a, mut b) = (
-            RustSide::for_stream(&with_range.config),
-            RustSide::for_stream(&without.config),
-        );
-        let (ia, ib) = (a.init(), b.init());
-        assert_eq!(diff::compare(&ia, &ib), None);
-        let expected =
-            with_range.ops.iter().enumerate().find_map(|(i, op)| {
+        for side in [rust, c] {
+            let (mut a, mut b) = (side(&with_range.config), side(&without.config));
+            let (ia, ib) = (a.init(), b.init());
+            assert_eq!(diff::compare(&ia, &ib), None);
+            let expected = with_range.ops.iter().enumerate().find_map(|(i, op)| {
                 diff::compare(&a.apply(op), &b.apply(op)).map(|what| (i, what))
             });
-        let Some((step, What::Trace { a: ta, b: tb })) = expected else {
-            panic!("the sides differ in a trace: {expected:?}")
-        };
-        assert!(step > 0, "some steps agree first");
-        assert!(
-            ta.iter().zip(&tb).take_while(|(x, y)| x == y).count() > 0,
-            "the traces agree on a prefix"
-        );
-        let (mut a, mut b) = (
-            RustSide::for_stream(&with_range.config),
-            RustSide::for_stream(&without.config),
-        );
-        let found = run_sides(
-            &with_range,
-            RunOptions::default(),
-            false,
-            &mut a,
-            Some(&mut b),
-        )
-        .expect_err("the sides differ");
-        assert_eq!(found.step, Step::Op(step));
-        assert_eq!(found.what, What::Trace { a: ta, b: tb });
+            let Some((step, What::Trace { a: ta, b: tb })) = expected else {
+                panic!("the sides differ in a trace: {expected:?}")
+            };
+            assert!(step > 0, "some steps agree first");
+            assert!(
+                ta.iter().zip(&tb).take_while(|(x, y)| x == y).count() > 0,
+                "the traces agree on a prefix"
+            );
+            // An agreeing step leaves the second side no trace of its own.
+            let (mut a, mut b) = (side(&with_range.config), side(&without.config));
+            let (_, _) = (a.init(), b.init());
+            let mut first = a.apply(&with_range.ops[0]);
+            let events = first.trace.clone();
+            let (o, b_is_a) = second(&mut first, Some(&mut *b), |b| b.apply(&with_range.ops[0]));
+            assert!(b_is_a && o.is_some_and(|o| o.trace.is_empty()));
+            assert_eq!(first.trace, events, "the first trace given back");
+            let (mut a, mut b) = (side(&with_range.config), side(&without.config));
+            let found = run_sides(
+                &with_range,
+                RunOptions::default(),
+                false,
+                &mut *a,
+                Some(&mut *b),
+            )
+            .expect_err("the sides differ");
+            assert_eq!(found.step, Step::Op(step));
+            assert_eq!(found.what, What::Trace { a: ta, b: tb });
+        }
     }
 }

@@ -4,7 +4,7 @@
 //!
 //! Pure data: the executor fills these in, `report` prints them.
 
-use crate::events::{Event, Misuse, Trace, Visit};
+use crate::events::{Event, Marks, Misuse, Trace, Visit};
 use crate::opstream::OpStream;
 use crate::tree::{Format, TreeIndex};
 
@@ -38,13 +38,28 @@ pub enum Value {
 }
 
 /// One side's result of one step.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct Outcome {
     pub value: Value,
     /// Pages left in the memcache the op was given, if any.
     pub memcache_left: Option<u32>,
     pub trace: Trace,
+    /// The marks of `trace`'s events, when the side noted them as it
+    /// recorded them (None: whoever needs them reads the trace).
+    pub marks: Option<Marks>,
 }
+
+/// The marks say nothing the trace does not: outcomes are equal when their
+/// value, memcache and trace are.
+impl PartialEq for Outcome {
+    fn eq(&self, other: &Outcome) -> bool {
+        self.value == other.value
+            && self.memcache_left == other.memcache_left
+            && self.trace == other.trace
+    }
+}
+
+impl Eq for Outcome {}
 
 impl Outcome {
     /// An outcome with no memcache and the given trace.
@@ -53,7 +68,22 @@ impl Outcome {
             value,
             memcache_left: None,
             trace,
+            marks: None,
         }
+    }
+
+    /// An outcome with no memcache, the given trace and its marks.
+    pub fn marked(value: Value, (trace, marks): (Trace, Marks)) -> Outcome {
+        Outcome {
+            marks: Some(marks),
+            ..Outcome::new(value, trace)
+        }
+    }
+
+    /// Appends `trace`, whose marks are `marks` (None: not noted).
+    pub fn append(&mut self, (trace, marks): (Trace, Option<Marks>)) {
+        crate::events::append(&mut self.trace, trace);
+        self.marks = self.marks.zip(marks).map(|(a, b)| a.join(b));
     }
 }
 

@@ -19,14 +19,19 @@ use std::ptr;
 use super::{CpuFeatures, ffi};
 use crate::arena::{Arena, Memcache};
 use crate::caller::UnlinkedFree;
-use crate::events::{Access, Barrier, Event, Hook, StoreKind, TlbiHypOp, Trace, Visit, WarnLoc};
+use crate::events::{
+    Access, Barrier, Event, Hook, Marks, Record, Recorder, StoreKind, TlbiHypOp, Trace, Visit,
+    WarnLoc,
+};
 use crate::force_pte::ForcePte;
 use crate::race::{Injector, Tally, World};
 use crate::tree::Format;
 
 pub(super) struct CEnv {
     arena: RefCell<Arena>,
-    trace: RefCell<Trace>,
+    /// The recording: the events since the last take, with their marks, or
+    /// a comparison with the first side's trace of the step under way.
+    trace: RefCell<Recorder>,
     force_pte: RefCell<ForcePte>,
     /// The build and table being run (for free_unlinked_table's re-entry).
     api: &'static ffi::kpd_api,
@@ -44,14 +49,6 @@ pub(super) struct CEnv {
     arena_base: u64,
 }
 
-/// The recording goes back to the pool of spare traces: it holds the
-/// capacity the run's largest op grew (`crate::events::fresh_trace`).
-impl Drop for CEnv {
-    fn drop(&mut self) {
-        crate::events::recycle(self.trace.take());
-    }
-}
-
 impl CEnv {
     pub(super) fn new(arena: Arena, force_pte: ForcePte, api: &'static ffi::kpd_api) -> CEnv {
         let arena_base = arena.phys_to_virt(arena.geometry().base_pa).addr() as u64;
@@ -59,7 +56,7 @@ impl CEnv {
             arena_base,
             race: RefCell::new(Injector::default()),
             arena: RefCell::new(arena),
-            trace: RefCell::new(crate::events::fresh_trace()),
+            trace: RefCell::new(Recorder::new()),
             force_pte: RefCell::new(force_pte),
             api,
             state: Cell::new(ptr::null_mut()),
@@ -167,17 +164,32 @@ impl CEnv {
         self.force_pte.borrow().installed()
     }
 
-    pub(super) fn take_trace(&self) -> Trace {
-        self.trace.replace(crate::events::fresh_trace())
+    /// The events recorded since the last take, and their marks (none
+    /// during a comparison).
+    pub(super) fn take_trace(&self) -> (Trace, Marks) {
+        self.trace.borrow_mut().take_marked()
     }
 
-    /// Moves the events recorded so far to the end of `into`, keeping this
-    /// trace's capacity.
-    pub(super) fn append_trace(&self, into: &mut Trace) {
-        into.append(&mut self.trace.borrow_mut());
+    /// Moves the events recorded so far to the end of `into`'s trace,
+    /// keeping the recording's capacity (none during a comparison).
+    pub(super) fn append_trace(&self, into: &mut crate::results::Outcome) {
+        let marks = self.trace.borrow_mut().append_to(&mut into.trace);
+        into.marks = into.marks.map(|m| m.join(marks));
     }
 
-    fn record(&self, e: Event) {
+    /// Compares the events of the next step with `first`, the first side's
+    /// trace of it, as they are recorded ([`Recorder::compare_with`]).
+    pub(super) fn compare_with(&self, first: Trace) {
+        self.trace.borrow_mut().compare_with(first);
+    }
+
+    /// Ends the comparison: `first` back, and this side's trace of the step
+    /// when it differs ([`Recorder::end_compare`]).
+    pub(super) fn end_compare(&self) -> (Trace, Option<Trace>) {
+        self.trace.borrow_mut().end_compare()
+    }
+
+    pub(super) fn record(&self, e: Event) {
         self.trace.borrow_mut().push(e);
     }
 }
@@ -256,7 +268,7 @@ extern "C" fn kpd_ev_flush() {
 }
 
 /// One buffered C event into the trace (the layout is runtime.h's).
-fn decode_event(e: &ffi::kpd_ev, arena: &mut Arena, trace: &mut Trace) {
+fn decode_event(e: &ffi::kpd_ev, arena: &mut Arena, trace: &mut Recorder) {
     let va = |a: u64| a as usize as *const u64;
     let event = match e.kind {
         ffi::kpd_ev_kind_KPD_EV_STORE => {
@@ -359,7 +371,7 @@ fn pa_of(addr: *const c_void) -> u64 {
 }
 
 /// Runs an arena operation that records into the trace.
-fn with_arena<T>(f: impl FnOnce(&mut Arena, &mut Trace) -> T) -> T {
+fn with_arena<T>(f: impl FnOnce(&mut Arena, &mut Recorder) -> T) -> T {
     let env = env();
     env.drain();
     f(&mut env.arena.borrow_mut(), &mut env.trace.borrow_mut())

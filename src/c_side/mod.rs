@@ -52,7 +52,7 @@ use std::ptr;
 
 use crate::arena::{Arena, Memcache};
 use crate::caller::CallerProfile;
-use crate::events::{Trace, Visit};
+use crate::events::{Marks, Trace, Visit};
 use crate::force_pte::ForcePte;
 use crate::opstream::{Config, Context, KernelLine, OpHandler, Prot, Stage, Teardown, VisitScript};
 use crate::results::{Outcome, Value};
@@ -153,9 +153,21 @@ impl CpuFeatures {
 pub struct Call<T> {
     pub ret: T,
     pub trace: Trace,
+    /// The marks of `trace`'s events.
+    pub marks: Marks,
 }
 
 impl<T> Call<T> {
+    /// The outcome of the call, its value made from the return value.
+    fn outcome(self, value: impl FnOnce(T) -> Value) -> Outcome {
+        Outcome::marked(value(self.ret), (self.trace, self.marks))
+    }
+
+    /// The trace and its marks, to append to an outcome.
+    fn events(self) -> (Trace, Option<Marks>) {
+        (self.trace, Some(self.marks))
+    }
+
     /// The return value alone, the trace handed back for reuse (the pure
     /// functions record nothing worth keeping).
     fn value(self) -> T {
@@ -325,10 +337,8 @@ impl CSide {
     ) -> Call<T> {
         let (api, state) = (self.api, self.state);
         let ret = callbacks::with_current(&self.env, self.features, || f(api, state));
-        Call {
-            ret,
-            trace: self.env.take_trace(),
-        }
+        let (trace, marks) = self.env.take_trace();
+        Call { ret, trace, marks }
     }
 
     // Every call below passes this side's live table state to the entry
@@ -533,6 +543,7 @@ impl CSide {
         Call {
             ret,
             trace: c.trace,
+            marks: c.marks,
         }
     }
 
@@ -610,16 +621,20 @@ impl CSide {
     /// Ends the RCU grace period: the callbacks of the deferred
     /// free_unlinked_table calls run (`kvm_pgtable_stage2_free_unlinked`,
     /// as mmu.c's `stage2_free_unlinked_table_rcu_cb`).
-    fn grace_period(&mut self) -> Trace {
-        let mut trace = Trace::new();
+    fn grace_period(&mut self, into: &mut Outcome) {
         for (pa, level) in self.env.end_grace_period() {
-            trace.push(crate::events::Event::RcuCallback { pa, level });
-            crate::events::append(
-                &mut trace,
-                CSide::stage2_free_unlinked(self, pa, level).trace,
-            );
+            // Recorded, not pushed: a comparison under way sees it too.
+            self.env
+                .record(crate::events::Event::RcuCallback { pa, level });
+            into.append(CSide::stage2_free_unlinked(self, pa, level).events());
         }
-        trace
+    }
+
+    /// Ends a step's outcome `o` with the op's accesses, recorded like any
+    /// event.
+    fn record_accesses(&mut self, o: &mut Outcome) {
+        self.env.record(self.env.tally().event());
+        self.env.append_trace(o);
     }
 
     fn stream_cfg(&self) -> &Config {
@@ -629,7 +644,7 @@ impl CSide {
     }
 
     fn int(c: Call<i32>) -> Outcome {
-        Outcome::new(Value::Int(c.ret.into()), c.trace)
+        c.outcome(|r| Value::Int(r.into()))
     }
 
     fn with_mc(&self, c: Call<i32>, mc: Option<u32>) -> Outcome {
@@ -653,14 +668,23 @@ impl Side for CSide {
         let mut o = op.dispatch(self);
         self.env.end_walk();
         // Moved, not taken: taking would drain the pool of spare traces.
-        self.env.append_trace(&mut o.trace);
-        crate::events::append(&mut o.trace, self.grace_period());
-        o.trace.push(self.env.tally().event());
+        self.env.append_trace(&mut o);
+        self.grace_period(&mut o);
+        self.record_accesses(&mut o);
         o
     }
 
     fn keep_accesses(&mut self, on: bool) {
         self.env.keep_accesses(on);
+    }
+
+    fn compare_next(&mut self, first: Trace) -> Result<(), Trace> {
+        self.env.compare_with(first);
+        Ok(())
+    }
+
+    fn compared(&mut self) -> (Trace, Option<Trace>) {
+        self.env.end_compare()
     }
 
     fn take_accesses(&mut self) -> Option<Vec<(u64, crate::events::Access)>> {
@@ -678,30 +702,31 @@ impl Side for CSide {
                 let pgd_bytes = self.stage2_pgd_size(vtcr);
                 self.pgd_pages = (pgd_bytes / cfg.granule.page_size()) as u32;
                 let c = self.stage2_init(vtcr, side::stage2_flags(&cfg));
-                Outcome::new(Value::Stage2Init { vtcr, ret: c.ret }, c.trace)
+                c.outcome(|ret| Value::Stage2Init { vtcr, ret })
             }
         }
     }
 
     fn destroy(&mut self) -> Outcome {
         self.env.begin_op(None, None, None);
-        let mut trace = self.grace_period();
+        let mut o = Outcome::marked(Value::Unit, Default::default());
+        self.grace_period(&mut o);
         for (pa, level) in std::mem::take(&mut self.unlinked) {
-            crate::events::append(&mut trace, self.stage2_free_unlinked(pa, level).trace);
+            o.append(self.stage2_free_unlinked(pa, level).events());
         }
         let cfg = self.stream_cfg().clone();
         match cfg.stage {
-            Stage::Hyp => crate::events::append(&mut trace, self.hyp_destroy().trace),
+            Stage::Hyp => o.append(self.hyp_destroy().events()),
             Stage::Stage2 if self.pgd().is_some() && cfg.teardown != Teardown::Destroy => {
                 for (addr, size) in side::teardown_chunks(&cfg, self.geometry().0) {
-                    crate::events::append(&mut trace, self.stage2_destroy_range(addr, size).trace);
+                    o.append(self.stage2_destroy_range(addr, size).events());
                 }
-                crate::events::append(&mut trace, self.stage2_destroy_pgd().trace);
+                o.append(self.stage2_destroy_pgd().events());
             }
-            Stage::Stage2 => crate::events::append(&mut trace, self.stage2_destroy().trace),
+            Stage::Stage2 => o.append(self.stage2_destroy().events()),
         }
-        trace.push(self.env.tally().event());
-        Outcome::new(Value::Unit, trace)
+        self.record_accesses(&mut o);
+        o
     }
 
     fn arena(&self) -> &Arena {
@@ -726,7 +751,7 @@ impl OpHandler for CSide {
 
     fn hyp_unmap(&mut self, addr: u64, size: u64) -> Outcome {
         let c = CSide::hyp_unmap(self, addr, size);
-        Outcome::new(Value::U64(c.ret), c.trace)
+        c.outcome(Value::U64)
     }
 
     fn stage2_map(
@@ -765,12 +790,12 @@ impl OpHandler for CSide {
 
     fn stage2_mkyoung(&mut self, addr: u64) -> Outcome {
         let c = CSide::stage2_mkyoung(self, addr, 0);
-        Outcome::new(Value::U64(c.ret), c.trace)
+        c.outcome(Value::U64)
     }
 
     fn stage2_test_clear_young(&mut self, addr: u64, size: u64, mkold: bool) -> Outcome {
         let c = CSide::stage2_test_clear_young(self, addr, size, mkold);
-        Outcome::new(Value::Bool(c.ret), c.trace)
+        c.outcome(Value::Bool)
     }
 
     fn stage2_relax_perms(&mut self, addr: u64, prot: Prot) -> Outcome {
@@ -783,7 +808,7 @@ impl OpHandler for CSide {
 
     fn tlb_flush_vmid_range(&mut self, addr: u64, size: u64) -> Outcome {
         let c = CSide::tlb_flush_vmid_range(self, addr, size);
-        Outcome::new(Value::Unit, c.trace)
+        c.outcome(|()| Value::Unit)
     }
 
     fn stage2_split(&mut self, addr: u64, size: u64, nobjs: u32) -> Outcome {
@@ -805,17 +830,18 @@ impl OpHandler for CSide {
         if let Ok(pa) = c.ret {
             self.unlinked.push((pa, level));
         }
-        let mut o = Outcome::new(Value::Table(c.ret), c.trace);
+        let mut o = c.outcome(Value::Table);
         o.memcache_left = mc.map(|_| self.memcache_left());
         o
     }
 
     fn stage2_free_unlinked(&mut self, index: u8) -> Outcome {
-        let trace = match side::take_unlinked(&mut self.unlinked, index) {
-            Some((pa, level)) => CSide::stage2_free_unlinked(self, pa, level).trace,
-            None => Trace::new(),
-        };
-        Outcome::new(Value::Unit, trace)
+        match side::take_unlinked(&mut self.unlinked, index) {
+            Some((pa, level)) => {
+                CSide::stage2_free_unlinked(self, pa, level).outcome(|()| Value::Unit)
+            }
+            None => Outcome::marked(Value::Unit, Default::default()),
+        }
     }
 
     fn walk(&mut self, addr: u64, size: u64, flags: u8, script: VisitScript) -> Outcome {
@@ -825,7 +851,7 @@ impl OpHandler for CSide {
             visits.push(*v);
             r
         });
-        Outcome::new(Value::Walk { ret: c.ret, visits }, c.trace)
+        c.outcome(|ret| Value::Walk { ret, visits })
     }
 
     fn get_leaf(&mut self, addr: u64) -> Outcome {
@@ -833,7 +859,7 @@ impl OpHandler for CSide {
         let (ret, pte, level) = c.ret;
         // The kernel leaves the outputs untouched on error.
         let (pte, level) = if ret == 0 { (pte, level) } else { (0, 0) };
-        Outcome::new(Value::Leaf { ret, pte, level }, c.trace)
+        Outcome::marked(Value::Leaf { ret, pte, level }, (c.trace, c.marks))
     }
 
     fn stage2_annotate(
@@ -857,7 +883,7 @@ impl OpHandler for CSide {
 
     fn stage2_mkyoung_flags(&mut self, addr: u64, flags: u8) -> Outcome {
         let c = CSide::stage2_mkyoung(self, addr, flags.into());
-        Outcome::new(Value::Unit, c.trace)
+        c.outcome(|_| Value::Unit)
     }
 
     fn stage2_relax_perms_flags(&mut self, addr: u64, prot: Prot, flags: u8) -> Outcome {
@@ -869,17 +895,17 @@ impl OpHandler for CSide {
             Stage::Hyp => self.hyp_pte_prot(pte),
             Stage::Stage2 => CSide::stage2_pte_prot(self, pte),
         };
-        Outcome::new(Value::U64(v), Trace::new())
+        Outcome::marked(Value::U64(v), Default::default())
     }
 
     fn get_vtcr(&mut self, mmfr0: u64, mmfr1: u64, phys_shift: u32) -> Outcome {
         let v = CSide::get_vtcr(self, mmfr0, mmfr1, phys_shift);
-        Outcome::new(Value::U64(v), Trace::new())
+        Outcome::marked(Value::U64(v), Default::default())
     }
 
     fn pgd_size(&mut self, vtcr: u64) -> Outcome {
         let v = self.stage2_pgd_size(vtcr);
-        Outcome::new(Value::U64(v), Trace::new())
+        Outcome::marked(Value::U64(v), Default::default())
     }
 }
 

@@ -5,7 +5,7 @@
 
 use super::*;
 use crate::arena::{Geometry, PageSource};
-use crate::events::{AllocSource, Barrier, Event, StoreKind};
+use crate::events::{AllocSource, Barrier, Event, Marks, StoreKind};
 use crate::opstream::KernelLine;
 
 const R: u64 = 1 << 2;
@@ -489,8 +489,77 @@ fn warn_is_recorded_and_execution_goes_on() {
         .filter(|e| matches!(e, Event::Warn { .. }))
         .count();
     assert_eq!(warns, 2);
-    // The side keeps working.
-    assert_eq!(c.hyp_map(0x2000, K4, 0x8000_2000, R).ret, 0);
+    // The call's marks say so: an alarm, and no store (nothing changed).
+    assert_eq!(
+        out.marks,
+        Marks {
+            alarm: true,
+            changes_memory: false
+        }
+    );
+    // The side keeps working: a new page's map stores its descriptor and
+    // warns of nothing.
+    let ok = c.hyp_map(0x2000, K4, 0x8000_2000, R);
+    assert_eq!(ok.ret, 0);
+    assert_eq!(
+        ok.marks,
+        Marks {
+            alarm: false,
+            changes_memory: true
+        }
+    );
+}
+
+/// The marks the C side notes while it records each step are those of the
+/// step's whole trace, read afterwards, on every stream the repository
+/// holds: the seed scenarios of every target, the known divergences (which
+/// warn), the regressions and the bench inputs. A step whose marks missed
+/// an alarm would skip the search for its fatal event and misuse.
+#[test]
+fn the_marks_noted_while_recording_are_those_of_the_whole_trace() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut dirs = vec![
+        root.join("tests/known"),
+        root.join("tests/regressions"),
+        root.join("bench/inputs"),
+    ];
+    for t in std::fs::read_dir(root.join("fuzz/scenarios")).unwrap() {
+        dirs.push(t.unwrap().path());
+    }
+    let (mut steps, mut alarms, mut changes) = (0, 0, 0);
+    for dir in dirs {
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let path = f.unwrap().path();
+            if path.extension().is_none_or(|e| e != "txt") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let stream =
+                crate::opstream::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let mut c = CSide::for_stream(&stream.config);
+            let mut check = |o: Outcome, what: String| {
+                let want = Marks::of(&o.trace);
+                assert_eq!(o.marks, Some(want), "{}: {what}", path.display());
+                steps += 1;
+                alarms += usize::from(want.alarm);
+                changes += usize::from(want.changes_memory);
+            };
+            Side::init(&mut c);
+            if c.root().is_none() {
+                continue;
+            }
+            for (i, op) in stream.ops.iter().enumerate() {
+                let race = stream.race(i);
+                if crate::executor::precondition(op, race, &stream.config).is_ok() {
+                    check(c.apply_raced(op, race), format!("op {i} {op:?}"));
+                }
+            }
+            check(Side::destroy(&mut c), "destroy".into());
+        }
+    }
+    // The streams hold steps of every kind the marks tell apart.
+    assert!(steps > 1000 && alarms > 0 && changes > 0 && changes < steps);
+    println!("{steps} steps, {alarms} with an alarm, {changes} changing memory");
 }
 
 #[test]
