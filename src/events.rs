@@ -422,6 +422,63 @@ impl Marks {
     }
 }
 
+/// A trace and the [`Marks`] of its events, kept as they are pushed: the C
+/// side's recording, whose traces are the first of a pair and then need no
+/// pass of their own before the oracles.
+#[derive(Debug)]
+pub struct MarkedTrace {
+    pub events: Trace,
+    pub marks: Marks,
+}
+
+impl MarkedTrace {
+    /// An empty recording, on a spare trace's capacity.
+    pub fn new() -> MarkedTrace {
+        MarkedTrace {
+            events: fresh_trace(),
+            marks: Marks::default(),
+        }
+    }
+
+    /// The events and their marks, leaving an empty recording on a spare
+    /// trace's capacity.
+    pub fn take(&mut self) -> (Trace, Marks) {
+        (
+            std::mem::replace(&mut self.events, fresh_trace()),
+            std::mem::take(&mut self.marks),
+        )
+    }
+
+    /// Moves the events to the end of `into`, keeping the recording's
+    /// capacity, and returns their marks.
+    pub fn append_to(&mut self, into: &mut Trace) -> Marks {
+        into.append(&mut self.events);
+        std::mem::take(&mut self.marks)
+    }
+}
+
+impl Default for MarkedTrace {
+    fn default() -> MarkedTrace {
+        MarkedTrace::new()
+    }
+}
+
+/// The recording goes back to the pool of spare traces: it holds the
+/// capacity the largest step grew ([`fresh_trace`]).
+impl Drop for MarkedTrace {
+    fn drop(&mut self) {
+        recycle(std::mem::take(&mut self.events));
+    }
+}
+
+impl Record for MarkedTrace {
+    #[inline(always)]
+    fn push(&mut self, e: Event) {
+        self.marks.note(&e);
+        self.events.push(e);
+    }
+}
+
 /// Whether two traces hold the same events in the same order: `a == b`,
 /// written out for the kinds nearly every trace is made of.
 ///
@@ -579,8 +636,6 @@ pub struct Recorder {
     /// The events recorded: all of them, or during a comparison those from
     /// the first that differs (with the agreeing prefix before it).
     trace: Trace,
-    /// The marks of `trace`'s events, outside a comparison.
-    marks: Marks,
     /// During a comparison, the first side's trace of the step.
     first: Trace,
     /// A comparison is under way: [`Recorder::take`] leaves the step's
@@ -604,7 +659,6 @@ impl Record for Recorder {
             }
             self.differ();
         }
-        self.marks.note(&e);
         self.trace.push(e);
     }
 }
@@ -628,7 +682,6 @@ impl Recorder {
     pub fn new() -> Recorder {
         Recorder {
             trace: fresh_trace(),
-            marks: Marks::default(),
             first: Trace::new(),
             comparing: false,
             agreeing: false,
@@ -639,30 +692,17 @@ impl Recorder {
     /// The events recorded since the last take, or none during a
     /// comparison (they wait for [`Recorder::end_compare`]).
     pub fn take(&mut self) -> Trace {
-        self.take_marked().0
-    }
-
-    /// [`Recorder::take`], with the marks of the events taken.
-    pub fn take_marked(&mut self) -> (Trace, Marks) {
         match self.comparing {
-            true => Default::default(),
-            false => (
-                std::mem::replace(&mut self.trace, fresh_trace()),
-                std::mem::take(&mut self.marks),
-            ),
+            true => Trace::new(),
+            false => std::mem::replace(&mut self.trace, fresh_trace()),
         }
     }
 
     /// Moves the events recorded since the last take to the end of `into`,
-    /// keeping the recording's capacity (none during a comparison), and
-    /// returns their marks.
-    pub fn append_to(&mut self, into: &mut Trace) -> Marks {
-        match self.comparing {
-            true => Marks::default(),
-            false => {
-                into.append(&mut self.trace);
-                std::mem::take(&mut self.marks)
-            }
+    /// keeping the recording's capacity (none during a comparison).
+    pub fn append_to(&mut self, into: &mut Trace) {
+        if !self.comparing {
+            into.append(&mut self.trace);
         }
     }
 
@@ -688,7 +728,6 @@ impl Recorder {
         self.comparing = false;
         self.agreeing = false;
         let own = (!same).then(|| std::mem::replace(&mut self.trace, fresh_trace()));
-        self.marks = Marks::default();
         (std::mem::take(&mut self.first), own)
     }
 

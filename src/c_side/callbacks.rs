@@ -20,7 +20,7 @@ use super::{CpuFeatures, ffi};
 use crate::arena::{Arena, Memcache};
 use crate::caller::UnlinkedFree;
 use crate::events::{
-    Access, Barrier, Event, Hook, Marks, Record, Recorder, StoreKind, TlbiHypOp, Trace, Visit,
+    Access, Barrier, Event, Hook, MarkedTrace, Marks, Record, StoreKind, TlbiHypOp, Trace, Visit,
     WarnLoc,
 };
 use crate::force_pte::ForcePte;
@@ -29,9 +29,8 @@ use crate::tree::Format;
 
 pub(super) struct CEnv {
     arena: RefCell<Arena>,
-    /// The recording: the events since the last take, with their marks, or
-    /// a comparison with the first side's trace of the step under way.
-    trace: RefCell<Recorder>,
+    /// The events recorded since the last take, with their marks.
+    trace: RefCell<MarkedTrace>,
     force_pte: RefCell<ForcePte>,
     /// The build and table being run (for free_unlinked_table's re-entry).
     api: &'static ffi::kpd_api,
@@ -56,7 +55,7 @@ impl CEnv {
             arena_base,
             race: RefCell::new(Injector::default()),
             arena: RefCell::new(arena),
-            trace: RefCell::new(Recorder::new()),
+            trace: RefCell::new(MarkedTrace::new()),
             force_pte: RefCell::new(force_pte),
             api,
             state: Cell::new(ptr::null_mut()),
@@ -164,29 +163,16 @@ impl CEnv {
         self.force_pte.borrow().installed()
     }
 
-    /// The events recorded since the last take, and their marks (none
-    /// during a comparison).
+    /// The events recorded since the last take, and their marks.
     pub(super) fn take_trace(&self) -> (Trace, Marks) {
-        self.trace.borrow_mut().take_marked()
+        self.trace.borrow_mut().take()
     }
 
     /// Moves the events recorded so far to the end of `into`'s trace,
-    /// keeping the recording's capacity (none during a comparison).
+    /// keeping the recording's capacity.
     pub(super) fn append_trace(&self, into: &mut crate::results::Outcome) {
         let marks = self.trace.borrow_mut().append_to(&mut into.trace);
         into.marks = into.marks.map(|m| m.join(marks));
-    }
-
-    /// Compares the events of the next step with `first`, the first side's
-    /// trace of it, as they are recorded ([`Recorder::compare_with`]).
-    pub(super) fn compare_with(&self, first: Trace) {
-        self.trace.borrow_mut().compare_with(first);
-    }
-
-    /// Ends the comparison: `first` back, and this side's trace of the step
-    /// when it differs ([`Recorder::end_compare`]).
-    pub(super) fn end_compare(&self) -> (Trace, Option<Trace>) {
-        self.trace.borrow_mut().end_compare()
     }
 
     pub(super) fn record(&self, e: Event) {
@@ -268,7 +254,7 @@ extern "C" fn kpd_ev_flush() {
 }
 
 /// One buffered C event into the trace (the layout is runtime.h's).
-fn decode_event(e: &ffi::kpd_ev, arena: &mut Arena, trace: &mut Recorder) {
+fn decode_event(e: &ffi::kpd_ev, arena: &mut Arena, trace: &mut MarkedTrace) {
     let va = |a: u64| a as usize as *const u64;
     let event = match e.kind {
         ffi::kpd_ev_kind_KPD_EV_STORE => {
@@ -371,7 +357,7 @@ fn pa_of(addr: *const c_void) -> u64 {
 }
 
 /// Runs an arena operation that records into the trace.
-fn with_arena<T>(f: impl FnOnce(&mut Arena, &mut Recorder) -> T) -> T {
+fn with_arena<T>(f: impl FnOnce(&mut Arena, &mut MarkedTrace) -> T) -> T {
     let env = env();
     env.drain();
     f(&mut env.arena.borrow_mut(), &mut env.trace.borrow_mut())

@@ -623,7 +623,7 @@ impl CSide {
     /// as mmu.c's `stage2_free_unlinked_table_rcu_cb`).
     fn grace_period(&mut self, into: &mut Outcome) {
         for (pa, level) in self.env.end_grace_period() {
-            // Recorded, not pushed: a comparison under way sees it too.
+            // Recorded like the call's events: its marks are noted too.
             self.env
                 .record(crate::events::Event::RcuCallback { pa, level });
             into.append(CSide::stage2_free_unlinked(self, pa, level).events());
@@ -676,15 +676,6 @@ impl Side for CSide {
 
     fn keep_accesses(&mut self, on: bool) {
         self.env.keep_accesses(on);
-    }
-
-    fn compare_next(&mut self, first: Trace) -> Result<(), Trace> {
-        self.env.compare_with(first);
-        Ok(())
-    }
-
-    fn compared(&mut self) -> (Trace, Option<Trace>) {
-        self.env.end_compare()
     }
 
     fn take_accesses(&mut self) -> Option<Vec<(u64, crate::events::Access)>> {
