@@ -409,6 +409,18 @@ mod tests {
     use crate::events::{MmOp, StoreKind};
     use crate::opstream::{Context, Stage};
 
+    /// A WARN, and a descriptor store, for traces written by hand.
+    const WARN: Event = Event::Warn {
+        once: false,
+        loc: crate::events::WarnLoc { file: "x", line: 1 },
+    };
+    const STORE: Event = Event::Store {
+        pa: 0x1000,
+        old: 0,
+        val: 3,
+        kind: StoreKind::WriteOnce,
+    };
+
     #[test]
     fn each_configuration_stands_for_its_caller() {
         let mut c = Config::new(Stage::Hyp);
@@ -590,17 +602,9 @@ mod tests {
 
     #[test]
     fn the_cut_reports_the_first_misuse_and_any_memory_change_before_the_stop() {
-        use crate::events::{Misuse, StoreKind};
-        let loc = crate::events::WarnLoc { file: "x", line: 1 };
-        let warn = Event::Warn { once: false, loc };
+        let (warn, store) = (WARN, STORE);
         let first = Misuse::StoreOutsideTables { pa: 0x10 };
         let second = Misuse::BadFreeExact { pa: 0x20, size: 1 };
-        let store = Event::Store {
-            pa: 0x1000,
-            old: 0,
-            val: 3,
-            kind: StoreKind::WriteOnce,
-        };
         let put = Event::PutPage {
             page: 0x2000,
             count: 0,
@@ -693,17 +697,10 @@ mod tests {
     /// for each case, and equal to the cut of the same trace unmarked.
     #[test]
     fn marks_noted_while_recording_stand_for_the_pass_over_the_trace() {
-        let loc = crate::events::WarnLoc { file: "x", line: 1 };
-        let warn = Event::Warn { once: false, loc };
+        let (warn, store) = (WARN, STORE);
         let misuse = Misuse::FreePage {
             op: MmOp::PutPage,
             pa: 0x10,
-        };
-        let store = Event::Store {
-            pa: 0x1000,
-            old: 0,
-            val: 3,
-            kind: StoreKind::WriteOnce,
         };
         let get = Event::GetPage {
             page: 0x2000,
