@@ -365,7 +365,15 @@ impl Arena {
 
     /// Whether `pa` is an 8-byte slot inside an allocated page.
     pub fn is_table_slot(&self, pa: u64) -> bool {
-        pa % 8 == 0 && self.page(pa).is_some_and(|p| p.state != PageState::Free)
+        self.table_page(pa).is_some()
+    }
+
+    /// The record of the allocated page holding `pa`, when `pa` is an
+    /// 8-byte slot of it.
+    #[inline]
+    fn table_page(&self, pa: u64) -> Option<&Page> {
+        self.page(pa)
+            .filter(|p| pa % 8 == 0 && p.state != PageState::Free)
     }
 
     fn take_budget(&mut self) -> bool {
@@ -514,13 +522,12 @@ impl Arena {
     /// use: [`Grace::Pending`]).
     #[inline]
     pub fn check_store(&mut self, pa: u64) -> Option<Misuse> {
-        match self.page(pa) {
-            Some(p) if pa % 8 == 0 && p.state != PageState::Free => (p.grace == Grace::Pending)
-                .then_some(Misuse::UnlinkedTableUsed {
-                    op: MmOp::Store,
-                    pa,
-                }),
-            _ => self.stray_store(pa),
+        match self.table_page(pa) {
+            Some(p) => (p.grace == Grace::Pending).then_some(Misuse::UnlinkedTableUsed {
+                op: MmOp::Store,
+                pa,
+            }),
+            None => self.stray_store(pa),
         }
     }
 

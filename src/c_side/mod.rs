@@ -846,11 +846,11 @@ impl OpHandler for CSide {
     }
 
     fn get_leaf(&mut self, addr: u64) -> Outcome {
-        let c = CSide::get_leaf(self, addr);
-        let (ret, pte, level) = c.ret;
-        // The kernel leaves the outputs untouched on error.
-        let (pte, level) = if ret == 0 { (pte, level) } else { (0, 0) };
-        Outcome::marked(Value::Leaf { ret, pte, level }, (c.trace, c.marks))
+        CSide::get_leaf(self, addr).outcome(|(ret, pte, level)| {
+            // The kernel leaves the outputs untouched on error.
+            let (pte, level) = if ret == 0 { (pte, level) } else { (0, 0) };
+            Value::Leaf { ret, pte, level }
+        })
     }
 
     fn stage2_annotate(
