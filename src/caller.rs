@@ -47,7 +47,7 @@
 
 use std::fmt;
 
-use crate::events::{CallerBug, Event, Hook, Misuse, Trace, same_event, same_trace};
+use crate::events::{CallerBug, Event, Hook, Marks, Misuse, Trace, same_event, same_trace};
 use crate::opstream::{Caller, Config, KernelLine};
 use crate::results::{Outcome, Step, Value};
 
@@ -216,20 +216,31 @@ impl CallerProfile {
     /// `a`'s side noted its [`Outcome::marks`] as it recorded it and they
     /// hold no alarm.
     pub fn cut_at_fatal(&self, a: &mut Outcome, b: Option<&mut Outcome>, b_is_a: bool) -> Cut {
-        // A first trace whose side noted no alarm as it recorded it has no
-        // fatal event or misuse to find: unless the two traces are still to
-        // be compared, it is not read here.
-        if let Some(marks) = a.marks.filter(|m| !m.alarm && (b_is_a || b.is_none())) {
-            return Cut {
-                fatal: None,
-                same_trace: b_is_a,
-                misuse: None,
-                changes_memory: marks.changes_memory,
-            };
-        }
-        let (same_trace, scan) = match b_is_a {
-            true => (true, self.scan(&a.trace, None).1),
-            false => self.scan(&a.trace, b.as_ref().map(|b| &b.trace[..])),
+        // A first trace whose side noted its marks as it recorded it holds
+        // no fatal event or misuse before its first alarm: unless the two
+        // traces are still to be compared, it is read from there on, and
+        // with no alarm not at all.
+        let (same_trace, scan) = match a.marks.filter(|_| b_is_a || b.is_none()) {
+            Some(Marks {
+                first_alarm: None,
+                changes_memory,
+            }) => {
+                return Cut {
+                    fatal: None,
+                    same_trace: b_is_a,
+                    misuse: None,
+                    changes_memory,
+                };
+            }
+            Some(Marks {
+                first_alarm: Some(at),
+                changes_memory,
+            }) => (
+                b_is_a,
+                self.scan_from(&a.trace, at, Scan::clean(changes_memory)),
+            ),
+            None if b_is_a => (true, self.scan_from(&a.trace, 0, Scan::clean(false))),
+            None => self.scan(&a.trace, b.as_ref().map(|b| &b.trace[..])),
         };
         let fa = scan.fatal;
         let fb = match &b {
@@ -260,11 +271,7 @@ impl CallerProfile {
     /// twice): whether `a` and `b` are the same whole trace, and what the
     /// pass found in `a`.
     fn scan(&self, a: &[Event], b: Option<&[Event]>) -> (bool, Scan) {
-        let mut scan = Scan {
-            fatal: None,
-            misuse: None,
-            changes_memory: false,
-        };
+        let mut scan = Scan::clean(false);
         let mut from = 0;
         if let Some(b) = b.filter(|b| b.len() == a.len()) {
             for (i, (x, y)) in a.iter().zip(b).enumerate() {
@@ -282,12 +289,18 @@ impl CallerProfile {
                 return (true, scan);
             }
         }
+        (false, self.scan_from(a, from, scan))
+    }
+
+    /// The pass of [`CallerProfile::scan`] over `a` from event `from` on,
+    /// `scan` holding what the events before it showed (no fatal event).
+    fn scan_from(&self, a: &[Event], from: usize, mut scan: Scan) -> Scan {
         for (i, e) in a.iter().enumerate().skip(from) {
             if self.note(&mut scan, i, e) {
                 break;
             }
         }
-        (false, scan)
+        scan
     }
 
     /// Takes note of event `i` of a trace in `scan`; true when it is fatal.
@@ -337,6 +350,17 @@ struct Scan {
     fatal: Option<usize>,
     misuse: Option<Misuse>,
     changes_memory: bool,
+}
+
+impl Scan {
+    /// What events with no alarm show: memory changed or not.
+    fn clean(changes_memory: bool) -> Scan {
+        Scan {
+            fatal: None,
+            misuse: None,
+            changes_memory,
+        }
+    }
 }
 
 /// A stream that stopped where the real machine would: the first fatal
@@ -693,8 +717,9 @@ mod tests {
 
     /// A first trace whose side noted its marks is cut as if it were read:
     /// with no alarm the marks stand for the pass (and say whether memory
-    /// changed); with one, the trace is read all the same. Expected by hand
-    /// for each case, and equal to the cut of the same trace unmarked.
+    /// changed); with one, the trace is read from its first alarm on.
+    /// Expected by hand for each case, and equal to the cut of the same
+    /// trace unmarked.
     #[test]
     fn marks_noted_while_recording_stand_for_the_pass_over_the_trace() {
         let (warn, store) = (WARN, STORE);
@@ -725,6 +750,29 @@ mod tests {
                 &kernel,
                 vec![Event::CallerBug(CallerBug::MemcacheAllocFailed), store],
                 Some(Event::CallerBug(CallerBug::MemcacheAllocFailed)),
+                None,
+                false,
+            ),
+            // Read from the first alarm on: a misuse, then the stop, with
+            // a store before, between and after them.
+            (
+                &el2,
+                vec![store, get, Event::Misuse(misuse), store, warn, store],
+                Some(warn),
+                Some(misuse),
+                true,
+            ),
+            (
+                &el2,
+                vec![get, Event::Misuse(misuse), store, warn, store],
+                Some(warn),
+                Some(misuse),
+                true,
+            ),
+            (
+                &el2,
+                vec![get, Event::Isb, warn, Event::Misuse(misuse), store],
+                Some(warn),
                 None,
                 false,
             ),

@@ -384,40 +384,56 @@ impl Event {
 
 /// What the harness looks for in a step's trace before it compares and
 /// checks it ([`crate::caller::CallerProfile::cut_at_fatal`]), noted while
-/// the events are recorded: a trace with no alarm need not be read for it.
+/// the events are recorded: a trace with no alarm need not be read for it,
+/// and one with an alarm is read from its first alarm on.
 ///
 /// ```
-/// use kvm_pgtable_diff::events::{Event, Marks};
-/// let m = Marks::of(&[Event::Isb, Event::PutPage { page: 0x4000_0000, count: 1 }]);
-/// assert_eq!(m, Marks { alarm: false, changes_memory: true });
+/// use kvm_pgtable_diff::events::{CallerBug, Event, Marks};
+/// let put = Event::PutPage { page: 0x4000_0000, count: 1 };
+/// let m = Marks::of(&[Event::Isb, put]);
+/// assert_eq!(m, Marks { first_alarm: None, changes_memory: true });
+/// // After the first alarm nothing more is noted: a pass reads on from it.
+/// let bug = Event::CallerBug(CallerBug::MemcacheAllocFailed);
+/// let m = Marks::of(&[Event::Isb, bug, put]);
+/// assert_eq!(m, Marks { first_alarm: Some(1), changes_memory: false });
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Marks {
-    /// Some event is an alarm ([`Event::is_alarm`]).
-    pub alarm: bool,
-    /// Some event changes table memory ([`Event::changes_memory`]).
+    /// The index of the first alarm ([`Event::is_alarm`]) in the trace.
+    pub first_alarm: Option<usize>,
+    /// Some event before the first alarm (any event, when there is none)
+    /// changes table memory ([`Event::changes_memory`]).
     pub changes_memory: bool,
 }
 
 impl Marks {
+    /// Takes note of `e`, event `i` of the trace.
     #[inline(always)]
-    pub fn note(&mut self, e: &Event) {
-        self.alarm |= e.is_alarm();
-        self.changes_memory |= e.changes_memory();
+    pub fn note(&mut self, i: usize, e: &Event) {
+        if self.first_alarm.is_none() {
+            self.changes_memory |= e.changes_memory();
+            if e.is_alarm() {
+                self.first_alarm = Some(i);
+            }
+        }
     }
 
     /// The marks of `trace`'s events.
     pub fn of(trace: &[Event]) -> Marks {
         let mut m = Marks::default();
-        trace.iter().for_each(|e| m.note(e));
+        trace.iter().enumerate().for_each(|(i, e)| m.note(i, e));
         m
     }
 
-    /// The marks of two traces one after the other.
-    pub fn join(self, other: Marks) -> Marks {
-        Marks {
-            alarm: self.alarm | other.alarm,
-            changes_memory: self.changes_memory | other.changes_memory,
+    /// The marks of two traces one after the other, this one of `len`
+    /// events.
+    pub fn join(self, len: usize, other: Marks) -> Marks {
+        match self.first_alarm {
+            Some(_) => self,
+            None => Marks {
+                first_alarm: other.first_alarm.map(|i| i + len),
+                changes_memory: self.changes_memory | other.changes_memory,
+            },
         }
     }
 }
@@ -474,7 +490,7 @@ impl Drop for MarkedTrace {
 impl Record for MarkedTrace {
     #[inline(always)]
     fn push(&mut self, e: Event) {
-        self.marks.note(&e);
+        self.marks.note(self.events.len(), &e);
         self.events.push(e);
     }
 }
@@ -893,5 +909,42 @@ mod tests {
             caps.iter().all(|&c| c >= 20),
             "the smallest stayed: {caps:?}"
         );
+    }
+
+    /// Joined marks place the first alarm in the joined trace and see
+    /// memory changes up to it only, whichever piece holds them (expected
+    /// by hand for each pair of pieces).
+    #[test]
+    fn joined_marks_find_the_first_alarm_of_the_whole_trace() {
+        let bug = Event::CallerBug(CallerBug::MemcacheAllocFailed);
+        let put = Event::PutPage {
+            page: 0x4000,
+            count: 0,
+        };
+        // (first piece, second piece, first alarm, changes memory)
+        let cases: [(&[Event], &[Event], Option<usize>, bool); 5] = [
+            (&[Event::Isb, Event::Isb], &[put], None, true),
+            (
+                &[Event::Isb, Event::Isb],
+                &[Event::Isb, bug],
+                Some(3),
+                false,
+            ),
+            (&[put, Event::Isb], &[bug, put], Some(2), true),
+            (&[Event::Isb, bug], &[put, bug], Some(1), false),
+            (&[], &[Event::Isb, bug], Some(1), false),
+        ];
+        for (a, b, first_alarm, changes_memory) in cases {
+            let want = Marks {
+                first_alarm,
+                changes_memory,
+            };
+            assert_eq!(
+                Marks::of(a).join(a.len(), Marks::of(b)),
+                want,
+                "{a:?} {b:?}"
+            );
+            assert_eq!(Marks::of(&[a, b].concat()), want, "{a:?} {b:?}");
+        }
     }
 }

@@ -82,8 +82,9 @@ impl Outcome {
 
     /// Appends `trace`, whose marks are `marks` (None: not noted).
     pub fn append(&mut self, (trace, marks): (Trace, Option<Marks>)) {
+        let len = self.trace.len();
         crate::events::append(&mut self.trace, trace);
-        self.marks = self.marks.zip(marks).map(|(a, b)| a.join(b));
+        self.marks = self.marks.zip(marks).map(|(a, b)| a.join(len, b));
     }
 }
 
@@ -186,4 +187,37 @@ pub struct Divergence {
     pub format: Format,
     /// With `RunOptions::keep_log`: the first side's outcome of every step run.
     pub log: Vec<Outcome>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::CallerBug;
+
+    /// An outcome built from pieces has the marks of its whole trace: an
+    /// alarm in a later piece is placed after the earlier pieces' events,
+    /// and a piece whose marks were not noted leaves the whole unnoted.
+    #[test]
+    fn appended_pieces_keep_the_marks_of_the_whole_trace() {
+        let bug = Event::CallerBug(CallerBug::MemcacheAllocFailed);
+        let put = Event::PutPage {
+            page: 0x4000,
+            count: 0,
+        };
+        let piece = |t: &[Event]| (t.to_vec(), Some(Marks::of(t)));
+        let mut o = Outcome::marked(
+            Value::Unit,
+            (vec![Event::Isb, Event::Isb], Marks::default()),
+        );
+        o.append(piece(&[Event::Isb]));
+        o.append(piece(&[put, bug, put]));
+        assert_eq!(o.trace.len(), 6);
+        let want = Marks {
+            first_alarm: Some(4),
+            changes_memory: true,
+        };
+        assert_eq!(o.marks, Some(want));
+        o.append((vec![Event::Isb], None));
+        assert_eq!(o.marks, None);
+    }
 }

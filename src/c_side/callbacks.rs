@@ -171,8 +171,9 @@ impl CEnv {
     /// Moves the events recorded so far to the end of `into`'s trace,
     /// keeping the recording's capacity.
     pub(super) fn append_trace(&self, into: &mut crate::results::Outcome) {
+        let len = into.trace.len();
         let marks = self.trace.borrow_mut().append_to(&mut into.trace);
-        into.marks = into.marks.map(|m| m.join(marks));
+        into.marks = into.marks.map(|m| m.join(len, marks));
     }
 
     pub(super) fn record(&self, e: Event) {
