@@ -249,6 +249,28 @@ unsafe impl rp::MmOps for RustEnv {
     }
 }
 
+impl RustEnv {
+    /// Access number `n` is the one the race waits for. Out of line: the
+    /// `World` it hands over is a stack value whose address is taken, and in
+    /// the ASan builds every function holding one gets a frame on ASan's fake
+    /// stack at each call (`__asan_stack_malloc`), here every descriptor
+    /// access of every walker it is inlined into.
+    #[cold]
+    #[inline(never)]
+    fn reach_access(&mut self, n: u64, pa: u64, access: Access) {
+        self.acc_stop = self.race.on_access(
+            n,
+            pa,
+            access,
+            World {
+                arena: &mut self.arena,
+                trace: &mut self.trace,
+                rcu: &mut self.rcu,
+            },
+        );
+    }
+}
+
 impl rp::Hw for RustEnv {
     #[inline]
     fn pte_access(&mut self, pa: u64, access: rp::Access) {
@@ -262,16 +284,7 @@ impl rp::Hw for RustEnv {
         self.acc.count += 1;
         self.acc.digest = race::mix(self.acc.digest, pa.wrapping_sub(self.base_pa), access);
         if n == self.acc_stop {
-            self.acc_stop = self.race.on_access(
-                n,
-                pa,
-                access,
-                World {
-                    arena: &mut self.arena,
-                    trace: &mut self.trace,
-                    rcu: &mut self.rcu,
-                },
-            );
+            self.reach_access(n, pa, access);
         }
     }
 

@@ -254,6 +254,29 @@ extern "C" fn kpd_ev_flush() {
     env().drain();
 }
 
+/// A buffered WARN. Out of line, as the rare kinds' decoding should be: its
+/// string's frame is made on ASan's fake stack in the ASan builds, at each
+/// call of the function that holds it (every drain, were it inlined there).
+#[cold]
+#[inline(never)]
+fn decode_warn(e: &ffi::kpd_ev) -> Event {
+    // SAFETY: C put a __FILE__ here: a static NUL-terminated string.
+    let file = unsafe { CStr::from_ptr(e.a as usize as *const c_char) };
+    Event::Warn {
+        once: e.arg != 0,
+        loc: WarnLoc {
+            file: file.to_str().unwrap_or("?"),
+            line: e.b as u32,
+        },
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn unknown_event(kind: ffi::kpd_ev_kind) -> ! {
+    panic!("c-shim event kind {kind} unknown to the harness")
+}
+
 /// One buffered C event into the trace (the layout is runtime.h's).
 fn decode_event(e: &ffi::kpd_ev, arena: &mut Arena, trace: &mut MarkedTrace) {
     let va = |a: u64| a as usize as *const u64;
@@ -299,17 +322,7 @@ fn decode_event(e: &ffi::kpd_ev, arena: &mut Arena, trace: &mut MarkedTrace) {
             start: e.a,
             pages: e.b,
         },
-        ffi::kpd_ev_kind_KPD_EV_WARN => {
-            // SAFETY: C put a __FILE__ here: a static NUL-terminated string.
-            let file = unsafe { CStr::from_ptr(e.a as usize as *const c_char) };
-            Event::Warn {
-                once: e.arg != 0,
-                loc: WarnLoc {
-                    file: file.to_str().unwrap_or("?"),
-                    line: e.b as u32,
-                },
-            }
-        }
+        ffi::kpd_ev_kind_KPD_EV_WARN => decode_warn(e),
         ffi::kpd_ev_kind_KPD_EV_RCU => Event::Rcu { lock: e.arg != 0 },
         ffi::kpd_ev_kind_KPD_EV_GET_PAGE => {
             arena.get_page(arena.virt_to_phys(va(e.a)), trace);
@@ -323,7 +336,7 @@ fn decode_event(e: &ffi::kpd_ev, arena: &mut Arena, trace: &mut MarkedTrace) {
             pa: arena.virt_to_phys(va(e.a)),
             size: e.b,
         },
-        k => panic!("c-shim event kind {k} unknown to the harness"),
+        k => unknown_event(k),
     };
     trace.push(event);
 }

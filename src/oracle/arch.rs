@@ -1656,6 +1656,7 @@ impl Checker {
     /// A valid descriptor `val` is written at reachable `slot`: no stale
     /// translation of an overlapping input range may differ from it
     /// (break-before-make's "TLBI completed before the new value").
+    #[inline(always)]
     fn check_make(
         &mut self,
         cx: &Cx<'_>,
@@ -1663,9 +1664,24 @@ impl Checker {
         slot: Slot,
         val: u64,
     ) -> Result<(), Box<Breach>> {
-        if !self.live_stale() {
-            return Ok(());
+        match self.live_stale() {
+            true => self.check_make_over_stale(cx, i, slot, val),
+            false => Ok(()),
         }
+    }
+
+    /// [`Checker::check_make`] with stale entries to look through. Apart,
+    /// because its frame holds values whose address is taken: in the ASan
+    /// builds such a frame is made on ASan's fake stack at each call, and
+    /// most stores leave no stale entry to look through.
+    #[inline(never)]
+    fn check_make_over_stale(
+        &mut self,
+        cx: &Cx<'_>,
+        i: usize,
+        slot: Slot,
+        val: u64,
+    ) -> Result<(), Box<Breach>> {
         let size = self.size(slot.level);
         let end = slot.ia.saturating_add(size);
         let leaf = !self.is_table(val, slot.level);
