@@ -47,7 +47,7 @@
 
 use std::fmt;
 
-use crate::events::{CallerBug, Event, Hook, Marks, Misuse, Trace, same_event, same_trace};
+use crate::events::{Alarm, CallerBug, Event, Hook, Marks, Misuse, Trace, same_event, same_trace};
 use crate::opstream::{Caller, Config, KernelLine};
 use crate::results::{Outcome, Step, Value};
 
@@ -222,8 +222,8 @@ impl CallerProfile {
         // with no alarm not at all.
         let (same_trace, scan) = match a.marks.filter(|_| b_is_a || b.is_none()) {
             Some(Marks {
-                first_alarm: None,
                 changes_memory,
+                alarm: None,
             }) => {
                 return Cut {
                     fatal: None,
@@ -233,11 +233,11 @@ impl CallerProfile {
                 };
             }
             Some(Marks {
-                first_alarm: Some(at),
-                changes_memory,
+                alarm: Some(Alarm { at, after_change }),
+                ..
             }) => (
                 b_is_a,
-                self.scan_from(&a.trace, at, Scan::clean(changes_memory)),
+                self.scan_from(&a.trace, at, Scan::clean(after_change)),
             ),
             None if b_is_a => (true, self.scan_from(&a.trace, 0, Scan::clean(false))),
             None => self.scan(&a.trace, b.as_ref().map(|b| &b.trace[..])),

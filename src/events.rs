@@ -388,34 +388,49 @@ impl Event {
 /// and one with an alarm is read from its first alarm on.
 ///
 /// ```
-/// use kvm_pgtable_diff::events::{CallerBug, Event, Marks};
+/// use kvm_pgtable_diff::events::{Alarm, CallerBug, Event, Marks};
 /// let put = Event::PutPage { page: 0x4000_0000, count: 1 };
 /// let m = Marks::of(&[Event::Isb, put]);
-/// assert_eq!(m, Marks { first_alarm: None, changes_memory: true });
-/// // After the first alarm nothing more is noted: a pass reads on from it.
+/// assert_eq!(m, Marks { changes_memory: true, alarm: None });
 /// let bug = Event::CallerBug(CallerBug::MemcacheAllocFailed);
 /// let m = Marks::of(&[Event::Isb, bug, put]);
-/// assert_eq!(m, Marks { first_alarm: Some(1), changes_memory: false });
+/// let alarm = Alarm { at: 1, after_change: false };
+/// assert_eq!(m, Marks { changes_memory: true, alarm: Some(alarm) });
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Marks {
-    /// The index of the first alarm ([`Event::is_alarm`]) in the trace.
-    pub first_alarm: Option<usize>,
-    /// Some event before the first alarm (any event, when there is none)
-    /// changes table memory ([`Event::changes_memory`]).
+    /// Some event changes table memory ([`Event::changes_memory`]).
     pub changes_memory: bool,
+    /// The first alarm ([`Event::is_alarm`]), if any.
+    pub alarm: Option<Alarm>,
+}
+
+/// Where a trace's first alarm is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Alarm {
+    /// Its index in the trace.
+    pub at: usize,
+    /// Some event before it changes table memory.
+    pub after_change: bool,
 }
 
 impl Marks {
     /// Takes note of `e`, event `i` of the trace.
     #[inline(always)]
     pub fn note(&mut self, i: usize, e: &Event) {
-        if self.first_alarm.is_none() {
-            self.changes_memory |= e.changes_memory();
-            if e.is_alarm() {
-                self.first_alarm = Some(i);
-            }
+        self.changes_memory |= e.changes_memory();
+        if e.is_alarm() {
+            self.note_alarm(i);
         }
+    }
+
+    #[cold]
+    fn note_alarm(&mut self, at: usize) {
+        // The alarm itself changes no memory: what changed did before it.
+        self.alarm.get_or_insert(Alarm {
+            at,
+            after_change: self.changes_memory,
+        });
     }
 
     /// The marks of `trace`'s events.
@@ -428,12 +443,12 @@ impl Marks {
     /// The marks of two traces one after the other, this one of `len`
     /// events.
     pub fn join(self, len: usize, other: Marks) -> Marks {
-        match self.first_alarm {
-            Some(_) => self,
-            None => Marks {
-                first_alarm: other.first_alarm.map(|i| i + len),
-                changes_memory: self.changes_memory | other.changes_memory,
-            },
+        Marks {
+            changes_memory: self.changes_memory | other.changes_memory,
+            alarm: self.alarm.or(other.alarm.map(|a| Alarm {
+                at: a.at + len,
+                after_change: self.changes_memory | a.after_change,
+            })),
         }
     }
 }
@@ -912,8 +927,8 @@ mod tests {
     }
 
     /// Joined marks place the first alarm in the joined trace and see
-    /// memory changes up to it only, whichever piece holds them (expected
-    /// by hand for each pair of pieces).
+    /// whether memory changed before it, whichever piece holds them
+    /// (expected by hand for each pair of pieces).
     #[test]
     fn joined_marks_find_the_first_alarm_of_the_whole_trace() {
         let bug = Event::CallerBug(CallerBug::MemcacheAllocFailed);
@@ -921,23 +936,26 @@ mod tests {
             page: 0x4000,
             count: 0,
         };
-        // (first piece, second piece, first alarm, changes memory)
-        let cases: [(&[Event], &[Event], Option<usize>, bool); 5] = [
-            (&[Event::Isb, Event::Isb], &[put], None, true),
+        let alarm = |at, after_change| Some(Alarm { at, after_change });
+        // (first piece, second piece, changes memory, first alarm)
+        type Case<'a> = (&'a [Event], &'a [Event], bool, Option<Alarm>);
+        let cases: [Case<'_>; 6] = [
+            (&[Event::Isb, Event::Isb], &[put], true, None),
             (
                 &[Event::Isb, Event::Isb],
                 &[Event::Isb, bug],
-                Some(3),
                 false,
+                alarm(3, false),
             ),
-            (&[put, Event::Isb], &[bug, put], Some(2), true),
-            (&[Event::Isb, bug], &[put, bug], Some(1), false),
-            (&[], &[Event::Isb, bug], Some(1), false),
+            (&[put, Event::Isb], &[bug, put], true, alarm(2, true)),
+            (&[Event::Isb], &[put, bug], true, alarm(2, true)),
+            (&[Event::Isb, bug], &[put, bug], true, alarm(1, false)),
+            (&[], &[Event::Isb, bug], false, alarm(1, false)),
         ];
-        for (a, b, first_alarm, changes_memory) in cases {
+        for (a, b, changes_memory, alarm) in cases {
             let want = Marks {
-                first_alarm,
                 changes_memory,
+                alarm,
             };
             assert_eq!(
                 Marks::of(a).join(a.len(), Marks::of(b)),

@@ -213,8 +213,11 @@ mod tests {
         o.append(piece(&[put, bug, put]));
         assert_eq!(o.trace.len(), 6);
         let want = Marks {
-            first_alarm: Some(4),
             changes_memory: true,
+            alarm: Some(crate::events::Alarm {
+                at: 4,
+                after_change: true,
+            }),
         };
         assert_eq!(o.marks, Some(want));
         o.append((vec![Event::Isb], None));

@@ -499,8 +499,11 @@ fn warn_is_recorded_and_execution_goes_on() {
     assert_eq!(
         out.marks,
         Marks {
-            first_alarm: first_warn,
-            changes_memory: false
+            changes_memory: false,
+            alarm: first_warn.map(|at| crate::events::Alarm {
+                at,
+                after_change: false
+            }),
         }
     );
     // The side keeps working: a new page's map stores its descriptor and
@@ -510,8 +513,8 @@ fn warn_is_recorded_and_execution_goes_on() {
     assert_eq!(
         ok.marks,
         Marks {
-            first_alarm: None,
-            changes_memory: true
+            changes_memory: true,
+            alarm: None,
         }
     );
 }
@@ -547,7 +550,7 @@ fn the_marks_noted_while_recording_are_those_of_the_whole_trace() {
                 let want = Marks::of(&o.trace);
                 assert_eq!(o.marks, Some(want), "{}: {what}", path.display());
                 steps += 1;
-                alarms += usize::from(want.first_alarm.is_some());
+                alarms += usize::from(want.alarm.is_some());
                 changes += usize::from(want.changes_memory);
             };
             Side::init(&mut c);
