@@ -254,21 +254,24 @@ extern "C" fn kpd_ev_flush() {
     env().drain();
 }
 
-/// A buffered WARN. Out of line, as the rare kinds' decoding should be: its
-/// string's frame is made on ASan's fake stack in the ASan builds, at each
-/// call of the function that holds it (every drain, were it inlined there).
+/// A buffered WARN into the trace. Out of line, as the rare kinds'
+/// decoding should be: its string's frame is made on ASan's fake stack in
+/// the ASan builds, at each call of the function that holds it (every
+/// drain, were it inlined there). It pushes the event itself: an event
+/// returned from here would be built apart and copied into the trace on
+/// every kind's path (`__asan_memcpy` in the ASan builds).
 #[cold]
 #[inline(never)]
-fn decode_warn(e: &ffi::kpd_ev) -> Event {
+fn decode_warn(e: &ffi::kpd_ev, trace: &mut MarkedTrace) {
     // SAFETY: C put a __FILE__ here: a static NUL-terminated string.
     let file = unsafe { CStr::from_ptr(e.a as usize as *const c_char) };
-    Event::Warn {
+    trace.push(Event::Warn {
         once: e.arg != 0,
         loc: WarnLoc {
             file: file.to_str().unwrap_or("?"),
             line: e.b as u32,
         },
-    }
+    });
 }
 
 #[cold]
@@ -322,7 +325,7 @@ fn decode_event(e: &ffi::kpd_ev, arena: &mut Arena, trace: &mut MarkedTrace) {
             start: e.a,
             pages: e.b,
         },
-        ffi::kpd_ev_kind_KPD_EV_WARN => decode_warn(e),
+        ffi::kpd_ev_kind_KPD_EV_WARN => return decode_warn(e, trace),
         ffi::kpd_ev_kind_KPD_EV_RCU => Event::Rcu { lock: e.arg != 0 },
         ffi::kpd_ev_kind_KPD_EV_GET_PAGE => {
             arena.get_page(arena.virt_to_phys(va(e.a)), trace);
