@@ -212,9 +212,9 @@ impl CallerProfile {
     ///
     /// `b_is_a`: the second side compared its events with `a`'s as it
     /// recorded them and they were the same ([`crate::events::Recorder`]);
-    /// `b` then holds no trace and only `a`'s is read, if at all: not when
-    /// `a`'s side noted its [`Outcome::marks`] as it recorded it and they
-    /// hold no alarm.
+    /// `b` then holds no trace and only `a`'s is read, if at all: when
+    /// `a`'s side noted its [`Outcome::marks`] as it recorded it, not with
+    /// no alarm, and from the first alarm on with one.
     pub fn cut_at_fatal(&self, a: &mut Outcome, b: Option<&mut Outcome>, b_is_a: bool) -> Cut {
         // A first trace whose side noted its marks as it recorded it holds
         // no fatal event or misuse before its first alarm: unless the two
