@@ -59,9 +59,11 @@ pub struct Owners {
     /// page of `index` missing here holds none, so a fresh subtree's pages
     /// with no annotation cost a scan, not a copy.
     ann: FoldMap<u64, Box<[u64]>>,
-    /// Stores into the tree since the last check, as (IA, level, old, new,
-    /// PA of the slot).
-    stores: Vec<(u64, i8, u64, u64, u64)>,
+    /// Slots of the tree (their PA) that held an annotation when the last
+    /// check ended or were stored one since: the only slots whose annotation
+    /// word can change. Each is read from memory at the next check, in
+    /// program order (a slot met again finds its word already up to date).
+    slots: Vec<u64>,
     /// Slots of the tree whose table descriptor was stored or overwritten
     /// since the last check: (level, IA, PA of the slot).
     relinked: Vec<(i8, u64, u64)>,
@@ -70,11 +72,13 @@ pub struct Owners {
     /// Something since the last check the shortcut cannot follow: the next
     /// check reads the whole tree again.
     reread: bool,
-    /// Each touched slot's first old value and last new one (a buffer).
-    net: Vec<(u64, i8, u64, u64, u64)>,
     /// Checks every update from stores against a full read (tests).
     cross_check: bool,
 }
+
+/// The page of the last slot looked up (runs of slots share one): its PA,
+/// and when the tree holds it, its place and annotation words (`W`).
+type Looked<W> = Option<(u64, Option<(TablePos, Option<W>)>)>;
 
 /// An annotation lost by an op, as [`What::OwnerLost`] reports it.
 fn lost(ia: u64, level: i8, pte: u64, range: Option<(u64, u64)>) -> What {
@@ -96,11 +100,10 @@ impl Owners {
             page_size: side.arena().geometry().page_size,
             index,
             ann,
-            stores: Vec::new(),
+            slots: Vec::new(),
             relinked: Vec::new(),
             freed: Vec::new(),
             reread: false,
-            net: Vec::new(),
             cross_check: false,
         }
     }
@@ -126,38 +129,65 @@ impl Owners {
     }
 
     /// Takes note of a step's trace (every step's, before the
-    /// [`Owners::check`] that follows it): where its stores went in the
-    /// tree as it stood before the step, and which pages it freed.
+    /// [`Owners::check`] that follows it): which slots of the tree as it
+    /// stood before the step its stores may have changed an annotation of,
+    /// where it stored or overwrote a table descriptor, and which pages it
+    /// freed.
+    ///
+    /// A store can change a slot's annotation word only if the slot held an
+    /// annotation before or the store writes one: a slot that held none and
+    /// got none holds none at the end, whatever came in between (a
+    /// break-before-make lock, a valid leaf). The other stores are passed
+    /// over here, and the check reads the kept slots' last values from
+    /// memory instead of netting the stores.
     pub fn note(&mut self, trace: &Trace) {
         if self.reread {
             return;
         }
-        // Stores come in runs over one table page: look its place up once.
-        let mut last: Option<(u64, Option<TablePos>)> = None;
+        let Owners {
+            fmt,
+            page_size,
+            index,
+            ann,
+            slots,
+            relinked,
+            freed,
+            reread,
+            ..
+        } = self;
+        // Stores come in runs over one table page: look its place and its
+        // annotation words up once.
+        let mut last: Looked<&[u64]> = None;
         for e in trace {
             match *e {
                 Event::Store { pa, old, val, .. } => {
-                    let page = pa & !(self.page_size - 1);
-                    let pos = match last {
-                        Some((p, pos)) if p == page => pos,
+                    let page = pa & !(*page_size - 1);
+                    let here = match last {
+                        Some((p, here)) if p == page => here,
                         _ => {
-                            let pos = self.index.tables.get(&page).copied();
-                            last = Some((page, pos));
-                            pos
+                            let here = index
+                                .tables
+                                .get(&page)
+                                .map(|&pos| (pos, ann.get(&page).map(|w| &**w)));
+                            last = Some((page, here));
+                            here
                         }
                     };
-                    let Some(TablePos { level, base }) = pos else {
+                    let Some((TablePos { level, base }, words)) = here else {
                         continue;
                     };
-                    let ia = base
-                        .wrapping_add(((pa - page) / 8).wrapping_mul(self.fmt.entry_size(level)));
-                    if self.fmt.is_table(old, level) || self.fmt.is_table(val, level) {
-                        self.relinked.push((level, ia, pa));
+                    let slot = ((pa - page) / 8) as usize;
+                    if is_annotation(val) || words.is_some_and(|w| w[slot] != 0) {
+                        slots.push(pa);
                     }
-                    self.stores.push((ia, level, old, val, pa));
+                    if fmt.is_table(old, level) || fmt.is_table(val, level) {
+                        let ia =
+                            base.wrapping_add((slot as u64).wrapping_mul(fmt.entry_size(level)));
+                        relinked.push((level, ia, pa));
+                    }
                 }
-                Event::PutPage { page, count: 0 } => self.freed.push(page),
-                Event::FreeUnlinkedTable { pa, .. } => self.freed.push(pa & !(self.page_size - 1)),
+                Event::PutPage { page, count: 0 } => freed.push(page),
+                Event::FreeUnlinkedTable { pa, .. } => freed.push(pa & !(*page_size - 1)),
                 Event::PutPage { .. }
                 | Event::ZallocPage { .. }
                 | Event::RcuCallback { .. }
@@ -177,7 +207,7 @@ impl Owners {
                 | Event::CallerWarn(_)
                 | Event::Accesses { .. } => {}
                 _ => {
-                    self.reread = true;
+                    *reread = true;
                     return;
                 }
             }
@@ -251,7 +281,7 @@ impl Owners {
             self.reread |= freed.iter().any(|p| self.index.tables.contains_key(p));
         }
         if std::mem::take(&mut self.reread) {
-            self.stores.clear();
+            self.slots.clear();
             let before = self.annotations();
             self.index = tree_of(side, self.fmt);
             self.ann = annotation_words(side.arena(), &self.index);
@@ -263,61 +293,69 @@ impl Owners {
             }
             return None;
         }
-        // Each slot's first old value and last new one, in slot order (the
-        // sort is stable: a slot's stores stay in program order).
-        self.stores.sort_by_key(|&(ia, level, ..)| (ia, level));
-        let mut net = std::mem::take(&mut self.net);
-        net.clear();
-        for &(ia, level, old, new, pa) in &self.stores {
-            match net.last_mut() {
-                Some(last) if (last.0, last.1) == (ia, level) => last.3 = new,
-                _ => net.push((ia, level, old, new, pa)),
-            }
-        }
-        self.stores.clear();
-        for &(ia, level, first, last, _) in &net {
-            if is_annotation(first) && last != first && !inside(ia, level) {
-                lose(ia, level, first);
-            }
-        }
-        if let Some((ia, level, pte)) = first_lost {
-            return Some(lost(ia, level, pte, range));
-        }
-        // Slots in page order: runs of one page look it up once. A page of
-        // the tree with no words yet gets them with its first annotation.
+        // Each kept slot's word against its value now. A slot of a replaced
+        // subtree is no longer in the index, or is in it with the words just
+        // read, which are up to date.
+        let arena = side.arena();
         let words_per_page = (self.page_size / 8) as usize;
-        let mut page: Option<(u64, Option<&mut Box<[u64]>>)> = None;
-        for &(_, _, first, last, pa) in &net {
-            if first == last {
-                continue;
-            }
+        let (index, ann) = (&self.index, &mut self.ann);
+        let slots = std::mem::take(&mut self.slots);
+        // Slots come in runs over one page: its place and words looked up once.
+        let mut page: Looked<&mut Box<[u64]>> = None;
+        for &pa in &slots {
             let base = pa & !(self.page_size - 1);
             if page.as_ref().is_none_or(|&(p, _)| p != base) {
-                page = Some((base, self.ann.get_mut(&base)));
+                let here = index
+                    .tables
+                    .get(&base)
+                    .map(|&pos| (pos, ann.get_mut(&base)));
+                page = Some((base, here));
             }
+            let Some((_, Some((pos, words)))) = page.as_mut() else {
+                continue;
+            };
+            // A page no longer live holds no annotation, as a full read
+            // finds (`page_annotation_words`). The index holds none: a page
+            // freed in the step is dropped with its subtree or makes the
+            // check read the whole tree.
+            let now = arena.read(pa).filter(|&d| is_annotation(d)).unwrap_or(0);
             let slot = ((pa - base) / 8) as usize;
-            match page.as_mut().and_then(|(_, words)| words.as_deref_mut()) {
-                Some(words) => words[slot] = if is_annotation(last) { last } else { 0 },
-                None if is_annotation(last) && self.index.tables.contains_key(&base) => {
+            let before = words.as_ref().map_or(0, |w| w[slot]);
+            if before == now {
+                continue;
+            }
+            if before != 0 {
+                let ia = pos
+                    .base
+                    .wrapping_add((slot as u64).wrapping_mul(fmt.entry_size(pos.level)));
+                if !inside(ia, pos.level) {
+                    lose(ia, pos.level, before);
+                }
+            }
+            match words {
+                Some(words) => words[slot] = now,
+                None => {
                     let mut fresh = vec![0; words_per_page].into_boxed_slice();
-                    fresh[slot] = last;
-                    self.ann.insert(base, fresh);
+                    fresh[slot] = now;
+                    ann.insert(base, fresh);
                     // Later slots of this page find the words just made.
                     page = None;
                 }
-                None => {}
             }
         }
-        self.net = net;
-        None
+        let mut slots = slots;
+        slots.clear();
+        self.slots = slots;
+        first_lost.map(|(ia, level, pte)| lost(ia, level, pte, range))
     }
 
     /// Replaces the subtrees below the slots whose table descriptor an op
     /// stored or overwrote: drops their old pages from the index and their
     /// annotations from the set (passing each old annotation the new subtree
-    /// lacks to `lose`), reads them again from memory, and drops the op's
-    /// stores inside them (the read saw their result). False, with nothing
-    /// changed, when only a full read is exact.
+    /// lacks to `lose`), and reads them again from memory (the kept slots
+    /// inside them then find their words up to date, or their page gone from
+    /// the index). False, with nothing changed, when only a full read is
+    /// exact.
     fn replace_subtrees(
         &mut self,
         side: &dyn Side,
@@ -404,8 +442,6 @@ impl Owners {
                 lose(ia, l, pte);
             }
         }
-        self.stores
-            .retain(|&(ia, level, ..)| !below(&tops, ia, level));
         true
     }
 }
@@ -579,6 +615,27 @@ s2_map addr=0x40201000 size=0x1000 phys=0x40201000 prot=RWX mc=4 flags=0
         owners.note(&o.trace);
         assert_eq!(owners.check(&side, &s.ops[3]), None);
         // 0x40001000 and 0x40003000 are still annotated.
+        let ias: Vec<u64> = owners.annotations().iter().map(|&(ia, ..)| ia).collect();
+        assert_eq!(ias, [0x4000_1000, 0x4000_3000]);
+    }
+
+    #[test]
+    fn an_annotation_cleared_in_one_store_leaves_the_set() {
+        let (_, mut side, mut owners) = donated();
+        // The unmap walker clears an invalid counted entry with a single
+        // store of 0 (no break-before-make lock in between): a slot whose
+        // only store writes no annotation, kept for what it held.
+        let unmap = crate::opstream::Op::S2Unmap {
+            addr: 0x4000_2000,
+            size: 0x1000,
+        };
+        let o = side.apply_raced(&unmap, None);
+        owners.note(&o.trace);
+        let [pa] = owners.slots[..] else {
+            panic!("one slot kept, not {:?}", owners.slots);
+        };
+        assert_eq!(side.arena().read(pa), Some(0));
+        assert_eq!(owners.check(&side, &unmap), None);
         let ias: Vec<u64> = owners.annotations().iter().map(|&(ia, ..)| ia).collect();
         assert_eq!(ias, [0x4000_1000, 0x4000_3000]);
     }
