@@ -59,10 +59,11 @@ pub struct Owners {
     /// page of `index` missing here holds none, so a fresh subtree's pages
     /// with no annotation cost a scan, not a copy.
     ann: FoldMap<u64, Box<[u64]>>,
-    /// Slots of the tree (their PA) that held an annotation when the last
-    /// check ended or were stored one since: the only slots whose annotation
-    /// word can change. Each is read from memory at the next check, in
-    /// program order (a slot met again finds its word already up to date).
+    /// Slots of the tree (their PA) stored to since the last check that
+    /// held an annotation then or were stored one, once per such store: the
+    /// only slots whose annotation word can change. Each is read from memory
+    /// at the next check, in program order (a slot met again finds its word
+    /// already up to date).
     slots: Vec<u64>,
     /// Slots of the tree whose table descriptor was stored or overwritten
     /// since the last check: (level, IA, PA of the slot).
