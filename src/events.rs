@@ -557,10 +557,47 @@ pub fn same_event(x: &Event, y: &Event) -> bool {
 
 thread_local! {
     static SPARE: std::cell::RefCell<Vec<Trace>> = const { std::cell::RefCell::new(Vec::new()) };
+    static SPARE_VISITS: std::cell::RefCell<Vec<Vec<Visit>>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 /// Spare traces kept for reuse: more than the traces one op has in flight.
 const SPARES: usize = 8;
+
+/// Spare visit logs kept for reuse: a walk op has one per side in flight.
+const SPARE_VISIT_LOGS: usize = 2;
+
+type Spares<T> = std::thread::LocalKey<std::cell::RefCell<Vec<Vec<T>>>>;
+
+/// The spare of `pool` with the largest capacity, taken out of it.
+fn take_largest<T: 'static>(pool: &'static Spares<T>) -> Option<Vec<T>> {
+    pool.with(|s| {
+        let mut s = s.borrow_mut();
+        let i = (0..s.len()).max_by_key(|&i| s[i].capacity())?;
+        Some(s.swap_remove(i))
+    })
+}
+
+/// Gives `v` back to `pool`, which keeps at most `max` spares: when full,
+/// the smallest of them all is dropped, so that a large vector is never the
+/// one given back to the allocator. A vector that never allocated is not
+/// kept.
+fn give_back<T: 'static>(pool: &'static Spares<T>, mut v: Vec<T>, max: usize) {
+    if v.capacity() == 0 {
+        return;
+    }
+    v.clear();
+    pool.with(|s| {
+        let mut s = s.borrow_mut();
+        if s.len() < max {
+            s.push(v);
+        } else if let Some(i) = (0..s.len()).min_by_key(|&i| s[i].capacity()) {
+            if s[i].capacity() < v.capacity() {
+                s[i] = v;
+            }
+        }
+    });
+}
 
 /// An empty trace, reusing the capacity of a recycled one: every op of
 /// every fuzz input makes two, and regrowing them from empty was a
@@ -572,13 +609,7 @@ const SPARES: usize = 8;
 /// fresh pages from the kernel, and page faults were about 14% of a
 /// steady-state stage2 profile.
 pub fn fresh_trace() -> Trace {
-    SPARE
-        .with(|s| {
-            let mut s = s.borrow_mut();
-            let i = (0..s.len()).max_by_key(|&i| s[i].capacity())?;
-            Some(s.swap_remove(i))
-        })
-        .unwrap_or_else(|| Vec::with_capacity(64))
+    take_largest(&SPARE).unwrap_or_else(|| Vec::with_capacity(64))
 }
 
 /// How many recycled traces wait for reuse on this thread.
@@ -591,21 +622,22 @@ pub fn spare_traces() -> usize {
 /// With [`SPARES`] waiting already, the smallest of them all is dropped, so
 /// that a large trace is never the one given back to the allocator. A trace
 /// that never allocated is not kept.
-pub fn recycle(mut t: Trace) {
-    if t.capacity() == 0 {
-        return;
-    }
-    t.clear();
-    SPARE.with(|s| {
-        let mut s = s.borrow_mut();
-        if s.len() < SPARES {
-            s.push(t);
-        } else if let Some(i) = (0..s.len()).min_by_key(|&i| s[i].capacity()) {
-            if s[i].capacity() < t.capacity() {
-                s[i] = t;
-            }
-        }
-    });
+pub fn recycle(t: Trace) {
+    give_back(&SPARE, t, SPARES);
+}
+
+/// An empty visit log for a walk op's visitor, reusing the capacity of a
+/// recycled one. A walk over a large range visits every entry of it, and
+/// the log regrown from empty on every run (each growth a fresh allocation
+/// and a copy, fresh pages from the kernel above glibc's and ASan's
+/// thresholds) was a third of the walk target's corpus replay with ASan.
+pub fn fresh_visits() -> Vec<Visit> {
+    take_largest(&SPARE_VISITS).unwrap_or_default()
+}
+
+/// Hands a walk op's visit log back for reuse once it has been compared.
+pub fn recycle_visits(v: Vec<Visit>) {
+    give_back(&SPARE_VISITS, v, SPARE_VISIT_LOGS);
 }
 
 /// Appends `from` to `into` and hands whichever vector is left over back
@@ -924,6 +956,36 @@ mod tests {
             caps.iter().all(|&c| c >= 20),
             "the smallest stayed: {caps:?}"
         );
+    }
+
+    /// A walk's visit log comes back empty, with the capacity the largest
+    /// walk grew; the pool keeps one per side and no more.
+    #[test]
+    fn a_visit_log_comes_back_empty_with_its_capacity() {
+        while SPARE_VISITS.with(|s| s.borrow().len()) > 0 {
+            drop(fresh_visits());
+        }
+        let mut big = Vec::with_capacity(4096);
+        big.push(Visit {
+            kind: 1,
+            ptep: 0x1000,
+            old: 0,
+            start: 0,
+            addr: 0,
+            end: 0x1000,
+            level: 3,
+            flags: 1,
+        });
+        recycle_visits(big);
+        for cap in [8, 16] {
+            recycle_visits(Vec::with_capacity(cap));
+        }
+        assert_eq!(SPARE_VISITS.with(|s| s.borrow().len()), SPARE_VISIT_LOGS);
+        let v = fresh_visits();
+        assert!(v.is_empty() && v.capacity() >= 4096, "{}", v.capacity());
+        // The 8 was dropped when the 16 came: what is left is the 16.
+        assert!(fresh_visits().capacity() >= 16);
+        assert_eq!(fresh_visits().capacity(), 0);
     }
 
     /// Joined marks place the first alarm in the joined trace and see

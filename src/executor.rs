@@ -139,10 +139,10 @@ fn settle(
     if opts.keep_log {
         summary.log.push(a);
     } else {
-        crate::events::recycle(a.trace);
+        a.recycle();
     }
     if let Some(b) = b {
-        crate::events::recycle(b.trace);
+        b.recycle();
     }
     Ok(changed)
 }
@@ -426,11 +426,11 @@ pub(crate) fn precondition(
 /// implementation plus its environment (init, ops, teardown, as in the
 /// diff), for `cargo xtask bench`. Returns the number of events recorded.
 pub fn run_single(stream: &OpStream, side: &mut dyn Side) -> usize {
-    // Traces are recycled as `settle` does, so the side alone pays for
-    // its traces what it pays in the diff.
+    // Traces and visit logs are recycled as `settle` does, so the side
+    // alone pays for them what it pays in the diff.
     let len = |o: Outcome| {
         let n = o.trace.len();
-        crate::events::recycle(o.trace);
+        o.recycle();
         n
     };
     let mut events = len(side.init());

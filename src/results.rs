@@ -62,6 +62,16 @@ impl PartialEq for Outcome {
 impl Eq for Outcome {}
 
 impl Outcome {
+    /// Hands the outcome's trace, and a walk's visit log, back for reuse
+    /// once they have been compared (`events::recycle`,
+    /// `events::recycle_visits`).
+    pub fn recycle(self) {
+        crate::events::recycle(self.trace);
+        if let Value::Walk { visits, .. } = self.value {
+            crate::events::recycle_visits(visits);
+        }
+    }
+
     /// An outcome with no memcache and the given trace.
     pub fn new(value: Value, trace: Trace) -> Outcome {
         Outcome {

@@ -763,7 +763,7 @@ impl OpHandler for RustSide {
     }
 
     fn walk(&mut self, addr: u64, size: u64, flags: u8, script: VisitScript) -> Outcome {
-        let mut visits = Vec::new();
+        let mut visits = crate::events::fresh_visits();
         let mut visitor = |ctx: &mut rp::VisitCtx<'_, RustEnv>, visit: rp::walk::Visit| {
             let r = side::script_result(script, visits.len());
             visits.push(Visit {

@@ -836,7 +836,7 @@ impl OpHandler for CSide {
     }
 
     fn walk(&mut self, addr: u64, size: u64, flags: u8, script: VisitScript) -> Outcome {
-        let mut visits = Vec::new();
+        let mut visits = crate::events::fresh_visits();
         let c = CSide::walk(self, addr, size, u32::from(flags), &mut |v| {
             let r = side::script_result(script, visits.len());
             visits.push(*v);
