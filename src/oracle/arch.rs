@@ -319,9 +319,23 @@ type Index = HashMap<(i8, u64), u32, BuildHasherDefault<FoldHasher>>;
 /// The end of an index chain.
 const NO_ENTRY: u32 = u32::MAX;
 
-/// The index, its chains and the TLBI hit list, kept across runs (every fuzz input makes a
-/// checker) so their capacity is allocated once per thread; they come back empty.
-type Scratch = (Index, Vec<u32>, Vec<u32>);
+/// The index, its chains, the TLBI hit list and the per-step lists, kept across runs (every
+/// fuzz input makes a checker) so their capacity is allocated once per thread; they come back
+/// empty. Under ASan a vector grown afresh in every run was fresh pages every time (freed
+/// memory waits in the quarantine), and their page faults were a few percent of the stage2
+/// and host_stage2 replays.
+#[derive(Default)]
+struct Scratch {
+    index: Index,
+    chain: Vec<u32>,
+    hit: Vec<u32>,
+    stale: Vec<Stale>,
+    stale_tables: Vec<u32>,
+    pending: Vec<u32>,
+    touched: Vec<u32>,
+    lazy: Vec<u32>,
+    locked: Vec<u64>,
+}
 
 thread_local! {
     /// The shadow memory and the page records, reused across runs (every
@@ -428,15 +442,31 @@ pub struct Checker {
 
 impl Drop for Checker {
     fn drop(&mut self) {
-        let (mut index, mut chain, mut hit) = (
-            std::mem::take(&mut self.index),
-            std::mem::take(&mut self.chain),
-            std::mem::take(&mut self.hit),
-        );
-        index.clear();
-        chain.clear();
-        hit.clear();
-        SCRATCH.with(|s| *s.borrow_mut() = Some((index, chain, hit)));
+        let mut scratch = Scratch {
+            index: std::mem::take(&mut self.index),
+            chain: std::mem::take(&mut self.chain),
+            hit: std::mem::take(&mut self.hit),
+            stale: std::mem::take(&mut self.stale),
+            stale_tables: std::mem::take(&mut self.stale_tables),
+            pending: std::mem::take(&mut self.pending),
+            touched: std::mem::take(&mut self.touched),
+            lazy: std::mem::take(&mut self.lazy),
+            locked: std::mem::take(&mut self.locked.0),
+        };
+        scratch.index.clear();
+        for v in [
+            &mut scratch.chain,
+            &mut scratch.hit,
+            &mut scratch.stale_tables,
+            &mut scratch.pending,
+            &mut scratch.touched,
+            &mut scratch.lazy,
+        ] {
+            v.clear();
+        }
+        scratch.stale.clear();
+        scratch.locked.clear();
+        SCRATCH.with(|s| *s.borrow_mut() = Some(scratch));
         let mem = std::mem::take(&mut self.mem);
         let mut recs = std::mem::take(&mut self.pages);
         recs[..self.high_water].fill(Page::default());
@@ -480,7 +510,17 @@ impl Checker {
             geo.pages as usize * (geo.page_size / 8) as usize,
             geo.pages as usize,
         );
-        let (index, chain, hit) = SCRATCH.with(|s| s.borrow_mut().take()).unwrap_or_default();
+        let Scratch {
+            index,
+            chain,
+            hit,
+            stale,
+            stale_tables,
+            pending,
+            touched,
+            lazy,
+            locked,
+        } = SCRATCH.with(|s| s.borrow_mut().take()).unwrap_or_default();
         // pgtable.c's LOCKED marker is an invalid entry (bit 0 clear) with,
         // in 6.12, bit 10 set, in 7.x invalid type 1 in bits [63:60]. Hyp
         // tables have none: `pte & 1 == 2` is never true.
@@ -503,32 +543,32 @@ impl Checker {
             high_water: 0,
             mem,
             wpp: (geo.page_size / 8) as usize,
-            stale: Vec::new(),
+            stale,
             index,
             chain,
             indexed: 0,
             hit,
-            stale_tables: Vec::new(),
-            pending: Vec::new(),
+            stale_tables,
+            pending,
             gone: 0,
             seq: 1,
             ordered: 0,
             completed: 0,
-            locked: Locked::default(),
+            locked: Locked(locked),
             lock_mask,
             lock_bits,
             count_mask: match cfg.stage {
                 Stage::Hyp => 1,
                 Stage::Stage2 => !0,
             },
-            touched: Vec::new(),
+            touched,
             stamp: 0,
             explained: Vec::new(),
             silent: false,
             hardware_set_af: false,
             cross_check: false,
             res0_mask: if fmt.lpa2 { 0 } else { 3 << 48 },
-            lazy: Vec::new(),
+            lazy,
         };
         for (pa, _) in arena.live() {
             let p = c.page(pa)?;
