@@ -75,6 +75,53 @@ pub struct Owners {
     reread: bool,
     /// Checks every update from stores against a full read (tests).
     cross_check: bool,
+    /// [`Owners::replace_subtrees`]' lists, kept across checks.
+    sub: Subtrees,
+}
+
+/// The lists of [`Owners::replace_subtrees`]: the new subtrees' pages, their
+/// PAs, and the old and new subtrees' annotations.
+#[derive(Default)]
+struct Subtrees {
+    fresh: Vec<(u64, TablePos)>,
+    pages: Vec<u64>,
+    old: Vec<(u64, i8, u64)>,
+    now: Vec<(u64, i8, u64)>,
+}
+
+impl Subtrees {
+    fn clear(&mut self) {
+        self.fresh.clear();
+        self.pages.clear();
+        self.old.clear();
+        self.now.clear();
+    }
+}
+
+/// An owner invariant's lists (`slots`, `relinked`, `freed`, `sub`), kept
+/// across runs: every host_stage2 input makes one, and under ASan lists
+/// grown afresh in every run were fresh pages every time (freed memory waits
+/// in the quarantine), about 8% of the host_stage2 corpus replay.
+type Lists = (Vec<u64>, Vec<(i8, u64, u64)>, Vec<u64>, Subtrees);
+
+thread_local! {
+    static LISTS: std::cell::RefCell<Option<Lists>> = const { std::cell::RefCell::new(None) };
+}
+
+impl Drop for Owners {
+    fn drop(&mut self) {
+        let mut lists = (
+            std::mem::take(&mut self.slots),
+            std::mem::take(&mut self.relinked),
+            std::mem::take(&mut self.freed),
+            std::mem::take(&mut self.sub),
+        );
+        lists.0.clear();
+        lists.1.clear();
+        lists.2.clear();
+        lists.3.clear();
+        LISTS.with(|l| *l.borrow_mut() = Some(lists));
+    }
 }
 
 /// The page of the last slot looked up (runs of slots share one): its PA,
@@ -96,16 +143,19 @@ impl Owners {
     pub fn new(side: &dyn Side, fmt: Format) -> Owners {
         let index = tree_of(side, fmt);
         let ann = annotation_words(side.arena(), &index);
+        let (slots, relinked, freed, sub) =
+            LISTS.with(|l| l.borrow_mut().take()).unwrap_or_default();
         Owners {
             fmt,
             page_size: side.arena().geometry().page_size,
             index,
             ann,
-            slots: Vec::new(),
-            relinked: Vec::new(),
-            freed: Vec::new(),
+            slots,
+            relinked,
+            freed,
             reread: false,
             cross_check: false,
+            sub,
         }
     }
 
@@ -262,8 +312,8 @@ impl Owners {
                 ia < end && ia.saturating_add(size) > start
             })
         };
-        let relinked = std::mem::take(&mut self.relinked);
-        let freed = std::mem::take(&mut self.freed);
+        let mut relinked = std::mem::take(&mut self.relinked);
+        let mut freed = std::mem::take(&mut self.freed);
         let mut first_lost: Option<(u64, i8, u64)> = None;
         let mut lose = |ia: u64, level: i8, pte: u64| {
             if first_lost.is_none_or(|(i, l, _)| (ia, level) < (i, l)) {
@@ -271,7 +321,7 @@ impl Owners {
             }
         };
         if !self.reread && !relinked.is_empty() {
-            self.reread = !self.replace_subtrees(side, relinked, &freed, |ia, level, pte| {
+            self.reread = !self.replace_subtrees(side, &mut relinked, &freed, |ia, level, pte| {
                 if !inside(ia, level) {
                     lose(ia, level, pte);
                 }
@@ -281,6 +331,9 @@ impl Owners {
             // a broken tree (or a misuse the diff reports) does that.
             self.reread |= freed.iter().any(|p| self.index.tables.contains_key(p));
         }
+        relinked.clear();
+        freed.clear();
+        (self.relinked, self.freed) = (relinked, freed);
         if std::mem::take(&mut self.reread) {
             self.slots.clear();
             let before = self.annotations();
@@ -360,7 +413,23 @@ impl Owners {
     fn replace_subtrees(
         &mut self,
         side: &dyn Side,
-        mut relinked: Vec<(i8, u64, u64)>,
+        relinked: &mut Vec<(i8, u64, u64)>,
+        freed: &[u64],
+        lose: impl FnMut(u64, i8, u64),
+    ) -> bool {
+        let mut sub = std::mem::take(&mut self.sub);
+        let done = self.replace_subtrees_with(&mut sub, side, relinked, freed, lose);
+        sub.clear();
+        self.sub = sub;
+        done
+    }
+
+    /// [`Owners::replace_subtrees`] with its lists given (empty).
+    fn replace_subtrees_with(
+        &mut self,
+        sub: &mut Subtrees,
+        side: &dyn Side,
+        relinked: &mut Vec<(i8, u64, u64)>,
         freed: &[u64],
         mut lose: impl FnMut(u64, i8, u64),
     ) -> bool {
@@ -377,7 +446,7 @@ impl Owners {
                 .next_back()
                 .is_some_and(|(&start, &(l, _))| level > l && ia - start < fmt.entry_size(l))
         };
-        for (level, ia, pa) in relinked {
+        for &(level, ia, pa) in relinked.iter() {
             if !below(&tops, ia, level) {
                 tops.insert(ia, (level, pa));
             }
@@ -394,18 +463,22 @@ impl Owners {
             return false;
         }
         let arena = side.arena();
-        let mut fresh: Vec<(u64, TablePos)> = Vec::new();
+        let Subtrees {
+            fresh,
+            pages,
+            old,
+            now,
+        } = sub;
         for (&ia, &(level, pa)) in &tops {
             let Some(pte) = arena.read(pa) else {
                 return false;
             };
-            match TreeIndex::subtree(arena, fmt, pte, level, ia) {
-                Some(pages) => fresh.extend(pages),
-                None => return false,
+            if !TreeIndex::subtree(arena, fmt, pte, level, ia, fresh) {
+                return false;
             }
         }
         // A page reached twice, or also linked where nothing changed.
-        let mut pages: Vec<u64> = fresh.iter().map(|&(pa, _)| pa).collect();
+        pages.extend(fresh.iter().map(|&(pa, _)| pa));
         pages.sort_unstable();
         if pages.windows(2).any(|w| w[0] == w[1])
             || pages.iter().any(|p| {
@@ -418,27 +491,25 @@ impl Owners {
             return false;
         }
         // The old subtrees' annotations, from the words of the pages they drop.
-        let mut old = Vec::new();
         let ann = &mut self.ann;
         self.index.tables.retain(|pa, pos| {
             let keep = stays(&tops, pos);
             if !keep {
                 if let Some(words) = ann.remove(pa) {
-                    annotations_of(&words, *pos, fmt, &mut old);
+                    annotations_of(&words, *pos, fmt, old);
                 }
             }
             keep
         });
-        let mut now = Vec::new();
-        for &(pa, pos) in &fresh {
+        for &(pa, pos) in fresh.iter() {
             self.index.tables.insert(pa, pos);
             if let Some(words) = page_annotation_words(arena, pa) {
-                annotations_of(&words, pos, fmt, &mut now);
+                annotations_of(&words, pos, fmt, now);
                 self.ann.insert(pa, words);
             }
         }
         now.sort_unstable();
-        for (ia, l, pte) in old {
+        for &(ia, l, pte) in old.iter() {
             if now.binary_search(&(ia, l, pte)).is_err() {
                 lose(ia, l, pte);
             }
