@@ -2867,6 +2867,27 @@ mod tests {
         assert!(b.detail.contains("still LOCKED"), "{}", b.detail);
     }
 
+    /// A checker dropped with an entry still LOCKED gives its lists back
+    /// empty: the next run's checker (on the same thread, which reuses
+    /// them) starts with no LOCKED slot, stale entry, pending TLBI or
+    /// touched page of the run before.
+    #[test]
+    fn the_next_checker_starts_with_nothing_of_the_last_run() {
+        let (mut f, l2) = s2_block();
+        f.store(l2, 1 << 10);
+        f.put(l2);
+        f.ev(Event::TlbFlushVmid);
+        assert_eq!(f.op(s2_map()).map(|b| b.rule), Some(Rule::WellFormed));
+        assert_eq!(f.checker.locked.first(), Some(l2), "the slot stays LOCKED");
+        drop(f);
+        let f = Fx::s2();
+        let c = &f.checker;
+        assert_eq!(c.locked.first(), None);
+        assert!(c.stale.is_empty() && c.index.is_empty() && c.chain.is_empty());
+        assert!(c.hit.is_empty() && c.stale_tables.is_empty() && c.pending.is_empty());
+        assert!(c.touched.is_empty() && c.lazy.is_empty());
+    }
+
     #[test]
     fn destroy_needs_no_invalidation() {
         let (mut f, l2) = s2_block();

@@ -748,6 +748,25 @@ s2_map addr=0x40201000 size=0x1000 phys=0x40201000 prot=RWX mc=4 flags=0
         );
     }
 
+    /// An owner invariant dropped between a note and its check (a run cut
+    /// short) gives its lists back empty: the next run's (on the same
+    /// thread, which reuses them) keeps no slot or subtree of the last one,
+    /// and follows its own stream from its stores alone.
+    #[test]
+    fn the_next_owners_start_with_nothing_of_the_last_run() {
+        let (s, mut side, mut owners) = donated();
+        let o = side.apply_raced(&s.ops[4], None);
+        owners.note(&o.trace);
+        assert!(!owners.relinked.is_empty() && !owners.slots.is_empty());
+        drop(owners);
+        let (s, mut side, mut owners) = fresh();
+        assert!(owners.slots.is_empty() && owners.relinked.is_empty() && owners.freed.is_empty());
+        apply_each(&mut side, &mut owners, &s.ops[..3]);
+        assert!(!owners.reread);
+        let ias: Vec<u64> = owners.annotations().iter().map(|&(ia, ..)| ia).collect();
+        assert_eq!(ias, [0x4000_1000, 0x4000_2000, 0x4000_3000]);
+    }
+
     #[test]
     fn a_split_reads_the_new_table_alone() {
         let (s, mut fresh, mut owners) = fresh();
