@@ -168,31 +168,37 @@ pub fn stage2_flags(cfg: &Config) -> u32 {
 /// table translating `ia_bits` bits, as 7.x KVM's `stage2_destroy_range`
 /// makes them: consecutive chunks of `chunk` bytes (a multiple of the
 /// largest block), each ending at the next chunk boundary or at the end.
-pub fn teardown_chunks(cfg: &Config, ia_bits: u32) -> Vec<(u64, u64)> {
-    let Teardown::RangeChunks { blocks_log2 } = cfg.teardown else {
-        return Vec::new();
+/// None for any other teardown.
+///
+/// An iterator, not a list: both sides tear down every run, and a list of
+/// up to 2^14 chunks built for each (fresh pages every time under ASan)
+/// is work the calls themselves do not need.
+pub fn teardown_chunks(cfg: &Config, ia_bits: u32) -> impl Iterator<Item = (u64, u64)> + use<> {
+    let chunk = match cfg.teardown {
+        Teardown::RangeChunks { blocks_log2 } => {
+            let block = cfg
+                .granule
+                .level_size(cfg.granule.min_block_level())
+                .expect("the largest block fits in 64 bits");
+            Some(block << blocks_log2)
+        }
+        _ => None,
     };
-    let block = cfg
-        .granule
-        .level_size(cfg.granule.min_block_level())
-        .expect("the largest block fits in 64 bits");
-    let chunk = block << blocks_log2;
+    // 2^64 wraps to 0, which the comparisons below treat as the top.
     let end = 1u64.checked_shl(ia_bits).unwrap_or(0);
-    let mut out = Vec::new();
-    let mut addr = 0u64;
-    loop {
+    // The next chunk's start, None once the end is reached.
+    let mut next_addr = chunk.map(|_| 0u64);
+    std::iter::from_fn(move || {
+        let (addr, chunk) = (next_addr?, chunk?);
         let boundary = (addr.wrapping_add(chunk)) & !(chunk - 1);
         let next = if boundary.wrapping_sub(1) < end.wrapping_sub(1) {
             boundary
         } else {
             end
         };
-        out.push((addr, next.wrapping_sub(addr)));
-        addr = next;
-        if addr == end {
-            return out;
-        }
-    }
+        next_addr = (next != end).then_some(next);
+        Some((addr, next.wrapping_sub(addr)))
+    })
 }
 
 /// rust-pgtable's granule for the model's.
@@ -225,5 +231,54 @@ pub fn script_result(script: VisitScript, n: usize) -> i32 {
         VisitScript::Ok => 0,
         VisitScript::FailAt { n: at, errno } if n == usize::from(at) => i32::from(errno),
         VisitScript::FailAt { .. } => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::opstream::{Granule, Stage};
+
+    fn chunks(granule: Granule, teardown: Teardown, ia_bits: u32) -> Vec<(u64, u64)> {
+        let mut cfg = Config::new(Stage::Stage2);
+        cfg.granule = granule;
+        cfg.teardown = teardown;
+        teardown_chunks(&cfg, ia_bits).collect()
+    }
+
+    /// Chunks of 2^k largest blocks (1 GiB on 4K, 32 MiB on 16K, 512 MiB
+    /// on 64K: Arm ARM, the level-1 or level-2 block sizes), cut at the
+    /// end of the input range; worked out by hand.
+    #[test]
+    fn a_range_teardown_covers_the_input_range_in_chunks_of_whole_blocks() {
+        const GIB: u64 = 1 << 30;
+        let one = Teardown::RangeChunks { blocks_log2: 0 };
+        // 4K, 32-bit IPA: four 1 GiB chunks.
+        assert_eq!(
+            chunks(Granule::K4, one, 32),
+            [(0, GIB), (GIB, GIB), (2 * GIB, GIB), (3 * GIB, GIB)]
+        );
+        // 4K, 33-bit IPA, 4 blocks a chunk: two chunks of 4 GiB.
+        let four = Teardown::RangeChunks { blocks_log2: 2 };
+        assert_eq!(
+            chunks(Granule::K4, four, 33),
+            [(0, 4 * GIB), (4 * GIB, 4 * GIB)]
+        );
+        // A chunk larger than the range: one call over the whole range.
+        let sixty_four = Teardown::RangeChunks { blocks_log2: 6 };
+        assert_eq!(chunks(Granule::K4, sixty_four, 32), [(0, 4 * GIB)]);
+        // 16K, 32-bit IPA, one 32 MiB block a chunk: 128 chunks, in order.
+        let c = chunks(Granule::K16, one, 32);
+        assert_eq!(c.len(), 128);
+        assert!(
+            c.iter()
+                .enumerate()
+                .all(|(i, &ch)| ch == (i as u64 * (32 << 20), 32 << 20))
+        );
+        // 64K, 36-bit IPA, two 512 MiB blocks a chunk: 64 GiB / 1 GiB.
+        let two = Teardown::RangeChunks { blocks_log2: 1 };
+        assert_eq!(chunks(Granule::K64, two, 36).len(), 64);
+        // The whole-table teardown makes no range calls.
+        assert_eq!(chunks(Granule::K4, Teardown::Destroy, 40), []);
     }
 }
