@@ -207,6 +207,29 @@ mod pool {
 
     thread_local! {
         static FREE: RefCell<Vec<Mem>> = const { RefCell::new(Vec::new()) };
+        static RECORDS: RefCell<Vec<Vec<super::Page>>> = const { RefCell::new(Vec::new()) };
+    }
+
+    /// `n` page records, all free, in a vector an earlier arena gave back
+    /// when one is spare: under ASan a new vector is fresh pages from the
+    /// kernel (freed memory waits in its quarantine), and every run makes
+    /// two arenas.
+    pub(super) fn take_records(n: usize) -> Vec<super::Page> {
+        let mut v = RECORDS.with(|r| r.borrow_mut().pop()).unwrap_or_default();
+        v.clear();
+        v.resize(n, super::Page::FREE);
+        v
+    }
+
+    /// Keeps an arena's page records for the next arena on this thread.
+    pub(super) fn give_records(v: Vec<super::Page>) {
+        RECORDS.with(|r| {
+            let mut r = r.borrow_mut();
+            // Two arenas a run, as for the memory buffers above.
+            if r.len() < 8 {
+                r.push(v);
+            }
+        });
     }
 
     /// Size of pooled buffers: every arena the op-stream model allows
@@ -269,6 +292,7 @@ impl Drop for Arena {
         if let Some(mem) = self.mem.take() {
             pool::give(mem, 0..self.high_water as usize * w);
         }
+        pool::give_records(std::mem::take(&mut self.pages));
     }
 }
 
@@ -288,7 +312,7 @@ impl Arena {
             base,
             page_shift: geo.page_size.trailing_zeros(),
             span: geo.page_size * u64::from(geo.pages),
-            pages: vec![Page::FREE; geo.pages as usize],
+            pages: pool::take_records(geo.pages as usize),
             source,
             vm_pool: 0,
             budget: fail_after,
@@ -756,6 +780,27 @@ mod tests {
         assert_eq!(a.zalloc_page(None, &mut t), Some(p0));
         assert_eq!(a.zalloc_page(None, &mut t), Some(p1));
         assert_eq!(a.read(p1 + 8), Some(0));
+    }
+
+    /// An arena whose page records were reused starts as a new one: every
+    /// page free, no count, none waiting for a grace period.
+    #[test]
+    fn the_next_arena_starts_with_every_page_free() {
+        let mut t = Trace::new();
+        let mut a = arena(4);
+        let p = a.zalloc_page(None, &mut t).unwrap();
+        let q = a.zalloc_page(None, &mut t).unwrap();
+        a.get_page(p, &mut t);
+        a.defer_free(&[q]);
+        assert_eq!(a.live_pages(), 2);
+        drop(a);
+        let b = arena(8);
+        assert!(b.is_empty());
+        assert_eq!(b.live_pages(), 0);
+        assert!((0..8).all(|i| b.refcount(i) == 0), "a count came back");
+        assert!(!b.rcu_pending(p) && !b.rcu_pending(q));
+        assert_eq!(b.pages.len(), 8);
+        assert!(b.pages.iter().all(|&r| r == Page::FREE));
     }
 
     #[test]
