@@ -335,6 +335,8 @@ struct Scratch {
     touched: Vec<u32>,
     lazy: Vec<u32>,
     locked: Vec<u64>,
+    to_position: Vec<(usize, i8, u64)>,
+    to_detach: Vec<usize>,
 }
 
 thread_local! {
@@ -438,6 +440,11 @@ pub struct Checker {
     res0_mask: u64,
     /// Pages made lazy in this step (some may have caught up already).
     lazy: Vec<u32>,
+    /// The pages still to visit, with their level and base address
+    /// (scratch of `position`).
+    to_position: Vec<(usize, i8, u64)>,
+    /// The pages still to visit (scratch of `detach`).
+    to_detach: Vec<usize>,
 }
 
 impl Drop for Checker {
@@ -452,6 +459,8 @@ impl Drop for Checker {
             touched: std::mem::take(&mut self.touched),
             lazy: std::mem::take(&mut self.lazy),
             locked: std::mem::take(&mut self.locked.0),
+            to_position: std::mem::take(&mut self.to_position),
+            to_detach: std::mem::take(&mut self.to_detach),
         };
         scratch.index.clear();
         for v in [
@@ -466,6 +475,8 @@ impl Drop for Checker {
         }
         scratch.stale.clear();
         scratch.locked.clear();
+        scratch.to_position.clear();
+        scratch.to_detach.clear();
         SCRATCH.with(|s| *s.borrow_mut() = Some(scratch));
         let mem = std::mem::take(&mut self.mem);
         let mut recs = std::mem::take(&mut self.pages);
@@ -520,6 +531,8 @@ impl Checker {
             touched,
             lazy,
             locked,
+            to_position,
+            to_detach,
         } = SCRATCH.with(|s| s.borrow_mut().take()).unwrap_or_default();
         // pgtable.c's LOCKED marker is an invalid entry (bit 0 clear) with,
         // in 6.12, bit 10 set, in 7.x invalid type 1 in bits [63:60]. Hyp
@@ -569,6 +582,8 @@ impl Checker {
             cross_check: false,
             res0_mask: if fmt.lpa2 { 0 } else { 3 << 48 },
             lazy,
+            to_position,
+            to_detach,
         };
         for (pa, _) in arena.live() {
             let p = c.page(pa)?;
@@ -1407,9 +1422,25 @@ impl Checker {
             b.new = slot.and_then(|s| self.read(s.pa));
             self.emit(cx, b)?;
         }
-        let check_stale = linked && cx.reachable && !cx.skip_tlbi && self.live_stale();
         self.stamp = self.stamp.wrapping_add(1);
-        let mut stack = vec![(c, level, base)];
+        // Kept in the checker: a run positions a table page at every link.
+        let mut stack = std::mem::take(&mut self.to_position);
+        stack.clear();
+        stack.push((c, level, base));
+        let r = self.position_pages(cx, i, linked, &mut stack);
+        self.to_position = stack;
+        r
+    }
+
+    /// `position`'s walk down the pages of `stack` and all they reach.
+    fn position_pages(
+        &mut self,
+        cx: &Cx<'_>,
+        i: Option<usize>,
+        linked: bool,
+        stack: &mut Vec<(usize, i8, u64)>,
+    ) -> Result<(), Box<Breach>> {
+        let check_stale = linked && cx.reachable && !cx.skip_tlbi && self.live_stale();
         while let Some((pg, lvl, b0)) = stack.pop() {
             if self.pages[pg].stamp == self.stamp || lvl > 3 {
                 continue;
@@ -1476,7 +1507,9 @@ impl Checker {
             return;
         }
         self.stamp = self.stamp.wrapping_add(1);
-        let mut stack = vec![c];
+        let mut stack = std::mem::take(&mut self.to_detach);
+        stack.clear();
+        stack.push(c);
         while let Some(pg) = stack.pop() {
             if self.pages[pg].stamp == self.stamp {
                 continue;
@@ -1513,6 +1546,7 @@ impl Checker {
                 }
             }
         }
+        self.to_detach = stack;
     }
 
     fn add_stale(&mut self, slot: Slot, pte: u64, why: Staleness, origin: usize) {
