@@ -107,7 +107,6 @@ fn settle(
     mut a: Outcome,
     (mut b, b_is_a): (Option<Outcome>, bool),
     check: ArchCheck<'_>,
-    owners: Option<&mut contract::Owners>,
 ) -> Result<bool, Box<(What, Option<Outcome>)>> {
     let cut = profile.cut_at_fatal(&mut a, b.as_mut(), b_is_a);
     let fatal = cut.fatal;
@@ -133,9 +132,6 @@ fn settle(
     summary.panic = fatal.map(|event| profile.panic(step, event));
     summary.events += a.trace.len();
     let changed = cut.changes_memory;
-    if let Some(owners) = owners {
-        owners.note(&a.trace);
-    }
     if opts.keep_log {
         summary.log.push(a);
     } else {
@@ -262,7 +258,6 @@ pub fn run_sides(
         oa,
         (ob, false),
         None,
-        None,
     ) {
         let (what, first) = *e;
         return Err(fail(a, Step::Init, what, &mut summary.log, first));
@@ -271,18 +266,15 @@ pub fn run_sides(
         summary.ops_skipped = stream.ops.len();
         return Ok(summary);
     }
-    let mut owners = opts.owner_invariant.then(|| {
-        let owners = contract::Owners::new(a, fmt);
-        if opts.owner_cross_check {
-            owners.cross_checked()
-        } else {
-            owners
-        }
-    });
+    let mut owners_read =
+        (opts.owner_invariant && opts.owner_cross_check).then(|| contract::OwnersRead::new(a, fmt));
     let mut checker = arch::Checker::new(stream, a);
     if let Some(c) = checker.as_mut() {
         if opts.no_arch {
             c.silence();
+        }
+        if opts.owner_invariant {
+            c.follow_owners();
         }
         if opts.arch_cross_check {
             c.cross_check();
@@ -321,7 +313,6 @@ pub fn run_sides(
             oa,
             ob,
             check,
-            owners.as_mut(),
         ) {
             Ok(changed) => changed,
             Err(e) => {
@@ -340,8 +331,15 @@ pub fn run_sides(
                 return Err(fail(a, Step::Op(i), what, &mut summary.log, None));
             }
         }
-        if let Some(owners) = owners.as_mut().filter(|_| memory_changed) {
-            if let Some(what) = owners.check(a, op) {
+        if let Some(c) = checker
+            .as_mut()
+            .filter(|_| opts.owner_invariant && memory_changed)
+        {
+            let lost = c.owner_lost(op);
+            if let Some(read) = owners_read.as_mut() {
+                assert_eq!(lost, read.lost(a, op), "owner rule followed through {op:?}");
+            }
+            if let Some(what) = lost {
                 return Err(fail(a, Step::Op(i), what, &mut summary.log, None));
             }
         }
@@ -362,7 +360,6 @@ pub fn run_sides(
         oa,
         ob,
         check,
-        None,
     ) {
         let (what, first) = *e;
         return Err(fail(a, Step::Destroy, what, &mut summary.log, first));

@@ -122,38 +122,6 @@ impl TreeIndex {
         out.sort_unstable();
         out
     }
-
-    /// Appends to `out` the table pages of the subtree below the table
-    /// descriptor `pte` found at (`base`, `level`), in the order
-    /// [`TreeIndex::build`] meets them; false (with `out` unspecified) when
-    /// the subtree reaches a page twice (a page linked twice, or a cycle:
-    /// only a broken tree does), where only a full read is exact.
-    pub fn subtree(
-        arena: &Arena,
-        fmt: Format,
-        pte: u64,
-        level: i8,
-        base: u64,
-        out: &mut Vec<(u64, TablePos)>,
-    ) -> bool {
-        if !fmt.is_table(pte, level) {
-            return true;
-        }
-        let table = fmt.output_address(pte);
-        if level + 1 == 3 {
-            // A last-level table (what a block's split makes) is the whole
-            // subtree: no set or map for one page.
-            if arena.read(table).is_some() {
-                out.push((table, TablePos { level: 3, base }));
-            }
-            return true;
-        }
-        let mut sub = TreeIndex::default();
-        let mut seen = HashSet::new();
-        let repeated = walk(arena, fmt, table, level + 1, base, &mut sub, &mut seen);
-        out.extend(sub.tables);
-        !repeated
-    }
 }
 
 /// Appends the owner annotations in table page `pa` (at `pos`) to `out`.

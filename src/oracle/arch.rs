@@ -69,6 +69,9 @@ use crate::results::{Outcome, Value};
 use crate::side::{Root, Side};
 use crate::tree::Format;
 
+mod owners;
+use owners::Ann;
+
 /// One rule of the architecture oracle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Rule {
@@ -337,6 +340,8 @@ struct Scratch {
     locked: Vec<u64>,
     to_position: Vec<(usize, i8, u64)>,
     to_detach: Vec<usize>,
+    owner_gone: Vec<Ann>,
+    owner_added: Vec<Ann>,
 }
 
 thread_local! {
@@ -445,6 +450,19 @@ pub struct Checker {
     to_position: Vec<(usize, i8, u64)>,
     /// The pages still to visit (scratch of `detach`).
     to_detach: Vec<usize>,
+    /// The table's root (the owner rule looks annotations up from it).
+    root: Root,
+    /// Follow pKVM's owner annotations ([`Checker::follow_owners`]).
+    owners: bool,
+    /// `owners`, in a step of an op (not the teardown).
+    owner_step: bool,
+    /// The range of the step's op, which the owner rule exempts.
+    owner_range: Option<(u64, u64)>,
+    /// Annotations that left the live tree since the last owner check
+    /// (from the op's own stores, only those outside its range).
+    owner_gone: Vec<Ann>,
+    /// Annotations that joined the live tree since then, likewise.
+    owner_added: Vec<Ann>,
 }
 
 impl Drop for Checker {
@@ -461,6 +479,8 @@ impl Drop for Checker {
             locked: std::mem::take(&mut self.locked.0),
             to_position: std::mem::take(&mut self.to_position),
             to_detach: std::mem::take(&mut self.to_detach),
+            owner_gone: std::mem::take(&mut self.owner_gone),
+            owner_added: std::mem::take(&mut self.owner_added),
         };
         scratch.index.clear();
         for v in [
@@ -477,6 +497,8 @@ impl Drop for Checker {
         scratch.locked.clear();
         scratch.to_position.clear();
         scratch.to_detach.clear();
+        scratch.owner_gone.clear();
+        scratch.owner_added.clear();
         SCRATCH.with(|s| *s.borrow_mut() = Some(scratch));
         let mem = std::mem::take(&mut self.mem);
         let mut recs = std::mem::take(&mut self.pages);
@@ -533,6 +555,8 @@ impl Checker {
             locked,
             to_position,
             to_detach,
+            owner_gone,
+            owner_added,
         } = SCRATCH.with(|s| s.borrow_mut().take()).unwrap_or_default();
         // pgtable.c's LOCKED marker is an invalid entry (bit 0 clear) with,
         // in 6.12, bit 10 set, in 7.x invalid type 1 in bits [63:60]. Hyp
@@ -584,6 +608,12 @@ impl Checker {
             lazy,
             to_position,
             to_detach,
+            root,
+            owners: false,
+            owner_step: false,
+            owner_range: None,
+            owner_gone,
+            owner_added,
         };
         for (pa, _) in arena.live() {
             let p = c.page(pa)?;
@@ -827,6 +857,8 @@ impl Checker {
         };
         self.explained.clear();
         self.hardware_set_af = false;
+        self.owner_step = self.owners && op.is_some();
+        self.owner_range = op.and_then(Op::range);
         let observed = self.observe(&cx, &outcome.trace);
         self.recount_lazy();
         // Only the end-of-op rules use the exemption, so the pass over the
@@ -1024,6 +1056,9 @@ impl Checker {
 
     fn on_free(&mut self, cx: &Cx<'_>, i: usize, p: usize) -> Result<(), Box<Breach>> {
         let pa = self.page_pa(p);
+        if self.owner_step && self.pages[p].pos.is_some_and(|q| q.linked) {
+            self.owner_freed(p);
+        }
         if cx.reachable {
             if let Some(pos) = self.pages[p].pos.filter(|q| q.linked) {
                 let mut b = Self::breach(
@@ -1185,10 +1220,16 @@ impl Checker {
             return;
         };
         let level = pos.level;
+        if self.owner_step && pos.linked && old != new {
+            let ia = pos
+                .base
+                .wrapping_add((w as u64).wrapping_mul(self.size(level)));
+            self.owner_store(Slot { pa, level, ia }, old, new, false);
+        }
         let old_table = valid(old) && self.is_table(old, level);
         let new_table = valid(new) && self.is_table(new, level);
         if old_table && !(new_table && self.oa(old) == self.oa(new)) {
-            self.detach(self.oa(old), false, 0);
+            self.detach(self.oa(old), false, 0, false);
         }
         if new_table && self.live_page(self.oa(new)).is_none() {
             self.on_alloc(self.oa(new), 1);
@@ -1225,6 +1266,9 @@ impl Checker {
                 .base
                 .wrapping_add((w as u64).wrapping_mul(self.size(level))),
         };
+        if self.owner_step && pos.linked && old != val {
+            self.owner_store(slot, old, val, true);
+        }
         if cx.annotates && valid(val) && !self.is_table(val, level) {
             let mut b = Self::breach(
                 Rule::AnnotationValid,
@@ -1242,7 +1286,7 @@ impl Checker {
         let new_table = valid(val) && self.is_table(val, level);
         let same_table = old_table && new_table && self.oa(old) == self.oa(val);
         if old_table && !same_table {
-            self.detach(self.oa(old), live, i);
+            self.detach(self.oa(old), live, i, true);
         }
         if live && valid(old) && valid(val) && self.needs_bbm(old, val, level) {
             let mut b = Self::breach(
@@ -1449,11 +1493,16 @@ impl Checker {
             if self.pages[pg].lazy {
                 self.recount(pg);
             }
-            self.pages[pg].pos = Some(Pos {
+            let pos = Pos {
                 level: lvl,
                 base: b0,
                 linked,
-            });
+            };
+            self.pages[pg].pos = Some(pos);
+            if self.owner_step && linked && self.pages[pg].live {
+                // Linked by the op's own store (`on_store`).
+                self.owner_page(pg, pos, true, true);
+            }
             // Only valid descriptors matter below, and every valid one is
             // counted: a page with no counted entry has none to visit.
             if !self.pages[pg].live || self.pages[pg].counted == 0 {
@@ -1498,8 +1547,9 @@ impl Checker {
 
     /// The subtree below table page `pa` is cut off the tree: it is no
     /// longer linked and, if it was reachable (`live`), every valid entry in
-    /// it may still be cached.
-    fn detach(&mut self, pa: u64, live: bool, origin: usize) {
+    /// it may still be cached. `own`: by the op's own store (the owner rule
+    /// notes only the annotations outside its range), not another agent's.
+    fn detach(&mut self, pa: u64, live: bool, origin: usize, own: bool) {
         let Some(c) = self.live_page(pa) else {
             return;
         };
@@ -1518,8 +1568,12 @@ impl Checker {
             let Some(pos) = self.pages[pg].pos.as_mut() else {
                 continue;
             };
+            let was_linked = pos.linked;
             pos.linked = false;
             let pos = *pos;
+            if self.owner_step && was_linked && self.pages[pg].live {
+                self.owner_page(pg, pos, false, own);
+            }
             // Only valid descriptors matter below, and every valid one is
             // counted: a page with no counted entry has none to visit.
             if !self.pages[pg].live || self.pages[pg].counted == 0 {

@@ -1,0 +1,545 @@
+// SPDX-License-Identifier: GPL-2.0-only
+//! The owner-annotation rule of pKVM's host stage-2, followed on the
+//! architecture oracle's shadow: an annotation (a non-zero invalid
+//! descriptor: pKVM keeps page ownership only there) outside an op's range
+//! must survive the op. It is a rule of the kernel's contract
+//! ([`Oracle::Contract`](crate::oracle::Oracle::Contract) reports it, and
+//! `KPD_NO_ARCH` does not silence it); it lives here because the checker's
+//! pass over each trace already places every store, table link and unlink
+//! in the live tree, so following the annotations costs a few compares
+//! where they change, instead of a second pass and a second copy of the
+//! tree.
+//!
+//! What it keeps between two checks (one per op that changed memory):
+//! - every annotation that *left* the live tree: the old word of a store
+//!   into a linked slot, and every annotation in a subtree that was cut off
+//!   (`detach`) or freed while linked;
+//! - every annotation that *joined* it: the new word of such a store, and
+//!   every annotation in a subtree that was linked (`position`);
+//!
+//! each with the sequence number of its event. The op's own stores note only
+//! the annotations outside its range (the check exempts the rest, and they
+//! are most of a donation's stores); another agent's writes (races) note all,
+//! since the op they are judged with is not known yet. An annotation that
+//! left is lost when it was there before (no earlier join of the same
+//! annotation since the last check) and the live tree does not hold it at the
+//! end: the slot at its input address and level, looked up from the root in
+//! the shadow, holds another word or cannot be reached.
+
+use super::{Checker, Pos, Slot};
+use crate::opstream::Op;
+use crate::results::What;
+
+/// An annotation: where (IA, level), its descriptor, and the sequence number
+/// of the event that made it leave or join the live tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Ann {
+    ia: u64,
+    level: i8,
+    pte: u64,
+    seq: u64,
+}
+
+/// An owner annotation: a non-zero invalid descriptor (pKVM's owner id, or
+/// any other invalid encoding pgtable.c counts, LOCKED included).
+pub fn is_annotation(d: u64) -> bool {
+    d != 0 && d & 1 == 0
+}
+
+impl Checker {
+    /// Also follows pKVM's owner annotations, for [`Checker::owner_lost`]
+    /// (the host stage-2; `RunOptions::owner_invariant`).
+    pub fn follow_owners(&mut self) {
+        self.owners = true;
+    }
+
+    /// Whether an entry at (`ia`, `level`) overlaps the range of the op
+    /// being checked (which may remove annotations there).
+    #[inline]
+    fn owner_exempt(&self, ia: u64, level: i8, range: Option<(u64, u64)>) -> bool {
+        let size = self.size(level);
+        range.is_some_and(|(start, s)| {
+            ia < start.saturating_add(s) && ia.saturating_add(size) > start
+        })
+    }
+
+    #[inline]
+    fn owner_note(&mut self, ia: u64, level: i8, pte: u64, joined: bool, own: bool) {
+        if own && self.owner_exempt(ia, level, self.owner_range) {
+            return;
+        }
+        let a = Ann {
+            ia,
+            level,
+            pte,
+            seq: self.seq,
+        };
+        match joined {
+            true => self.owner_added.push(a),
+            false => self.owner_gone.push(a),
+        }
+    }
+
+    /// A linked slot's word changes from `old` to `new` (`own`: by the op's
+    /// own store, not another agent's write).
+    #[inline]
+    pub(super) fn owner_store(&mut self, slot: Slot, old: u64, new: u64, own: bool) {
+        if is_annotation(old) {
+            self.owner_note(slot.ia, slot.level, old, false, own);
+        }
+        if is_annotation(new) {
+            self.owner_note(slot.ia, slot.level, new, true, own);
+        }
+    }
+
+    /// Every annotation of live page `p` at `pos` joins the live tree
+    /// (`joined`) or leaves it.
+    pub(super) fn owner_page(&mut self, p: usize, pos: Pos, joined: bool, own: bool) {
+        let size = self.size(pos.level);
+        for w in 0..self.wpp {
+            let d = self.mem[p * self.wpp + w];
+            if is_annotation(d) {
+                let ia = pos.base.wrapping_add((w as u64).wrapping_mul(size));
+                self.owner_note(ia, pos.level, d, joined, own);
+            }
+        }
+    }
+
+    /// Linked page `p` is freed: every annotation of the subtree it roots
+    /// leaves the live tree (only a broken op frees a linked table; the
+    /// architecture oracle reports that too, unless silenced).
+    pub(super) fn owner_freed(&mut self, p: usize) {
+        let mut stack = vec![p];
+        let mut seen = Vec::new();
+        while let Some(pg) = stack.pop() {
+            if seen.contains(&pg) || !self.pages[pg].live {
+                continue;
+            }
+            seen.push(pg);
+            let Some(pos) = self.pages[pg].pos.filter(|q| q.linked) else {
+                continue;
+            };
+            self.owner_page(pg, pos, false, true);
+            for w in 0..self.wpp {
+                let d = self.mem[pg * self.wpp + w];
+                if super::valid(d) && self.is_table(d, pos.level) {
+                    if let Some(c) = self.live_page(self.oa(d)) {
+                        stack.push(c);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The word of the live tree's slot at (`ia`, `level`), read from the
+    /// root down in the shadow; None when no table of the live tree holds
+    /// that slot.
+    fn owner_now(&self, ia: u64, level: i8) -> Option<u64> {
+        let mut l = self.root.start_level;
+        let top = self.size(l);
+        if top == 0 || level < l {
+            return None;
+        }
+        let first = ia / top;
+        let page = first / self.wpp as u64;
+        if page >= u64::from(self.root.pages) {
+            return None;
+        }
+        let mut p = self.live_page(self.root.pgd + (page << self.shift))?;
+        let mut w = (first % self.wpp as u64) as usize;
+        loop {
+            let d = self.mem[p * self.wpp + w];
+            if l == level {
+                return Some(d);
+            }
+            if !self.is_table(d, l) {
+                return None;
+            }
+            p = self.live_page(self.oa(d))?;
+            l += 1;
+            w = ((ia / self.size(l)) % self.wpp as u64) as usize;
+        }
+    }
+
+    /// After `op`, which changed memory: the first annotation (by IA, then
+    /// level) outside `op`'s range that was in the live tree at the last
+    /// check and is not now, as [`What::OwnerLost`] reports it. Starts the
+    /// next interval.
+    pub fn owner_lost(&mut self, op: &Op) -> Option<What> {
+        let range = op.range();
+        let mut gone = std::mem::take(&mut self.owner_gone);
+        let mut added = std::mem::take(&mut self.owner_added);
+        // Joins outside the op's range are rare (only another agent's, or
+        // a broken op's): sorted, each left annotation finds its earlier
+        // joins by one search.
+        added.sort_unstable();
+        let mut first: Option<Ann> = None;
+        for &g in &gone {
+            if first.is_some_and(|f| (f.ia, f.level) <= (g.ia, g.level))
+                || self.owner_exempt(g.ia, g.level, range)
+            {
+                continue;
+            }
+            // Joined since the last check before it left: it was not there
+            // then.
+            let key = (g.ia, g.level, g.pte);
+            let at = added.partition_point(|a| (a.ia, a.level, a.pte) < key);
+            if added
+                .get(at)
+                .is_some_and(|a| (a.ia, a.level, a.pte) == key && a.seq < g.seq)
+            {
+                continue;
+            }
+            if self.owner_now(g.ia, g.level) != Some(g.pte) {
+                first = Some(g);
+            }
+        }
+        gone.clear();
+        added.clear();
+        (self.owner_gone, self.owner_added) = (gone, added);
+        first.map(|g| What::OwnerLost {
+            ia: g.ia,
+            level: g.level,
+            pte: g.pte,
+            range,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::events::{Access, Event};
+    use crate::opstream::OpStream;
+    use crate::oracle::arch::ArchStep;
+    use crate::oracle::contract::{OwnersRead, tree_of};
+    use crate::results::{Outcome, Value};
+    use crate::rust_side::RustSide;
+    use crate::side::Side;
+    use crate::tree::Format;
+
+    /// A 4K pKVM host stage-2: memory identity-mapped with 2M blocks; one
+    /// page donated (its block split into a level-3 table), then two more.
+    const DONATED: &str = "kvm-pgtable-diff-stream v1
+config stage=stage2 context=nvhe granule=4k ia_bits=40 flags=idmap parange=2 arena_pages=64
+force_pte host memory:0x40000000+0x10000000
+s2_map addr=0x40000000 size=0x400000 phys=0x40000000 prot=RWX mc=4 flags=0
+s2_set_owner addr=0x40001000 size=0x1000 mc=4 owner=1
+s2_set_owner addr=0x40002000 size=0x2000 mc=4 owner=1
+s2_map addr=0x40002000 size=0x1000 phys=0x40002000 prot=RWX mc=4 flags=0
+s2_unmap addr=0x40000000 size=0x200000
+s2_set_owner addr=0x40005000 size=0x1000 mc=4 owner=1
+s2_map addr=0x40005000 size=0x1000 phys=0x40005000 prot=RWX mc=4 flags=0
+s2_unmap addr=0x40001000 size=0x1000
+";
+
+    /// Owner 1 in an invalid descriptor: the owner field is bits [9:2].
+    const OWNER_1: u64 = 1 << 2;
+
+    /// A look-up at 0x40100000: an op whose range holds no annotation of
+    /// these streams, to judge another op's trace by (what a broken op that
+    /// did the same outside its range would leave).
+    const ELSEWHERE: Op = Op::GetLeaf { addr: 0x4010_0000 };
+
+    /// A side, the checker following its owners, and a full read of them.
+    struct Fx {
+        s: OpStream,
+        side: RustSide,
+        checker: Checker,
+        read: OwnersRead,
+    }
+
+    impl Fx {
+        fn new(stream: &str) -> Fx {
+            let s = crate::opstream::parse(stream).unwrap();
+            let mut side = RustSide::for_stream(&s.config);
+            side.init();
+            let mut checker = Checker::new(&s, &side).unwrap();
+            checker.follow_owners();
+            let read = OwnersRead::new(&side, Self::fmt(&s));
+            Fx {
+                s,
+                side,
+                checker,
+                read,
+            }
+        }
+
+        fn fmt(s: &OpStream) -> Format {
+            crate::executor::format_of(s)
+        }
+
+        /// Runs op `i` on the side and gives its trace to `judge`.
+        fn run(
+            &mut self,
+            i: usize,
+            judge: impl FnOnce(&mut Fx, Vec<Event>) -> Option<What>,
+        ) -> Option<What> {
+            let op = self.s.ops[i].clone();
+            let o = self.side.apply_raced(&op, None);
+            judge(self, o.trace)
+        }
+
+        /// The checker's verdict on `trace` judged as `op`'s, which the full
+        /// read must share.
+        fn judge(&mut self, op: &Op, trace: Vec<Event>) -> Option<What> {
+            let o = Outcome::new(Value::Unit, trace);
+            let breach = self.checker.check_in(
+                self.side.arena(),
+                ArchStep::Op(op),
+                &o,
+                false,
+                true,
+                &mut Vec::new(),
+            );
+            assert_eq!(breach, None);
+            let lost = self.checker.owner_lost(op);
+            assert_eq!(
+                lost,
+                self.read.lost(&self.side, op),
+                "the full read differs"
+            );
+            lost
+        }
+
+        /// Runs op `i` and judges it as itself.
+        fn apply(&mut self, i: usize) -> Option<What> {
+            let op = self.s.ops[i].clone();
+            self.run(i, |f, t| f.judge(&op, t))
+        }
+
+        /// Runs ops `0..n`, each losing nothing.
+        fn apply_first(&mut self, n: usize) {
+            for i in 0..n {
+                assert_eq!(self.apply(i), None, "op {i}");
+            }
+        }
+
+        /// PA of the slot at (`ia`, `level`) of the tree now.
+        fn slot_pa(&self, ia: u64, level: i8) -> u64 {
+            let fmt = Self::fmt(&self.s);
+            let size = fmt.entry_size(level);
+            tree_of(&self.side, fmt)
+                .tables
+                .iter()
+                .find(|(_, p)| p.level == level && (p.base..p.base + 512 * size).contains(&ia))
+                .map(|(&pa, p)| pa + (ia - p.base) / size * 8)
+                .unwrap()
+        }
+    }
+
+    fn lost_elsewhere(ia: u64) -> Option<What> {
+        Some(What::OwnerLost {
+            ia,
+            level: 3,
+            pte: OWNER_1,
+            range: ELSEWHERE.range(),
+        })
+    }
+
+    #[test]
+    fn an_annotation_overwritten_outside_the_range_is_lost() {
+        let mut f = Fx::new(DONATED);
+        f.apply_first(3);
+        // The host maps 0x40002000 back: one store over its annotation,
+        // judged as an op elsewhere's.
+        let lost = f.run(3, |f, t| f.judge(&ELSEWHERE, t));
+        assert_eq!(lost, lost_elsewhere(0x4000_2000));
+    }
+
+    #[test]
+    fn an_annotation_overwritten_inside_the_range_is_not_lost() {
+        let mut f = Fx::new(DONATED);
+        f.apply_first(3);
+        // The map over 0x40002000 is its own op: its store over the
+        // annotation is not even noted.
+        let op = f.s.ops[3].clone();
+        let o = f.side.apply_raced(&op, None);
+        let breach = f.checker.check_in(
+            f.side.arena(),
+            ArchStep::Op(&op),
+            &o,
+            false,
+            true,
+            &mut Vec::new(),
+        );
+        assert_eq!(breach, None);
+        assert!(f.checker.owner_gone.is_empty());
+        assert_eq!(f.checker.owner_lost(&op), None);
+        // 0x40001000 and 0x40003000 are still annotated.
+        let fmt = Fx::fmt(&f.s);
+        let ias: Vec<u64> = tree_of(&f.side, fmt)
+            .annotations(f.side.arena(), fmt)
+            .iter()
+            .map(|&(ia, ..)| ia)
+            .collect();
+        assert_eq!(ias, [0x4000_1000, 0x4000_3000]);
+    }
+
+    #[test]
+    fn an_unmap_that_frees_the_table_loses_its_subtree() {
+        let mut f = Fx::new(DONATED);
+        f.apply_first(3);
+        // Unmapping the whole first 2M overwrites the level-2 table
+        // descriptor above the annotations and frees their table: the
+        // first of them by IA is reported.
+        let lost = f.run(4, |f, t| f.judge(&ELSEWHERE, t));
+        assert_eq!(lost, lost_elsewhere(0x4000_1000));
+    }
+
+    #[test]
+    fn an_annotation_put_back_where_it_was_is_not_lost() {
+        let mut f = Fx::new(DONATED);
+        f.apply_first(3);
+        // The host maps 0x40002000 back and the page is donated again: one
+        // step, judged elsewhere, that leaves the annotation as it was.
+        let map = f.side.apply_raced(&f.s.ops[3].clone(), None).trace;
+        let again = f.side.apply_raced(&f.s.ops[2].clone(), None).trace;
+        assert_eq!(f.judge(&ELSEWHERE, [map, again].concat()), None);
+        // The check starts the next interval with no note.
+        assert!(f.checker.owner_gone.is_empty() && f.checker.owner_added.is_empty());
+    }
+
+    #[test]
+    fn a_subtree_linked_and_cut_off_in_one_step_was_never_there() {
+        let mut f = Fx::new(DONATED);
+        f.apply_first(3);
+        f.checker.silence();
+        // The 2M block at 0x40200000 is replaced by a table descriptor to the
+        // table of the annotations, then put back: a broken op (the
+        // architecture oracle's findings silenced) that links a subtree and
+        // cuts it off again, its annotations at 0x40201000... joined and left.
+        let table = f.side.arena().read(f.slot_pa(0x4000_0000, 2)).unwrap();
+        let slot = f.slot_pa(0x4020_0000, 2);
+        let block = f.side.arena().read(slot).unwrap();
+        let store = |old, val| Event::Store {
+            pa: slot,
+            old,
+            val,
+            kind: crate::events::StoreKind::WriteOnce,
+        };
+        let trace = vec![store(block, table), store(table, block)];
+        assert_eq!(f.judge(&ELSEWHERE, trace), None);
+    }
+
+    #[test]
+    fn another_agents_write_over_a_leaf_is_followed() {
+        let mut f = Fx::new(DONATED);
+        f.apply_first(3);
+        // Another agent clears the annotation at 0x40001000 (the unmap of
+        // that page is what memory shows; the trace shows only the write).
+        let slot = f.slot_pa(0x4000_1000, 3);
+        let write = Event::Interference {
+            at: 0,
+            access: Access::ReadOnce,
+            pa: slot,
+            old: OWNER_1,
+            new: 0,
+        };
+        let lost = f.run(7, |f, _| f.judge(&ELSEWHERE, vec![write]));
+        assert_eq!(lost, lost_elsewhere(0x4000_1000));
+    }
+
+    #[test]
+    fn an_annotation_made_and_removed_in_one_step_was_never_there() {
+        let mut f = Fx::new(DONATED);
+        f.apply_first(4);
+        // 0x40005000 is donated and mapped back within one step judged
+        // elsewhere: it joined and left, so nothing that was there is lost.
+        let donate = f.side.apply_raced(&f.s.ops[5].clone(), None).trace;
+        let map = f.side.apply_raced(&f.s.ops[6].clone(), None).trace;
+        assert_eq!(f.judge(&ELSEWHERE, [donate, map].concat()), None);
+    }
+
+    #[test]
+    fn a_table_descriptor_overwritten_loses_the_subtree_below() {
+        let mut f = Fx::new(DONATED);
+        f.apply_first(3);
+        f.checker.silence();
+        // The op's one store clears the level-2 table descriptor above the
+        // annotations, with nothing stored below it (the unmap is what
+        // memory shows; its TLB maintenance is not in the trace, hence the
+        // silenced architecture rules).
+        let slot = f.slot_pa(0x4000_0000, 2);
+        let table = f.side.arena().read(slot).unwrap();
+        let store = Event::Store {
+            pa: slot,
+            old: table,
+            val: 0,
+            kind: crate::events::StoreKind::WriteOnce,
+        };
+        let lost = f.run(4, |f, _| f.judge(&ELSEWHERE, vec![store]));
+        assert_eq!(lost, lost_elsewhere(0x4000_1000));
+    }
+
+    #[test]
+    fn another_agents_write_is_followed() {
+        let mut f = Fx::new(DONATED);
+        f.apply_first(3);
+        // Another agent clears the level-2 table descriptor above the
+        // annotations (the unmap is what memory shows; the trace shows only
+        // that agent's write).
+        let slot = f.slot_pa(0x4000_0000, 2);
+        let table = f.side.arena().read(slot).unwrap();
+        let write = Event::Interference {
+            at: 0,
+            access: Access::ReadOnce,
+            pa: slot,
+            old: table,
+            new: 0,
+        };
+        let lost = f.run(4, |f, _| f.judge(&ELSEWHERE, vec![write]));
+        assert_eq!(lost, lost_elsewhere(0x4000_1000));
+    }
+
+    #[test]
+    fn a_table_freed_while_linked_loses_its_annotations() {
+        let mut f = Fx::new(DONATED);
+        f.apply_first(3);
+        f.checker.silence();
+        // The level-3 table of the annotations is freed with its table
+        // descriptor still in place (the architecture oracle's own finding,
+        // silenced here): nothing reaches them any more.
+        let table = f.slot_pa(0x4000_0000, 3);
+        let put = Event::PutPage {
+            page: table,
+            count: 0,
+        };
+        let o = Outcome::new(Value::Unit, vec![put]);
+        let breach = f.checker.check_in(
+            f.side.arena(),
+            ArchStep::Op(&ELSEWHERE),
+            &o,
+            false,
+            true,
+            &mut Vec::new(),
+        );
+        assert_eq!(breach, None);
+        assert_eq!(
+            f.checker.owner_lost(&ELSEWHERE),
+            lost_elsewhere(0x4000_1000)
+        );
+    }
+
+    /// A checker dropped with notes pending (a run cut short) hands its
+    /// lists back empty: the next one on this thread starts with none.
+    #[test]
+    fn the_next_checker_starts_with_no_notes() {
+        let mut f = Fx::new(DONATED);
+        f.apply_first(3);
+        let op = f.s.ops[4].clone();
+        let o = f.side.apply_raced(&op, None);
+        let _ = f.checker.check_in(
+            f.side.arena(),
+            ArchStep::Op(&ELSEWHERE),
+            &o,
+            false,
+            true,
+            &mut Vec::new(),
+        );
+        assert!(!f.checker.owner_gone.is_empty());
+        drop(f);
+        let f = Fx::new(DONATED);
+        assert!(f.checker.owner_gone.is_empty() && f.checker.owner_added.is_empty());
+    }
+}
