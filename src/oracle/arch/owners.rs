@@ -109,13 +109,15 @@ impl Checker {
     /// leaves the live tree (only a broken op frees a linked table; the
     /// architecture oracle reports that too, unless silenced).
     pub(super) fn owner_freed(&mut self, p: usize) {
-        let mut stack = vec![p];
-        let mut seen = Vec::new();
+        self.stamp = self.stamp.wrapping_add(1);
+        let mut stack = std::mem::take(&mut self.to_detach);
+        stack.clear();
+        stack.push(p);
         while let Some(pg) = stack.pop() {
-            if seen.contains(&pg) || !self.pages[pg].live {
+            if self.pages[pg].stamp == self.stamp || !self.pages[pg].live {
                 continue;
             }
-            seen.push(pg);
+            self.pages[pg].stamp = self.stamp;
             let Some(pos) = self.pages[pg].pos.filter(|q| q.linked) else {
                 continue;
             };
@@ -129,6 +131,7 @@ impl Checker {
                 }
             }
         }
+        self.to_detach = stack;
     }
 
     /// The word of the live tree's slot at (`ia`, `level`), read from the
