@@ -6,6 +6,8 @@
 //! - [`contract`]: each side keeps the kernel's documented contracts (the
 //!   mm_ops refcount contract, owner annotations outside an op's range
 //!   survive, everything is freed at destroy), whatever the other side does.
+//!   The owner rule is followed on [`arch`]'s shadow, in its pass over each
+//!   trace (`arch::Checker::owner_lost`), but reported as this oracle's.
 //! - [`arch`]: the Arm architecture (break-before-make, the TLB, descriptor
 //!   formats) and the kernel's refcount and TLB contracts, checked on the
 //!   reference side's trace and memory; sees the bugs both sides share.
