@@ -1499,13 +1499,20 @@ impl Checker {
                 linked,
             };
             self.pages[pg].pos = Some(pos);
-            if self.owner_step && linked && self.pages[pg].live {
-                // Linked by the op's own store (`on_store`).
-                self.owner_page(pg, pos, true, true);
+            // The owner rule: the page's annotations join the live tree (linked
+            // by the op's own store, `on_store`), noted in the pass below.
+            let joins = self.owner_step && linked;
+            if !self.pages[pg].live {
+                continue;
             }
             // Only valid descriptors matter below, and every valid one is
-            // counted: a page with no counted entry has none to visit.
-            if !self.pages[pg].live || self.pages[pg].counted == 0 {
+            // counted: a page with no counted entry has none to visit. It may
+            // still hold LOCKED markers, which are annotations to the rule
+            // (and which the LOCKED set forgets once the op-end rule saw them).
+            if self.pages[pg].counted == 0 {
+                if joins {
+                    self.owner_page(pg, pos, true, true);
+                }
                 continue;
             }
             let page_pa = self.page_pa(pg);
@@ -1514,6 +1521,10 @@ impl Checker {
             for w in 0..self.wpp {
                 let d = self.mem[pg * self.wpp + w];
                 if !valid(d) {
+                    if joins && d != 0 {
+                        let ia = b0.wrapping_add((w as u64).wrapping_mul(size));
+                        self.owner_note(ia, lvl, d, true, true);
+                    }
                     continue;
                 }
                 let s = Slot {
@@ -1568,21 +1579,31 @@ impl Checker {
             let Some(pos) = self.pages[pg].pos.as_mut() else {
                 continue;
             };
-            let was_linked = pos.linked;
+            // The owner rule: the page's annotations leave the live tree,
+            // noted in the pass below.
+            let leaves = self.owner_step && pos.linked;
             pos.linked = false;
             let pos = *pos;
-            if self.owner_step && was_linked && self.pages[pg].live {
-                self.owner_page(pg, pos, false, own);
+            if !self.pages[pg].live {
+                continue;
             }
             // Only valid descriptors matter below, and every valid one is
-            // counted: a page with no counted entry has none to visit.
-            if !self.pages[pg].live || self.pages[pg].counted == 0 {
+            // counted: a page with no counted entry has none to visit (but
+            // see LOCKED markers in `position_pages`).
+            if self.pages[pg].counted == 0 {
+                if leaves {
+                    self.owner_page(pg, pos, false, own);
+                }
                 continue;
             }
             let size = self.size(pos.level);
             for w in 0..self.wpp {
                 let d = self.mem[pg * self.wpp + w];
                 if !valid(d) {
+                    if leaves && d != 0 {
+                        let ia = pos.base.wrapping_add((w as u64).wrapping_mul(size));
+                        self.owner_note(ia, pos.level, d, false, own);
+                    }
                     continue;
                 }
                 let slot = Slot {

@@ -64,7 +64,7 @@ impl Checker {
     }
 
     #[inline]
-    fn owner_note(&mut self, ia: u64, level: i8, pte: u64, joined: bool, own: bool) {
+    pub(super) fn owner_note(&mut self, ia: u64, level: i8, pte: u64, joined: bool, own: bool) {
         if own && self.owner_exempt(ia, level, self.owner_range) {
             return;
         }
@@ -522,6 +522,77 @@ s2_unmap addr=0x40001000 size=0x1000
             f.checker.owner_lost(&ELSEWHERE),
             lost_elsewhere(0x4000_1000)
         );
+    }
+
+    /// A table page whose only non-zero entry is a LOCKED marker (which
+    /// pgtable.c does not count, so the page has no counted entry) still
+    /// has its annotation noted when it is linked and when it is cut off.
+    #[test]
+    fn a_page_holding_only_a_locked_marker_is_followed() {
+        let mut f = Fx::new(DONATED);
+        f.apply_first(1);
+        f.checker.silence();
+        const LOCKED: u64 = 1 << 10;
+        let mut free = (0..f.checker.npages)
+            .rev()
+            .filter(|&k| !f.checker.pages[k].live)
+            .map(|k| f.checker.page_pa(k));
+        let (page, other) = (free.next().unwrap(), free.next().unwrap());
+        let slot = f.slot_pa(0x4020_0000, 2);
+        let block = f.side.arena().read(slot).unwrap();
+        let table = page | 3;
+        let store = |pa, old, val| Event::Store {
+            pa,
+            old,
+            val,
+            kind: crate::events::StoreKind::WriteOnce,
+        };
+        let mut judge = |trace: Vec<Event>| {
+            let o = Outcome::new(Value::Unit, trace);
+            let b = f.checker.check_in(
+                f.side.arena(),
+                ArchStep::Op(&ELSEWHERE),
+                &o,
+                false,
+                true,
+                &mut Vec::new(),
+            );
+            assert_eq!(b, None);
+            f.checker.owner_lost(&ELSEWHERE)
+        };
+        // A new table with a LOCKED slot 1 replaces the 2M block at
+        // 0x40200000: its marker joins the live tree.
+        let alloc = Event::ZallocPage {
+            source: crate::events::AllocSource::Memcache,
+            pa: Some(page),
+        };
+        let link = vec![alloc, store(page + 8, 0, LOCKED), store(slot, block, table)];
+        assert_eq!(judge(link), None);
+        // The block comes back: the marker, there since the last check,
+        // leaves.
+        assert_eq!(
+            judge(vec![store(slot, table, block)]),
+            Some(What::OwnerLost {
+                ia: 0x4020_1000,
+                level: 3,
+                pte: LOCKED,
+                range: ELSEWHERE.range(),
+            })
+        );
+        // Another such table linked and cut off again in one step: its
+        // marker joined before it left, so it was never there.
+        let alloc = Event::ZallocPage {
+            source: crate::events::AllocSource::Memcache,
+            pa: Some(other),
+        };
+        let table = other | 3;
+        let both = vec![
+            alloc,
+            store(other + 8, 0, LOCKED),
+            store(slot, block, table),
+            store(slot, table, block),
+        ];
+        assert_eq!(judge(both), None);
     }
 
     /// A checker dropped with notes pending (a run cut short) hands its
