@@ -24,12 +24,12 @@ fn random_streams_agree_on_every_target() {
     assert!(findings.is_empty(), "{}", findings.join("\n"));
 }
 
-/// The host stage-2 owner invariant follows the tree from each op's stores
-/// (leaves stored, subtrees replaced below a table descriptor stored or
-/// overwritten); after every op its finding, annotation set and index are
-/// checked here against a full read of the tree (the executor panics on a
-/// difference), over the committed host_stage2 corpus, the host scenarios
-/// and random streams.
+/// The host stage-2 owner rule is followed on the architecture oracle's
+/// shadow (annotations noted where they leave or join the live tree, looked
+/// up from the root at the check); after every op that changed memory its
+/// finding is checked here against a full read of the tree's annotations
+/// before and after (the executor panics on a difference), over the
+/// committed host_stage2 corpus, the host scenarios and random streams.
 #[test]
 fn owner_annotations_from_stores_match_a_full_read() {
     use kvm_pgtable_diff::executor::{self, RunOptions};
