@@ -283,9 +283,9 @@ s2_unmap addr=0x40001000 size=0x1000
             judge(self, o.trace)
         }
 
-        /// The checker's verdict on `trace` judged as `op`'s, which the full
-        /// read must share.
-        fn judge(&mut self, op: &Op, trace: Vec<Event>) -> Option<What> {
+        /// The checker's pass over `trace`, judged as `op`'s: no breach of
+        /// an architecture rule (unless silenced).
+        fn check(&mut self, op: &Op, trace: Vec<Event>) {
             let o = Outcome::new(Value::Unit, trace);
             let breach = self.checker.check_in(
                 self.side.arena(),
@@ -296,6 +296,12 @@ s2_unmap addr=0x40001000 size=0x1000
                 &mut Vec::new(),
             );
             assert_eq!(breach, None);
+        }
+
+        /// The checker's verdict on `trace` judged as `op`'s, which the full
+        /// read must share.
+        fn judge(&mut self, op: &Op, trace: Vec<Event>) -> Option<What> {
+            self.check(op, trace);
             let lost = self.checker.owner_lost(op);
             assert_eq!(
                 lost,
@@ -357,16 +363,8 @@ s2_unmap addr=0x40001000 size=0x1000
         // The map over 0x40002000 is its own op: its store over the
         // annotation is not even noted.
         let op = f.s.ops[3].clone();
-        let o = f.side.apply_raced(&op, None);
-        let breach = f.checker.check_in(
-            f.side.arena(),
-            ArchStep::Op(&op),
-            &o,
-            false,
-            true,
-            &mut Vec::new(),
-        );
-        assert_eq!(breach, None);
+        let trace = f.side.apply_raced(&op, None).trace;
+        f.check(&op, trace);
         assert!(f.checker.owner_gone.is_empty());
         assert_eq!(f.checker.owner_lost(&op), None);
         // 0x40001000 and 0x40003000 are still annotated.
@@ -508,16 +506,7 @@ s2_unmap addr=0x40001000 size=0x1000
             page: table,
             count: 0,
         };
-        let o = Outcome::new(Value::Unit, vec![put]);
-        let breach = f.checker.check_in(
-            f.side.arena(),
-            ArchStep::Op(&ELSEWHERE),
-            &o,
-            false,
-            true,
-            &mut Vec::new(),
-        );
-        assert_eq!(breach, None);
+        f.check(&ELSEWHERE, vec![put]);
         assert_eq!(
             f.checker.owner_lost(&ELSEWHERE),
             lost_elsewhere(0x4000_1000)
@@ -548,16 +537,7 @@ s2_unmap addr=0x40001000 size=0x1000
             kind: crate::events::StoreKind::WriteOnce,
         };
         let mut judge = |trace: Vec<Event>| {
-            let o = Outcome::new(Value::Unit, trace);
-            let b = f.checker.check_in(
-                f.side.arena(),
-                ArchStep::Op(&ELSEWHERE),
-                &o,
-                false,
-                true,
-                &mut Vec::new(),
-            );
-            assert_eq!(b, None);
+            f.check(&ELSEWHERE, trace);
             f.checker.owner_lost(&ELSEWHERE)
         };
         // A new table with a LOCKED slot 1 replaces the 2M block at
@@ -602,15 +582,8 @@ s2_unmap addr=0x40001000 size=0x1000
         let mut f = Fx::new(DONATED);
         f.apply_first(3);
         let op = f.s.ops[4].clone();
-        let o = f.side.apply_raced(&op, None);
-        let _ = f.checker.check_in(
-            f.side.arena(),
-            ArchStep::Op(&ELSEWHERE),
-            &o,
-            false,
-            true,
-            &mut Vec::new(),
-        );
+        let trace = f.side.apply_raced(&op, None).trace;
+        f.check(&ELSEWHERE, trace);
         assert!(!f.checker.owner_gone.is_empty());
         drop(f);
         let f = Fx::new(DONATED);
