@@ -106,8 +106,10 @@ impl Checker {
     }
 
     /// Linked page `p` is freed: every annotation of the subtree it roots
-    /// leaves the live tree (only a broken op frees a linked table; the
-    /// architecture oracle reports that too, unless silenced).
+    /// leaves the live tree, and nothing reaches its pages any more (only a
+    /// broken op frees a linked table; the architecture oracle reports that
+    /// too, unless silenced). Noted whatever the op's range: a free need not
+    /// come with a store, so the check may judge another op's range.
     pub(super) fn owner_freed(&mut self, p: usize) {
         self.stamp = self.stamp.wrapping_add(1);
         let mut stack = std::mem::take(&mut self.to_detach);
@@ -118,10 +120,12 @@ impl Checker {
                 continue;
             }
             self.pages[pg].stamp = self.stamp;
-            let Some(pos) = self.pages[pg].pos.filter(|q| q.linked) else {
+            let Some(pos) = self.pages[pg].pos.as_mut().filter(|q| q.linked) else {
                 continue;
             };
-            self.owner_page(pg, pos, false, true);
+            pos.linked = false;
+            let pos = *pos;
+            self.owner_page(pg, pos, false, false);
             for w in 0..self.wpp {
                 let d = self.mem[pg * self.wpp + w];
                 if super::valid(d) && self.is_table(d, pos.level) {
@@ -324,6 +328,19 @@ s2_unmap addr=0x40001000 size=0x1000
             }
         }
 
+        /// A page the checker holds no table in, from the top of the arena
+        /// (`n`-th such page).
+        fn nth_free_page(&self, n: usize) -> u64 {
+            let free = (0..self.checker.npages)
+                .rev()
+                .filter(|&k| !self.checker.pages[k].live);
+            self.checker.page_pa(free.clone().nth(n).unwrap())
+        }
+
+        fn free_page(&self) -> u64 {
+            self.nth_free_page(0)
+        }
+
         /// PA of the slot at (`ia`, `level`) of the tree now.
         fn slot_pa(&self, ia: u64, level: i8) -> u64 {
             let fmt = Self::fmt(&self.s);
@@ -334,6 +351,22 @@ s2_unmap addr=0x40001000 size=0x1000
                 .find(|(_, p)| p.level == level && (p.base..p.base + 512 * size).contains(&ia))
                 .map(|(&pa, p)| pa + (ia - p.base) / size * 8)
                 .unwrap()
+        }
+    }
+
+    fn store(pa: u64, old: u64, val: u64) -> Event {
+        Event::Store {
+            pa,
+            old,
+            val,
+            kind: crate::events::StoreKind::WriteOnce,
+        }
+    }
+
+    fn alloc(pa: u64) -> Event {
+        Event::ZallocPage {
+            source: crate::events::AllocSource::Memcache,
+            pa: Some(pa),
         }
     }
 
@@ -406,20 +439,19 @@ s2_unmap addr=0x40001000 size=0x1000
         let mut f = Fx::new(DONATED);
         f.apply_first(3);
         f.checker.silence();
-        // The 2M block at 0x40200000 is replaced by a table descriptor to the
-        // table of the annotations, then put back: a broken op (the
-        // architecture oracle's findings silenced) that links a subtree and
-        // cuts it off again, its annotations at 0x40201000... joined and left.
-        let table = f.side.arena().read(f.slot_pa(0x4000_0000, 2)).unwrap();
+        // A new table page annotated at slot 1 replaces the 2M block at
+        // 0x40200000, and the block comes back: a broken op (the architecture
+        // oracle's findings silenced) that links a subtree and cuts it off
+        // again, its annotation at 0x40201000 joined and left.
+        let page = f.free_page();
         let slot = f.slot_pa(0x4020_0000, 2);
         let block = f.side.arena().read(slot).unwrap();
-        let store = |old, val| Event::Store {
-            pa: slot,
-            old,
-            val,
-            kind: crate::events::StoreKind::WriteOnce,
-        };
-        let trace = vec![store(block, table), store(table, block)];
+        let trace = vec![
+            alloc(page),
+            store(page + 8, 0, OWNER_1),
+            store(slot, block, page | 3),
+            store(slot, page | 3, block),
+        ];
         assert_eq!(f.judge(&ELSEWHERE, trace), None);
     }
 
@@ -494,6 +526,31 @@ s2_unmap addr=0x40001000 size=0x1000
     }
 
     #[test]
+    fn another_agents_write_is_judged_by_the_op_that_checks() {
+        let mut f = Fx::new(DONATED);
+        f.apply_first(3);
+        // Another agent clears the annotation at 0x40001000 in a step whose
+        // own op (the unmap of that page, which memory shows) stored nothing
+        // and whose range covers it: no check follows a step that changed
+        // no memory, so the write is judged with the next op's range,
+        // elsewhere, and the annotation is lost there.
+        let slot = f.slot_pa(0x4000_1000, 3);
+        let write = Event::Interference {
+            at: 0,
+            access: Access::ReadOnce,
+            pa: slot,
+            old: OWNER_1,
+            new: 0,
+        };
+        let unmap = f.s.ops[7].clone();
+        let _ = f.side.apply_raced(&unmap, None);
+        f.check(&unmap, vec![write]);
+        let lost = f.checker.owner_lost(&ELSEWHERE);
+        assert_eq!(lost, f.read.lost(&f.side, &ELSEWHERE));
+        assert_eq!(lost, lost_elsewhere(0x4000_1000));
+    }
+
+    #[test]
     fn a_table_freed_while_linked_loses_its_annotations() {
         let mut f = Fx::new(DONATED);
         f.apply_first(3);
@@ -513,6 +570,37 @@ s2_unmap addr=0x40001000 size=0x1000
         );
     }
 
+    /// The pages below a table freed while linked are reached by nothing:
+    /// what is stored into them afterwards is not the live tree's.
+    #[test]
+    fn the_pages_below_a_freed_table_are_not_followed() {
+        let mut f = Fx::new(DONATED);
+        f.apply_first(3);
+        f.checker.silence();
+        // The level-2 table above the annotations is freed with its table
+        // descriptor in place: the annotations below are lost.
+        let level2 = f.slot_pa(0x4000_0000, 2) & !0xfff;
+        let leaf = f.slot_pa(0x4000_4000, 3);
+        let mapped = f.side.arena().read(leaf).unwrap();
+        f.check(
+            &ELSEWHERE,
+            vec![Event::PutPage {
+                page: level2,
+                count: 0,
+            }],
+        );
+        assert_eq!(
+            f.checker.owner_lost(&ELSEWHERE),
+            lost_elsewhere(0x4000_1000)
+        );
+        // An annotation stored into the orphaned level-3 table, then cleared,
+        // one step each: neither is the live tree's.
+        f.check(&ELSEWHERE, vec![store(leaf, mapped, OWNER_1)]);
+        assert_eq!(f.checker.owner_lost(&ELSEWHERE), None);
+        f.check(&ELSEWHERE, vec![store(leaf, OWNER_1, 0)]);
+        assert_eq!(f.checker.owner_lost(&ELSEWHERE), None);
+    }
+
     /// A table page whose only non-zero entry is a LOCKED marker (which
     /// pgtable.c does not count, so the page has no counted entry) still
     /// has its annotation noted when it is linked and when it is cut off.
@@ -522,31 +610,21 @@ s2_unmap addr=0x40001000 size=0x1000
         f.apply_first(1);
         f.checker.silence();
         const LOCKED: u64 = 1 << 10;
-        let mut free = (0..f.checker.npages)
-            .rev()
-            .filter(|&k| !f.checker.pages[k].live)
-            .map(|k| f.checker.page_pa(k));
-        let (page, other) = (free.next().unwrap(), free.next().unwrap());
+        let (page, other) = (f.free_page(), f.nth_free_page(1));
         let slot = f.slot_pa(0x4020_0000, 2);
         let block = f.side.arena().read(slot).unwrap();
         let table = page | 3;
-        let store = |pa, old, val| Event::Store {
-            pa,
-            old,
-            val,
-            kind: crate::events::StoreKind::WriteOnce,
-        };
         let mut judge = |trace: Vec<Event>| {
             f.check(&ELSEWHERE, trace);
             f.checker.owner_lost(&ELSEWHERE)
         };
         // A new table with a LOCKED slot 1 replaces the 2M block at
         // 0x40200000: its marker joins the live tree.
-        let alloc = Event::ZallocPage {
-            source: crate::events::AllocSource::Memcache,
-            pa: Some(page),
-        };
-        let link = vec![alloc, store(page + 8, 0, LOCKED), store(slot, block, table)];
+        let link = vec![
+            alloc(page),
+            store(page + 8, 0, LOCKED),
+            store(slot, block, table),
+        ];
         assert_eq!(judge(link), None);
         // The block comes back: the marker, there since the last check,
         // leaves.
@@ -561,13 +639,9 @@ s2_unmap addr=0x40001000 size=0x1000
         );
         // Another such table linked and cut off again in one step: its
         // marker joined before it left, so it was never there.
-        let alloc = Event::ZallocPage {
-            source: crate::events::AllocSource::Memcache,
-            pa: Some(other),
-        };
         let table = other | 3;
         let both = vec![
-            alloc,
+            alloc(other),
             store(other + 8, 0, LOCKED),
             store(slot, block, table),
             store(slot, table, block),
