@@ -168,8 +168,8 @@ impl Checker {
         }
     }
 
-    /// After `op`, which changed memory: the first annotation (by IA, then
-    /// level) outside `op`'s range that was in the live tree at the last
+    /// After `op`, which changed memory: the first annotation (by IA, level,
+    /// then descriptor, as the full read orders them) outside `op`'s range that was in the live tree at the last
     /// check and is not now, as [`What::OwnerLost`] reports it. Starts the
     /// next interval.
     pub fn owner_lost(&mut self, op: &Op) -> Option<What> {
@@ -182,7 +182,7 @@ impl Checker {
         added.sort_unstable();
         let mut first: Option<Ann> = None;
         for &g in &gone {
-            if first.is_some_and(|f| (f.ia, f.level) <= (g.ia, g.level))
+            if first.is_some_and(|f| (f.ia, f.level, f.pte) <= (g.ia, g.level, g.pte))
                 || self.owner_exempt(g.ia, g.level, range)
             {
                 continue;
