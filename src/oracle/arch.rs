@@ -1056,9 +1056,6 @@ impl Checker {
 
     fn on_free(&mut self, cx: &Cx<'_>, i: usize, p: usize) -> Result<(), Box<Breach>> {
         let pa = self.page_pa(p);
-        if self.owner_step && self.pages[p].pos.is_some_and(|q| q.linked) {
-            self.owner_freed(p);
-        }
         if cx.reachable {
             if let Some(pos) = self.pages[p].pos.filter(|q| q.linked) {
                 let mut b = Self::breach(
@@ -1103,6 +1100,11 @@ impl Checker {
                 b.cause = Some(e.origin);
                 self.emit(cx, b)?;
             }
+        }
+        // After the rules above, which read the page's position: the owner
+        // rule unlinks the subtree it roots.
+        if self.owner_step && self.pages[p].pos.is_some_and(|q| q.linked) {
+            self.owner_freed(p);
         }
         let page = &mut self.pages[p];
         page.live = false;

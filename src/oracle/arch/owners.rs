@@ -570,6 +570,34 @@ s2_unmap addr=0x40001000 size=0x1000
         );
     }
 
+    /// Following the owners leaves the architecture oracle's own verdict on
+    /// a table freed while linked as it is.
+    #[test]
+    fn a_table_freed_while_linked_is_still_the_architecture_oracles_finding() {
+        let mut f = Fx::new(DONATED);
+        f.apply_first(3);
+        let table = f.slot_pa(0x4000_0000, 3) & !0xfff;
+        let o = Outcome::new(
+            Value::Unit,
+            vec![Event::PutPage {
+                page: table,
+                count: 0,
+            }],
+        );
+        let breach = f.checker.check_in(
+            f.side.arena(),
+            ArchStep::Op(&ELSEWHERE),
+            &o,
+            false,
+            true,
+            &mut Vec::new(),
+        );
+        assert_eq!(
+            breach.map(|b| b.rule),
+            Some(super::super::Rule::FreedTableReachable)
+        );
+    }
+
     /// The pages below a table freed while linked are reached by nothing:
     /// what is stored into them afterwards is not the live tree's.
     #[test]
