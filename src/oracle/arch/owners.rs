@@ -218,7 +218,7 @@ mod tests {
     use super::*;
     use crate::events::{Access, Event};
     use crate::opstream::OpStream;
-    use crate::oracle::arch::ArchStep;
+    use crate::oracle::arch::{ArchStep, Breach, Rule};
     use crate::oracle::contract::{OwnersRead, tree_of};
     use crate::results::{Outcome, Value};
     use crate::rust_side::RustSide;
@@ -287,19 +287,34 @@ s2_unmap addr=0x40001000 size=0x1000
             judge(self, o.trace)
         }
 
-        /// The checker's pass over `trace`, judged as `op`'s: no breach of
-        /// an architecture rule (unless silenced).
-        fn check(&mut self, op: &Op, trace: Vec<Event>) {
+        /// A side and its checker after the donations (ops 0..3).
+        fn donated() -> Fx {
+            let mut f = Fx::new(DONATED);
+            f.apply_first(3);
+            f
+        }
+
+        /// The checker's pass over `trace`, judged as `op`'s.
+        fn pass(&mut self, op: &Op, trace: Vec<Event>) -> Option<Breach> {
             let o = Outcome::new(Value::Unit, trace);
-            let breach = self.checker.check_in(
+            self.checker.check_in(
                 self.side.arena(),
                 ArchStep::Op(op),
                 &o,
                 false,
                 true,
                 &mut Vec::new(),
-            );
-            assert_eq!(breach, None);
+            )
+        }
+
+        /// [`Fx::pass`], which breaks no architecture rule (unless silenced).
+        fn check(&mut self, op: &Op, trace: Vec<Event>) {
+            assert_eq!(self.pass(op, trace), None);
+        }
+
+        /// Runs op `i` and judges its trace as an op elsewhere's.
+        fn run_elsewhere(&mut self, i: usize) -> Option<What> {
+            self.run(i, |f, t| f.judge(&ELSEWHERE, t))
         }
 
         /// The checker's verdict on `trace` judged as `op`'s, which the full
@@ -381,18 +396,16 @@ s2_unmap addr=0x40001000 size=0x1000
 
     #[test]
     fn an_annotation_overwritten_outside_the_range_is_lost() {
-        let mut f = Fx::new(DONATED);
-        f.apply_first(3);
+        let mut f = Fx::donated();
         // The host maps 0x40002000 back: one store over its annotation,
         // judged as an op elsewhere's.
-        let lost = f.run(3, |f, t| f.judge(&ELSEWHERE, t));
+        let lost = f.run_elsewhere(3);
         assert_eq!(lost, lost_elsewhere(0x4000_2000));
     }
 
     #[test]
     fn an_annotation_overwritten_inside_the_range_is_not_lost() {
-        let mut f = Fx::new(DONATED);
-        f.apply_first(3);
+        let mut f = Fx::donated();
         // The map over 0x40002000 is its own op: its store over the
         // annotation is not even noted.
         let op = f.s.ops[3].clone();
@@ -412,19 +425,17 @@ s2_unmap addr=0x40001000 size=0x1000
 
     #[test]
     fn an_unmap_that_frees_the_table_loses_its_subtree() {
-        let mut f = Fx::new(DONATED);
-        f.apply_first(3);
+        let mut f = Fx::donated();
         // Unmapping the whole first 2M overwrites the level-2 table
         // descriptor above the annotations and frees their table: the
         // first of them by IA is reported.
-        let lost = f.run(4, |f, t| f.judge(&ELSEWHERE, t));
+        let lost = f.run_elsewhere(4);
         assert_eq!(lost, lost_elsewhere(0x4000_1000));
     }
 
     #[test]
     fn an_annotation_put_back_where_it_was_is_not_lost() {
-        let mut f = Fx::new(DONATED);
-        f.apply_first(3);
+        let mut f = Fx::donated();
         // The host maps 0x40002000 back and the page is donated again: one
         // step, judged elsewhere, that leaves the annotation as it was.
         let map = f.side.apply_raced(&f.s.ops[3].clone(), None).trace;
@@ -436,8 +447,7 @@ s2_unmap addr=0x40001000 size=0x1000
 
     #[test]
     fn a_subtree_linked_and_cut_off_in_one_step_was_never_there() {
-        let mut f = Fx::new(DONATED);
-        f.apply_first(3);
+        let mut f = Fx::donated();
         f.checker.silence();
         // A new table page annotated at slot 1 replaces the 2M block at
         // 0x40200000, and the block comes back: a broken op (the architecture
@@ -457,8 +467,7 @@ s2_unmap addr=0x40001000 size=0x1000
 
     #[test]
     fn another_agents_write_over_a_leaf_is_followed() {
-        let mut f = Fx::new(DONATED);
-        f.apply_first(3);
+        let mut f = Fx::donated();
         // Another agent clears the annotation at 0x40001000 (the unmap of
         // that page is what memory shows; the trace shows only the write).
         let slot = f.slot_pa(0x4000_1000, 3);
@@ -486,8 +495,7 @@ s2_unmap addr=0x40001000 size=0x1000
 
     #[test]
     fn a_table_descriptor_overwritten_loses_the_subtree_below() {
-        let mut f = Fx::new(DONATED);
-        f.apply_first(3);
+        let mut f = Fx::donated();
         f.checker.silence();
         // The op's one store clears the level-2 table descriptor above the
         // annotations, with nothing stored below it (the unmap is what
@@ -507,8 +515,7 @@ s2_unmap addr=0x40001000 size=0x1000
 
     #[test]
     fn another_agents_write_is_followed() {
-        let mut f = Fx::new(DONATED);
-        f.apply_first(3);
+        let mut f = Fx::donated();
         // Another agent clears the level-2 table descriptor above the
         // annotations (the unmap is what memory shows; the trace shows only
         // that agent's write).
@@ -527,8 +534,7 @@ s2_unmap addr=0x40001000 size=0x1000
 
     #[test]
     fn another_agents_write_is_judged_by_the_op_that_checks() {
-        let mut f = Fx::new(DONATED);
-        f.apply_first(3);
+        let mut f = Fx::donated();
         // Another agent clears the annotation at 0x40001000 in a step whose
         // own op (the unmap of that page, which memory shows) stored nothing
         // and whose range covers it: no check follows a step that changed
@@ -552,8 +558,7 @@ s2_unmap addr=0x40001000 size=0x1000
 
     #[test]
     fn a_table_freed_while_linked_loses_its_annotations() {
-        let mut f = Fx::new(DONATED);
-        f.apply_first(3);
+        let mut f = Fx::donated();
         f.checker.silence();
         // The level-3 table of the annotations is freed with its table
         // descriptor still in place (the architecture oracle's own finding,
@@ -574,36 +579,21 @@ s2_unmap addr=0x40001000 size=0x1000
     /// a table freed while linked as it is.
     #[test]
     fn a_table_freed_while_linked_is_still_the_architecture_oracles_finding() {
-        let mut f = Fx::new(DONATED);
-        f.apply_first(3);
+        let mut f = Fx::donated();
         let table = f.slot_pa(0x4000_0000, 3) & !0xfff;
-        let o = Outcome::new(
-            Value::Unit,
-            vec![Event::PutPage {
-                page: table,
-                count: 0,
-            }],
-        );
-        let breach = f.checker.check_in(
-            f.side.arena(),
-            ArchStep::Op(&ELSEWHERE),
-            &o,
-            false,
-            true,
-            &mut Vec::new(),
-        );
-        assert_eq!(
-            breach.map(|b| b.rule),
-            Some(super::super::Rule::FreedTableReachable)
-        );
+        let put = Event::PutPage {
+            page: table,
+            count: 0,
+        };
+        let breach = f.pass(&ELSEWHERE, vec![put]);
+        assert_eq!(breach.map(|b| b.rule), Some(Rule::FreedTableReachable));
     }
 
     /// The pages below a table freed while linked are reached by nothing:
     /// what is stored into them afterwards is not the live tree's.
     #[test]
     fn the_pages_below_a_freed_table_are_not_followed() {
-        let mut f = Fx::new(DONATED);
-        f.apply_first(3);
+        let mut f = Fx::donated();
         f.checker.silence();
         // The level-2 table above the annotations is freed with its table
         // descriptor in place: the annotations below are lost.
@@ -681,8 +671,7 @@ s2_unmap addr=0x40001000 size=0x1000
     /// lists back empty: the next one on this thread starts with none.
     #[test]
     fn the_next_checker_starts_with_no_notes() {
-        let mut f = Fx::new(DONATED);
-        f.apply_first(3);
+        let mut f = Fx::donated();
         let op = f.s.ops[4].clone();
         let trace = f.side.apply_raced(&op, None).trace;
         f.check(&ELSEWHERE, trace);
