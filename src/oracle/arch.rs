@@ -70,7 +70,7 @@ use crate::side::{Root, Side};
 use crate::tree::Format;
 
 mod owners;
-use owners::Ann;
+use owners::{Ann, is_annotation};
 
 /// One rule of the architecture oracle.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -237,11 +237,16 @@ struct Page {
     /// Allocated (its shadow in `Checker::mem` is meaningful).
     live: bool,
     pos: Option<Pos>,
-    /// Entries counted by pgtable.c's definition.
-    counted: i64,
+    /// Entries counted by pgtable.c's definition (at most a page's 8192
+    /// words; the counts are 32 bits so that a record stays 40 bytes, which
+    /// x86 indexes in one instruction).
+    counted: i32,
+    /// LOCKED markers (stage-2): with `counted`, every non-zero word of a
+    /// stage-2 page, so a page with neither is all zeros.
+    locked: u32,
     /// References a known kernel divergence leaked on this page (its count
     /// is this much above 1 + counted).
-    leaked: i64,
+    leaked: i32,
     touched: bool,
     stamp: u32,
     /// Stores into this page, which no tree reaches, have written its
@@ -249,6 +254,9 @@ struct Page {
     /// ([`Checker::defer`], [`Checker::recount`]).
     lazy: bool,
 }
+
+// One instruction indexes the page records (see `Page::counted`).
+const _: () = assert!(std::mem::size_of::<Page>() == 40);
 
 /// Why a stale entry is stale.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -458,6 +466,10 @@ pub struct Checker {
     owner_step: bool,
     /// The range of the step's op, which the owner rule exempts.
     owner_range: Option<(u64, u64)>,
+    /// That range as [start, end) (end saturated; both 0 without a range),
+    /// for the test each of the op's own stores makes.
+    owner_lo: u64,
+    owner_hi: u64,
     /// Annotations that left the live tree since the last owner check
     /// (from the op's own stores, only those outside its range).
     owner_gone: Vec<Ann>,
@@ -612,6 +624,8 @@ impl Checker {
             owners: false,
             owner_step: false,
             owner_range: None,
+            owner_lo: 0,
+            owner_hi: 0,
             owner_gone,
             owner_added,
         };
@@ -627,8 +641,9 @@ impl Checker {
             }
             c.mem[p * c.wpp..(p + 1) * c.wpp].copy_from_slice(words);
             for (w, &d) in words.iter().enumerate() {
-                c.pages[p].counted += i64::from(c.counted(d));
+                c.pages[p].counted += i32::from(c.counted(d));
                 if c.is_locked(d) {
+                    c.pages[p].locked += 1;
                     // Not expected after init; the op-end rule reports it.
                     c.locked.insert(pa + 8 * w as u64);
                 }
@@ -859,6 +874,10 @@ impl Checker {
         self.hardware_set_af = false;
         self.owner_step = self.owners && op.is_some();
         self.owner_range = op.and_then(Op::range);
+        (self.owner_lo, self.owner_hi) = match self.owner_range {
+            Some((start, size)) => (start, start.saturating_add(size)),
+            None => (0, 0),
+        };
         let observed = self.observe(&cx, &outcome.trace);
         self.recount_lazy();
         // Only the end-of-op rules use the exemption, so the pass over the
@@ -1046,6 +1065,7 @@ impl Checker {
                 page.live = true;
                 page.pos = None;
                 page.counted = 0;
+                page.locked = 0;
                 page.leaked = 0;
                 // Whatever was stored before is gone.
                 page.lazy = false;
@@ -1110,6 +1130,7 @@ impl Checker {
         page.live = false;
         page.pos = None;
         page.counted = 0;
+        page.locked = 0;
         page.leaked = 0;
         page.lazy = false;
         let base = pa;
@@ -1159,17 +1180,19 @@ impl Checker {
         let pa = self.page_pa(p);
         let (mask, lock_mask, lock_bits) = (self.count_mask, self.lock_mask, self.lock_bits);
         let shadow = &self.mem[p * self.wpp..(p + 1) * self.wpp];
-        let mut counted = 0i64;
-        let mut locked = false;
+        // Two sums of one type, which the compiler vectorises: every LOCKED
+        // marker is non-zero under `mask` (hyp has none), and counted
+        // entries are the non-zero ones that are not LOCKED.
+        let (mut nonzero, mut locked) = (0u64, 0u64);
         for &d in shadow.iter() {
-            let is_locked = d & lock_mask == lock_bits;
-            counted += i64::from(d & mask != 0 && !is_locked);
-            locked |= is_locked;
+            nonzero += u64::from(d & mask != 0);
+            locked += u64::from(d & lock_mask == lock_bits);
         }
-        self.pages[p].counted = counted;
+        self.pages[p].counted = (nonzero - locked) as i32;
+        self.pages[p].locked = locked as u32;
         self.pages[p].lazy = false;
         self.locked.remove_range(pa, pa + (1 << self.shift));
-        if locked {
+        if locked != 0 {
             for w in 0..self.wpp {
                 if self.mem[p * self.wpp + w] & lock_mask == lock_bits {
                     self.locked.insert(pa + 8 * w as u64);
@@ -1192,7 +1215,7 @@ impl Checker {
     fn shadow_store_in(&mut self, p: usize, pa: u64, old: u64, new: u64) -> usize {
         let w = ((pa >> 3) as usize) & (self.wpp - 1);
         self.mem[p * self.wpp + w] = new;
-        let delta = i64::from(self.counted(new)) - i64::from(self.counted(old));
+        let delta = i32::from(self.counted(new)) - i32::from(self.counted(old));
         let page = &mut self.pages[p];
         page.counted += delta;
         if !page.touched {
@@ -1200,9 +1223,11 @@ impl Checker {
             self.touched.push(p as u32);
         }
         if self.is_locked(old) {
+            self.pages[p].locked -= 1;
             self.locked.remove(pa);
         }
         if self.is_locked(new) {
+            self.pages[p].locked += 1;
             self.locked.insert(pa);
         }
         w
@@ -1261,14 +1286,22 @@ impl Checker {
     ) -> Result<(), Box<Breach>> {
         let w = self.shadow_store_in(p, pa, old, val);
         let level = pos.level;
+        let size = self.size(level);
         let slot = Slot {
             pa,
             level,
-            ia: pos
-                .base
-                .wrapping_add((w as u64).wrapping_mul(self.size(level))),
+            ia: pos.base.wrapping_add((w as u64).wrapping_mul(size)),
         };
-        if self.owner_step && pos.linked && old != val {
+        // The owner rule notes the op's own stores only outside its range,
+        // which a walk of that range does not leave: one test here instead
+        // of one per annotation in `owner_note` (most stores of a donation
+        // break or make through a LOCKED marker, an annotation to the rule).
+        if self.owner_step
+            && pos.linked
+            && old != val
+            && (is_annotation(old) || is_annotation(val))
+            && !(slot.ia < self.owner_hi && slot.ia.saturating_add(size) > self.owner_lo)
+        {
             self.owner_store(slot, old, val, true);
         }
         if cx.annotates && valid(val) && !self.is_table(val, level) {
@@ -1510,9 +1543,11 @@ impl Checker {
             // Only valid descriptors matter below, and every valid one is
             // counted: a page with no counted entry has none to visit. It may
             // still hold LOCKED markers, which are annotations to the rule
-            // (and which the LOCKED set forgets once the op-end rule saw them).
+            // (and which the LOCKED set forgets once the op-end rule saw them,
+            // so their number on the page says whether to look). A fresh table
+            // has neither.
             if self.pages[pg].counted == 0 {
-                if joins {
+                if joins && self.pages[pg].locked != 0 {
                     self.owner_page(pg, pos, true, true);
                 }
                 continue;
@@ -1593,7 +1628,7 @@ impl Checker {
             // counted: a page with no counted entry has none to visit (but
             // see LOCKED markers in `position_pages`).
             if self.pages[pg].counted == 0 {
-                if leaves {
+                if leaves && self.pages[pg].locked != 0 {
                     self.owner_page(pg, pos, false, own);
                 }
                 continue;
@@ -2005,7 +2040,7 @@ impl Checker {
                 continue;
             }
             let actual = i64::from(arena.refcount(p as u32));
-            let expected = 1 + self.pages[p].counted + self.pages[p].leaked;
+            let expected = 1 + i64::from(self.pages[p].counted) + i64::from(self.pages[p].leaked);
             if actual != expected {
                 let pa = self.page_pa(p);
                 let pos = self.pages[p]
@@ -2038,7 +2073,7 @@ impl Checker {
                     break;
                 }
                 // Explained by a known divergence: that is the page's count now.
-                self.pages[p].leaked += actual - expected;
+                self.pages[p].leaked += (actual - expected) as i32;
             }
         }
         self.touched = touched;
@@ -2077,6 +2112,17 @@ impl Checker {
                     pa + 8 * w as u64,
                     s[w],
                     arena.page_words(pa)[w]
+                ));
+            }
+            // Each page's counts, kept store by store, against its words.
+            let page = &self.pages[p];
+            let counted = s.iter().filter(|&&d| self.counted(d)).count() as i32;
+            let locked = s.iter().filter(|&&d| self.is_locked(d)).count() as u32;
+            if !page.lazy && (page.counted, page.locked) != (counted, locked) {
+                return Err(format!(
+                    "page {pa:#x}: {} counted entries and {} LOCKED kept, its words hold \
+                     {counted} and {locked}",
+                    page.counted, page.locked
                 ));
             }
         }

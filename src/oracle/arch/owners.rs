@@ -628,7 +628,7 @@ s2_unmap addr=0x40001000 size=0x1000
         f.apply_first(1);
         f.checker.silence();
         const LOCKED: u64 = 1 << 10;
-        let (page, other) = (f.free_page(), f.nth_free_page(1));
+        let (page, other, third) = (f.free_page(), f.nth_free_page(1), f.nth_free_page(2));
         let slot = f.slot_pa(0x4020_0000, 2);
         let block = f.side.arena().read(slot).unwrap();
         let table = page | 3;
@@ -665,6 +665,21 @@ s2_unmap addr=0x40001000 size=0x1000
             store(slot, table, block),
         ];
         assert_eq!(judge(both), None);
+        // An empty table linked first, its marker stored into it while it
+        // is linked (the shadow counts the marker store by store, not from
+        // a page it recounts), then cut off in a later step: lost.
+        let table = third | 3;
+        assert_eq!(judge(vec![alloc(third), store(slot, block, table)]), None);
+        assert_eq!(judge(vec![store(third + 8, 0, LOCKED)]), None);
+        assert_eq!(
+            judge(vec![store(slot, table, block)]),
+            Some(What::OwnerLost {
+                ia: 0x4020_1000,
+                level: 3,
+                pte: LOCKED,
+                range: ELSEWHERE.range(),
+            })
+        );
     }
 
     /// A checker dropped with notes pending (a run cut short) hands its
