@@ -1304,40 +1304,31 @@ impl Checker {
         {
             self.owner_store(slot, old, val, true);
         }
-        if cx.annotates && valid(val) && !self.is_table(val, level) {
-            let mut b = Self::breach(
-                Rule::AnnotationValid,
-                "an ownership annotation was written with the valid bit set: the hardware \
-                 now translates the annotated range through it"
-                    .into(),
-                Some(slot),
-            );
-            (b.old, b.new, b.event) = (Some(old), Some(val), Some(i));
-            self.emit(cx, b)?;
+        // Every rule below is about a valid descriptor, stored or replaced:
+        // a break of an invalid entry, a make of an annotation, and the
+        // LOCKED marker's own stores (half of a donation's) have none.
+        let (old_valid, new_valid) = (valid(old), valid(val));
+        if !old_valid && !new_valid {
+            return Ok(());
         }
-        self.check_form(cx, Some(i), slot, val)?;
+        let old_table = old_valid && self.is_table(old, level);
+        let new_table = new_valid && self.is_table(val, level);
+        if new_valid {
+            if cx.annotates && !new_table {
+                self.report_valid_annotation(cx, i, slot, old, val)?;
+            }
+            self.check_form(cx, Some(i), slot, val)?;
+        }
         let live = pos.linked && cx.reachable;
-        let old_table = valid(old) && self.is_table(old, level);
-        let new_table = valid(val) && self.is_table(val, level);
         let same_table = old_table && new_table && self.oa(old) == self.oa(val);
         if old_table && !same_table {
             self.detach(self.oa(old), live, i, true);
         }
-        if live && valid(old) && valid(val) && self.needs_bbm(old, val, level) {
-            let mut b = Self::breach(
-                Rule::BreakBeforeMake,
-                format!(
-                    "a valid {} was replaced by a {} in one store, without first being made \
-                     invalid and its TLB entries invalidated",
-                    self.kind(old, level),
-                    self.kind(val, level)
-                ),
-                Some(slot),
-            );
-            (b.old, b.new, b.event) = (Some(old), Some(val), Some(i));
-            self.emit(cx, b)?;
+        let replaced = live && old_valid && new_valid && self.needs_bbm(old, val, level);
+        if replaced {
+            self.report_replaced(cx, i, slot, old, val)?;
         }
-        if live && valid(val) && !cx.skip_tlbi {
+        if live && new_valid && !cx.skip_tlbi {
             self.check_make(cx, i, slot, val)?;
         }
         if new_table && !same_table {
@@ -1351,10 +1342,10 @@ impl Checker {
                 pos.linked,
             )?;
         }
-        if live && valid(old) {
-            if !valid(val) || self.needs_bbm(old, val, level) {
+        if live && old_valid {
+            if !new_valid || replaced {
                 self.add_stale(slot, old, Staleness::Removed, i);
-            } else if !self.is_table(old, level) {
+            } else if !old_table {
                 let r = self.perm_reduced(old, val);
                 if r != 0 {
                     self.add_stale(slot, old, Staleness::PermReduced(r), i);
@@ -1362,6 +1353,56 @@ impl Checker {
             }
         }
         Ok(())
+    }
+
+    /// set_owner or annotate wrote a valid descriptor (out of line: the
+    /// store path keeps only its test).
+    #[cold]
+    #[inline(never)]
+    fn report_valid_annotation(
+        &mut self,
+        cx: &Cx<'_>,
+        i: usize,
+        slot: Slot,
+        old: u64,
+        val: u64,
+    ) -> Result<(), Box<Breach>> {
+        let mut b = Self::breach(
+            Rule::AnnotationValid,
+            "an ownership annotation was written with the valid bit set: the hardware \
+             now translates the annotated range through it"
+                .into(),
+            Some(slot),
+        );
+        (b.old, b.new, b.event) = (Some(old), Some(val), Some(i));
+        self.emit(cx, b)
+    }
+
+    /// A valid descriptor replaced by one that needs break-before-make, in
+    /// one store.
+    #[cold]
+    #[inline(never)]
+    fn report_replaced(
+        &mut self,
+        cx: &Cx<'_>,
+        i: usize,
+        slot: Slot,
+        old: u64,
+        val: u64,
+    ) -> Result<(), Box<Breach>> {
+        let level = slot.level;
+        let mut b = Self::breach(
+            Rule::BreakBeforeMake,
+            format!(
+                "a valid {} was replaced by a {} in one store, without first being made \
+                 invalid and its TLB entries invalidated",
+                self.kind(old, level),
+                self.kind(val, level)
+            ),
+            Some(slot),
+        );
+        (b.old, b.new, b.event) = (Some(old), Some(val), Some(i));
+        self.emit(cx, b)
     }
 
     fn kind(&self, pte: u64, level: i8) -> &'static str {
@@ -1820,6 +1861,19 @@ impl Checker {
 
     /// Drops invalidated entries once they are most of the list.
     fn compact(&mut self) {
+        // All gone, the common case after a break's TLBI and DSB: the list
+        // starts again empty, so the next TLBI looks through nothing.
+        if self.gone == self.stale.len() {
+            self.stale.clear();
+            self.stale_tables.clear();
+            self.gone = 0;
+            if self.indexed > 0 {
+                self.index.clear();
+                self.chain.clear();
+                self.indexed = 0;
+            }
+            return;
+        }
         if self.gone * 2 < self.stale.len() || self.stale.len() < 16 {
             return;
         }
