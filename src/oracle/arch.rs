@@ -242,8 +242,11 @@ struct Page {
     /// x86 indexes in one instruction).
     counted: i32,
     /// LOCKED markers (stage-2): with `counted`, every non-zero word of a
-    /// stage-2 page, so a page with neither is all zeros.
-    locked: u32,
+    /// stage-2 page, so a page with neither is all zeros. Signed, as
+    /// `counted` is: both follow each store's recorded old word, and a
+    /// shadow out of step with memory (which `shadow_matches` reports) must
+    /// not stop the run.
+    locked: i32,
     /// References a known kernel divergence leaked on this page (its count
     /// is this much above 1 + counted).
     leaked: i32,
@@ -479,6 +482,12 @@ pub struct Checker {
 
 impl Drop for Checker {
     fn drop(&mut self) {
+        // A run cut short leaves pages touched, and a touched page need not
+        // be below the high-water mark (a reference counts on any arena
+        // page): their flags go back with the records.
+        for &p in &self.touched {
+            self.pages[p as usize].touched = false;
+        }
         let mut scratch = Scratch {
             index: std::mem::take(&mut self.index),
             chain: std::mem::take(&mut self.chain),
@@ -991,17 +1000,19 @@ impl Checker {
                     let n = size.div_ceil(1 << self.shift);
                     self.on_alloc(pa, n);
                 }
-                Event::GetPage { page, .. } => {
-                    if let Some(p) = self.live_page(page) {
+                // A reference taken or dropped: the page's count is checked
+                // at the op's end. The arena records these only for its live
+                // pages, and the end-of-op rule skips pages that are not live
+                // then, so no look-up of liveness is needed here.
+                Event::GetPage { page, .. } | Event::PutPage { page, count: 1.. } => {
+                    if let Some(p) = self.page(page) {
                         self.touch(p);
                     }
                 }
-                Event::PutPage { page, count } => {
+                Event::PutPage { page, count: 0 } => {
                     if let Some(p) = self.live_page(page) {
                         self.touch(p);
-                        if count == 0 {
-                            self.on_free(cx, i, p)?;
-                        }
+                        self.on_free(cx, i, p)?;
                     }
                 }
                 Event::FreePagesExact { pa, size } => {
@@ -1189,7 +1200,7 @@ impl Checker {
             locked += u64::from(d & lock_mask == lock_bits);
         }
         self.pages[p].counted = (nonzero - locked) as i32;
-        self.pages[p].locked = locked as u32;
+        self.pages[p].locked = locked as i32;
         self.pages[p].lazy = false;
         self.locked.remove_range(pa, pa + (1 << self.shift));
         if locked != 0 {
@@ -1216,18 +1227,18 @@ impl Checker {
         let w = ((pa >> 3) as usize) & (self.wpp - 1);
         self.mem[p * self.wpp + w] = new;
         let delta = i32::from(self.counted(new)) - i32::from(self.counted(old));
+        let (was_locked, is_locked) = (self.is_locked(old), self.is_locked(new));
         let page = &mut self.pages[p];
         page.counted += delta;
+        page.locked += i32::from(is_locked) - i32::from(was_locked);
         if !page.touched {
             page.touched = true;
             self.touched.push(p as u32);
         }
-        if self.is_locked(old) {
-            self.pages[p].locked -= 1;
+        if was_locked {
             self.locked.remove(pa);
         }
-        if self.is_locked(new) {
-            self.pages[p].locked += 1;
+        if is_locked {
             self.locked.insert(pa);
         }
         w
@@ -1588,7 +1599,7 @@ impl Checker {
             // so their number on the page says whether to look). A fresh table
             // has neither.
             if self.pages[pg].counted == 0 {
-                if joins && self.pages[pg].locked != 0 {
+                if joins && !self.all_zero(pg) {
                     self.owner_page(pg, pos, true, true);
                 }
                 continue;
@@ -1655,6 +1666,16 @@ impl Checker {
         Ok(())
     }
 
+    /// Whether live page `p`'s words are all zero, as its counts show: on
+    /// stage-2 every non-zero word is counted or LOCKED. A hyp page counts
+    /// only valid entries, so its counts cannot tell (the owner rule, which
+    /// asks, is pKVM's host stage-2's, but `follow_owners` is not refused to
+    /// a hyp table).
+    fn all_zero(&self, p: usize) -> bool {
+        let page = &self.pages[p];
+        self.stage == Stage::Stage2 && page.counted == 0 && page.locked == 0
+    }
+
     /// The offset from `at` of the first word of `mem[at..end]` (in a
     /// page at `level`) that is a table descriptor or an ill-formed valid
     /// one.
@@ -1711,7 +1732,7 @@ impl Checker {
             // counted: a page with no counted entry has none to visit (but
             // see LOCKED markers in `position_pages`).
             if self.pages[pg].counted == 0 {
-                if leaves && self.pages[pg].locked != 0 {
+                if leaves && !self.all_zero(pg) {
                     self.owner_page(pg, pos, false, own);
                 }
                 continue;
@@ -2213,7 +2234,7 @@ impl Checker {
             // Each page's counts, kept store by store, against its words.
             let page = &self.pages[p];
             let counted = s.iter().filter(|&&d| self.counted(d)).count() as i32;
-            let locked = s.iter().filter(|&&d| self.is_locked(d)).count() as u32;
+            let locked = s.iter().filter(|&&d| self.is_locked(d)).count() as i32;
             if !page.lazy && (page.counted, page.locked) != (counted, locked) {
                 return Err(format!(
                     "page {pa:#x}: {} counted entries and {} LOCKED kept, its words hold \
@@ -2913,6 +2934,39 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// The owner rule on a hyp table, which nothing refuses it: a hyp page
+    /// counts only its valid entries, so one with none may still hold a
+    /// non-zero invalid word, an annotation to the rule, which leaves with
+    /// the page when its table is cut off (fails when such a page is taken
+    /// for all zeros).
+    #[test]
+    fn a_hyp_page_with_no_valid_entry_is_still_read_for_annotations() {
+        let mut f = Fx::hyp();
+        f.checker.follow_owners();
+        f.checker.silence();
+        let t = f.hyp_path();
+        assert_eq!(f.op(hyp_map(0)), None);
+        assert_eq!(f.checker.owner_lost(&hyp_map(0)), None);
+        // The op at VA 0 leaves a non-zero invalid word there.
+        f.store(t[2], 0x4);
+        assert_eq!(f.op(hyp_map(0)), None);
+        assert_eq!(f.checker.owner_lost(&hyp_map(0)), None);
+        // An op elsewhere cuts off the level-2 table above it.
+        let elsewhere = hyp_map(0x4000_0000);
+        f.store(t[0], 0);
+        f.put(t[0]);
+        assert_eq!(f.op(elsewhere.clone()), None);
+        assert_eq!(
+            f.checker.owner_lost(&elsewhere),
+            Some(crate::results::What::OwnerLost {
+                ia: 0,
+                level: 3,
+                pte: 0x4,
+                range: elsewhere.range(),
+            })
+        );
     }
 
     #[test]
